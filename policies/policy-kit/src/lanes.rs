@@ -1,0 +1,204 @@
+//! Reading the history one node at a time.
+//!
+//! A node's lane is the sequence of its events: optional provider hint (connect), then attempts
+//! of pin → verify (pin ls) → check-retrievable, with a backoff wait after each failed attempt.
+//! A claimed pin that `pin ls` does not confirm is a failed attempt, like a timeout.
+
+use crate::bindings::{Action, ConnectRequest, Event, Outcome, PinRequest, WaitRequest};
+use crate::params::Settings;
+
+/// Where a node's lane stands after the history so far.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Lane {
+    /// Pinned, verified and retrievable.
+    Confirmed,
+    /// Every attempt used; `last` describes the final failure.
+    Exhausted { attempts: u32, last: String },
+    /// An action on this node is still running.
+    Busy,
+    /// The next step for this node.
+    Next(Action),
+}
+
+/// The node an action concerns, if any.
+pub fn action_node(action: &Action) -> Option<&str> {
+    match action {
+        Action::Pin(p) => Some(&p.node),
+        Action::Verify(n) | Action::CheckRetrievable(n) => Some(n),
+        Action::Connect(c) => Some(&c.node),
+        Action::Wait(w) => w.node.as_deref(),
+        Action::LocalFallback | Action::Succeed(_) | Action::Fail(_) => None,
+    }
+}
+
+/// Short human description of an outcome, for failure summaries.
+pub fn describe_outcome(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Ok => "ok".into(),
+        Outcome::NotPinned => "claimed ok but pin ls disagrees".into(),
+        Outcome::Timeout => "timeout".into(),
+        Outcome::Stalled => "stalled".into(),
+        Outcome::Unreachable(m) => format!("unreachable: {m}"),
+        Outcome::HttpError(e) => format!("HTTP {}: {}", e.status, e.message),
+        Outcome::Unretrievable(m) => format!("unretrievable: {m}"),
+        Outcome::Error(m) => format!("error: {m}"),
+    }
+}
+
+enum Phase {
+    Start,
+    Connected,
+    Pinned,
+    Verified,
+    Confirmed,
+    Failed(String),
+    Waited,
+}
+
+/// The lane of `node`. `provider` is the node to connect to before the first pin (the primary,
+/// for backups), if a provider hint is wanted.
+pub fn lane(node: &str, provider: Option<&str>, history: &[Event], s: &Settings) -> Lane {
+    let mut attempts = 0u32;
+    let mut connected = false;
+    let mut phase = Phase::Start;
+    for event in history
+        .iter()
+        .filter(|e| action_node(&e.action) == Some(node))
+    {
+        let Some(outcome) = &event.outcome else {
+            return Lane::Busy;
+        };
+        let ok = matches!(outcome, Outcome::Ok);
+        let failed = || Phase::Failed(describe_outcome(outcome));
+        phase = match &event.action {
+            Action::Connect(_) => {
+                // A failed hint is not fatal: the node may find providers by itself.
+                connected = true;
+                Phase::Connected
+            }
+            Action::Pin(_) => {
+                attempts += 1;
+                if ok { Phase::Pinned } else { failed() }
+            }
+            Action::Verify(_) if ok => Phase::Verified,
+            Action::CheckRetrievable(_) if ok => Phase::Confirmed,
+            Action::Verify(_) | Action::CheckRetrievable(_) => failed(),
+            Action::Wait(_) => Phase::Waited,
+            Action::LocalFallback | Action::Succeed(_) | Action::Fail(_) => phase,
+        };
+    }
+    let pin = || {
+        Action::Pin(PinRequest {
+            node: node.to_string(),
+            timeout_ms: s.pin_timeout_ms,
+            stall_timeout_ms: s.stall_timeout_ms,
+        })
+    };
+    match phase {
+        Phase::Confirmed => Lane::Confirmed,
+        Phase::Pinned => Lane::Next(Action::Verify(node.to_string())),
+        Phase::Verified => Lane::Next(Action::CheckRetrievable(node.to_string())),
+        Phase::Failed(last) if attempts >= s.attempts => Lane::Exhausted { attempts, last },
+        Phase::Failed(_) => Lane::Next(Action::Wait(WaitRequest {
+            ms: s.backoff_ms(attempts),
+            node: Some(node.to_string()),
+        })),
+        Phase::Start => match provider {
+            Some(provider) if !connected => Lane::Next(Action::Connect(ConnectRequest {
+                node: node.to_string(),
+                provider: provider.to_string(),
+            })),
+            _ => Lane::Next(pin()),
+        },
+        Phase::Connected | Phase::Waited => Lane::Next(pin()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::params::{ATTEMPTS, BASE_DELAY_MS, MAX_DELAY_MS};
+
+    fn done(action: Action, outcome: Outcome) -> Event {
+        Event {
+            action,
+            outcome: Some(outcome),
+            started_ms: 0,
+            ended_ms: Some(0),
+        }
+    }
+    fn pin(node: &str) -> Action {
+        Action::Pin(PinRequest {
+            node: node.into(),
+            timeout_ms: 1,
+            stall_timeout_ms: 1,
+        })
+    }
+    fn settings() -> Settings {
+        Settings::defaults(&[ATTEMPTS, BASE_DELAY_MS, MAX_DELAY_MS])
+    }
+
+    #[test]
+    fn fresh_lane_pins_or_hints_first() {
+        assert!(matches!(lane("p", None, &[], &settings()), Lane::Next(Action::Pin(_))));
+        assert!(matches!(
+            lane("b", Some("p"), &[], &settings()),
+            Lane::Next(Action::Connect(c)) if c.provider == "p"
+        ));
+    }
+
+    #[test]
+    fn claimed_pin_not_listed_is_a_failed_attempt_with_backoff() {
+        let h = [
+            done(pin("p"), Outcome::Ok),
+            done(Action::Verify("p".into()), Outcome::NotPinned),
+        ];
+        assert_eq!(
+            lane("p", None, &h, &settings()),
+            Lane::Next(Action::Wait(WaitRequest {
+                ms: 2_000,
+                node: Some("p".into())
+            }))
+        );
+    }
+
+    #[test]
+    fn confirmed_needs_verify_and_retrievability() {
+        let mut h = vec![done(pin("p"), Outcome::Ok)];
+        assert!(matches!(lane("p", None, &h, &settings()), Lane::Next(Action::Verify(_))));
+        h.push(done(Action::Verify("p".into()), Outcome::Ok));
+        assert!(matches!(
+            lane("p", None, &h, &settings()),
+            Lane::Next(Action::CheckRetrievable(_))
+        ));
+        h.push(done(Action::CheckRetrievable("p".into()), Outcome::Ok));
+        assert_eq!(lane("p", None, &h, &settings()), Lane::Confirmed);
+    }
+
+    #[test]
+    fn exhausted_after_the_attempt_budget() {
+        let mut h = Vec::new();
+        for _ in 0..5 {
+            h.push(done(pin("p"), Outcome::Timeout));
+        }
+        assert_eq!(
+            lane("p", None, &h, &settings()),
+            Lane::Exhausted {
+                attempts: 5,
+                last: "timeout".into()
+            }
+        );
+    }
+
+    #[test]
+    fn running_action_makes_the_lane_busy() {
+        let h = [Event {
+            action: pin("p"),
+            outcome: None,
+            started_ms: 0,
+            ended_ms: None,
+        }];
+        assert_eq!(lane("p", None, &h, &settings()), Lane::Busy);
+        assert!(matches!(lane("q", None, &h, &settings()), Lane::Next(_)));
+    }
+}

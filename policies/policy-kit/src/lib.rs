@@ -1,0 +1,91 @@
+//! Shared guest helpers for pinwarden policies.
+//!
+//! * [`bindings`]: the Rust side of `wit/policy.wit` (generated once here, used by every policy).
+//! * [`params`]: the operator parameters (names are a public interface) and their validation.
+//! * [`lanes`]: reading the history as one "lane" per node: attempts, verification, backoff.
+//! * [`plan`]: the decision built on lanes: which nodes, in what order, quorum, giving up.
+//! * [`script`]: a tiny scripted world for native unit tests of policies (no wasm, no IPFS).
+//!
+//! Everything here is a pure function of its arguments, so it runs the same natively and in wasm.
+
+pub mod lanes;
+pub mod params;
+pub mod plan;
+pub mod script;
+
+#[allow(clippy::all, missing_docs)]
+mod generated {
+    wit_bindgen::generate!({
+        world: "policy",
+        path: "../../wit",
+        pub_export_macro: true,
+        export_macro_name: "export_policy",
+        default_bindings_module: "policy_kit",
+        additional_derives: [PartialEq],
+    });
+}
+
+/// The generated WIT bindings: types and the `Guest` trait a policy implements.
+pub mod bindings {
+    pub use crate::generated::Guest;
+    pub use crate::generated::pinwarden::policy::types::*;
+}
+
+// The generated export macro refers to `policy_kit::...` paths; keep them reachable.
+#[doc(hidden)]
+pub use generated::*;
+
+pub use bindings::{Action, Event, Job, Node, Outcome, PolicyInfo, Role};
+pub use params::{ParamSpec, Settings};
+
+use std::sync::Mutex;
+
+/// Settings given by `configure`, read by `decide`. A wasm instance is single-threaded; the
+/// mutex only keeps the native build honest.
+static CONFIGURED: Mutex<Option<Settings>> = Mutex::new(None);
+
+/// Stores the settings accepted by `configure` for later `decide` calls.
+pub fn store_settings(settings: Settings) {
+    if let Ok(mut slot) = CONFIGURED.lock() {
+        *slot = Some(settings);
+    }
+}
+
+/// The configured settings, or the defaults of `specs` when `configure` was never called.
+pub fn load_settings(specs: &[ParamSpec]) -> Settings {
+    CONFIGURED
+        .lock()
+        .ok()
+        .and_then(|slot| slot.clone())
+        .unwrap_or_else(|| Settings::defaults(specs))
+}
+
+/// What a policy crate provides; the kit turns it into the WIT `Guest` implementation.
+pub trait Policy {
+    const NAME: &'static str;
+    const DESCRIPTION: &'static str;
+    const PARAMS: &'static [ParamSpec];
+
+    /// The decision, as a plain function of settings and arguments.
+    fn decide(s: &Settings, job: &Job, nodes: &[Node], history: &[Event], now_ms: u64)
+    -> Vec<Action>;
+}
+
+impl<P: Policy> bindings::Guest for P {
+    fn describe() -> PolicyInfo {
+        PolicyInfo {
+            name: P::NAME.to_string(),
+            description: P::DESCRIPTION.to_string(),
+            params: params::describe(P::PARAMS),
+        }
+    }
+
+    fn configure(params: Vec<(String, String)>) -> Result<(), String> {
+        store_settings(Settings::parse(P::NAME, P::PARAMS, &params)?);
+        Ok(())
+    }
+
+    fn decide(job: Job, nodes: Vec<Node>, history: Vec<Event>, now_ms: u64) -> Vec<Action> {
+        P::decide(&load_settings(P::PARAMS), &job, &nodes, &history, now_ms)
+    }
+}

@@ -1,0 +1,161 @@
+//! Tank mode: the seed's bulletproof strategy.
+//!
+//! Primary first with `attempts` tries and exponential backoff, every claimed pin verified with
+//! `pin ls`; then the backups in configured order with the same budget, each hinted to connect
+//! to the primary first. Success needs `quorum` nodes pinned, verified and retrievable (with
+//! quorum > 1 that many lanes run at once). Everything exhausted: a `CRITICAL` failure that
+//! stays retryable, or, for a lazy job past `local_fallback_after` rounds, the local fallback.
+
+use policy_kit::params::{
+    ATTEMPTS, BASE_DELAY_MS, LOCAL_FALLBACK_AFTER, MAX_DELAY_MS, PIN_TIMEOUT_MS, QUORUM,
+    STALL_TIMEOUT_MS,
+};
+use policy_kit::plan::{nodes_with, plan};
+use policy_kit::{Action, Event, Job, Node, ParamSpec, Policy, Role, Settings};
+
+pub struct TankMode;
+
+impl Policy for TankMode {
+    const NAME: &'static str = "tank-mode";
+    const DESCRIPTION: &'static str = "primary with retries and verification, then every backup in order; quorum; local fallback for lazy jobs";
+    const PARAMS: &'static [ParamSpec] = &[
+        ATTEMPTS,
+        BASE_DELAY_MS,
+        MAX_DELAY_MS,
+        PIN_TIMEOUT_MS,
+        STALL_TIMEOUT_MS,
+        QUORUM,
+        LOCAL_FALLBACK_AFTER,
+    ];
+
+    fn decide(s: &Settings, job: &Job, nodes: &[Node], history: &[Event], _now: u64) -> Vec<Action> {
+        let candidates: Vec<&str> = nodes_with(nodes, Role::Primary)
+            .chain(nodes_with(nodes, Role::Backup))
+            .collect();
+        plan(job, nodes, history, s, &candidates)
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+policy_kit::export_policy!(TankMode);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use policy_kit::script::{End, job, run, topology};
+
+    fn settings(pairs: &[(&str, &str)]) -> Settings {
+        let given: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::parse(TankMode::NAME, TankMode::PARAMS, &given).expect("valid params")
+    }
+
+    fn play(
+        s: &Settings,
+        lazy: bool,
+        failed_rounds: u32,
+        nodes: &[Node],
+        scripts: &[(&str, &[&str])],
+    ) -> policy_kit::script::Run {
+        let decide = |j: &Job, n: &[Node], h: &[Event], t| TankMode::decide(s, j, n, h, t);
+        run(decide, &job(lazy, failed_rounds), nodes, scripts)
+    }
+
+    #[test]
+    fn happy_path_pins_verifies_and_checks_primary_only() {
+        let r = play(&settings(&[]), false, 0, &topology(1, false), &[]);
+        assert_eq!(r.end, End::Succeeded(vec!["primary".into()]));
+        assert_eq!(r.history.len(), 3, "pin, verify, check-retrievable");
+        assert_eq!(r.pins_on("backup-1"), 0);
+    }
+
+    #[test]
+    fn overloaded_primary_recovers_at_attempt_three_with_backoff() {
+        let scripts: &[(&str, &[&str])] = &[("primary", &["timeout", "timeout", "ok"])];
+        let r = play(&settings(&[]), false, 0, &topology(1, false), scripts);
+        assert_eq!(r.end, End::Succeeded(vec!["primary".into()]));
+        assert_eq!(r.pins_on("primary"), 3);
+        assert_eq!(r.waits(), [2_000, 4_000]);
+    }
+
+    #[test]
+    fn lying_primary_fails_over_to_a_hinted_backup() {
+        let scripts: &[(&str, &[&str])] = &[("primary", &["lie"])];
+        let r = play(&settings(&[]), false, 0, &topology(1, false), scripts);
+        assert_eq!(r.end, End::Succeeded(vec!["backup-1".into()]));
+        assert_eq!(r.pins_on("primary"), 5);
+        assert_eq!(r.waits(), [2_000, 4_000, 8_000, 16_000]);
+        let connect = r
+            .history
+            .iter()
+            .position(|e| matches!(&e.action, Action::Connect(c) if c.node == "backup-1" && c.provider == "primary"))
+            .expect("provider hint before the backup pin");
+        let first_backup_pin = r
+            .history
+            .iter()
+            .position(|e| matches!(&e.action, Action::Pin(p) if p.node == "backup-1"))
+            .expect("backup pinned");
+        assert!(connect < first_backup_pin);
+    }
+
+    #[test]
+    fn backoff_is_capped_at_max_delay() {
+        let scripts: &[(&str, &[&str])] = &[("primary", &["refused"])];
+        let s = settings(&[("attempts", "7")]);
+        let r = play(&s, false, 0, &topology(1, false), scripts);
+        assert_eq!(r.waits()[..6], [2_000, 4_000, 8_000, 16_000, 30_000, 30_000]);
+    }
+
+    #[test]
+    fn everything_down_is_a_critical_failure() {
+        let scripts: &[(&str, &[&str])] = &[("primary", &["refused"]), ("backup-1", &["timeout"])];
+        let r = play(&settings(&[]), false, 0, &topology(1, true), scripts);
+        let End::Failed(reason) = r.end.clone() else {
+            panic!("expected failure, got {:?}", r.end)
+        };
+        assert!(reason.starts_with("CRITICAL"), "{reason}");
+        assert!(reason.contains("primary: 5 attempts"), "{reason}");
+        assert_eq!(r.pins_on("backup-1"), 5);
+        assert_eq!(r.pins_on("local"), 0, "blocking jobs never use the local node");
+    }
+
+    #[test]
+    fn quorum_two_of_three_runs_two_lanes_and_replaces_a_dead_one() {
+        let scripts: &[(&str, &[&str])] = &[("backup-1", &["refused"])];
+        let s = settings(&[("quorum", "2")]);
+        let r = play(&s, false, 0, &topology(2, false), scripts);
+        let End::Succeeded(mut nodes) = r.end.clone() else {
+            panic!("expected success, got {:?}", r.end)
+        };
+        nodes.sort();
+        assert_eq!(nodes, ["backup-2", "primary"]);
+        // The first decision starts the primary and the first backup together.
+        let first = TankMode::decide(&s, &job(false, 0), &topology(2, false), &[], 0);
+        assert_eq!(first.len(), 2, "{first:?}");
+    }
+
+    #[test]
+    fn quorum_out_of_reach_fails_early() {
+        let scripts: &[(&str, &[&str])] = &[("primary", &["refused"]), ("backup-1", &["refused"])];
+        let s = settings(&[("quorum", "2"), ("attempts", "1")]);
+        let r = play(&s, false, 0, &topology(2, false), scripts);
+        assert!(matches!(&r.end, End::Failed(m) if m.starts_with("CRITICAL: quorum 2")), "{:?}", r.end);
+    }
+
+    #[test]
+    fn lazy_job_falls_back_locally_on_its_third_failed_round() {
+        let scripts: &[(&str, &[&str])] = &[("primary", &["refused"]), ("backup-1", &["refused"])];
+        let s = settings(&[("attempts", "1")]);
+        for round in 0..2 {
+            let r = play(&s, true, round, &topology(1, true), scripts);
+            assert!(matches!(&r.end, End::Failed(m) if m.contains("before local fallback")), "{:?}", r.end);
+        }
+        let r = play(&s, true, 2, &topology(1, true), scripts);
+        assert_eq!(r.end, End::LocalFallback);
+        // Without a local node in the topology (fallback disabled) it stays a failure.
+        let r = play(&s, true, 2, &topology(1, false), scripts);
+        assert!(matches!(r.end, End::Failed(_)));
+    }
+}

@@ -1,0 +1,106 @@
+//! A deliberately hostile policy, used by the host's tests to prove the sandbox.
+//!
+//! It behaves like tank mode until the history holds `after` events, then misbehaves as `mode`
+//! says: `trap`, `loop` (never returns), `oom` (grows memory without bound), `unknown-node`,
+//! `absurd-wait`, `bogus-succeed` (claims nodes it never pinned), `over-quorum` (claims more
+//! nodes than exist), `nothing` (returns no action while nothing runs). `configure-trap` traps
+//! in `configure` itself. Modes are numbers so the kit's integer parameters carry them.
+
+use policy_kit::params::{ATTEMPTS, BASE_DELAY_MS, MAX_DELAY_MS, PIN_TIMEOUT_MS, STALL_TIMEOUT_MS};
+use policy_kit::plan::{nodes_with, plan};
+use policy_kit::{Action, Event, Job, Node, PolicyInfo, Role, Settings};
+use policy_kit::bindings::{Guest, PinRequest, WaitRequest};
+use std::sync::Mutex;
+
+const MODES: &[&str] = &[
+    "none",
+    "trap",
+    "loop",
+    "oom",
+    "unknown-node",
+    "absurd-wait",
+    "bogus-succeed",
+    "over-quorum",
+    "nothing",
+    "configure-trap",
+];
+
+struct Hostile;
+
+static STATE: Mutex<(usize, usize)> = Mutex::new((0, 0)); // (mode index, after)
+
+impl Guest for Hostile {
+    fn describe() -> PolicyInfo {
+        PolicyInfo {
+            name: "hostile".into(),
+            description: format!("misbehaves on purpose; modes: {}", MODES.join(", ")),
+            params: Vec::new(),
+        }
+    }
+
+    fn configure(params: Vec<(String, String)>) -> Result<(), String> {
+        let mut mode = 0;
+        let mut after = 0;
+        for (k, v) in params {
+            match k.as_str() {
+                "mode" => {
+                    mode = MODES
+                        .iter()
+                        .position(|m| *m == v)
+                        .ok_or_else(|| format!("parameter 'mode': unknown mode '{v}'"))?
+                }
+                "after" => after = v.parse().map_err(|_| format!("parameter 'after': bad '{v}'"))?,
+                _ => return Err(format!("unknown parameter '{k}'")),
+            }
+        }
+        if MODES[mode] == "configure-trap" {
+            panic!("hostile policy traps in configure");
+        }
+        if let Ok(mut s) = STATE.lock() {
+            *s = (mode, after);
+        }
+        Ok(())
+    }
+
+    fn decide(job: Job, nodes: Vec<Node>, history: Vec<Event>, now_ms: u64) -> Vec<Action> {
+        let (mode, after) = STATE.lock().map(|s| *s).unwrap_or((0, 0));
+        if history.len() < after || mode == 0 {
+            let s = Settings::defaults(&[ATTEMPTS, BASE_DELAY_MS, MAX_DELAY_MS, PIN_TIMEOUT_MS, STALL_TIMEOUT_MS]);
+            let candidates: Vec<&str> = nodes_with(&nodes, Role::Primary)
+                .chain(nodes_with(&nodes, Role::Backup))
+                .collect();
+            return plan(&job, &nodes, &history, &s, &candidates);
+        }
+        match MODES[mode] {
+            "trap" => panic!("hostile policy traps at {now_ms} ms"),
+            "loop" => loop {
+                std::hint::black_box(now_ms);
+            },
+            "oom" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1u8; 1 << 20]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            "unknown-node" => vec![Action::Pin(PinRequest {
+                node: "nowhere".into(),
+                timeout_ms: 1_000,
+                stall_timeout_ms: 1_000,
+            })],
+            "absurd-wait" => vec![Action::Wait(WaitRequest {
+                ms: 10 * 365 * 24 * 3_600_000,
+                node: None,
+            })],
+            "bogus-succeed" => vec![Action::Succeed(vec![nodes[0].name.clone()])],
+            "over-quorum" => {
+                let mut all: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
+                all.push(nodes[0].name.clone());
+                vec![Action::Succeed(all)]
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+policy_kit::export_policy!(Hostile);
