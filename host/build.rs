@@ -29,7 +29,10 @@ fn run() -> Result<(), String> {
         .to_path_buf();
     let out_dir = PathBuf::from(env::var("OUT_DIR").map_err(|e| e.to_string())?);
     for watched in ["policies", "wit", "tests/guests", "Cargo.lock"] {
-        println!("cargo:rerun-if-changed={}", workspace.join(watched).display());
+        println!(
+            "cargo:rerun-if-changed={}",
+            workspace.join(watched).display()
+        );
     }
 
     let guest_target = guest_target_dir(&out_dir, &workspace);
@@ -58,7 +61,9 @@ fn run() -> Result<(), String> {
         .map_err(|e| format!("cannot run cargo for the guests: {e}"))?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
-        let hint = if stderr.contains("may not be installed") || stderr.contains("can't find crate for `core`") {
+        let hint = if stderr.contains("may not be installed")
+            || stderr.contains("can't find crate for `core`")
+        {
             "\nhint: the wasm32 target is missing: run `rustup target add wasm32-unknown-unknown`"
         } else {
             ""

@@ -140,7 +140,10 @@ mod tests {
 
     #[test]
     fn fresh_lane_pins_or_hints_first() {
-        assert!(matches!(lane("p", None, &[], &settings()), Lane::Next(Action::Pin(_))));
+        assert!(matches!(
+            lane("p", None, &[], &settings()),
+            Lane::Next(Action::Pin(_))
+        ));
         assert!(matches!(
             lane("b", Some("p"), &[], &settings()),
             Lane::Next(Action::Connect(c)) if c.provider == "p"
@@ -165,7 +168,10 @@ mod tests {
     #[test]
     fn confirmed_needs_verify_and_retrievability() {
         let mut h = vec![done(pin("p"), Outcome::Ok)];
-        assert!(matches!(lane("p", None, &h, &settings()), Lane::Next(Action::Verify(_))));
+        assert!(matches!(
+            lane("p", None, &h, &settings()),
+            Lane::Next(Action::Verify(_))
+        ));
         h.push(done(Action::Verify("p".into()), Outcome::Ok));
         assert!(matches!(
             lane("p", None, &h, &settings()),

@@ -67,8 +67,13 @@ pub trait Policy {
     const PARAMS: &'static [ParamSpec];
 
     /// The decision, as a plain function of settings and arguments.
-    fn decide(s: &Settings, job: &Job, nodes: &[Node], history: &[Event], now_ms: u64)
-    -> Vec<Action>;
+    fn decide(
+        s: &Settings,
+        job: &Job,
+        nodes: &[Node],
+        history: &[Event],
+        now_ms: u64,
+    ) -> Vec<Action>;
 }
 
 impl<P: Policy> bindings::Guest for P {

@@ -229,8 +229,11 @@ mod tests {
 
     #[test]
     fn undeclared_parameters_are_unknown() {
-        let err = Settings::parse("single-backup", &[ATTEMPTS], &given(&[("quorum", "2")]))
-            .unwrap_err();
-        assert!(err.contains("'quorum'") && err.contains("single-backup"), "{err}");
+        let err =
+            Settings::parse("single-backup", &[ATTEMPTS], &given(&[("quorum", "2")])).unwrap_err();
+        assert!(
+            err.contains("'quorum'") && err.contains("single-backup"),
+            "{err}"
+        );
     }
 }

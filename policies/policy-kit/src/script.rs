@@ -73,7 +73,10 @@ pub fn run(
     let mut now_ms = 0u64;
     for _ in 0..10_000 {
         let actions = decide(job, nodes, &history, now_ms);
-        assert!(!actions.is_empty(), "policy returned no action with nothing running");
+        assert!(
+            !actions.is_empty(),
+            "policy returned no action with nothing running"
+        );
         for action in actions {
             let outcome = match &action {
                 Action::Succeed(n) => return finish(End::Succeeded(n.clone()), history, now_ms),

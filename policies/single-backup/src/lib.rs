@@ -24,7 +24,13 @@ impl Policy for SingleBackup {
         LOCAL_FALLBACK_AFTER,
     ];
 
-    fn decide(s: &Settings, job: &Job, nodes: &[Node], history: &[Event], _now: u64) -> Vec<Action> {
+    fn decide(
+        s: &Settings,
+        job: &Job,
+        nodes: &[Node],
+        history: &[Event],
+        _now: u64,
+    ) -> Vec<Action> {
         let candidates: Vec<&str> = nodes_with(nodes, Role::Primary)
             .take(1)
             .chain(nodes_with(nodes, Role::Backup).take(1))
@@ -57,9 +63,17 @@ mod tests {
     fn falls_back_to_the_first_backup_only() {
         let scripts: &[(&str, &[&str])] = &[("primary", &["lie"]), ("backup-1", &["refused"])];
         let r = play(&topology(2, false), scripts);
-        assert!(matches!(&r.end, End::Failed(m) if m.starts_with("CRITICAL")), "{:?}", r.end);
+        assert!(
+            matches!(&r.end, End::Failed(m) if m.starts_with("CRITICAL")),
+            "{:?}",
+            r.end
+        );
         assert_eq!((r.pins_on("primary"), r.pins_on("backup-1")), (5, 5));
-        assert_eq!(r.pins_on("backup-2"), 0, "never goes past the single backup");
+        assert_eq!(
+            r.pins_on("backup-2"),
+            0,
+            "never goes past the single backup"
+        );
     }
 
     #[test]

@@ -28,7 +28,13 @@ impl Policy for TankMode {
         LOCAL_FALLBACK_AFTER,
     ];
 
-    fn decide(s: &Settings, job: &Job, nodes: &[Node], history: &[Event], _now: u64) -> Vec<Action> {
+    fn decide(
+        s: &Settings,
+        job: &Job,
+        nodes: &[Node],
+        history: &[Event],
+        _now: u64,
+    ) -> Vec<Action> {
         let candidates: Vec<&str> = nodes_with(nodes, Role::Primary)
             .chain(nodes_with(nodes, Role::Backup))
             .collect();
@@ -105,7 +111,10 @@ mod tests {
         let scripts: &[(&str, &[&str])] = &[("primary", &["refused"])];
         let s = settings(&[("attempts", "7")]);
         let r = play(&s, false, 0, &topology(1, false), scripts);
-        assert_eq!(r.waits()[..6], [2_000, 4_000, 8_000, 16_000, 30_000, 30_000]);
+        assert_eq!(
+            r.waits()[..6],
+            [2_000, 4_000, 8_000, 16_000, 30_000, 30_000]
+        );
     }
 
     #[test]
@@ -118,7 +127,11 @@ mod tests {
         assert!(reason.starts_with("CRITICAL"), "{reason}");
         assert!(reason.contains("primary: 5 attempts"), "{reason}");
         assert_eq!(r.pins_on("backup-1"), 5);
-        assert_eq!(r.pins_on("local"), 0, "blocking jobs never use the local node");
+        assert_eq!(
+            r.pins_on("local"),
+            0,
+            "blocking jobs never use the local node"
+        );
     }
 
     #[test]
@@ -141,7 +154,11 @@ mod tests {
         let scripts: &[(&str, &[&str])] = &[("primary", &["refused"]), ("backup-1", &["refused"])];
         let s = settings(&[("quorum", "2"), ("attempts", "1")]);
         let r = play(&s, false, 0, &topology(2, false), scripts);
-        assert!(matches!(&r.end, End::Failed(m) if m.starts_with("CRITICAL: quorum 2")), "{:?}", r.end);
+        assert!(
+            matches!(&r.end, End::Failed(m) if m.starts_with("CRITICAL: quorum 2")),
+            "{:?}",
+            r.end
+        );
     }
 
     #[test]
@@ -150,7 +167,11 @@ mod tests {
         let s = settings(&[("attempts", "1")]);
         for round in 0..2 {
             let r = play(&s, true, round, &topology(1, true), scripts);
-            assert!(matches!(&r.end, End::Failed(m) if m.contains("before local fallback")), "{:?}", r.end);
+            assert!(
+                matches!(&r.end, End::Failed(m) if m.contains("before local fallback")),
+                "{:?}",
+                r.end
+            );
         }
         let r = play(&s, true, 2, &topology(1, true), scripts);
         assert_eq!(r.end, End::LocalFallback);

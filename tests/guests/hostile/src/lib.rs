@@ -6,10 +6,10 @@
 //! nodes than exist), `nothing` (returns no action while nothing runs). `configure-trap` traps
 //! in `configure` itself. Modes are numbers so the kit's integer parameters carry them.
 
+use policy_kit::bindings::{Guest, PinRequest, WaitRequest};
 use policy_kit::params::{ATTEMPTS, BASE_DELAY_MS, MAX_DELAY_MS, PIN_TIMEOUT_MS, STALL_TIMEOUT_MS};
 use policy_kit::plan::{nodes_with, plan};
 use policy_kit::{Action, Event, Job, Node, PolicyInfo, Role, Settings};
-use policy_kit::bindings::{Guest, PinRequest, WaitRequest};
 use std::sync::Mutex;
 
 const MODES: &[&str] = &[
@@ -49,7 +49,11 @@ impl Guest for Hostile {
                         .position(|m| *m == v)
                         .ok_or_else(|| format!("parameter 'mode': unknown mode '{v}'"))?
                 }
-                "after" => after = v.parse().map_err(|_| format!("parameter 'after': bad '{v}'"))?,
+                "after" => {
+                    after = v
+                        .parse()
+                        .map_err(|_| format!("parameter 'after': bad '{v}'"))?
+                }
                 _ => return Err(format!("unknown parameter '{k}'")),
             }
         }
@@ -65,7 +69,13 @@ impl Guest for Hostile {
     fn decide(job: Job, nodes: Vec<Node>, history: Vec<Event>, now_ms: u64) -> Vec<Action> {
         let (mode, after) = STATE.lock().map(|s| *s).unwrap_or((0, 0));
         if history.len() < after || mode == 0 {
-            let s = Settings::defaults(&[ATTEMPTS, BASE_DELAY_MS, MAX_DELAY_MS, PIN_TIMEOUT_MS, STALL_TIMEOUT_MS]);
+            let s = Settings::defaults(&[
+                ATTEMPTS,
+                BASE_DELAY_MS,
+                MAX_DELAY_MS,
+                PIN_TIMEOUT_MS,
+                STALL_TIMEOUT_MS,
+            ]);
             let candidates: Vec<&str> = nodes_with(&nodes, Role::Primary)
                 .chain(nodes_with(&nodes, Role::Backup))
                 .collect();

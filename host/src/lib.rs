@@ -1,0 +1,14 @@
+//! pinwarden: a pinning policy engine for IPFS.
+//!
+//! One path for one pin: request → job → [`executor`] (asks the [`policy`], performs actions on
+//! [`node`]s, records history) → result. The simulator ([`sim`]) is the same executor with
+//! scripted nodes under a virtual clock.
+
+pub mod cli;
+pub mod executor;
+pub mod node;
+pub mod policy;
+pub mod sim;
+pub mod trace;
+
+pub use policy::contract::{Action, Event, Job, Node as NodeInfo, Outcome, Role};

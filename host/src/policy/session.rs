@@ -1,0 +1,199 @@
+//! A policy instance for one job: a fresh `Store`, a deadline and a memory cap on every call.
+//!
+//! Anything that goes wrong inside the guest comes back as an [`Incident`]; the caller decides
+//! what to do (the executor continues the job under the built-in tank-mode policy). A store
+//! whose instance trapped is never entered again.
+
+use super::contract::{Action, Event, Job, Node, PolicyBindings, PolicyInfo};
+use super::engine::{EPOCH_TICK, Limits};
+use std::fmt;
+use wasmtime::{ResourceLimiter, Store, Trap};
+
+/// What went wrong in a policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IncidentKind {
+    /// The guest trapped (panic, unreachable, bad memory access).
+    Trap,
+    /// The call ran past its deadline (an endless loop, say).
+    Timeout,
+    /// The guest tried to grow its memory past the cap.
+    Memory,
+    /// The guest returned an action the host refuses to perform.
+    InvalidAction,
+    /// `configure` refused the parameters.
+    Rejected,
+}
+
+impl fmt::Display for IncidentKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            IncidentKind::Trap => "trap",
+            IncidentKind::Timeout => "timeout",
+            IncidentKind::Memory => "memory",
+            IncidentKind::InvalidAction => "invalid-action",
+            IncidentKind::Rejected => "rejected",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, thiserror::Error)]
+#[error("policy '{policy}' {kind}: {message}")]
+pub struct Incident {
+    pub policy: String,
+    pub kind: IncidentKind,
+    pub message: String,
+}
+
+/// Per-store state: only the limiter, since policies import nothing.
+pub struct HostState {
+    limiter: CallLimiter,
+}
+
+struct CallLimiter {
+    max_memory: usize,
+    /// Set when the guest hit the memory cap, so the trap that follows is classified right.
+    hit: Option<usize>,
+}
+
+impl ResourceLimiter for CallLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.max_memory {
+            self.hit = Some(desired);
+            return Err(wasmtime::format_err!(
+                "memory cap of {} bytes exceeded (asked for {desired})",
+                self.max_memory
+            ));
+        }
+        Ok(maximum.is_none_or(|m| desired <= m))
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000 && maximum.is_none_or(|m| desired <= m))
+    }
+}
+
+pub struct Session {
+    policy: String,
+    store: Store<HostState>,
+    bindings: PolicyBindings,
+    limits: Limits,
+    /// After a trap the instance is in an undefined state and must not be entered again.
+    poisoned: bool,
+}
+
+impl Session {
+    /// A new instance of `pre`, not yet configured.
+    pub(super) fn instantiate(
+        policy: &str,
+        engine: &wasmtime::Engine,
+        pre: &super::contract::PolicyBindingsPre<HostState>,
+        limits: Limits,
+    ) -> Result<Session, Incident> {
+        let mut store = Store::new(
+            engine,
+            HostState {
+                limiter: CallLimiter {
+                    max_memory: limits.memory_bytes,
+                    hit: None,
+                },
+            },
+        );
+        store.limiter(|s| &mut s.limiter);
+        let mut session_store = store;
+        arm_deadline(&mut session_store, limits);
+        let bindings = pre
+            .instantiate(&mut session_store)
+            .map_err(|e| classify(policy, &session_store, e))?;
+        Ok(Session {
+            policy: policy.to_string(),
+            store: session_store,
+            bindings,
+            limits,
+            poisoned: false,
+        })
+    }
+
+    pub fn policy_name(&self) -> &str {
+        &self.policy
+    }
+
+    pub fn describe(&mut self) -> Result<PolicyInfo, Incident> {
+        self.call(|b, s| b.call_describe(s))
+    }
+
+    pub fn configure(&mut self, params: &[(String, String)]) -> Result<(), Incident> {
+        let policy = self.policy.clone();
+        self.call(|b, s| b.call_configure(s, params))?
+            .map_err(|message| Incident {
+                policy,
+                kind: IncidentKind::Rejected,
+                message,
+            })
+    }
+
+    pub fn decide(
+        &mut self,
+        job: &Job,
+        nodes: &[Node],
+        history: &[Event],
+        now_ms: u64,
+    ) -> Result<Vec<Action>, Incident> {
+        self.call(|b, s| b.call_decide(s, job, nodes, history, now_ms))
+    }
+
+    fn call<R>(
+        &mut self,
+        f: impl FnOnce(&PolicyBindings, &mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> Result<R, Incident> {
+        if self.poisoned {
+            return Err(Incident {
+                policy: self.policy.clone(),
+                kind: IncidentKind::Trap,
+                message: "instance already trapped".into(),
+            });
+        }
+        arm_deadline(&mut self.store, self.limits);
+        f(&self.bindings, &mut self.store).map_err(|e| {
+            self.poisoned = true;
+            classify(&self.policy, &self.store, e)
+        })
+    }
+}
+
+fn arm_deadline(store: &mut Store<HostState>, limits: Limits) {
+    let ticks = limits.call_deadline.as_millis() / EPOCH_TICK.as_millis().max(1);
+    store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX).max(1));
+    store.epoch_deadline_trap();
+}
+
+fn classify(policy: &str, store: &Store<HostState>, error: wasmtime::Error) -> Incident {
+    let (kind, message) = if let Some(asked) = store.data().limiter.hit {
+        (
+            IncidentKind::Memory,
+            format!("tried to grow memory to {asked} bytes, past the cap"),
+        )
+    } else if matches!(error.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
+        (
+            IncidentKind::Timeout,
+            "call ran past its deadline".to_string(),
+        )
+    } else {
+        (IncidentKind::Trap, format!("{error:#}"))
+    };
+    Incident {
+        policy: policy.to_string(),
+        kind,
+        message,
+    }
+}
