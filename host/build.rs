@@ -71,6 +71,11 @@ fn run() -> Result<(), String> {
         return Err(format!("cargo build of the guests failed:\n{stderr}{hint}"));
     }
 
+    // Tests and the README's worked example use the raw core modules too.
+    println!(
+        "cargo:rustc-env=PINWARDEN_GUEST_MODULES={}",
+        guest_target.join(TARGET).join("release").display()
+    );
     for guest in GUESTS {
         let module_path = guest_target
             .join(TARGET)

@@ -1,1 +1,227 @@
+//! `pinwarden policy ...` as an operator runs it: exit statuses and messages.
 
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn pinwarden(args: &[&str], data_dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pinwarden"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .expect("run pinwarden")
+}
+
+fn text(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn list_shows_builtins_with_hashes_and_defaults() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = pinwarden(&["policy", "list"], dir.path());
+    let (stdout, _) = text(&out);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout.contains("tank-mode  (built-in, sha256:"), "{stdout}");
+    assert!(
+        stdout.contains("single-backup  (built-in, sha256:"),
+        "{stdout}"
+    );
+    for param in [
+        "attempts",
+        "base_delay_ms",
+        "max_delay_ms",
+        "quorum",
+        "local_fallback_after",
+    ] {
+        assert!(stdout.contains(param), "{param} missing:\n{stdout}");
+    }
+
+    let out = pinwarden(&["policy", "list", "--json"], dir.path());
+    let (stdout, _) = text(&out);
+    let first: serde_json::Value =
+        serde_json::from_str(stdout.lines().next().unwrap_or_default()).expect("json line");
+    assert_eq!(first["name"], "tank-mode");
+    assert_eq!(first["source"], "built-in");
+    let attempts = first["params"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["name"] == "attempts"))
+        .expect("attempts param");
+    assert_eq!(attempts["default"], "5");
+    // The second run loads the compiled policy from the cache the first one wrote.
+    let cached = std::fs::read_dir(dir.path().join("policy-cache"))
+        .expect("cache dir")
+        .count();
+    assert_eq!(cached, 2, "one cached artifact per built-in");
+}
+
+#[test]
+fn test_runs_builtin_scenarios_with_traces() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = pinwarden(&["policy", "test", "tank-mode"], dir.path());
+    let (stdout, _) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("7 passed, 0 failed"), "{stdout}");
+    assert!(
+        stdout.contains("PASS  primary-lies: pinned on backup-1"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("NOT PINNED (claimed ok, pin ls disagrees)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("LAZY PIN FALLBACK"), "{stdout}");
+
+    let out = pinwarden(&["policy", "test", "single-backup", "--quiet"], dir.path());
+    let (stdout, _) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("6 passed, 0 failed, 1 not applicable"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn test_with_a_failing_scenario_exits_1() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let scenario = dir.path().join("wrong.toml");
+    std::fs::write(
+        &scenario,
+        "name = \"wrong\"\n[[node]]\nname = \"primary\"\nrole = \"primary\"\n[expect]\nstatus = \"failed\"\n",
+    )
+    .expect("write");
+    let s = scenario.to_string_lossy().into_owned();
+    let out = pinwarden(
+        &["policy", "test", "tank-mode", "--scenario", &s],
+        dir.path(),
+    );
+    let (stdout, _) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("FAIL  wrong"), "{stdout}");
+    assert!(stdout.contains("ended pinned, expected failed"), "{stdout}");
+}
+
+#[test]
+fn bad_parameters_and_files_exit_2_with_the_problem_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["policy", "test", "tank-mode", "--param", "attempts=abc"],
+            "'attempts'",
+        ),
+        (
+            &["policy", "test", "tank-mode", "--param", "bogus=1"],
+            "unknown parameter 'bogus'",
+        ),
+        (
+            &["policy", "test", "single-backup", "--param", "quorum=2"],
+            "unknown parameter 'quorum'",
+        ),
+        (
+            &["policy", "test", "no-such-policy"],
+            "no-such-policy: cannot read",
+        ),
+        (
+            &[
+                "policy",
+                "test",
+                "tank-mode",
+                "--scenario",
+                "/nonexistent.toml",
+            ],
+            "cannot read",
+        ),
+    ];
+    for (args, needle) in cases {
+        let out = pinwarden(args, dir.path());
+        let (_, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "one-line error: {stderr}");
+    }
+}
+
+#[test]
+fn check_accepts_a_good_component_and_names_what_is_wrong_with_bad_ones() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let write = |name: &str, bytes: &[u8]| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, bytes).expect("write");
+        p.to_string_lossy().into_owned()
+    };
+    let good = write("tank.wasm", common::TANK_MODE);
+    let out = pinwarden(&["policy", "check", &good], dir.path());
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stdout.contains("valid policy 'tank-mode'"), "{stdout}");
+
+    let hostile = write("hostile.wasm", common::HOSTILE);
+    let core = wat::parse_str("(module)").expect("wat");
+    let empty = wat::parse_str("(component)").expect("wat");
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (vec![write("notes.txt", b"hello")], "not a WebAssembly file"),
+        (
+            vec![write("core.wasm", &core)],
+            "a core WebAssembly module, not a component",
+        ),
+        (
+            vec![write("empty.wasm", &empty)],
+            "does not implement the pinwarden:policy world",
+        ),
+        (
+            vec![
+                hostile.clone(),
+                "--param".into(),
+                "mode=configure-trap".into(),
+            ],
+            "trap",
+        ),
+        (
+            vec![hostile.clone(), "--param".into(), "mode=trap".into()],
+            "fails built-in scenario 'happy-path'",
+        ),
+        (
+            vec![hostile.clone(), "--param".into(), "mode=loop".into()],
+            "timeout",
+        ),
+        (
+            vec![good.clone(), "--param".into(), "quorum=0".into()],
+            "'quorum'",
+        ),
+    ];
+    for (extra, needle) in cases {
+        let mut args = vec!["policy".to_string(), "check".to_string()];
+        args.extend(extra);
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = pinwarden(&argv, dir.path());
+        let (_, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{argv:?}: {stderr}");
+        assert!(stderr.contains(needle), "{argv:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "one-line error: {stderr}");
+    }
+}
+
+#[test]
+fn encode_turns_a_wit_bindgen_module_into_a_checkable_component() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let module = Path::new(common::GUEST_MODULES).join("single_backup.wasm");
+    let output = dir.path().join("single-backup.component.wasm");
+    let (m, o) = (module.to_string_lossy(), output.to_string_lossy());
+    let out = pinwarden(&["policy", "encode", &m, "-o", &o], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    let out = pinwarden(&["policy", "check", &o], dir.path());
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stdout.contains("(1 not applicable)"), "{stdout}");
+
+    let plain = dir.path().join("plain.wasm");
+    std::fs::write(&plain, wat::parse_str("(module)").expect("wat")).expect("write");
+    let p = plain.to_string_lossy();
+    let out = pinwarden(&["policy", "encode", &p, "-o", &o], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -1,1 +1,170 @@
+//! The sandbox, proven with a real hostile guest component (tests/guests/hostile): every kind
+//! of misbehaviour is contained, logged with the policy's name, and the job still ends right
+//! under the built-in tank-mode policy.
 
+mod common;
+
+use common::*;
+use pinwarden::Action;
+use pinwarden::executor::Status;
+use pinwarden::policy::{IncidentKind, LoadError, Policy, Source};
+use pinwarden::sim::node::PinAnswer;
+
+fn contained(mode: &str, after: &str, kind: IncidentKind) {
+    let registry = registry();
+    let policy = hostile(&registry, &[("mode", mode), ("after", after)]);
+    let fallback = registry.fallback_for(&[]).expect("fallback");
+    let result = round(&policy, &fallback, &topology(&[]), &job(false));
+
+    assert_eq!(result.status, Status::Pinned, "{mode}: {:?}", result.reason);
+    assert_eq!(result.confirmed, ["primary"], "{mode}");
+    assert_eq!(result.decided_by, "tank-mode", "{mode}");
+    assert_eq!(result.incidents.len(), 1, "{mode}: {:?}", result.incidents);
+    let incident = &result.incidents[0];
+    assert_eq!(incident.kind, kind, "{mode}: {incident}");
+    assert_eq!(incident.policy, "hostile", "{mode}");
+    assert!(
+        result
+            .trace
+            .iter()
+            .any(|l| l.text.contains("POLICY INCIDENT") && l.text.contains("'hostile'")),
+        "{mode}: the trace names the incident and the policy"
+    );
+    // Exactly one verified, retrievable pin: the fallback did not redo work from scratch
+    // beyond what the history required.
+    let pins = result
+        .history
+        .iter()
+        .filter(|e| matches!(&e.action, Action::Pin(_)))
+        .count();
+    assert_eq!(pins, 1, "{mode}");
+}
+
+#[test]
+fn trap_is_contained() {
+    contained("trap", "0", IncidentKind::Trap);
+}
+
+#[test]
+fn trap_mid_job_hands_over_the_history() {
+    // Two events in (pin, verify) the policy traps; tank-mode picks up at check-retrievable.
+    contained("trap", "2", IncidentKind::Trap);
+}
+
+#[test]
+fn endless_loop_hits_the_deadline() {
+    contained("loop", "0", IncidentKind::Timeout);
+}
+
+#[test]
+fn memory_growth_hits_the_cap() {
+    contained("oom", "1", IncidentKind::Memory);
+}
+
+#[test]
+fn unknown_node_is_refused() {
+    contained("unknown-node", "0", IncidentKind::InvalidAction);
+}
+
+#[test]
+fn absurd_wait_is_refused() {
+    contained("absurd-wait", "0", IncidentKind::InvalidAction);
+}
+
+#[test]
+fn success_without_evidence_is_refused() {
+    contained("bogus-succeed", "0", IncidentKind::InvalidAction);
+}
+
+#[test]
+fn success_on_more_nodes_than_exist_is_refused() {
+    contained("over-quorum", "0", IncidentKind::InvalidAction);
+}
+
+#[test]
+fn doing_nothing_is_refused() {
+    contained("nothing", "0", IncidentKind::InvalidAction);
+}
+
+#[test]
+fn a_failing_job_still_fails_properly_after_an_incident() {
+    let registry = registry();
+    let policy = hostile(&registry, &[("mode", "trap"), ("after", "0")]);
+    let fallback = registry
+        .fallback_for(&params(&[("attempts", "2")]))
+        .expect("fallback");
+    let mut t = pinwarden::executor::Topology::new();
+    for (name, role) in [
+        ("primary", RoleName::Primary),
+        ("backup-1", RoleName::Backup),
+    ] {
+        let s = script(name, role, &[PinAnswer::Refused], false);
+        t.add(name, s.role.into(), std::sync::Arc::new(SimNode::new(s)));
+    }
+    let result = round(&policy, &fallback, &t, &job(false));
+    assert_eq!(result.status, Status::Failed);
+    let reason = result.reason.unwrap_or_default();
+    assert!(reason.starts_with("CRITICAL"), "{reason}");
+    assert!(
+        reason.contains("2 attempts"),
+        "operator's attempts=2 survives the fallback: {reason}"
+    );
+}
+
+#[test]
+fn trap_in_configure_is_a_load_error() {
+    let registry = registry();
+    let err = Policy::from_bytes(
+        registry.engine(),
+        "hostile",
+        Source::Builtin,
+        HOSTILE,
+        &params(&[("mode", "configure-trap")]),
+    )
+    .err()
+    .expect("must not load");
+    match err {
+        LoadError::Incident(_, incident) => assert_eq!(incident.kind, IncidentKind::Trap),
+        other => panic!("expected a trap incident, got {other}"),
+    }
+}
+
+#[test]
+fn rejected_parameter_names_the_parameter() {
+    let registry = registry();
+    let err = registry
+        .resolve("tank-mode", &params(&[("attempts", "lots")]))
+        .err()
+        .expect("must not load");
+    let text = err.to_string();
+    assert!(
+        text.contains("'attempts'") && text.contains("lots"),
+        "{text}"
+    );
+}
+
+#[test]
+fn files_that_are_not_policy_components_are_refused() {
+    let registry = registry();
+    let load = |bytes: &[u8]| {
+        Policy::from_bytes(registry.engine(), "f", Source::Builtin, bytes, &[])
+            .err()
+            .expect("must not load")
+    };
+    assert!(matches!(
+        load(b"#!/bin/sh\necho hi\n"),
+        LoadError::NotWasm(_)
+    ));
+    let core = wat::parse_str("(module)").expect("wat");
+    assert!(matches!(load(&core), LoadError::CoreModule(_)));
+    let empty = wat::parse_str("(component)").expect("wat");
+    assert!(matches!(load(&empty), LoadError::WrongWorld(..)));
+    // A component that imports a function: policies may import nothing.
+    let importing =
+        wat::parse_str(r#"(component (import "clock" (func (result u64))))"#).expect("wat");
+    let err = load(&importing);
+    assert!(matches!(err, LoadError::WrongWorld(..)), "{err}");
+    assert!(err.to_string().contains("import nothing"), "{err}");
+}
+
+use pinwarden::sim::node::{RoleName, SimNode};

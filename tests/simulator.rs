@@ -1,1 +1,145 @@
+//! The simulator: built-in scenarios through the real executor on virtual time.
 
+mod common;
+
+use common::*;
+use pinwarden::executor::Status;
+use pinwarden::sim::{self, Mode, Scenario};
+
+fn run_builtin(policy_name: &str) -> Vec<sim::Report> {
+    let registry = registry();
+    let policy = registry.resolve(policy_name, &[]).expect("built-in loads");
+    let fallback = registry.fallback_for(&[]).expect("fallback");
+    Scenario::builtin()
+        .iter()
+        .map(|s| sim::run(&policy, &fallback, s, Mode::Expect).expect("scenario runs"))
+        .collect()
+}
+
+#[test]
+fn tank_mode_passes_every_builtin_scenario() {
+    let reports = run_builtin("tank-mode");
+    assert_eq!(reports.len(), 7);
+    for r in &reports {
+        assert!(r.passed(), "{}: {:?}", r.scenario, r.failures);
+    }
+}
+
+#[test]
+fn single_backup_passes_all_but_the_quorum_scenario() {
+    let reports = run_builtin("single-backup");
+    for r in &reports {
+        if r.scenario == "quorum-2-of-3" {
+            let why = r.not_applicable.as_deref().unwrap_or_default();
+            assert!(why.contains("no parameter 'quorum'"), "{why}");
+        } else {
+            assert!(r.passed(), "{}: {:?}", r.scenario, r.failures);
+        }
+    }
+}
+
+#[test]
+fn waits_and_timeouts_cost_virtual_time_only() {
+    let reports = run_builtin("tank-mode");
+    let recovers = reports
+        .iter()
+        .find(|r| r.scenario == "primary-recovers")
+        .expect("scenario");
+    // Two 300 s pin timeouts and 2 s + 4 s of backoff happened on the virtual clock.
+    assert!(
+        recovers.virtual_ms() >= 606_000,
+        "{}",
+        recovers.virtual_ms()
+    );
+    let trace: Vec<String> = recovers.rounds[0]
+        .trace
+        .iter()
+        .map(|l| l.to_string())
+        .collect();
+    assert!(
+        trace.iter().any(|l| l.contains("waiting 4.000s")),
+        "{trace:#?}"
+    );
+    assert!(
+        trace.iter().any(|l| l.contains("pin attempt 3/5")),
+        "{trace:#?}"
+    );
+}
+
+#[test]
+fn runs_are_deterministic() {
+    let a = run_builtin("tank-mode");
+    let b = run_builtin("tank-mode");
+    for (x, y) in a.iter().zip(&b) {
+        let tx: Vec<_> = x.rounds.iter().flat_map(|r| r.trace.clone()).collect();
+        let ty: Vec<_> = y.rounds.iter().flat_map(|r| r.trace.clone()).collect();
+        assert_eq!(tx, ty, "{}", x.scenario);
+    }
+}
+
+#[test]
+fn a_wrong_expectation_fails_with_the_difference() {
+    let text = r#"
+        name = "expects-backup"
+        [[node]]
+        name = "primary"
+        role = "primary"
+        [[node]]
+        name = "backup-1"
+        role = "backup"
+        [expect]
+        status = "pinned"
+        nodes = ["backup-1"]
+    "#;
+    let scenario = Scenario::parse(text, "inline").expect("parses");
+    let registry = registry();
+    let policy = registry.resolve("tank-mode", &[]).expect("loads");
+    let fallback = registry.fallback_for(&[]).expect("fallback");
+    let report = sim::run(&policy, &fallback, &scenario, Mode::Expect).expect("runs");
+    assert!(!report.passed());
+    assert!(
+        report.failures[0].contains("expected [\"backup-1\"]"),
+        "{:?}",
+        report.failures
+    );
+}
+
+#[test]
+fn scenario_files_are_validated() {
+    let bad_field = "name = \"x\"\n[[node]]\nname = \"p\"\nrole = \"primary\"\nflavour = 1\n[expect]\nstatus = \"pinned\"\n";
+    let err = Scenario::parse(bad_field, "bad.toml").unwrap_err();
+    assert!(err.contains("bad.toml") && err.contains("flavour"), "{err}");
+
+    let bad_status =
+        "name = \"x\"\n[[node]]\nname = \"p\"\nrole = \"primary\"\n[expect]\nstatus = \"done\"\n";
+    let err = Scenario::parse(bad_status, "s.toml").unwrap_err();
+    assert!(err.contains("unknown status 'done'"), "{err}");
+
+    let unknown_node = "name = \"x\"\n[[node]]\nname = \"p\"\nrole = \"primary\"\n[expect]\nstatus = \"pinned\"\nnodes = [\"q\"]\n";
+    let err = Scenario::parse(unknown_node, "s.toml").unwrap_err();
+    assert!(err.contains("unknown node 'q'"), "{err}");
+}
+
+#[test]
+fn contract_mode_ignores_policy_specific_expectations() {
+    // single-backup never tries backup-2, so an expectation written for tank-mode would fail,
+    // but the contract (end without incidents, pin when everything works) holds.
+    let registry = registry();
+    let policy = registry.resolve("single-backup", &[]).expect("loads");
+    let fallback = registry.fallback_for(&[]).expect("fallback");
+    for scenario in Scenario::builtin() {
+        let report = sim::run(&policy, &fallback, &scenario, Mode::Contract).expect("runs");
+        assert!(
+            report.not_applicable.is_some() || report.passed(),
+            "{}: {:?}",
+            scenario.name,
+            report.failures
+        );
+    }
+    let happy = Scenario::builtin()
+        .into_iter()
+        .find(|s| s.name == "happy-path")
+        .expect("happy path");
+    let report = sim::run(&policy, &fallback, &happy, Mode::Contract).expect("runs");
+    assert_eq!(report.final_round().map(|r| r.status), Some(Status::Pinned));
+}

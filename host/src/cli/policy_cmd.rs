@@ -72,7 +72,7 @@ pub fn run(cmd: PolicyCommand, data_dir: &Path) -> u8 {
             params,
             quiet,
         } => test(&registry, &policy, &scenarios, &params, quiet),
-        PolicyCommand::Encode { input, output } => encode(&input, &output),
+        PolicyCommand::Encode { input, output } => encode(&registry, &input, &output),
     }
 }
 
@@ -281,7 +281,7 @@ fn print_report(report: &Report, quiet: bool) {
     }
 }
 
-fn encode(input: &Path, output: &Path) -> u8 {
+fn encode(registry: &Registry, input: &Path, output: &Path) -> u8 {
     let module = match std::fs::read(input) {
         Ok(m) => m,
         Err(e) => {
@@ -302,6 +302,16 @@ fn encode(input: &Path, output: &Path) -> u8 {
             return exit::BAD_INPUT;
         }
     };
+    // Only a component that loads as a policy is worth writing.
+    let label = output.display().to_string();
+    let source = crate::policy::Source::File(output.to_path_buf());
+    if let Err(e) = Policy::from_bytes(registry.engine(), &label, source, &component, &[]) {
+        eprintln!(
+            "error: {} encodes, but not as a policy: {e}",
+            input.display()
+        );
+        return exit::BAD_INPUT;
+    }
     let tmp = output.with_extension("wasm.tmp");
     if let Err(e) = std::fs::write(&tmp, &component).and_then(|()| std::fs::rename(&tmp, output)) {
         eprintln!("error: {}: cannot write: {e}", output.display());

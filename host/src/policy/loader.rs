@@ -40,7 +40,7 @@ pub enum LoadError {
     Invalid(String, String),
     #[error("{0}: does not implement the pinwarden:policy world: {1}")]
     WrongWorld(String, String),
-    #[error("{0}: {1}")]
+    #[error("{0}: {kind}: {message}", kind = .1.kind, message = .1.message)]
     Incident(String, Incident),
 }
 

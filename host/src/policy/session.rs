@@ -189,7 +189,14 @@ fn classify(policy: &str, store: &Store<HostState>, error: wasmtime::Error) -> I
             "call ran past its deadline".to_string(),
         )
     } else {
-        (IncidentKind::Trap, format!("{error:#}"))
+        // The root cause reads best ("wasm `unreachable` instruction executed"); the guest
+        // backtrace that wasmtime attaches goes to the debug log, not into one-line messages.
+        tracing::debug!(policy, "policy trap: {error:?}");
+        let root = error.root_cause().to_string();
+        (
+            IncidentKind::Trap,
+            root.lines().next().unwrap_or("trap").to_string(),
+        )
     };
     Incident {
         policy: policy.to_string(),

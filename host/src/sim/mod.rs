@@ -92,6 +92,9 @@ pub fn run(
         .build()
         .map_err(|e| format!("cannot start the simulation runtime: {e}"))?;
     let limits = Limits::default();
+    // Simulated rounds report through their trace; the live job log would only repeat it.
+    let quiet = tracing::subscriber::NoSubscriber::default();
+    let _silenced = tracing::subscriber::set_default(quiet);
     runtime.block_on(async {
         for round in 0..scenario.job.max_rounds {
             let job = Job {

@@ -1,0 +1,87 @@
+//! Helpers shared by the policy test binaries (each binary includes this module).
+#![allow(dead_code)]
+
+use pinwarden::executor::{Limits, RoundResult, Topology, run_round};
+use pinwarden::policy::engine::Limits as SandboxLimits;
+use pinwarden::policy::{Policy, PolicyEngine, Registry, Source};
+use pinwarden::sim::node::{NodeScript, PinAnswer, RoleName, SimNode};
+use pinwarden::{Job, Role};
+use std::sync::Arc;
+
+pub const HOSTILE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/hostile-policy.wasm"));
+pub const TANK_MODE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/tank-mode.wasm"));
+pub const GUEST_MODULES: &str = env!("PINWARDEN_GUEST_MODULES");
+
+pub fn registry() -> Registry {
+    Registry::new(PolicyEngine::new(SandboxLimits::default(), None).expect("wasmtime engine"))
+}
+
+pub fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+pub fn hostile(registry: &Registry, pairs: &[(&str, &str)]) -> Policy {
+    Policy::from_bytes(
+        registry.engine(),
+        "hostile",
+        Source::Builtin,
+        HOSTILE,
+        &params(pairs),
+    )
+    .expect("hostile policy loads")
+}
+
+pub fn script(name: &str, role: RoleName, pin: &[PinAnswer], offline: bool) -> NodeScript {
+    NodeScript {
+        name: name.into(),
+        role,
+        pin: pin.to_vec(),
+        pin_ms: 500,
+        offline,
+        retrievable: true,
+    }
+}
+
+/// Primary (answers `primary_pin`), one healthy backup, and a local node.
+pub fn topology(primary_pin: &[PinAnswer]) -> Topology {
+    let mut t = Topology::new();
+    let nodes = [
+        script("primary", RoleName::Primary, primary_pin, false),
+        script("backup-1", RoleName::Backup, &[], false),
+        script("local", RoleName::Local, &[], false),
+    ];
+    for n in nodes {
+        let role: Role = n.role.into();
+        t.add(&n.name.clone(), role, Arc::new(SimNode::new(n)));
+    }
+    t
+}
+
+pub fn job(lazy: bool) -> Job {
+    Job {
+        cid: "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi".into(),
+        job_id: "job-test".into(),
+        size_bytes: 1 << 20,
+        lazy,
+        failed_rounds: 0,
+    }
+}
+
+/// One round on a paused (virtual-time) runtime.
+pub fn round(policy: &Policy, fallback: &Policy, topology: &Topology, job: &Job) -> RoundResult {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("runtime");
+    rt.block_on(run_round(
+        policy,
+        fallback,
+        job,
+        topology,
+        &Limits::default(),
+    ))
+}
