@@ -1,6 +1,6 @@
 //! Builds the policy guest crates to wasm32 and encodes them as components, so a plain
 //! `cargo build` / `cargo test` is all a newcomer types. The built-ins are embedded with
-//! `include_bytes!`; the hostile test guest is only used by the tests.
+//! `include_bytes!`; the hostile test guest and the example policy are only used by the tests.
 //!
 //! The guests are built by a nested cargo in their own target directory (next to this build's)
 //! so it never waits on the outer build's lock, and in release mode because policies run on
@@ -11,7 +11,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// (package, file stem of the component written to OUT_DIR)
-const GUESTS: &[&str] = &["tank-mode", "single-backup", "hostile-policy"];
+const GUESTS: &[&str] = &[
+    "tank-mode",
+    "single-backup",
+    "hostile-policy",
+    "backups-first",
+];
 const TARGET: &str = "wasm32-unknown-unknown";
 
 fn main() {
@@ -28,7 +33,13 @@ fn run() -> Result<(), String> {
         .ok_or("host crate has no parent directory")?
         .to_path_buf();
     let out_dir = PathBuf::from(env::var("OUT_DIR").map_err(|e| e.to_string())?);
-    for watched in ["policies", "wit", "tests/guests", "Cargo.lock"] {
+    for watched in [
+        "policies",
+        "wit",
+        "tests/guests",
+        "examples/policies",
+        "Cargo.lock",
+    ] {
         println!(
             "cargo:rerun-if-changed={}",
             workspace.join(watched).display()

@@ -207,21 +207,51 @@ fn check_accepts_a_good_component_and_names_what_is_wrong_with_bad_ones() {
 }
 
 #[test]
-fn encode_turns_a_wit_bindgen_module_into_a_checkable_component() {
+fn worked_example_encode_check_and_test_a_custom_policy() {
+    // The README's worked example, step for step (the build script already compiled the
+    // example crate to a core module, as `cargo build --target wasm32-unknown-unknown` would).
     let dir = tempfile::tempdir().expect("tempdir");
-    let module = Path::new(common::GUEST_MODULES).join("single_backup.wasm");
-    let output = dir.path().join("single-backup.component.wasm");
+    let module = Path::new(common::GUEST_MODULES).join("backups_first.wasm");
+    let output = dir.path().join("backups-first.wasm");
     let (m, o) = (module.to_string_lossy(), output.to_string_lossy());
     let out = pinwarden(&["policy", "encode", &m, "-o", &o], dir.path());
     assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
-    let out = pinwarden(&["policy", "check", &o], dir.path());
+
+    let out = pinwarden(
+        &["policy", "check", &o, "--param", "attempts=3"],
+        dir.path(),
+    );
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
-    assert!(stdout.contains("(1 not applicable)"), "{stdout}");
+    assert!(stdout.contains("valid policy 'backups-first'"), "{stdout}");
+    assert!(
+        stdout.contains("not applicable"),
+        "no quorum parameter: {stdout}"
+    );
+
+    let scenario = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/policies/backups-first/primary-busy.toml"
+    );
+    let out = pinwarden(&["policy", "test", &o, "--scenario", scenario], dir.path());
+    let (stdout, _) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("PASS  primary-busy: pinned on backup-1"),
+        "{stdout}"
+    );
+    // The same scenario fails tank-mode, which pins on the primary: the expectation bites.
+    let out = pinwarden(
+        &["policy", "test", "tank-mode", "--scenario", scenario],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
 
     let plain = dir.path().join("plain.wasm");
     std::fs::write(&plain, wat::parse_str("(module)").expect("wat")).expect("write");
     let p = plain.to_string_lossy();
     let out = pinwarden(&["policy", "encode", &p, "-o", &o], dir.path());
-    assert_eq!(out.status.code(), Some(2));
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("not as a policy"), "{stderr}");
 }

@@ -1,0 +1,65 @@
+//! Example custom policy (see the README's worked example): the primary is busy serving
+//! uploads, so pin on the backups first and use the primary only as the last resort.
+//! Quorum, verification, backoff and the local fallback come from `policy-kit`.
+
+use policy_kit::params::{ATTEMPTS, BASE_DELAY_MS, MAX_DELAY_MS, PIN_TIMEOUT_MS, STALL_TIMEOUT_MS};
+use policy_kit::plan::{nodes_with, plan};
+use policy_kit::{Action, Event, Job, Node, ParamSpec, Policy, Role, Settings};
+
+pub struct BackupsFirst;
+
+impl Policy for BackupsFirst {
+    const NAME: &'static str = "backups-first";
+    const DESCRIPTION: &'static str = "every backup in order, then the primary";
+    const PARAMS: &'static [ParamSpec] = &[
+        ATTEMPTS,
+        BASE_DELAY_MS,
+        MAX_DELAY_MS,
+        PIN_TIMEOUT_MS,
+        STALL_TIMEOUT_MS,
+    ];
+
+    fn decide(
+        s: &Settings,
+        job: &Job,
+        nodes: &[Node],
+        history: &[Event],
+        _now: u64,
+    ) -> Vec<Action> {
+        let candidates: Vec<&str> = nodes_with(nodes, Role::Backup)
+            .chain(nodes_with(nodes, Role::Primary))
+            .collect();
+        plan(job, nodes, history, s, &candidates)
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+policy_kit::export_policy!(BackupsFirst);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use policy_kit::script::{End, job, run, topology};
+
+    #[test]
+    fn backup_before_primary() {
+        let s = Settings::defaults(BackupsFirst::PARAMS);
+        let decide = |j: &Job, n: &[Node], h: &[Event], t| BackupsFirst::decide(&s, j, n, h, t);
+        let r = run(decide, &job(false, 0), &topology(1, false), &[]);
+        assert_eq!(r.end, End::Succeeded(vec!["backup-1".into()]));
+        assert_eq!(r.pins_on("primary"), 0);
+    }
+
+    #[test]
+    fn primary_is_the_last_resort() {
+        let s = Settings::defaults(BackupsFirst::PARAMS);
+        let decide = |j: &Job, n: &[Node], h: &[Event], t| BackupsFirst::decide(&s, j, n, h, t);
+        let r = run(
+            decide,
+            &job(false, 0),
+            &topology(2, false),
+            &[("backup-1", &["refused"]), ("backup-2", &["lie"])],
+        );
+        assert_eq!(r.end, End::Succeeded(vec!["primary".into()]));
+    }
+}
