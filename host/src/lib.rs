@@ -4,10 +4,16 @@
 //! [`node`]s, records history) → result. The simulator ([`sim`]) is the same executor with
 //! scripted nodes under a virtual clock.
 
+pub mod app;
 pub mod cli;
+pub mod config;
+pub mod daemon;
 pub mod executor;
+pub mod journal;
+pub mod kubo;
 pub mod node;
 pub mod policy;
+pub mod queue;
 pub mod sim;
 pub mod trace;
 

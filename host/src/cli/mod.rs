@@ -1,6 +1,9 @@
 //! The command line. Exit status: 0 success; 1 the operation failed (a pin, a scenario);
 //! 2 bad input or configuration.
 
+mod daemon_cmd;
+mod fallback_cmd;
+mod pin_cmd;
 mod policy_cmd;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -22,22 +25,30 @@ pub mod exit {
     after_help = "Exit status: 0 success, 1 the operation failed (retryable), 2 bad input or configuration."
 )]
 pub struct Cli {
-    /// State directory (queue database, journal, compiled-policy cache).
-    #[arg(
-        long,
-        global = true,
-        env = "PINWARDEN_DATA_DIR",
-        default_value = "data"
-    )]
-    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(clap::Args)]
+pub struct GlobalArgs {
+    /// Configuration file (TOML). Default: ./pinwarden.toml when present. The seeds' variables
+    /// (IPFS_PRIMARY_API, IPFS_BACKUP_APIS, IPFS_LOCAL_API, ENABLE_LOCAL_FALLBACK,
+    /// LOCAL_FALLBACK_THRESHOLD, NODE_NAME) override it; --param overrides both.
+    #[arg(long, global = true, env = "PINWARDEN_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// State directory (queue database, journal, compiled-policy cache). Default: the config's
+    /// data_dir, else ./data.
+    #[arg(long, global = true, env = "PINWARDEN_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
     /// Log line format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
-    /// More log output (-v: info, -vv: debug). RUST_LOG overrides.
+    /// More log output (-v: debug). RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
-    #[command(subcommand)]
-    pub command: Command,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -48,24 +59,72 @@ pub enum LogFormat {
 
 #[derive(Subcommand)]
 pub enum Command {
+    /// Upload a directory once to the primary and print its root CID (--pin: then pin it).
+    Add(pin_cmd::AddArgs),
+    /// Pin a CID under the configured policy and wait for the verdict.
+    /// Exit 0 pinned and verified on the required nodes, 1 failed (CRITICAL, retryable), 2 bad input.
+    Pin(pin_cmd::PinArgs),
+    /// Run the daemon: HTTP/JSON on a Unix socket, the durable lazy-pin queue, live policy swaps
+    /// (SIGHUP, `policy reload`, or an edit of the policy file).
+    Serve(daemon_cmd::ServeArgs),
+    /// Hand a CID to the daemon: queued at once (lazy), or --wait for the verdict.
+    Submit(daemon_cmd::SubmitArgs),
+    /// A job's state, by job id or CID, from the daemon.
+    Status(daemon_cmd::StatusArgs),
+    /// List the daemon's jobs, optionally by state.
+    Jobs(daemon_cmd::JobsArgs),
+    /// Show the effective configuration (file, environment, defaults), secrets masked.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// List, validate, simulate and encode pinning policies.
     #[command(subcommand)]
     Policy(policy_cmd::PolicyCommand),
+    /// Inspect and migrate the local-fallback journal (data/local-fallback-pins.jsonl).
+    #[command(subcommand)]
+    Fallback(fallback_cmd::FallbackCommand),
+}
+
+#[derive(Subcommand)]
+pub enum ConfigCommand {
+    /// Print the effective configuration as TOML.
+    Show,
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format, cli.verbose);
+    // reqwest is built without a bundled crypto provider (no C toolchain needed for aws-lc).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let g = &cli.global;
+    // Pins report progress (node, attempt n/N, waits, verification) on stderr by default.
+    let chatty = matches!(
+        cli.command,
+        Command::Add(_) | Command::Pin(_) | Command::Serve(_)
+    );
+    init_logging(g.log_format, g.verbose, chatty);
     let code = match cli.command {
-        Command::Policy(cmd) => policy_cmd::run(cmd, &cli.data_dir),
+        Command::Add(args) => pin_cmd::add(g, args),
+        Command::Pin(args) => pin_cmd::pin(g, args),
+        Command::Config(ConfigCommand::Show) => pin_cmd::config_show(g),
+        Command::Serve(args) => daemon_cmd::serve(g, args),
+        Command::Submit(args) => daemon_cmd::submit(g, args),
+        Command::Status(args) => daemon_cmd::status(g, args),
+        Command::Jobs(args) => daemon_cmd::jobs(g, args),
+        Command::Policy(policy_cmd::PolicyCommand::Reload { policy, socket }) => {
+            daemon_cmd::reload(g, policy, socket)
+        }
+        Command::Fallback(cmd) => fallback_cmd::run(g, cmd),
+        Command::Policy(cmd) => {
+            let data_dir = g.data_dir.clone().unwrap_or_else(|| PathBuf::from("data"));
+            policy_cmd::run(cmd, &data_dir)
+        }
     };
     ExitCode::from(code)
 }
 
-fn init_logging(format: LogFormat, verbose: u8) {
-    let default = match verbose {
-        0 => "warn",
-        1 => "info",
+fn init_logging(format: LogFormat, verbose: u8, chatty: bool) {
+    let default = match (verbose, chatty) {
+        (0, false) => "warn",
+        (0, true) => "warn,pinwarden=info",
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

@@ -180,3 +180,25 @@ fn judge(scenario: &Scenario, rounds: &[RoundResult], mode: Mode) -> Vec<String>
     }
     failures
 }
+
+/// What `policy check` (and a live policy swap) demands: in every applicable built-in
+/// scenario the policy ends without an incident and reaches the scenario's contract.
+/// Returns (scenarios run, not applicable), or the first failure.
+pub fn check_contract(policy: &Policy, fallback: &Policy) -> Result<(usize, usize), String> {
+    let (mut ran, mut skipped) = (0, 0);
+    for scenario in Scenario::builtin() {
+        let report = run(policy, fallback, &scenario, Mode::Contract)?;
+        if report.not_applicable.is_some() {
+            skipped += 1;
+            continue;
+        }
+        if let Some(failure) = report.failures.first() {
+            return Err(format!(
+                "fails built-in scenario '{}': {failure}",
+                scenario.name
+            ));
+        }
+        ran += 1;
+    }
+    Ok((ran, skipped))
+}

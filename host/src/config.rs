@@ -1,0 +1,579 @@
+//! Configuration: a TOML file, then the seeds' environment variables, then `--param`.
+//!
+//! ```toml
+//! data_dir = "data"                 # queue database, journal, compiled-policy cache
+//! node_name = "encoder-node-1"      # journal's node_id (NODE_NAME)
+//!
+//! [[node]]
+//! name = "supernode"
+//! url = "https://supernode.example:5001"
+//! role = "primary"                  # primary | backup | local
+//! bearer_token_env = "SUPERNODE_TOKEN"   # or bearer_token, or basic_user + basic_password(_env)
+//!
+//! [policy]
+//! name = "tank-mode"                # a built-in name or a .wasm path
+//! params = { attempts = 5, quorum = 1 }
+//!
+//! [local_fallback]
+//! enabled = false                   # ENABLE_LOCAL_FALLBACK
+//! threshold = 3                     # LOCAL_FALLBACK_THRESHOLD: the policy's local_fallback_after
+//! ```
+
+use crate::Role;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The default config file, used when present.
+pub const DEFAULT_FILE: &str = "pinwarden.toml";
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    #[serde(default = "default_node_name")]
+    pub node_name: String,
+    #[serde(default, rename = "node")]
+    pub nodes: Vec<NodeConfig>,
+    #[serde(default)]
+    pub policy: PolicyConfig,
+    #[serde(default)]
+    pub local_fallback: LocalFallbackConfig,
+    #[serde(default)]
+    pub daemon: DaemonConfig,
+}
+
+/// `[daemon]`: the `pinwarden serve` settings.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DaemonConfig {
+    /// Unix socket (mode 0600). Default: `<data_dir>/pinwarden.sock`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub socket: Option<PathBuf>,
+    /// Optional TCP listener, e.g. "127.0.0.1:7070"; a non-loopback one needs a token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    /// Environment variable holding the bearer token required on the TCP listener.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_env: Option<String>,
+    /// Pins running at once.
+    pub concurrent_pins: usize,
+    /// Finished jobs are forgotten after this many days (0: keep forever).
+    pub retention_days: u32,
+    /// First delay before a failed lazy round is retried; doubles per round up to `retry_max_ms`.
+    pub retry_base_ms: u64,
+    pub retry_max_ms: u64,
+    /// How often the configured policy file is checked for changes (0: no watch).
+    pub watch_ms: u64,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            socket: None,
+            listen: None,
+            token_env: None,
+            concurrent_pins: 10,
+            retention_days: 7,
+            retry_base_ms: 60_000,
+            retry_max_ms: 3_600_000,
+            watch_ms: 1_000,
+        }
+    }
+}
+
+impl DaemonConfig {
+    /// Delay before lazy round `failed_rounds + 1`.
+    pub fn retry_delay_ms(&self, failed_rounds: u32) -> u64 {
+        let factor = 1u64.checked_shl(failed_rounds.min(32)).unwrap_or(u64::MAX);
+        self.retry_base_ms
+            .saturating_mul(factor)
+            .min(self.retry_max_ms)
+    }
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("data")
+}
+
+fn default_node_name() -> String {
+    std::env::var("HOSTNAME").unwrap_or_else(|_| "pinwarden".into())
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    pub name: String,
+    pub url: String,
+    pub role: RoleConfig,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bearer_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bearer_token_env: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic_user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic_password: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic_password_env: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum RoleConfig {
+    Primary,
+    Backup,
+    Local,
+}
+
+impl From<RoleConfig> for Role {
+    fn from(r: RoleConfig) -> Role {
+        match r {
+            RoleConfig::Primary => Role::Primary,
+            RoleConfig::Backup => Role::Backup,
+            RoleConfig::Local => Role::Local,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    #[serde(default = "default_policy")]
+    pub name: String,
+    #[serde(default)]
+    pub params: BTreeMap<String, toml::Value>,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            name: default_policy(),
+            params: BTreeMap::new(),
+        }
+    }
+}
+
+fn default_policy() -> String {
+    "tank-mode".into()
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalFallbackConfig {
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<u32>,
+}
+
+/// A configuration problem, naming the key or variable at fault. Exit status 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// Credentials resolved from the config (secrets from env variables included).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credentials {
+    None,
+    Basic { user: String, password: String },
+    Bearer(String),
+}
+
+impl Config {
+    /// Reads `path` (or `./pinwarden.toml` when present and `path` is `None`), applies the
+    /// environment, then `params` from the command line, and validates the result.
+    pub fn load(
+        path: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+        params: &[(String, String)],
+    ) -> Result<Config, ConfigError> {
+        let mut config = match path {
+            Some(p) => Config::from_file(p)?,
+            None if Path::new(DEFAULT_FILE).exists() => Config::from_file(Path::new(DEFAULT_FILE))?,
+            None => Config::default_empty(),
+        };
+        config.apply_env(env)?;
+        for (k, v) in params {
+            config
+                .policy
+                .params
+                .insert(k.clone(), toml::Value::String(v.clone()));
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn default_empty() -> Config {
+        Config {
+            data_dir: default_data_dir(),
+            node_name: default_node_name(),
+            ..Config::default()
+        }
+    }
+
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("config {}: cannot read: {e}", path.display())))?;
+        toml::from_str(&text).map_err(|e| {
+            // toml's message names the key and shows the line; keep it to one line.
+            let msg = e.message().to_string();
+            let at = e
+                .span()
+                .map(|s| format!(" (at byte {})", s.start))
+                .unwrap_or_default();
+            ConfigError(format!("config {}: {msg}{at}", path.display()))
+        })
+    }
+
+    fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        let set = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+        if let Some(url) = set("IPFS_PRIMARY_API") {
+            self.nodes.retain(|n| n.role != RoleConfig::Primary);
+            self.nodes
+                .insert(0, NodeConfig::plain("primary", &url, RoleConfig::Primary));
+        }
+        if let Some(urls) = set("IPFS_BACKUP_APIS") {
+            self.nodes.retain(|n| n.role != RoleConfig::Backup);
+            for (i, url) in urls
+                .split(',')
+                .map(str::trim)
+                .filter(|u| !u.is_empty())
+                .enumerate()
+            {
+                let name = format!("backup-{}", i + 1);
+                self.nodes
+                    .push(NodeConfig::plain(&name, url, RoleConfig::Backup));
+            }
+        }
+        if let Some(url) = set("IPFS_LOCAL_API") {
+            self.nodes.retain(|n| n.role != RoleConfig::Local);
+            self.nodes
+                .push(NodeConfig::plain("local", &url, RoleConfig::Local));
+        }
+        if let Some(v) = set("ENABLE_LOCAL_FALLBACK") {
+            self.local_fallback.enabled = match v.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "on" => true,
+                "false" | "0" | "no" | "off" => false,
+                _ => {
+                    return Err(ConfigError(format!(
+                        "ENABLE_LOCAL_FALLBACK: expected true or false, got '{v}'"
+                    )));
+                }
+            };
+        }
+        if let Some(v) = set("LOCAL_FALLBACK_THRESHOLD") {
+            let n = v.trim().parse::<u32>().map_err(|_| {
+                ConfigError(format!(
+                    "LOCAL_FALLBACK_THRESHOLD: expected a whole number, got '{v}'"
+                ))
+            })?;
+            self.local_fallback.threshold = Some(n);
+        }
+        if let Some(v) = set("NODE_NAME") {
+            self.node_name = v;
+        }
+        if let Some(v) = set("PINWARDEN_POLICY") {
+            self.policy.name = v;
+        }
+        Ok(())
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let err = |m: String| Err(ConfigError(m));
+        let primaries = self
+            .nodes
+            .iter()
+            .filter(|n| n.role == RoleConfig::Primary)
+            .count();
+        if primaries != 1 {
+            return err(format!(
+                "node: exactly one node must have role = \"primary\" (found {primaries}); set one in the config file or IPFS_PRIMARY_API"
+            ));
+        }
+        if self
+            .nodes
+            .iter()
+            .filter(|n| n.role == RoleConfig::Local)
+            .count()
+            > 1
+        {
+            return err("node: at most one node may have role = \"local\"".into());
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            let key = format!("node[{i}] ({})", node.name);
+            if node.name.trim().is_empty() {
+                return err(format!("node[{i}].name: must not be empty"));
+            }
+            if !names.insert(node.name.as_str()) {
+                return err(format!("{key}.name: '{}' is used twice", node.name));
+            }
+            check_url(&node.url).map_err(|m| ConfigError(format!("{key}.url: {m}")))?;
+            node.credentials()
+                .map_err(|m| ConfigError(format!("{key}: {m}")))?;
+        }
+        if self.daemon.concurrent_pins == 0 || self.daemon.concurrent_pins > 1_000 {
+            return err("daemon.concurrent_pins: must be from 1 to 1000".into());
+        }
+        if self.daemon.retry_base_ms > self.daemon.retry_max_ms {
+            return err("daemon.retry_base_ms: must not exceed daemon.retry_max_ms".into());
+        }
+        if self.node_name.trim().is_empty() {
+            return err("node_name: must not be empty (NODE_NAME)".into());
+        }
+        Ok(())
+    }
+
+    /// Nodes a job may use: the local node only when the local fallback is enabled.
+    pub fn job_nodes(&self) -> impl Iterator<Item = &NodeConfig> {
+        self.nodes
+            .iter()
+            .filter(|n| n.role != RoleConfig::Local || self.local_fallback.enabled)
+    }
+
+    pub fn socket_path(&self) -> PathBuf {
+        self.daemon
+            .socket
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("pinwarden.sock"))
+    }
+
+    pub fn primary(&self) -> Option<&NodeConfig> {
+        self.nodes.iter().find(|n| n.role == RoleConfig::Primary)
+    }
+
+    /// The policy's parameters: the file's and `--param`s, plus the local-fallback threshold
+    /// when the policy declares `local_fallback_after` (checked by the caller with `declares`).
+    pub fn policy_params(&self, declares: impl Fn(&str) -> bool) -> Vec<(String, String)> {
+        let mut params: Vec<(String, String)> = self
+            .policy
+            .params
+            .iter()
+            .map(|(k, v)| (k.clone(), value_string(v)))
+            .collect();
+        if let Some(t) = self.local_fallback.threshold
+            && declares("local_fallback_after")
+            && !self.policy.params.contains_key("local_fallback_after")
+        {
+            params.push(("local_fallback_after".into(), t.to_string()));
+        }
+        params
+    }
+
+    /// The effective configuration as TOML, secrets masked.
+    pub fn show(&self) -> String {
+        let mut masked = self.clone();
+        for node in &mut masked.nodes {
+            for secret in [&mut node.bearer_token, &mut node.basic_password] {
+                if secret.is_some() {
+                    *secret = Some("***".into());
+                }
+            }
+        }
+        toml::to_string_pretty(&masked).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+impl NodeConfig {
+    fn plain(name: &str, url: &str, role: RoleConfig) -> NodeConfig {
+        NodeConfig {
+            name: name.into(),
+            url: url.into(),
+            role,
+            bearer_token: None,
+            bearer_token_env: None,
+            basic_user: None,
+            basic_password: None,
+            basic_password_env: None,
+        }
+    }
+
+    /// The node's credentials, reading `*_env` variables now.
+    pub fn credentials(&self) -> Result<Credentials, String> {
+        let from_env = |var: &Option<String>, key: &str| -> Result<Option<String>, String> {
+            match var {
+                None => Ok(None),
+                Some(name) => std::env::var(name)
+                    .map(Some)
+                    .map_err(|_| format!("{key}: environment variable {name} is not set")),
+            }
+        };
+        let bearer = match (
+            &self.bearer_token,
+            from_env(&self.bearer_token_env, "bearer_token_env")?,
+        ) {
+            (Some(_), Some(_)) => {
+                return Err("set bearer_token or bearer_token_env, not both".into());
+            }
+            (Some(t), None) => Some(t.clone()),
+            (None, t) => t,
+        };
+        let password = match (
+            &self.basic_password,
+            from_env(&self.basic_password_env, "basic_password_env")?,
+        ) {
+            (Some(_), Some(_)) => {
+                return Err("set basic_password or basic_password_env, not both".into());
+            }
+            (Some(p), None) => Some(p.clone()),
+            (None, p) => p,
+        };
+        match (bearer, &self.basic_user, password) {
+            (Some(_), Some(_), _) => Err("use bearer or basic authentication, not both".into()),
+            (Some(token), None, None) => Ok(Credentials::Bearer(token)),
+            (Some(_), None, Some(_)) => Err("basic_password without basic_user".into()),
+            (None, Some(user), Some(password)) => Ok(Credentials::Basic {
+                user: user.clone(),
+                password,
+            }),
+            (None, Some(_), None) => {
+                Err("basic_user needs basic_password or basic_password_env".into())
+            }
+            (None, None, Some(_)) => Err("basic_password without basic_user".into()),
+            (None, None, None) => Ok(Credentials::None),
+        }
+    }
+}
+
+fn check_url(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"));
+    match rest {
+        Some(host) if !host.is_empty() && !host.starts_with('/') => Ok(()),
+        _ if url.starts_with("/ip4/") || url.starts_with("/ip6/") || url.starts_with("/dns") => {
+            Ok(())
+        }
+        _ => Err(format!("'{url}' is not an http(s) URL or an API multiaddr")),
+    }
+}
+
+fn value_string(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    fn write(text: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().expect("temp file");
+        std::io::Write::write_all(&mut f, text.as_bytes()).expect("write");
+        f
+    }
+
+    #[test]
+    fn env_variables_of_the_seeds_override_the_file() {
+        let f = write(
+            "node_name = \"file\"\n[[node]]\nname = \"sn\"\nurl = \"http://10.0.0.1:5001\"\nrole = \"primary\"\n",
+        );
+        let env = env_of(&[
+            ("IPFS_PRIMARY_API", "http://127.0.0.1:5001"),
+            (
+                "IPFS_BACKUP_APIS",
+                "http://127.0.0.1:5002, http://127.0.0.1:5003",
+            ),
+            ("IPFS_LOCAL_API", "http://127.0.0.1:5004"),
+            ("ENABLE_LOCAL_FALLBACK", "true"),
+            ("LOCAL_FALLBACK_THRESHOLD", "4"),
+            ("NODE_NAME", "encoder-node-1"),
+        ]);
+        let c =
+            Config::load(Some(f.path()), &env, &[("attempts".into(), "2".into())]).expect("valid");
+        let names: Vec<&str> = c.nodes.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(names, ["primary", "backup-1", "backup-2", "local"]);
+        assert_eq!(c.nodes[0].url, "http://127.0.0.1:5001");
+        assert_eq!(c.node_name, "encoder-node-1");
+        assert_eq!(c.job_nodes().count(), 4);
+        let params = c.policy_params(|_| true);
+        assert!(params.contains(&("attempts".into(), "2".into())));
+        assert!(params.contains(&("local_fallback_after".into(), "4".into())));
+        assert!(
+            !c.policy_params(|_| false)
+                .iter()
+                .any(|(k, _)| k == "local_fallback_after")
+        );
+    }
+
+    #[test]
+    fn local_node_is_left_out_of_jobs_unless_enabled() {
+        let env = env_of(&[
+            ("IPFS_PRIMARY_API", "http://127.0.0.1:5001"),
+            ("IPFS_LOCAL_API", "http://127.0.0.1:5004"),
+        ]);
+        let c = Config::load(None, &env, &[]).expect("valid");
+        assert_eq!(c.job_nodes().count(), 1);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "[[node]]\nname = \"a\"\nurl = \"ftp://x\"\nrole = \"primary\"\n",
+                "node[0] (a).url",
+            ),
+            (
+                "[[node]]\nname = \"a\"\nurl = \"http://x\"\nrole = \"boss\"\n",
+                "boss",
+            ),
+            (
+                "[[node]]\nname = \"a\"\nurl = \"http://x\"\nrole = \"backup\"\n",
+                "exactly one node",
+            ),
+            ("colour = 1\n", "colour"),
+            (
+                "[[node]]\nname = \"a\"\nurl = \"http://x\"\nrole = \"primary\"\n[[node]]\nname = \"a\"\nurl = \"http://y\"\nrole = \"backup\"\n",
+                "used twice",
+            ),
+            (
+                "[[node]]\nname = \"a\"\nurl = \"http://x\"\nrole = \"primary\"\nbearer_token_env = \"PINWARDEN_TEST_UNSET_VAR\"\n",
+                "PINWARDEN_TEST_UNSET_VAR is not set",
+            ),
+        ];
+        for (text, needle) in cases {
+            let f = write(text);
+            let err = Config::load(Some(f.path()), &|_| None, &[]).expect_err(text);
+            assert!(err.0.contains(needle), "{text}: {err}");
+        }
+        let env = env_of(&[
+            ("IPFS_PRIMARY_API", "http://x"),
+            ("ENABLE_LOCAL_FALLBACK", "maybe"),
+        ]);
+        let err = Config::load(None, &env, &[]).expect_err("bad bool");
+        assert!(err.0.starts_with("ENABLE_LOCAL_FALLBACK"), "{err}");
+    }
+
+    #[test]
+    fn show_masks_secrets() {
+        let f = write(
+            "[[node]]\nname = \"a\"\nurl = \"http://x\"\nrole = \"primary\"\nbasic_user = \"u\"\nbasic_password = \"hunter2\"\n",
+        );
+        let c = Config::load(Some(f.path()), &|_| None, &[]).expect("valid");
+        let shown = c.show();
+        assert!(
+            !shown.contains("hunter2") && shown.contains("***"),
+            "{shown}"
+        );
+        assert_eq!(
+            c.nodes[0].credentials(),
+            Ok(Credentials::Basic {
+                user: "u".into(),
+                password: "hunter2".into()
+            })
+        );
+    }
+}

@@ -1,0 +1,310 @@
+//! The daemon's HTTP/JSON API. Every error is `{"error": "..."}` with a 4xx/5xx status:
+//! 400 bad request, 401 missing or wrong token (TCP), 404 unknown job, 409 conflict,
+//! 422 policy rejected, 500 internal, 504 wait timed out.
+
+use super::{Daemon, now_ms};
+use crate::queue::{PinRow, QueueError, State, Submission};
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, Request, State as Ctx};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+
+type Shared = Arc<Daemon>;
+
+pub fn router(daemon: Shared, token: Option<String>) -> Router {
+    let router = Router::new()
+        .route("/v1/pins", post(submit))
+        .route("/v1/jobs", get(list))
+        .route("/v1/jobs/{key}", get(status).delete(cancel))
+        .route("/v1/health", get(health))
+        .route("/v1/policy/reload", post(reload))
+        .with_state(daemon);
+    match token {
+        Some(token) => router.layer(middleware::from_fn(move |req: Request, next: Next| {
+            let token = token.clone();
+            async move { bearer(&token, req, next).await }
+        })),
+        None => router,
+    }
+}
+
+async fn bearer(token: &str, req: Request, next: Next) -> Response {
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    // Constant-time enough for a shared secret compared once per request.
+    let ok = given.is_some_and(|g| {
+        g.len() == token.len()
+            && g.bytes()
+                .zip(token.bytes())
+                .fold(0u8, |a, (x, y)| a | (x ^ y))
+                == 0
+    });
+    if ok {
+        next.run(req).await
+    } else {
+        error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token")
+    }
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+fn internal(e: impl std::fmt::Display) -> Response {
+    error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubmitBody {
+    cid: String,
+    job_id: String,
+    #[serde(default)]
+    size_bytes: u64,
+    /// Return only when the pin has ended (default: lazy, return at once).
+    #[serde(default)]
+    wait: bool,
+    /// With `wait`: give up waiting (the pin goes on) after this long. Default 1 hour.
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+}
+
+async fn submit(Ctx(d): Ctx<Shared>, body: Result<Json<SubmitBody>, JsonRejection>) -> Response {
+    let Json(body) = match body {
+        Ok(b) => b,
+        Err(rejection) => return error(StatusCode::BAD_REQUEST, rejection.body_text()),
+    };
+    if let Err(e) = cid::Cid::try_from(body.cid.as_str()) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("invalid CID '{}': {e}", body.cid),
+        );
+    }
+    if body.job_id.trim().is_empty() || body.job_id.len() > 256 {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "job_id must be 1 to 256 characters",
+        );
+    }
+    let mut events = d.events.subscribe();
+    let submission = Submission {
+        cid: body.cid.clone(),
+        job_id: body.job_id.clone(),
+        size_bytes: body.size_bytes,
+        lazy: !body.wait,
+    };
+    let row = match d.queue.submit(&submission, now_ms()) {
+        Ok(row) => row,
+        Err(e @ QueueError::JobConflict { .. }) => {
+            return error(StatusCode::CONFLICT, e.to_string());
+        }
+        Err(e) => return internal(e),
+    };
+    d.wake.notify_one();
+    tracing::info!(cid = %row.cid, job_id = %body.job_id, state = %row.state, wait = body.wait, "submitted");
+    if !body.wait {
+        return (StatusCode::ACCEPTED, Json(json!({ "job": row }))).into_response();
+    }
+    if row.state.is_final() {
+        return Json(json!({ "job": row })).into_response();
+    }
+    let limit = Duration::from_millis(body.timeout_ms.unwrap_or(3_600_000));
+    let waited = tokio::time::timeout(limit, async {
+        loop {
+            match events.recv().await {
+                Ok(r) if r.cid == row.cid && r.state.is_final() => return Some(r),
+                Ok(_) => {}
+                // Missed events: look at the queue itself.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    if let Ok(Some(r)) = d.queue.by_cid(&row.cid)
+                        && r.state.is_final()
+                    {
+                        return Some(r);
+                    }
+                }
+                Err(_) => return None,
+            }
+        }
+    })
+    .await;
+    match waited {
+        Ok(Some(r)) => Json(json!({ "job": with_job(r, &body.job_id) })).into_response(),
+        Ok(None) => error(StatusCode::INTERNAL_SERVER_ERROR, "daemon shutting down"),
+        Err(_) => error(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!(
+                "still {} after {} ms; the pin goes on",
+                row.state,
+                limit.as_millis()
+            ),
+        ),
+    }
+}
+
+/// Keeps the row's job ids but makes sure the caller's is among them.
+fn with_job(mut row: PinRow, job_id: &str) -> PinRow {
+    if !row.job_ids.iter().any(|j| j == job_id) {
+        row.job_ids.push(job_id.to_string());
+    }
+    row
+}
+
+async fn status(Ctx(d): Ctx<Shared>, Path(key): Path<String>) -> Response {
+    let found = match d.queue.by_job(&key) {
+        Ok(Some(row)) => Some(row),
+        Ok(None) => match d.queue.by_cid(&key) {
+            Ok(row) => row,
+            Err(e) => return internal(e),
+        },
+        Err(e) => return internal(e),
+    };
+    match found {
+        Some(row) => Json(json!({ "job": row })).into_response(),
+        None => error(StatusCode::NOT_FOUND, format!("no job or CID '{key}'")),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    state: Option<String>,
+    limit: Option<u32>,
+}
+
+async fn list(
+    Ctx(d): Ctx<Shared>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Query(q) = match query {
+        Ok(q) => q,
+        Err(rejection) => return error(StatusCode::BAD_REQUEST, rejection.body_text()),
+    };
+    let state = match q.state.as_deref() {
+        None => None,
+        Some(s) => match State::parse(s) {
+            Some(st) => Some(st),
+            None => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "unknown state '{s}' (queued, pinning, pinned, failed, local-fallback)"
+                    ),
+                );
+            }
+        },
+    };
+    match d.queue.list(state, q.limit.unwrap_or(100).min(10_000)) {
+        Ok(rows) => Json(json!({ "jobs": rows })).into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+async fn cancel(Ctx(d): Ctx<Shared>, Path(job_id): Path<String>) -> Response {
+    match d.queue.cancel(&job_id, now_ms()) {
+        Ok(None) => error(StatusCode::NOT_FOUND, format!("no job '{job_id}'")),
+        Ok(Some(before)) if before.state.is_final() => error(
+            StatusCode::CONFLICT,
+            format!("job '{job_id}' already ended: {}", before.state),
+        ),
+        Ok(Some(before)) => {
+            if let Ok(mut running) = d.running.lock()
+                && let Some(handle) = running.remove(&before.cid)
+            {
+                handle.abort();
+            }
+            match d.queue.by_cid(&before.cid) {
+                Ok(Some(row)) => {
+                    let _ = d.events.send(row.clone());
+                    Json(json!({ "job": row })).into_response()
+                }
+                Ok(None) => error(StatusCode::NOT_FOUND, format!("no job '{job_id}'")),
+                Err(e) => internal(e),
+            }
+        }
+        Err(e) => internal(e),
+    }
+}
+
+pub fn health_json(d: &Daemon) -> Result<Value, QueueError> {
+    let (policy, _) = d.policy.current();
+    let counts: serde_json::Map<String, Value> = d
+        .queue
+        .counts()?
+        .into_iter()
+        .map(|(s, n)| (s.as_str().to_string(), n.into()))
+        .collect();
+    Ok(json!({
+        "status": "ok",
+        "policy": { "name": policy.name, "hash": policy.hash, "source": policy.source.to_string() },
+        "queue": counts,
+        "policy_reloads": d.policy.reloads.load(std::sync::atomic::Ordering::Relaxed),
+        "node_name": d.config.node_name,
+    }))
+}
+
+async fn health(Ctx(d): Ctx<Shared>) -> Response {
+    match health_json(&d) {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ReloadBody {
+    /// Another built-in name or component path to switch to (default: re-read the configured one).
+    policy: Option<String>,
+    /// Parameters for it, exactly (default: those of the configured parameters it declares).
+    params: Option<std::collections::BTreeMap<String, Value>>,
+}
+
+async fn reload(Ctx(d): Ctx<Shared>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    let body: ReloadBody = if body.is_empty() {
+        ReloadBody::default()
+    } else {
+        let json = headers
+            .get(header::CONTENT_TYPE)
+            .is_none_or(|v| v.as_bytes().starts_with(b"application/json"));
+        match serde_json::from_slice(&body) {
+            Ok(b) if json => b,
+            Ok(_) => return error(StatusCode::BAD_REQUEST, "expected application/json"),
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("bad JSON body: {e}")),
+        }
+    };
+    let params: Option<Vec<(String, String)>> = body.params.map(|m| {
+        m.into_iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                (k, v)
+            })
+            .collect()
+    });
+    let daemon = Arc::clone(&d);
+    let result = tokio::task::spawn_blocking(move || {
+        daemon
+            .policy
+            .reload(body.policy.as_deref(), params.as_deref())
+    })
+    .await;
+    match result {
+        Ok(Ok(p)) => Json(json!({
+            "policy": { "name": p.name, "hash": p.hash, "source": p.source.to_string() }
+        }))
+        .into_response(),
+        Ok(Err(message)) => error(StatusCode::UNPROCESSABLE_ENTITY, message),
+        Err(e) => internal(e),
+    }
+}

@@ -1,0 +1,238 @@
+//! `pinwarden serve`: the daemon. HTTP/JSON on a Unix socket (and optionally TCP with a bearer
+//! token), a durable queue worked by a bounded pool, the local-fallback journal, live policy
+//! swaps (socket, SIGHUP, file watch).
+//!
+//! * [`api`]: the HTTP endpoints.
+//! * [`worker`]: claims due pins from the queue and runs their rounds.
+//! * [`policy_slot`]: the atomically swappable policy.
+
+pub mod api;
+pub mod policy_slot;
+pub mod worker;
+
+use crate::app::App;
+use crate::config::Config;
+use crate::executor::{Limits, Topology};
+use crate::journal::Journal;
+use crate::kubo::KuboClient;
+use crate::queue::{PinRow, Queue};
+use policy_slot::PolicySlot;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, broadcast};
+use tokio::task::AbortHandle;
+
+/// Everything the endpoints and the worker share.
+pub struct Daemon {
+    pub config: Config,
+    pub queue: Queue,
+    pub journal: Journal,
+    pub policy: PolicySlot,
+    pub topology: Topology,
+    pub local: Option<Arc<KuboClient>>,
+    pub limits: Limits,
+    /// Every pin state change, for `wait` submissions.
+    pub events: broadcast::Sender<PinRow>,
+    /// Wakes the worker when something was queued.
+    pub wake: Notify,
+    /// Rounds in flight, by CID, so a cancel can stop them.
+    pub running: Mutex<HashMap<String, AbortHandle>>,
+}
+
+impl Daemon {
+    pub fn new(app: App) -> anyhow::Result<Arc<Daemon>> {
+        let App {
+            config,
+            registry,
+            policy,
+            fallback,
+            topology,
+            local,
+            ..
+        } = app;
+        let queue = Queue::open(&config.data_dir.join("queue.db"))?;
+        let journal = Journal::open(crate::journal::journal_path(&config.data_dir))?;
+        let params = config.policy_params(|_| true);
+        let slot = PolicySlot::new(
+            registry,
+            config.policy.name.clone(),
+            params,
+            policy,
+            fallback,
+        );
+        let (events, _) = broadcast::channel(1024);
+        Ok(Arc::new(Daemon {
+            config,
+            queue,
+            journal,
+            policy: slot,
+            topology,
+            local,
+            limits: Limits::default(),
+            events,
+            wake: Notify::new(),
+            running: Mutex::new(HashMap::new()),
+        }))
+    }
+}
+
+/// Milliseconds since the Unix epoch (the queue's clock).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Where and how to listen.
+pub struct Listeners {
+    pub socket: std::path::PathBuf,
+    pub tcp: Option<String>,
+    pub token: Option<String>,
+}
+
+/// Serves until SIGTERM or SIGINT. SIGHUP reloads the policy.
+pub async fn serve(daemon: Arc<Daemon>, listen: Listeners) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use std::os::unix::fs::PermissionsExt;
+
+    let unix = bind_socket(&listen.socket)?;
+    std::fs::set_permissions(&listen.socket, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("chmod 0600 {}", listen.socket.display()))?;
+    let tcp = match &listen.tcp {
+        None => None,
+        Some(addr) => {
+            let parsed: std::net::SocketAddr = addr
+                .parse()
+                .with_context(|| format!("--listen {addr}: expected IP:PORT"))?;
+            if !parsed.ip().is_loopback() && listen.token.is_none() {
+                anyhow::bail!(
+                    "--listen {addr} is not a loopback address: set a bearer token (daemon.token_env) first"
+                );
+            }
+            Some(
+                tokio::net::TcpListener::bind(parsed)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr}"))?,
+            )
+        }
+    };
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let worker = tokio::spawn(worker::run(Arc::clone(&daemon), stopped(stop_rx.clone())));
+    let unix_server = tokio::spawn(
+        axum::serve(unix, api::router(Arc::clone(&daemon), None))
+            .with_graceful_shutdown(stopped(stop_rx.clone()))
+            .into_future(),
+    );
+    let tcp_server = tcp.map(|listener| {
+        tokio::spawn(
+            axum::serve(
+                listener,
+                api::router(Arc::clone(&daemon), listen.token.clone()),
+            )
+            .with_graceful_shutdown(stopped(stop_rx.clone()))
+            .into_future(),
+        )
+    });
+    let housekeeping = tokio::spawn(housekeeping(Arc::clone(&daemon), stop_rx.clone()));
+    tracing::info!(
+        socket = %listen.socket.display(),
+        tcp = listen.tcp.as_deref().unwrap_or("-"),
+        policy = %daemon.policy.current().0.name,
+        "pinwarden daemon ready"
+    );
+
+    wait_for_stop(&daemon).await?;
+    tracing::info!("shutting down: in-flight pins resume on the next start");
+    let _ = stop_tx.send(true);
+    let _ = worker.await;
+    let _ = unix_server.await;
+    if let Some(t) = tcp_server {
+        let _ = t.await;
+    }
+    housekeeping.abort();
+    let _ = std::fs::remove_file(&listen.socket);
+    Ok(())
+}
+
+/// Binds the socket, replacing a stale file but never a live daemon's socket.
+fn bind_socket(path: &std::path::Path) -> anyhow::Result<tokio::net::UnixListener> {
+    use anyhow::Context;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            anyhow::bail!(
+                "{} is in use: another pinwarden daemon is running",
+                path.display()
+            );
+        }
+        std::fs::remove_file(path).with_context(|| format!("remove stale {}", path.display()))?;
+    }
+    tokio::net::UnixListener::bind(path).with_context(|| format!("cannot bind {}", path.display()))
+}
+
+/// SIGHUP reloads the policy; SIGTERM or SIGINT returns.
+async fn wait_for_stop(daemon: &Arc<Daemon>) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading the policy");
+                let d = Arc::clone(daemon);
+                // The outcome is logged by the slot.
+                let _ = tokio::task::spawn_blocking(move || d.policy.reload(None, None)).await;
+            }
+            _ = term.recv() => return Ok(()),
+            _ = int.recv() => return Ok(()),
+        }
+    }
+}
+
+/// Watches the policy file (if the policy is a file) and prunes finished jobs.
+async fn housekeeping(daemon: Arc<Daemon>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let watch_ms = daemon.config.daemon.watch_ms;
+    let tick = Duration::from_millis(if watch_ms == 0 { 60_000 } else { watch_ms });
+    let stamp = |spec: &str| {
+        std::fs::metadata(spec)
+            .ok()
+            .map(|m| (m.modified().ok(), m.len()))
+    };
+    let mut seen = stamp(daemon.policy.spec());
+    let mut last_prune = std::time::Instant::now() - Duration::from_secs(3600);
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(tick) => {}
+            _ = stop.changed() => return,
+        }
+        if watch_ms > 0 {
+            let spec = daemon.policy.spec();
+            let now = stamp(spec);
+            if now.is_some() && now != seen {
+                seen = now;
+                tracing::info!(file = %spec, "policy file changed: reloading");
+                let d = Arc::clone(&daemon);
+                let _ = tokio::task::spawn_blocking(move || d.policy.reload(None, None)).await;
+            }
+        }
+        let days = daemon.config.daemon.retention_days;
+        if days > 0 && last_prune.elapsed() >= Duration::from_secs(3600) {
+            last_prune = std::time::Instant::now();
+            let cutoff = now_ms() - i64::from(days) * 86_400_000;
+            match daemon.queue.prune_finished(cutoff) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(pruned = n, "forgot finished jobs past retention"),
+                Err(e) => tracing::error!("retention: {e}"),
+            }
+        }
+    }
+}

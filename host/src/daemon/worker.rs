@@ -1,0 +1,156 @@
+//! The queue worker: claims due pins with bounded concurrency and runs one round each.
+//!
+//! A round's end is written to the queue only after its effects are durable: the journal line
+//! of a local fallback is appended (and fsynced) before the pin is marked `local-fallback`, so
+//! a crash in between re-runs the round rather than losing the line.
+
+use super::{Daemon, now_ms};
+use crate::executor::{RoundResult, Status, run_round};
+use crate::journal::{ContentKind, Entry};
+use crate::kubo::ObjectKind;
+use crate::policy::contract::Job;
+use crate::queue::{Finish, PinRow};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+/// Runs until `shutdown` resolves; rounds still in flight are aborted (and resumed on restart,
+/// because their pins are still `pinning` in the queue).
+pub async fn run(daemon: Arc<Daemon>, shutdown: impl std::future::Future<Output = ()>) {
+    let slots = Arc::new(Semaphore::new(daemon.config.daemon.concurrent_pins));
+    let mut tasks = tokio::task::JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            p = Arc::clone(&slots).acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        while tasks.try_join_next().is_some() {}
+        match daemon.queue.claim_due(now_ms()) {
+            Ok(Some(row)) => {
+                let d = Arc::clone(&daemon);
+                let cid = row.cid.clone();
+                let handle = tasks.spawn(async move {
+                    round(&d, row).await;
+                    drop(permit);
+                });
+                if let Ok(mut running) = daemon.running.lock() {
+                    running.insert(cid, handle);
+                }
+            }
+            Ok(None) => {
+                drop(permit);
+                let wait = match daemon.queue.next_due_ms() {
+                    Ok(Some(at)) => (at - now_ms()).clamp(5, 1_000) as u64,
+                    _ => 1_000,
+                };
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(wait)) => {}
+                    () = daemon.wake.notified() => {}
+                    () = &mut shutdown => break,
+                }
+            }
+            Err(e) => {
+                drop(permit);
+                tracing::error!("queue: {e}; retrying in 1 s");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
+}
+
+async fn round(daemon: &Daemon, row: PinRow) {
+    let (policy, fallback) = daemon.policy.current();
+    let job = Job {
+        cid: row.cid.clone(),
+        job_id: row.job_ids.first().cloned().unwrap_or_default(),
+        size_bytes: row.size_bytes,
+        lazy: row.lazy,
+        failed_rounds: row.failed_rounds,
+    };
+    let result = run_round(&policy, &fallback, &job, &daemon.topology, &daemon.limits).await;
+    let finish = match result.status {
+        Status::Pinned => Finish::Pinned {
+            confirmed: result.confirmed.clone(),
+            decided_by: result.decided_by.clone(),
+        },
+        Status::LocalFallback => match journal(daemon, &job, &result).await {
+            Ok(()) => Finish::LocalFallback {
+                confirmed: result.confirmed.clone(),
+                decided_by: result.decided_by.clone(),
+            },
+            Err(e) => failed(
+                daemon,
+                &job,
+                format!("local fallback journal: {e}"),
+                &result,
+            ),
+        },
+        Status::Failed => {
+            let reason = result.reason.clone().unwrap_or_else(|| "failed".into());
+            failed(daemon, &job, reason, &result)
+        }
+    };
+    if let Err(e) = daemon.queue.finish(&job.cid, &finish, now_ms()) {
+        tracing::error!(cid = %job.cid, job_id = %job.job_id, "cannot record the end of a round: {e}");
+    }
+    if let Ok(mut running) = daemon.running.lock() {
+        running.remove(&job.cid);
+    }
+    if let Ok(Some(row)) = daemon.queue.by_cid(&job.cid) {
+        tracing::info!(cid = %row.cid, job_id = %job.job_id, state = %row.state, "round ended");
+        let _ = daemon.events.send(row);
+    }
+}
+
+/// A failed round: lazy pins are queued again after a growing delay, blocking ones end.
+fn failed(daemon: &Daemon, job: &Job, reason: String, result: &RoundResult) -> Finish {
+    let retry_at_ms = job
+        .lazy
+        .then(|| now_ms() + daemon.config.daemon.retry_delay_ms(job.failed_rounds) as i64);
+    tracing::warn!(cid = %job.cid, job_id = %job.job_id, lazy = job.lazy, "round failed: {reason}");
+    Finish::Failed {
+        reason,
+        decided_by: result.decided_by.clone(),
+        retry_at_ms,
+    }
+}
+
+/// Appends the seed's journal line for a local fallback (fsynced before returning).
+async fn journal(daemon: &Daemon, job: &Job, result: &RoundResult) -> anyhow::Result<()> {
+    // The seed's `type`, asked of the node that now holds the content.
+    let kind = match &daemon.local {
+        Some(local) => match local.object_type(&job.cid).await {
+            Ok(ObjectKind::File) => ContentKind::File,
+            Ok(_) => ContentKind::Directory,
+            Err(e) => {
+                tracing::warn!(cid = %job.cid, "cannot ask the local node for the type: {e}; journaling as directory");
+                ContentKind::Directory
+            }
+        },
+        None => ContentKind::Directory,
+    };
+    let entry = Entry::new(
+        &job.cid,
+        &job.job_id,
+        job.size_bytes,
+        kind,
+        job.failed_rounds + 1,
+        &daemon.config.node_name,
+        std::time::SystemTime::now(),
+    );
+    daemon.journal.append(&entry)?;
+    tracing::warn!(
+        cid = %job.cid,
+        job_id = %job.job_id,
+        node = %result.confirmed.join(","),
+        "LAZY PIN FALLBACK: pinned on the local node after {} failed lazy rounds; journaled for migration",
+        job.failed_rounds + 1
+    );
+    Ok(())
+}

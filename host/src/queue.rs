@@ -1,0 +1,565 @@
+//! The durable pin queue, in SQLite (WAL).
+//!
+//! The unit of work is a CID (`pins`); any number of job ids point at it (`jobs`), so a CID
+//! submitted twice is pinned once and every job id is answered. States:
+//! `queued` → `pinning` → `pinned` | `local-fallback` | `failed`; a lazy pin whose round fails
+//! goes back to `queued` with a later `next_attempt_at`, so it is never dropped. On open, pins
+//! left `pinning` by a crash are queued again.
+//!
+//! Durability: WAL with `synchronous = NORMAL` survives a killed process (kill -9) without
+//! losing a committed row; it trades power-loss durability of the last commits for throughput.
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde::Serialize;
+use std::path::Path;
+use std::sync::Mutex;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum State {
+    Queued,
+    Pinning,
+    Pinned,
+    Failed,
+    LocalFallback,
+}
+
+impl State {
+    pub const ALL: [State; 5] = [
+        State::Queued,
+        State::Pinning,
+        State::Pinned,
+        State::Failed,
+        State::LocalFallback,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Queued => "queued",
+            State::Pinning => "pinning",
+            State::Pinned => "pinned",
+            State::Failed => "failed",
+            State::LocalFallback => "local-fallback",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<State> {
+        State::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// A state no worker will change any more.
+    pub fn is_final(self) -> bool {
+        matches!(self, State::Pinned | State::Failed | State::LocalFallback)
+    }
+}
+
+impl std::fmt::Display for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One CID's pin and the job ids waiting on it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PinRow {
+    pub cid: String,
+    pub state: State,
+    pub lazy: bool,
+    pub size_bytes: u64,
+    /// Rounds that ended in failure so far (the policy sees this as `failed-rounds`).
+    pub failed_rounds: u32,
+    pub next_attempt_at_ms: i64,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+    pub confirmed: Vec<String>,
+    pub reason: Option<String>,
+    pub decided_by: Option<String>,
+    pub job_ids: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Submission {
+    pub cid: String,
+    pub job_id: String,
+    pub size_bytes: u64,
+    pub lazy: bool,
+}
+
+/// How a round ended, for [`Queue::finish`].
+#[derive(Debug, Clone)]
+pub enum Finish {
+    Pinned {
+        confirmed: Vec<String>,
+        decided_by: String,
+    },
+    LocalFallback {
+        confirmed: Vec<String>,
+        decided_by: String,
+    },
+    /// `retry_at_ms`: queue again at that time (lazy), or `None` to stop (blocking).
+    Failed {
+        reason: String,
+        decided_by: String,
+        retry_at_ms: Option<i64>,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("job id '{job_id}' already belongs to CID {cid}")]
+    JobConflict { job_id: String, cid: String },
+    #[error("queue database: {0}")]
+    Db(#[from] rusqlite::Error),
+    #[error("queue database lock poisoned")]
+    Poisoned,
+}
+
+pub struct Queue {
+    conn: Mutex<Connection>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS pins (
+    cid             TEXT PRIMARY KEY,
+    state           TEXT NOT NULL,
+    lazy            INTEGER NOT NULL,
+    size_bytes      INTEGER NOT NULL,
+    failed_rounds   INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    created_at      INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL,
+    confirmed       TEXT NOT NULL DEFAULT '[]',
+    reason          TEXT,
+    decided_by      TEXT
+) STRICT;
+CREATE INDEX IF NOT EXISTS pins_due ON pins(state, lazy, next_attempt_at);
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id     TEXT PRIMARY KEY,
+    cid        TEXT NOT NULL REFERENCES pins(cid) ON DELETE CASCADE,
+    created_at INTEGER NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS jobs_cid ON jobs(cid);
+";
+
+const COLUMNS: &str = "cid, state, lazy, size_bytes, failed_rounds, next_attempt_at, created_at, \
+                       updated_at, confirmed, reason, decided_by";
+
+impl Queue {
+    /// Opens (or creates) the queue and re-queues pins a crash left in `pinning`.
+    pub fn open(path: &Path) -> Result<Queue, QueueError> {
+        if let Some(dir) = path.parent() {
+            // A missing directory would surface as an opaque SQLite error.
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(SCHEMA)?;
+        let resumed = conn.execute(
+            "UPDATE pins SET state = 'queued' WHERE state = 'pinning'",
+            [],
+        )?;
+        if resumed > 0 {
+            tracing::info!(resumed, "re-queued pins interrupted by a restart");
+        }
+        Ok(Queue {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn with<R>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<R, QueueError>,
+    ) -> Result<R, QueueError> {
+        let mut conn = self.conn.lock().map_err(|_| QueueError::Poisoned)?;
+        f(&mut conn)
+    }
+
+    /// Queues `s` (or attaches its job id to the CID's existing pin) and returns the pin.
+    /// A CID that failed before is queued again; a blocking submission makes a queued lazy
+    /// pin blocking (it gets picked first).
+    pub fn submit(&self, s: &Submission, now_ms: i64) -> Result<PinRow, QueueError> {
+        self.with(|conn| {
+            let tx = conn.transaction()?;
+            let owner: Option<String> = tx
+                .query_row(
+                    "SELECT cid FROM jobs WHERE job_id = ?1",
+                    [&s.job_id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let Some(cid) = owner.filter(|c| *c != s.cid) {
+                return Err(QueueError::JobConflict {
+                    job_id: s.job_id.clone(),
+                    cid,
+                });
+            }
+            let existing: Option<String> = tx
+                .query_row("SELECT state FROM pins WHERE cid = ?1", [&s.cid], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            match existing.as_deref().and_then(State::parse) {
+                None => {
+                    tx.execute(
+                        "INSERT INTO pins (cid, state, lazy, size_bytes, next_attempt_at, created_at, updated_at)
+                         VALUES (?1, 'queued', ?2, ?3, ?4, ?4, ?4)",
+                        params![s.cid, s.lazy, s.size_bytes as i64, now_ms],
+                    )?;
+                }
+                Some(State::Failed) => {
+                    tx.execute(
+                        "UPDATE pins SET state = 'queued', lazy = ?2, next_attempt_at = ?3,
+                         updated_at = ?3, reason = NULL WHERE cid = ?1",
+                        params![s.cid, s.lazy, now_ms],
+                    )?;
+                }
+                Some(State::Queued) if !s.lazy => {
+                    tx.execute(
+                        "UPDATE pins SET lazy = 0, next_attempt_at = MIN(next_attempt_at, ?2),
+                         updated_at = ?2 WHERE cid = ?1",
+                        params![s.cid, now_ms],
+                    )?;
+                }
+                Some(_) => {}
+            }
+            tx.execute(
+                "INSERT OR IGNORE INTO jobs (job_id, cid, created_at) VALUES (?1, ?2, ?3)",
+                params![s.job_id, s.cid, now_ms],
+            )?;
+            let row = fetch(&tx, &s.cid)?;
+            tx.commit()?;
+            row.ok_or(QueueError::Db(rusqlite::Error::QueryReturnedNoRows))
+        })
+    }
+
+    /// Takes the next due pin (blocking before lazy, oldest first) and marks it `pinning`.
+    pub fn claim_due(&self, now_ms: i64) -> Result<Option<PinRow>, QueueError> {
+        self.with(|conn| {
+            let tx = conn.transaction()?;
+            let cid: Option<String> = tx
+                .query_row(
+                    "SELECT cid FROM pins WHERE state = 'queued' AND next_attempt_at <= ?1
+                     ORDER BY lazy, next_attempt_at, created_at LIMIT 1",
+                    [now_ms],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let Some(cid) = cid else {
+                return Ok(None);
+            };
+            tx.execute(
+                "UPDATE pins SET state = 'pinning', updated_at = ?2 WHERE cid = ?1",
+                params![cid, now_ms],
+            )?;
+            let row = fetch(&tx, &cid)?;
+            tx.commit()?;
+            Ok(row)
+        })
+    }
+
+    /// When the next queued pin becomes due, if any is queued.
+    pub fn next_due_ms(&self) -> Result<Option<i64>, QueueError> {
+        self.with(|conn| {
+            Ok(conn.query_row(
+                "SELECT MIN(next_attempt_at) FROM pins WHERE state = 'queued'",
+                [],
+                |r| r.get(0),
+            )?)
+        })
+    }
+
+    /// Records how a round ended. Only a pin still `pinning` is changed (a cancelled one is not
+    /// resurrected by a worker that finishes late).
+    pub fn finish(&self, cid: &str, finish: &Finish, now_ms: i64) -> Result<(), QueueError> {
+        self.with(|conn| {
+            let json = |v: &Vec<String>| serde_json::to_string(v).unwrap_or_else(|_| "[]".into());
+            match finish {
+                Finish::Pinned {
+                    confirmed,
+                    decided_by,
+                }
+                | Finish::LocalFallback {
+                    confirmed,
+                    decided_by,
+                } => {
+                    let state = if matches!(finish, Finish::Pinned { .. }) {
+                        State::Pinned
+                    } else {
+                        State::LocalFallback
+                    };
+                    conn.execute(
+                        "UPDATE pins SET state = ?2, confirmed = ?3, decided_by = ?4, reason = NULL,
+                         updated_at = ?5 WHERE cid = ?1 AND state = 'pinning'",
+                        params![cid, state.as_str(), json(confirmed), decided_by, now_ms],
+                    )?;
+                }
+                Finish::Failed {
+                    reason,
+                    decided_by,
+                    retry_at_ms,
+                } => {
+                    let (state, next) = match retry_at_ms {
+                        Some(at) => (State::Queued, *at),
+                        None => (State::Failed, now_ms),
+                    };
+                    conn.execute(
+                        "UPDATE pins SET state = ?2, failed_rounds = failed_rounds + 1, reason = ?3,
+                         decided_by = ?4, next_attempt_at = ?5, updated_at = ?6
+                         WHERE cid = ?1 AND state = 'pinning'",
+                        params![cid, state.as_str(), reason, decided_by, next, now_ms],
+                    )?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// The pin a job id points at.
+    pub fn by_job(&self, job_id: &str) -> Result<Option<PinRow>, QueueError> {
+        self.with(|conn| {
+            let cid: Option<String> = conn
+                .query_row("SELECT cid FROM jobs WHERE job_id = ?1", [job_id], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            match cid {
+                Some(cid) => fetch(conn, &cid),
+                None => Ok(None),
+            }
+        })
+    }
+
+    pub fn by_cid(&self, cid: &str) -> Result<Option<PinRow>, QueueError> {
+        self.with(|conn| fetch(conn, cid))
+    }
+
+    /// Pins in `state` (all when `None`), most recently updated first.
+    pub fn list(&self, state: Option<State>, limit: u32) -> Result<Vec<PinRow>, QueueError> {
+        self.with(|conn| {
+            let sql = format!(
+                "SELECT {COLUMNS} FROM pins WHERE (?1 IS NULL OR state = ?1)
+                 ORDER BY updated_at DESC LIMIT ?2"
+            );
+            let mut stmt = conn.prepare(&sql)?;
+            let rows = stmt
+                .query_map(params![state.map(State::as_str), limit], read_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            drop(stmt);
+            rows.into_iter()
+                .map(|mut row| {
+                    row.job_ids = job_ids(conn, &row.cid)?;
+                    Ok(row)
+                })
+                .collect()
+        })
+    }
+
+    /// Cancels a pin that has not ended: it becomes `failed` ("cancelled"). Returns the pin
+    /// as it was before, or `None` for an unknown job.
+    pub fn cancel(&self, job_id: &str, now_ms: i64) -> Result<Option<PinRow>, QueueError> {
+        let Some(row) = self.by_job(job_id)? else {
+            return Ok(None);
+        };
+        if !row.state.is_final() {
+            self.with(|conn| {
+                conn.execute(
+                    "UPDATE pins SET state = 'failed', reason = 'cancelled by operator',
+                     updated_at = ?2 WHERE cid = ?1 AND state IN ('queued', 'pinning')",
+                    params![row.cid, now_ms],
+                )?;
+                Ok(())
+            })?;
+        }
+        Ok(Some(row))
+    }
+
+    /// Number of pins per state (every state present, zero included).
+    pub fn counts(&self) -> Result<Vec<(State, u64)>, QueueError> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare("SELECT state, COUNT(*) FROM pins GROUP BY state")?;
+            let found: Vec<(String, i64)> = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            Ok(State::ALL
+                .into_iter()
+                .map(|st| {
+                    let n = found
+                        .iter()
+                        .find(|(s, _)| s == st.as_str())
+                        .map(|(_, n)| *n as u64)
+                        .unwrap_or(0);
+                    (st, n)
+                })
+                .collect())
+        })
+    }
+
+    /// Deletes finished pins (and their job ids) last updated before `cutoff_ms`.
+    pub fn prune_finished(&self, cutoff_ms: i64) -> Result<usize, QueueError> {
+        self.with(|conn| {
+            Ok(conn.execute(
+                "DELETE FROM pins WHERE state IN ('pinned', 'failed', 'local-fallback')
+                 AND updated_at < ?1",
+                [cutoff_ms],
+            )?)
+        })
+    }
+}
+
+fn fetch(conn: &Connection, cid: &str) -> Result<Option<PinRow>, QueueError> {
+    let sql = format!("SELECT {COLUMNS} FROM pins WHERE cid = ?1");
+    let row = conn.query_row(&sql, [cid], read_row).optional()?;
+    match row {
+        Some(mut row) => {
+            row.job_ids = job_ids(conn, cid)?;
+            Ok(Some(row))
+        }
+        None => Ok(None),
+    }
+}
+
+fn job_ids(conn: &Connection, cid: &str) -> Result<Vec<String>, QueueError> {
+    let mut stmt =
+        conn.prepare_cached("SELECT job_id FROM jobs WHERE cid = ?1 ORDER BY created_at, job_id")?;
+    let ids = stmt
+        .query_map([cid], |r| r.get(0))?
+        .collect::<Result<Vec<String>, _>>()?;
+    Ok(ids)
+}
+
+fn read_row(r: &Row<'_>) -> rusqlite::Result<PinRow> {
+    let state: String = r.get(1)?;
+    let confirmed: String = r.get(8)?;
+    Ok(PinRow {
+        cid: r.get(0)?,
+        state: State::parse(&state).unwrap_or(State::Queued),
+        lazy: r.get(2)?,
+        size_bytes: r.get::<_, i64>(3)?.max(0) as u64,
+        failed_rounds: r.get(4)?,
+        next_attempt_at_ms: r.get(5)?,
+        created_at_ms: r.get(6)?,
+        updated_at_ms: r.get(7)?,
+        confirmed: serde_json::from_str(&confirmed).unwrap_or_default(),
+        reason: r.get(9)?,
+        decided_by: r.get(10)?,
+        job_ids: Vec::new(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sub(cid: &str, job: &str, lazy: bool) -> Submission {
+        Submission {
+            cid: cid.into(),
+            job_id: job.into(),
+            size_bytes: 10,
+            lazy,
+        }
+    }
+
+    fn open() -> (tempfile::TempDir, Queue) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let q = Queue::open(&dir.path().join("queue.db")).expect("open");
+        (dir, q)
+    }
+
+    #[test]
+    fn same_cid_twice_is_one_pin_with_both_job_ids() {
+        let (_d, q) = open();
+        q.submit(&sub("c1", "j1", true), 1).expect("submit");
+        let row = q.submit(&sub("c1", "j2", true), 2).expect("submit");
+        assert_eq!(row.job_ids, ["j1", "j2"]);
+        assert_eq!(q.list(None, 10).expect("list").len(), 1);
+        // Resubmitting the same job id is a no-op; reusing it for another CID is a conflict.
+        q.submit(&sub("c1", "j1", true), 3).expect("idempotent");
+        let err = q.submit(&sub("c2", "j1", true), 4).unwrap_err();
+        assert!(matches!(err, QueueError::JobConflict { .. }), "{err}");
+    }
+
+    #[test]
+    fn claim_prefers_blocking_then_oldest_and_skips_future_retries() {
+        let (_d, q) = open();
+        q.submit(&sub("lazy", "a", true), 1).expect("submit");
+        q.submit(&sub("wait", "b", false), 2).expect("submit");
+        assert_eq!(
+            q.claim_due(10).expect("claim").map(|r| r.cid),
+            Some("wait".into())
+        );
+        let lazy = q.claim_due(10).expect("claim").expect("lazy due");
+        q.finish(
+            &lazy.cid,
+            &Finish::Failed {
+                reason: "CRITICAL".into(),
+                decided_by: "tank-mode".into(),
+                retry_at_ms: Some(1_000),
+            },
+            11,
+        )
+        .expect("finish");
+        assert!(q.claim_due(500).expect("claim").is_none(), "not due yet");
+        let again = q.claim_due(1_000).expect("claim").expect("due again");
+        assert_eq!(again.failed_rounds, 1);
+        assert_eq!(q.next_due_ms().expect("next"), None);
+    }
+
+    #[test]
+    fn interrupted_pins_resume_after_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("queue.db");
+        {
+            let q = Queue::open(&path).expect("open");
+            q.submit(&sub("c1", "j1", true), 1).expect("submit");
+            assert!(q.claim_due(5).expect("claim").is_some());
+        }
+        let q = Queue::open(&path).expect("reopen");
+        assert_eq!(
+            q.by_job("j1").expect("get").map(|r| r.state),
+            Some(State::Queued)
+        );
+    }
+
+    #[test]
+    fn cancel_and_late_finish_do_not_resurrect() {
+        let (_d, q) = open();
+        q.submit(&sub("c1", "j1", true), 1).expect("submit");
+        q.claim_due(2).expect("claim");
+        q.cancel("j1", 3).expect("cancel");
+        let done = Finish::Pinned {
+            confirmed: vec!["primary".into()],
+            decided_by: "tank-mode".into(),
+        };
+        q.finish("c1", &done, 4).expect("finish");
+        let row = q.by_cid("c1").expect("get").expect("row");
+        assert_eq!(row.state, State::Failed);
+        assert_eq!(row.reason.as_deref(), Some("cancelled by operator"));
+        // Submitting again re-queues it.
+        let row = q.submit(&sub("c1", "j2", true), 5).expect("submit");
+        assert_eq!(row.state, State::Queued);
+    }
+
+    #[test]
+    fn counts_and_retention() {
+        let (_d, q) = open();
+        q.submit(&sub("c1", "j1", true), 1).expect("submit");
+        q.submit(&sub("c2", "j2", true), 1).expect("submit");
+        q.claim_due(2).expect("claim");
+        let done = Finish::Pinned {
+            confirmed: vec!["primary".into()],
+            decided_by: "tank-mode".into(),
+        };
+        q.finish("c1", &done, 3).expect("finish");
+        let counts = q.counts().expect("counts");
+        assert!(counts.contains(&(State::Pinned, 1)) && counts.contains(&(State::Queued, 1)));
+        assert_eq!(q.prune_finished(10).expect("prune"), 1);
+        assert!(
+            q.by_job("j1").expect("get").is_none(),
+            "job ids go with the pin"
+        );
+        assert!(q.by_job("j2").expect("get").is_some());
+    }
+}

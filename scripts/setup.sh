@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs what pinwarden's demo and tests need on a fresh machine (idempotent):
+#   - the wasm32 target the policies compile to (also named in rust-toolchain.toml);
+#   - js-ipfs (real IPFS daemons speaking the Kubo RPC API) from the committed lockfile.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "==> rust toolchain and wasm32 target"
+rustup show active-toolchain
+rustup target add wasm32-unknown-unknown
+
+echo "==> js-ipfs for the real-node tests and the demo"
+# npm ci is slow (~3 min cold); skip it when node_modules matches the lockfile already.
+if ! cmp -s tests/ipfs-node/package-lock.json tests/ipfs-node/node_modules/.pinwarden-lock; then
+  (cd tests/ipfs-node && npm ci --no-audit --no-fund --loglevel=error)
+  cp tests/ipfs-node/package-lock.json tests/ipfs-node/node_modules/.pinwarden-lock
+fi

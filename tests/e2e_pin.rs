@@ -1,0 +1,427 @@
+//! `pinwarden add` and `pinwarden pin` end to end: the real binary, real js-ipfs daemons on
+//! loopback, a fault-injecting proxy in front of each node's API. One set of daemons serves
+//! every flow; each flow uploads fresh content, so no flow sees another's pins.
+//!
+//! The seed's five flows, quorum 2-of-3, the single-backup policy, a custom policy file and bad
+//! input. Backoff and timeouts are shortened with `--param` so the suite stays fast.
+
+mod common;
+#[allow(dead_code)]
+mod support;
+
+use pinwarden::Outcome;
+use pinwarden::kubo::KuboClient;
+use pinwarden::node::Node;
+use serde_json::Value;
+use std::path::Path;
+use std::process::Output;
+use std::time::{Duration, Instant};
+use support::{FaultProxy, IpfsCluster, Mode, make_hls_dir};
+
+/// Short budgets: three attempts, 100 ms base backoff. js-ipfs reports no pin progress, so the
+/// stall timeout must exceed a whole pin of a few MB.
+const FAST: &[&str] = &[
+    "--param",
+    "attempts=3",
+    "--param",
+    "base_delay_ms=100",
+    "--param",
+    "max_delay_ms=400",
+    "--param",
+    "pin_timeout_ms=6000",
+    "--param",
+    "stall_timeout_ms=6000",
+];
+
+struct World {
+    cluster: IpfsCluster,
+    /// One proxy per node: primary, backup-1, backup-2.
+    proxies: Vec<FaultProxy>,
+    data_dir: tempfile::TempDir,
+}
+
+impl World {
+    fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("IPFS_PRIMARY_API", self.proxies[0].url()),
+            (
+                "IPFS_BACKUP_APIS",
+                format!("{},{}", self.proxies[1].url(), self.proxies[2].url()),
+            ),
+            (
+                "PINWARDEN_DATA_DIR",
+                self.data_dir.path().display().to_string(),
+            ),
+        ]
+    }
+
+    async fn pinwarden(&self, args: &[&str], extra_env: &[(&str, String)]) -> Output {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_pinwarden"));
+        cmd.args(args)
+            .env_remove("RUST_LOG")
+            .current_dir(self.data_dir.path());
+        for (k, v) in self.env() {
+            cmd.env(k, v);
+        }
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        cmd.output().await.expect("run pinwarden")
+    }
+
+    async fn set_modes(&self, modes: [Mode; 3]) {
+        for (proxy, mode) in self.proxies.iter().zip(modes) {
+            proxy.set_mode(mode).await;
+            proxy.reset_counts();
+        }
+    }
+
+    /// Uploads fresh content through the (passing) primary proxy; returns its CID.
+    async fn upload(&self, name: &str) -> String {
+        self.set_modes([Mode::Pass, Mode::Pass, Mode::Pass]).await;
+        let (_tmp, dir) = make_hls_dir(name, 3 << 20, 6).expect("hls dir");
+        let d = dir.display().to_string();
+        let out = self.pinwarden(&["add", &d], &[]).await;
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(0), "add failed: {stderr}");
+        let cid = stdout.trim().to_string();
+        assert!(!cid.is_empty() && !cid.contains(' '), "{stdout}");
+        cid
+    }
+
+    fn direct(&self, i: usize) -> KuboClient {
+        KuboClient::new(format!("node-{i}"), &self.cluster.api_url(i), None).expect("client")
+    }
+
+    /// Asks the node itself (not through its proxy) whether the CID is pinned.
+    async fn pinned_on(&self, i: usize, cid: &str) -> bool {
+        self.direct(i).verify(cid).await == Outcome::Ok
+    }
+}
+
+fn text(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn json(out: &Output) -> Value {
+    let (stdout, stderr) = text(out);
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"))
+}
+
+fn confirmed(v: &Value) -> Vec<String> {
+    let mut nodes: Vec<String> = v["confirmed_nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| n.as_str().map(str::to_string))
+        .collect();
+    nodes.sort();
+    nodes
+}
+
+fn pin_args<'a>(cid: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["pin", cid, "--json"];
+    args.extend_from_slice(FAST);
+    args.extend_from_slice(extra);
+    args
+}
+
+fn step(t0: Instant, what: &str) {
+    eprintln!("[{:>6.1}s] {what}", t0.elapsed().as_secs_f64());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_seed_flow_on_real_nodes() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let t0 = Instant::now();
+    let cluster = IpfsCluster::start(3)
+        .await
+        .unwrap_or_else(|e| panic!("real IPFS nodes are required and could not start: {e:#}"));
+    step(t0, "3 js-ipfs daemons up");
+    // Production backups peer with the supernode; so do ours (a full mesh).
+    let clients: Vec<KuboClient> = (0..3)
+        .map(|i| KuboClient::new(format!("n{i}"), &cluster.api_url(i), None).expect("client"))
+        .collect();
+    for i in 0..3 {
+        for j in 0..3 {
+            if i != j {
+                let addrs = clients[j].swarm_addrs().await.expect("addrs");
+                assert_eq!(
+                    clients[i].connect(&addrs).await,
+                    Outcome::Ok,
+                    "mesh {i}->{j}"
+                );
+            }
+        }
+    }
+    let mut proxies = Vec::new();
+    for i in 0..3 {
+        proxies.push(FaultProxy::start(&cluster.api_url(i)).await.expect("proxy"));
+    }
+    let world = World {
+        cluster,
+        proxies,
+        data_dir: tempfile::tempdir().expect("tempdir"),
+    };
+
+    happy_path(&world).await;
+    step(t0, "happy path");
+    primary_recovers_at_attempt_three(&world).await;
+    step(t0, "primary recovers");
+    primary_lies(&world).await;
+    step(t0, "primary lies");
+    primary_offline(&world).await;
+    step(t0, "primary offline");
+    everything_fails(&world).await;
+    step(t0, "everything fails");
+    quorum_two_of_three(&world).await;
+    step(t0, "quorum 2 of 3");
+    single_backup_policy(&world).await;
+    step(t0, "single-backup");
+    custom_policy_file(&world).await;
+    step(t0, "custom policy");
+    bad_input(&world).await;
+    step(t0, "bad input");
+    add_and_pin(&world).await;
+    step(t0, "add --pin");
+}
+
+async fn happy_path(w: &World) {
+    let cid = w.upload("happy").await;
+    let out = w
+        .pinwarden(&pin_args(&cid, &["--job-id", "job-happy"]), &[])
+        .await;
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    let v = json(&out);
+    assert_eq!(v["status"], "pinned");
+    assert_eq!(v["job_id"], "job-happy");
+    assert_eq!(confirmed(&v), ["primary"]);
+    assert_eq!(v["attempts"]["primary"], 1);
+    assert!(v["trace"].as_array().is_some_and(|t| !t.is_empty()));
+    assert!(w.pinned_on(0, &cid).await);
+    assert_eq!(
+        w.proxies[1].count("/api/v0/pin/add"),
+        0,
+        "backups untouched"
+    );
+    // Progress went to stderr, the result alone to stdout.
+    let (_, stderr) = text(&out);
+    assert!(stderr.contains("pin attempt 1/3"), "{stderr}");
+}
+
+async fn primary_recovers_at_attempt_three(w: &World) {
+    let cid = w.upload("recovers").await;
+    // Overloaded: every request hangs past the pin timeout, until two pins have timed out.
+    w.proxies[0]
+        .set_mode(Mode::Delay(Duration::from_secs(30)))
+        .await;
+    let proxy = &w.proxies[0];
+    let args = pin_args(
+        &cid,
+        &[
+            "--param",
+            "pin_timeout_ms=1500",
+            "--param",
+            "stall_timeout_ms=1500",
+        ],
+    );
+    let run = w.pinwarden(&args, &[]);
+    let heal = async {
+        for _ in 0..600 {
+            if proxy.count("/api/v0/pin/add") >= 2 {
+                // The second attempt is in its timeout now; heal before the third.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                proxy.set_mode(Mode::Pass).await;
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let (out, ()) = tokio::join!(run, heal);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    let v = json(&out);
+    assert_eq!(confirmed(&v), ["primary"]);
+    assert_eq!(v["attempts"]["primary"], 3, "{v}");
+    let trace = v["trace"].to_string();
+    assert!(trace.contains("timeout"), "{trace}");
+    assert!(w.pinned_on(0, &cid).await);
+}
+
+async fn primary_lies(w: &World) {
+    let cid = w.upload("lies").await;
+    w.set_modes([Mode::LiePinOk, Mode::Pass, Mode::Pass]).await;
+    let out = w.pinwarden(&pin_args(&cid, &[]), &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    let v = json(&out);
+    assert_eq!(confirmed(&v), ["backup-1"]);
+    assert_eq!(v["attempts"]["primary"], 3);
+    assert!(v["trace"].to_string().contains("NOT PINNED"));
+    assert!(
+        !w.pinned_on(0, &cid).await,
+        "the primary really never pinned"
+    );
+    assert!(
+        w.pinned_on(1, &cid).await,
+        "backup-1 fetched over bitswap and pinned"
+    );
+}
+
+async fn primary_offline(w: &World) {
+    let cid = w.upload("offline").await;
+    // The primary's API dies right after the upload (its swarm still serves blocks).
+    w.set_modes([Mode::Refuse, Mode::Pass, Mode::Pass]).await;
+    let out = w.pinwarden(&pin_args(&cid, &[]), &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    let v = json(&out);
+    assert_eq!(confirmed(&v), ["backup-1"]);
+    assert!(v["trace"].to_string().contains("unreachable"));
+    assert!(w.pinned_on(1, &cid).await);
+}
+
+async fn everything_fails(w: &World) {
+    let cid = w.upload("fails").await;
+    w.set_modes([Mode::Refuse, Mode::Http500, Mode::Http500])
+        .await;
+    let out = w.pinwarden(&pin_args(&cid, &[]), &[]).await;
+    assert_eq!(out.status.code(), Some(1), "{:?}", text(&out));
+    let v = json(&out);
+    assert_eq!(v["status"], "failed");
+    let reason = v["reason"].as_str().unwrap_or_default();
+    assert!(reason.starts_with("CRITICAL"), "{reason}");
+    assert_eq!(v["attempts"]["backup-2"], 3);
+    // Retryable: once the infrastructure is back, the same command pins it.
+    w.set_modes([Mode::Pass, Mode::Pass, Mode::Pass]).await;
+    let out = w.pinwarden(&pin_args(&cid, &[]), &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+}
+
+async fn quorum_two_of_three(w: &World) {
+    let cid = w.upload("quorum").await;
+    w.set_modes([Mode::Pass, Mode::Refuse, Mode::Pass]).await;
+    let out = w
+        .pinwarden(&pin_args(&cid, &["--param", "quorum=2"]), &[])
+        .await;
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    let v = json(&out);
+    assert_eq!(confirmed(&v), ["backup-2", "primary"]);
+    assert!(w.pinned_on(0, &cid).await && w.pinned_on(2, &cid).await);
+}
+
+async fn single_backup_policy(w: &World) {
+    let cid = w.upload("single").await;
+    w.set_modes([Mode::LiePinOk, Mode::Http500, Mode::Pass])
+        .await;
+    let policy = [("PINWARDEN_POLICY", "single-backup".to_string())];
+    let out = w.pinwarden(&pin_args(&cid, &[]), &policy).await;
+    assert_eq!(out.status.code(), Some(1), "{:?}", text(&out));
+    let v = json(&out);
+    assert_eq!(v["policy"], "single-backup");
+    assert_eq!(
+        w.proxies[2].count("/api/v0/pin/add"),
+        0,
+        "never past the single backup"
+    );
+    // tank-mode, with the same faults, goes on to backup-2.
+    w.set_modes([Mode::LiePinOk, Mode::Http500, Mode::Pass])
+        .await;
+    let out = w.pinwarden(&pin_args(&cid, &[]), &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    assert_eq!(confirmed(&json(&out)), ["backup-2"]);
+}
+
+async fn custom_policy_file(w: &World) {
+    // The worked example's policy, encoded from the module the build script compiled.
+    let module = Path::new(common::GUEST_MODULES).join("backups_first.wasm");
+    let policy = w.data_dir.path().join("backups-first.wasm");
+    let (m, p) = (module.display().to_string(), policy.display().to_string());
+    let out = w.pinwarden(&["policy", "encode", &m, "-o", &p], &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+
+    let cid = w.upload("custom").await;
+    let env = [("PINWARDEN_POLICY", p.clone())];
+    let out = w.pinwarden(&pin_args(&cid, &[]), &env).await;
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    let v = json(&out);
+    assert_eq!(v["policy"], "backups-first");
+    assert_eq!(confirmed(&v), ["backup-1"]);
+    assert_eq!(
+        w.proxies[0].count("/api/v0/pin/add"),
+        0,
+        "the primary was left alone"
+    );
+}
+
+/// Arguments, extra environment, what stderr must say.
+type BadCase<'a> = (Vec<&'a str>, Vec<(&'a str, String)>, &'a str);
+
+async fn bad_input(w: &World) {
+    w.set_modes([Mode::Pass, Mode::Pass, Mode::Pass]).await;
+    let cases: Vec<BadCase> = vec![
+        (vec!["pin", "not-a-cid"], vec![], "invalid CID 'not-a-cid'"),
+        (vec!["pin", "QmTooShort"], vec![], "invalid CID"),
+        (
+            vec![
+                "pin",
+                "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi",
+                "--param",
+                "attempts=0",
+            ],
+            vec![],
+            "'attempts'",
+        ),
+        (
+            vec![
+                "pin",
+                "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi",
+            ],
+            vec![("ENABLE_LOCAL_FALLBACK", "maybe".to_string())],
+            "ENABLE_LOCAL_FALLBACK",
+        ),
+        (
+            vec![
+                "pin",
+                "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi",
+            ],
+            vec![("IPFS_BACKUP_APIS", "ftp://nope".to_string())],
+            "backup-1",
+        ),
+        (vec!["add", "/nonexistent-dir"], vec![], "not a directory"),
+    ];
+    for (args, env, needle) in cases {
+        let out = w.pinwarden(&args, &env).await;
+        let (_, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    }
+    for proxy in &w.proxies {
+        assert!(
+            proxy.counts().is_empty(),
+            "bad input never reaches a node: {:?}",
+            proxy.counts()
+        );
+    }
+}
+
+async fn add_and_pin(w: &World) {
+    w.set_modes([Mode::Pass, Mode::Pass, Mode::Pass]).await;
+    let (_tmp, dir) = make_hls_dir("addpin", 1 << 20, 3).expect("hls dir");
+    let d = dir.display().to_string();
+    let mut args = vec!["add", &d, "--pin", "--json", "--job-id", "enc-42"];
+    args.extend_from_slice(FAST);
+    let out = w.pinwarden(&args, &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    let v = json(&out);
+    assert_eq!(v["job_id"], "enc-42");
+    let cid = v["cid"].as_str().expect("cid").to_string();
+    assert!(w.pinned_on(0, &cid).await);
+    assert_eq!(
+        w.direct(0)
+            .object_type(&cid)
+            .await
+            .map(|k| k.as_str().to_string()),
+        Ok("directory".into())
+    );
+}
