@@ -57,7 +57,7 @@ impl Served {
             .open(self.dir.join("serve.log"))
             .expect("log");
         let child = Command::new(env!("CARGO_BIN_EXE_pinwarden"))
-            .args(["serve", "--config"])
+            .args(["serve", "--log-format", "json", "--config"])
             .arg(self.dir.join("pinwarden.toml"))
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("RUST_LOG", "info")
@@ -172,6 +172,10 @@ impl Drop for Served {
 }
 
 fn config(dir: &Path, primary: &str, backup: &str, local: &str, policy: &str) {
+    config_with(dir, primary, backup, local, policy, "");
+}
+
+fn config_with(dir: &Path, primary: &str, backup: &str, local: &str, policy: &str, extra: &str) {
     let text = format!(
         r#"data_dir = "{data}"
 node_name = "encoder-node-1"
@@ -204,6 +208,7 @@ concurrent_pins = 10
 retry_base_ms = 100
 retry_max_ms = 400
 watch_ms = 200
+{extra}
 "#,
         data = dir.display(),
     );
@@ -450,12 +455,34 @@ async fn api_and_socket(cluster: &IpfsCluster, primary: &FaultProxy, backup: &Fa
 
 async fn lazy_local_fallback(cluster: &IpfsCluster, primary: &FaultProxy, backup: &FaultProxy) {
     let dir = tempfile::tempdir().expect("tempdir");
-    config(
+    // A webhook receiver on loopback for the spike alert.
+    let (hook_tx, mut hook_rx) = tokio::sync::mpsc::channel::<Value>(4);
+    let hook = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |axum::Json(v): axum::Json<Value>| {
+            let tx = hook_tx.clone();
+            async move {
+                let _ = tx.send(v).await;
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let hook_addr = listener.local_addr().expect("addr");
+    let hook_server = tokio::spawn(async move { axum::serve(listener, hook).await });
+    let alert = format!(
+        "[[alert]]\nname = \"fallback-spike\"\nsignal = \"local_fallbacks\"\nwindow_secs = 60\nthreshold = 0\nwebhook = \"http://{hook_addr}/hook\"\n"
+    );
+    let local_api = cluster.api_url(LOCAL);
+    config_with(
         dir.path(),
         &primary.url(),
         &backup.url(),
-        &cluster.api_url(LOCAL),
+        &local_api,
         "tank-mode",
+        &alert,
     );
     // A crash once tore the journal's last line: the next entry must still be whole.
     let journal_file = dir.path().join(journal::JOURNAL_FILE);
@@ -519,6 +546,44 @@ async fn lazy_local_fallback(cluster: &IpfsCluster, primary: &FaultProxy, backup
         "{ts}"
     );
     assert!(d.log().contains("LAZY PIN FALLBACK"), "{}", d.log());
+
+    // Metrics say so too.
+    let resp = d
+        .client
+        .get("http://pinwarden/metrics")
+        .send()
+        .await
+        .expect("metrics");
+    let text = resp.text().await.expect("metrics text");
+    for line in [
+        "pinwarden_fallbacks_total{kind=\"local\"} 1",
+        "pinwarden_journal_pending 1",
+        "pinwarden_jobs{state=\"local-fallback\"} 1",
+        "pinwarden_pin_attempts_total{node=\"primary\",outcome=\"unreachable\"} 2",
+    ] {
+        assert!(text.contains(line), "missing {line}:\n{text}");
+    }
+    // The spike alert fired: a WARN line and a POST to the webhook.
+    let posted = tokio::time::timeout(Duration::from_secs(10), hook_rx.recv())
+        .await
+        .expect("webhook called")
+        .expect("alert body");
+    assert_eq!(posted["alert"], "fallback-spike");
+    assert!(d.log().contains("ALERT fallback-spike"), "{}", d.log());
+    hook_server.abort();
+    // Structured logs: every line about a job names both its CID and its job id.
+    let mut job_lines = 0;
+    for line in d.log().lines() {
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        let fields = &v["fields"];
+        assert_eq!(
+            fields["cid"].is_string(),
+            fields["job_id"].is_string(),
+            "{line}"
+        );
+        job_lines += usize::from(fields["cid"].is_string());
+    }
+    assert!(job_lines > 5, "{}", d.log());
     primary.set_mode(Mode::Pass).await;
     backup.set_mode(Mode::Pass).await;
 }

@@ -42,6 +42,36 @@ pub struct Config {
     pub local_fallback: LocalFallbackConfig,
     #[serde(default)]
     pub daemon: DaemonConfig,
+    /// Spike alerts (`[[alert]]` tables).
+    #[serde(default, rename = "alert", skip_serializing_if = "Vec::is_empty")]
+    pub alerts: Vec<AlertRule>,
+}
+
+/// `[[alert]]`: fire when more than `threshold` `signal` events happen within `window_secs`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AlertRule {
+    pub name: String,
+    /// pin_retries | verification_failures | local_fallbacks | policy_incidents
+    pub signal: String,
+    #[serde(default = "default_window")]
+    pub window_secs: u64,
+    pub threshold: u64,
+    /// Optional URL that receives a JSON POST when the rule fires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<String>,
+}
+
+/// The signals an alert rule may watch.
+pub const ALERT_SIGNALS: &[&str] = &[
+    "pin_retries",
+    "verification_failures",
+    "local_fallbacks",
+    "policy_incidents",
+];
+
+fn default_window() -> u64 {
+    60
 }
 
 /// `[daemon]`: the `pinwarden serve` settings.
@@ -319,6 +349,24 @@ impl Config {
         }
         if self.daemon.retry_base_ms > self.daemon.retry_max_ms {
             return err("daemon.retry_base_ms: must not exceed daemon.retry_max_ms".into());
+        }
+        for (i, rule) in self.alerts.iter().enumerate() {
+            let key = format!("alert[{i}] ({})", rule.name);
+            if !ALERT_SIGNALS.contains(&rule.signal.as_str()) {
+                return err(format!(
+                    "{key}.signal: unknown signal '{}' (one of: {})",
+                    rule.signal,
+                    ALERT_SIGNALS.join(", ")
+                ));
+            }
+            if rule.window_secs == 0 || rule.window_secs > 86_400 {
+                return err(format!("{key}.window_secs: must be from 1 to 86400"));
+            }
+            if let Some(url) = &rule.webhook
+                && !(url.starts_with("http://") || url.starts_with("https://"))
+            {
+                return err(format!("{key}.webhook: '{url}' is not an http(s) URL"));
+            }
         }
         if self.node_name.trim().is_empty() {
             return err("node_name: must not be empty (NODE_NAME)".into());

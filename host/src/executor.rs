@@ -121,6 +121,9 @@ pub struct RoundResult {
     pub history: Vec<Event>,
     pub trace: Vec<TraceLine>,
     pub elapsed_ms: u64,
+    /// Wall time of each `decide` call, in nanoseconds (for the latency histogram).
+    #[serde(skip)]
+    pub decision_nanos: Vec<u64>,
 }
 
 impl RoundResult {
@@ -158,6 +161,7 @@ pub async fn run_round(
         history: Vec::new(),
         trace: Vec::new(),
         incidents: Vec::new(),
+        decision_nanos: Vec::new(),
     }
     .run(policy, fallback)
     .await
@@ -172,6 +176,7 @@ struct Round<'a> {
     history: Vec<Event>,
     trace: Vec<TraceLine>,
     incidents: Vec<Incident>,
+    decision_nanos: Vec<u64>,
 }
 
 impl Round<'_> {
@@ -196,17 +201,19 @@ impl Round<'_> {
 
         loop {
             let now = self.now_ms();
-            let decided = session
-                .decide(self.job, &self.infos, &self.history, now)
-                .and_then(|actions| {
-                    self.validate(&actions, running.is_empty(), started_by_current)
-                        .map_err(|message| Incident {
-                            policy: current.name.clone(),
-                            kind: IncidentKind::InvalidAction,
-                            message,
-                        })
-                        .map(|()| actions)
-                });
+            let asked = std::time::Instant::now();
+            let decided = session.decide(self.job, &self.infos, &self.history, now);
+            self.decision_nanos
+                .push(u64::try_from(asked.elapsed().as_nanos()).unwrap_or(u64::MAX));
+            let decided = decided.and_then(|actions| {
+                self.validate(&actions, running.is_empty(), started_by_current)
+                    .map_err(|message| Incident {
+                        policy: current.name.clone(),
+                        kind: IncidentKind::InvalidAction,
+                        message,
+                    })
+                    .map(|()| actions)
+            });
             let actions = match decided {
                 Ok(actions) => actions,
                 Err(incident) => {
@@ -625,6 +632,7 @@ impl Round<'_> {
             history: self.history,
             trace: self.trace,
             elapsed_ms,
+            decision_nanos: self.decision_nanos,
         }
     }
 }

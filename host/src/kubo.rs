@@ -203,8 +203,7 @@ impl KuboClient {
         auth: Option<Auth>,
         cfg: KuboConfig,
     ) -> Result<Self, KuboError> {
-        // reqwest is built without a bundled crypto provider; `Err` means one is installed already.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        crate::install_crypto_provider();
         let api = api_url(base_url)?;
         let http = reqwest::Client::builder()
             .connect_timeout(cfg.connect_timeout)

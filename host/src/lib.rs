@@ -18,3 +18,10 @@ pub mod sim;
 pub mod trace;
 
 pub use policy::contract::{Action, Event, Job, Node as NodeInfo, Outcome, Role};
+
+/// Installs rustls' crypto provider (ring) for this process, once; every HTTP client needs it.
+/// reqwest is built without a bundled provider so that no C toolchain is needed for aws-lc.
+pub fn install_crypto_provider() {
+    // `Err` only means a provider is installed already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -92,8 +92,7 @@ pub enum ConfigCommand {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    // reqwest is built without a bundled crypto provider (no C toolchain needed for aws-lc).
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    crate::install_crypto_provider();
     let g = &cli.global;
     // Pins report progress (node, attempt n/N, waits, verification) on stderr by default.
     let chatty = matches!(

@@ -25,6 +25,7 @@ pub fn router(daemon: Shared, token: Option<String>) -> Router {
         .route("/v1/jobs/{key}", get(status).delete(cancel))
         .route("/v1/health", get(health))
         .route("/v1/policy/reload", post(reload))
+        .route("/metrics", get(metrics))
         .with_state(daemon);
     match token {
         Some(token) => router.layer(middleware::from_fn(move |req: Request, next: Next| {
@@ -257,6 +258,19 @@ async fn health(Ctx(d): Ctx<Shared>) -> Response {
         Ok(v) => Json(v).into_response(),
         Err(e) => internal(e),
     }
+}
+
+async fn metrics(Ctx(d): Ctx<Shared>) -> Response {
+    let journal = crate::journal::journal_path(&d.config.data_dir);
+    let text = d.metrics.render(&d.queue, &journal);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
 }
 
 #[derive(Deserialize, Default)]

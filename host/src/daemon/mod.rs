@@ -5,8 +5,11 @@
 //! * [`api`]: the HTTP endpoints.
 //! * [`worker`]: claims due pins from the queue and runs their rounds.
 //! * [`policy_slot`]: the atomically swappable policy.
+//! * [`metrics`], [`alerts`]: `/metrics` and sliding-window spike alerts.
 
+pub mod alerts;
 pub mod api;
+pub mod metrics;
 pub mod policy_slot;
 pub mod worker;
 
@@ -38,6 +41,8 @@ pub struct Daemon {
     pub wake: Notify,
     /// Rounds in flight, by CID, so a cancel can stop them.
     pub running: Mutex<HashMap<String, AbortHandle>>,
+    pub metrics: metrics::Metrics,
+    pub alerts: alerts::Alerts,
 }
 
 impl Daemon {
@@ -62,7 +67,10 @@ impl Daemon {
             fallback,
         );
         let (events, _) = broadcast::channel(1024);
+        let alerts = alerts::Alerts::new(&config.alerts);
         Ok(Arc::new(Daemon {
+            alerts,
+            metrics: metrics::Metrics::new(),
             config,
             queue,
             journal,
@@ -74,6 +82,28 @@ impl Daemon {
             wake: Notify::new(),
             running: Mutex::new(HashMap::new()),
         }))
+    }
+}
+
+impl Daemon {
+    /// Swaps the policy (see [`PolicySlot::reload`]) and counts the attempt. Blocking.
+    pub fn reload_policy(
+        &self,
+        spec: Option<&str>,
+        params: Option<&[(String, String)]>,
+    ) -> Result<Arc<crate::policy::Policy>, String> {
+        let result = self.policy.reload(spec, params);
+        self.metrics.observe_reload(result.is_ok());
+        result
+    }
+
+    /// The primary node's name, for metrics.
+    pub fn primary_name(&self) -> Option<String> {
+        self.topology
+            .infos()
+            .into_iter()
+            .find(|n| n.role == crate::Role::Primary)
+            .map(|n| n.name)
     }
 }
 
@@ -190,7 +220,7 @@ async fn wait_for_stop(daemon: &Arc<Daemon>) -> anyhow::Result<()> {
                 tracing::info!("SIGHUP: reloading the policy");
                 let d = Arc::clone(daemon);
                 // The outcome is logged by the slot.
-                let _ = tokio::task::spawn_blocking(move || d.policy.reload(None, None)).await;
+                let _ = tokio::task::spawn_blocking(move || d.reload_policy(None, None)).await;
             }
             _ = term.recv() => return Ok(()),
             _ = int.recv() => return Ok(()),
@@ -221,7 +251,7 @@ async fn housekeeping(daemon: Arc<Daemon>, mut stop: tokio::sync::watch::Receive
                 seen = now;
                 tracing::info!(file = %spec, "policy file changed: reloading");
                 let d = Arc::clone(&daemon);
-                let _ = tokio::task::spawn_blocking(move || d.policy.reload(None, None)).await;
+                let _ = tokio::task::spawn_blocking(move || d.reload_policy(None, None)).await;
             }
         }
         let days = daemon.config.daemon.retention_days;

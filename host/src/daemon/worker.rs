@@ -74,6 +74,10 @@ async fn round(daemon: &Daemon, row: PinRow) {
         failed_rounds: row.failed_rounds,
     };
     let result = run_round(&policy, &fallback, &job, &daemon.topology, &daemon.limits).await;
+    let signals = daemon
+        .metrics
+        .observe_round(&result, daemon.primary_name().as_deref());
+    daemon.alerts.record(&signals, std::time::Instant::now());
     let finish = match result.status {
         Status::Pinned => Finish::Pinned {
             confirmed: result.confirmed.clone(),
@@ -129,7 +133,7 @@ async fn journal(daemon: &Daemon, job: &Job, result: &RoundResult) -> anyhow::Re
             Ok(ObjectKind::File) => ContentKind::File,
             Ok(_) => ContentKind::Directory,
             Err(e) => {
-                tracing::warn!(cid = %job.cid, "cannot ask the local node for the type: {e}; journaling as directory");
+                tracing::warn!(cid = %job.cid, job_id = %job.job_id, "cannot ask the local node for the type: {e}; journaling as directory");
                 ContentKind::Directory
             }
         },
