@@ -1033,6 +1033,20 @@ fn chain(e: &dyn std::error::Error) -> String {
     text
 }
 
+/// "Connection refused (os error 111) at 127.0.0.1:5001": the root cause and the address, which
+/// is what an operator reading a trace needs (reqwest's full chain repeats the whole URL).
+fn unreachable_message(e: &reqwest::Error) -> String {
+    let mut root: &dyn std::error::Error = e;
+    while let Some(next) = root.source() {
+        root = next;
+    }
+    let at = e
+        .url()
+        .and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port_or_known_default()?)))
+        .unwrap_or_else(|| "the node".into());
+    format!("{root} at {at}")
+}
+
 /// A dropped connection rather than a protocol error: reset, closed before the answer, EOF.
 fn is_connection_drop(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut source: Option<&dyn std::error::Error> = Some(e);
@@ -1064,12 +1078,10 @@ fn is_connection_drop(e: &(dyn std::error::Error + 'static)) -> bool {
 /// reqwest error → [`KuboError`]: connect failures (refused, DNS, connect timeout) and dropped
 /// connections are `Unreachable`, the request timeout is `Timeout`.
 fn classify(e: &reqwest::Error) -> KuboError {
-    if e.is_connect() {
-        KuboError::Unreachable(chain(e))
+    if e.is_connect() || (!e.is_timeout() && is_connection_drop(e)) {
+        KuboError::Unreachable(unreachable_message(e))
     } else if e.is_timeout() {
         KuboError::Timeout
-    } else if is_connection_drop(e) {
-        KuboError::Unreachable(chain(e))
     } else {
         KuboError::Other(chain(e))
     }
