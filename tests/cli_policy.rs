@@ -255,3 +255,47 @@ fn worked_example_encode_check_and_test_a_custom_policy() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("not as a policy"), "{stderr}");
 }
+
+#[test]
+fn config_show_prints_the_effective_config_with_secrets_masked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("pinwarden.toml");
+    std::fs::write(
+        &file,
+        "node_name = \"from-file\"\n[[node]]\nname = \"sn\"\nurl = \"https://supernode.example:5001\"\nrole = \"primary\"\nbasic_user = \"ops\"\nbasic_password = \"hunter2\"\n",
+    )
+    .expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_pinwarden"))
+        .args(["config", "show", "--config"])
+        .arg(&file)
+        .env(
+            "IPFS_BACKUP_APIS",
+            "http://127.0.0.1:5002,http://127.0.0.1:5003",
+        )
+        .env("NODE_NAME", "encoder-node-1")
+        .env("LOCAL_FALLBACK_THRESHOLD", "4")
+        .output()
+        .expect("run");
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stdout.contains("node_name = \"encoder-node-1\""),
+        "{stdout}"
+    );
+    assert!(stdout.contains("backup-2"), "{stdout}");
+    assert!(stdout.contains("threshold = 4"), "{stdout}");
+    assert!(
+        !stdout.contains("hunter2") && stdout.contains("***"),
+        "{stdout}"
+    );
+
+    let out = Command::new(env!("CARGO_BIN_EXE_pinwarden"))
+        .args(["config", "show", "--config"])
+        .arg(&file)
+        .env("LOCAL_FALLBACK_THRESHOLD", "three")
+        .output()
+        .expect("run");
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr.contains("LOCAL_FALLBACK_THRESHOLD"), "{stderr}");
+}

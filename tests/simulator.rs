@@ -143,3 +143,41 @@ fn contract_mode_ignores_policy_specific_expectations() {
     let report = sim::run(&policy, &fallback, &happy, Mode::Contract).expect("runs");
     assert_eq!(report.final_round().map(|r| r.status), Some(Status::Pinned));
 }
+
+#[test]
+fn a_lazy_job_whose_local_fallback_fails_stays_retryable() {
+    let text = r#"
+        name = "local-down-too"
+        [job]
+        lazy = true
+        max_rounds = 5
+        [params]
+        attempts = 1
+        local_fallback_after = 2
+        [[node]]
+        name = "primary"
+        role = "primary"
+        offline = true
+        [[node]]
+        name = "local"
+        role = "local"
+        pin = ["refused"]
+        [expect]
+        status = "failed"
+        reason_starts_with = "CRITICAL: local fallback pin failed"
+        rounds = 5
+    "#;
+    let scenario = Scenario::parse(text, "inline").expect("parses");
+    let registry = registry();
+    let policy = registry.resolve("tank-mode", &[]).expect("loads");
+    let fallback = registry.fallback_for(&[]).expect("fallback");
+    let report = sim::run(&policy, &fallback, &scenario, Mode::Expect).expect("runs");
+    assert!(report.passed(), "{:?}", report.failures);
+    // From round 2 on, every round asks for the local fallback again (the queue keeps the job).
+    let asked = report
+        .rounds
+        .iter()
+        .filter(|r| r.trace.iter().any(|l| l.text.contains("LAZY PIN FALLBACK")))
+        .count();
+    assert_eq!(asked, 4);
+}
