@@ -16,7 +16,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{FaultProxy, IpfsCluster, Mode, make_hls_dir};
+use support::{FaultProxy, IpfsCluster, Mode, make_hls_dir, step};
 
 const PRIMARY: usize = 0;
 const BACKUP: usize = 1;
@@ -220,17 +220,10 @@ async fn upload_tiny(client: &KuboClient, name: &str) -> String {
     client.add_dir(&dir).await.expect("upload")
 }
 
-fn step(t0: Instant, what: &str) {
-    eprintln!("[{:>6.1}s] {what}", t0.elapsed().as_secs_f64());
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn daemon_against_real_nodes() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let t0 = Instant::now();
-    let cluster = IpfsCluster::start(3)
-        .await
-        .unwrap_or_else(|e| panic!("real IPFS nodes are required and could not start: {e:#}"));
+    let cluster = support::required_cluster(3).await;
     step(t0, "3 js-ipfs daemons up");
     let primary_proxy = FaultProxy::start(&cluster.api_url(PRIMARY))
         .await
@@ -456,22 +449,7 @@ async fn api_and_socket(cluster: &IpfsCluster, primary: &FaultProxy, backup: &Fa
 async fn lazy_local_fallback(cluster: &IpfsCluster, primary: &FaultProxy, backup: &FaultProxy) {
     let dir = tempfile::tempdir().expect("tempdir");
     // A webhook receiver on loopback for the spike alert.
-    let (hook_tx, mut hook_rx) = tokio::sync::mpsc::channel::<Value>(4);
-    let hook = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |axum::Json(v): axum::Json<Value>| {
-            let tx = hook_tx.clone();
-            async move {
-                let _ = tx.send(v).await;
-                "ok"
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let hook_addr = listener.local_addr().expect("addr");
-    let hook_server = tokio::spawn(async move { axum::serve(listener, hook).await });
+    let (hook_addr, mut hook_rx, hook_server) = common::webhook_receiver().await;
     let alert = format!(
         "[[alert]]\nname = \"fallback-spike\"\nsignal = \"local_fallbacks\"\nwindow_secs = 60\nthreshold = 0\nwebhook = \"http://{hook_addr}/hook\"\n"
     );

@@ -16,7 +16,7 @@ use serde_json::Value;
 use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
-use support::{FaultProxy, IpfsCluster, Mode, make_hls_dir};
+use support::{FaultProxy, IpfsCluster, Mode, make_hls_dir, step};
 
 /// Short budgets: three attempts, 100 ms base backoff. js-ipfs reports no pin progress, so the
 /// stall timeout must exceed a whole pin of a few MB.
@@ -129,17 +129,10 @@ fn pin_args<'a>(cid: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     args
 }
 
-fn step(t0: Instant, what: &str) {
-    eprintln!("[{:>6.1}s] {what}", t0.elapsed().as_secs_f64());
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_seed_flow_on_real_nodes() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let t0 = Instant::now();
-    let cluster = IpfsCluster::start(3)
-        .await
-        .unwrap_or_else(|e| panic!("real IPFS nodes are required and could not start: {e:#}"));
+    let cluster = support::required_cluster(3).await;
     step(t0, "3 js-ipfs daemons up");
     // Production backups peer with the supernode; so do ours (a full mesh).
     let clients: Vec<KuboClient> = (0..3)

@@ -189,22 +189,7 @@ fn example_alert_rules_name_only_exposed_metrics() {
 #[tokio::test]
 async fn a_spike_logs_and_posts_to_the_webhook() {
     // A real webhook receiver on loopback.
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Value>(4);
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |axum::Json(v): axum::Json<Value>| {
-            let tx = tx.clone();
-            async move {
-                let _ = tx.send(v).await;
-                "ok"
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let (addr, mut rx, server) = webhook_receiver().await;
 
     let alerts = Alerts::new(&[AlertRule {
         name: "retries-spike".into(),

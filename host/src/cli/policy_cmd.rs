@@ -64,38 +64,46 @@ pub enum PolicyCommand {
     },
 }
 
+/// A command's failure: the exit status and the one-line message for stderr.
+struct Failure(u8, String);
+
+fn bad_input(e: impl std::fmt::Display) -> Failure {
+    Failure(exit::BAD_INPUT, e.to_string())
+}
+
+fn failed(e: impl std::fmt::Display) -> Failure {
+    Failure(exit::FAILED, e.to_string())
+}
+
 pub fn run(cmd: PolicyCommand, data_dir: &Path) -> u8 {
-    let registry = match PolicyEngine::new(Limits::default(), Some(data_dir.join("policy-cache"))) {
-        Ok(engine) => Registry::new(engine),
-        Err(e) => {
-            eprintln!("error: cannot start the WebAssembly engine: {e:#}");
-            return exit::FAILED;
+    let outcome = PolicyEngine::new(Limits::default(), Some(data_dir.join("policy-cache")))
+        .map_err(|e| failed(format!("cannot start the WebAssembly engine: {e:#}")))
+        .map(Registry::new)
+        .and_then(|registry| match cmd {
+            PolicyCommand::List { json } => list(&registry, json),
+            PolicyCommand::Check { file, params } => check(&registry, &file, &params),
+            PolicyCommand::Test {
+                policy,
+                scenarios,
+                params,
+                quiet,
+            } => test(&registry, &policy, &scenarios, &params, quiet),
+            PolicyCommand::Encode { input, output } => encode(&registry, &input, &output),
+            // Dispatched to the daemon client before we get here.
+            PolicyCommand::Reload { .. } => Err(bad_input("policy reload needs the daemon")),
+        });
+    match outcome {
+        Ok(code) => code,
+        Err(Failure(code, message)) => {
+            eprintln!("error: {message}");
+            code
         }
-    };
-    match cmd {
-        PolicyCommand::List { json } => list(&registry, json),
-        PolicyCommand::Check { file, params } => check(&registry, &file, &params),
-        PolicyCommand::Test {
-            policy,
-            scenarios,
-            params,
-            quiet,
-        } => test(&registry, &policy, &scenarios, &params, quiet),
-        PolicyCommand::Encode { input, output } => encode(&registry, &input, &output),
-        // Dispatched to the daemon client before we get here.
-        PolicyCommand::Reload { .. } => exit::BAD_INPUT,
     }
 }
 
-fn list(registry: &Registry, json: bool) -> u8 {
+fn list(registry: &Registry, json: bool) -> Result<u8, Failure> {
     for name in Registry::builtin_names() {
-        let policy = match registry.resolve(name, &[]) {
-            Ok(p) => p,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return exit::FAILED;
-            }
-        };
+        let policy = registry.resolve(name, &[]).map_err(failed)?;
         if json {
             let params: Vec<serde_json::Value> = policy
                 .info
@@ -132,31 +140,14 @@ fn list(registry: &Registry, json: bool) -> u8 {
             println!();
         }
     }
-    exit::OK
+    Ok(exit::OK)
 }
 
-fn check(registry: &Registry, file: &Path, params: &[(String, String)]) -> u8 {
-    let policy = match Policy::from_file(registry.engine(), file, params) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::BAD_INPUT;
-        }
-    };
-    let fallback = match registry.fallback_for(params) {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::FAILED;
-        }
-    };
-    let (ran, skipped) = match sim::check_contract(&policy, &fallback) {
-        Ok(counts) => counts,
-        Err(e) => {
-            eprintln!("error: {}: {e}", file.display());
-            return exit::BAD_INPUT;
-        }
-    };
+fn check(registry: &Registry, file: &Path, params: &[(String, String)]) -> Result<u8, Failure> {
+    let policy = Policy::from_file(registry.engine(), file, params).map_err(bad_input)?;
+    let fallback = registry.fallback_for(params).map_err(failed)?;
+    let (ran, skipped) = sim::check_contract(&policy, &fallback)
+        .map_err(|e| bad_input(format!("{}: {e}", file.display())))?;
     println!(
         "ok: {} is a valid policy '{}' ({}); {} parameters; behaved in {ran} built-in scenarios{}",
         file.display(),
@@ -169,7 +160,7 @@ fn check(registry: &Registry, file: &Path, params: &[(String, String)]) -> u8 {
             String::new()
         }
     );
-    exit::OK
+    Ok(exit::OK)
 }
 
 fn test(
@@ -178,32 +169,18 @@ fn test(
     files: &[PathBuf],
     params: &[(String, String)],
     quiet: bool,
-) -> u8 {
-    let policy = match registry.resolve(spec, params) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::BAD_INPUT;
-        }
-    };
+) -> Result<u8, Failure> {
+    let policy = registry.resolve(spec, params).map_err(bad_input)?;
     let scenarios = if files.is_empty() {
         Scenario::builtin()
     } else {
-        match files.iter().map(|f| Scenario::from_file(f)).collect() {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return exit::BAD_INPUT;
-            }
-        }
+        files
+            .iter()
+            .map(|f| Scenario::from_file(f))
+            .collect::<Result<_, _>>()
+            .map_err(bad_input)?
     };
-    let fallback = match registry.fallback_for(params) {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::FAILED;
-        }
-    };
+    let fallback = registry.fallback_for(params).map_err(failed)?;
     println!(
         "policy {} ({}, {})",
         policy.name,
@@ -211,20 +188,14 @@ fn test(
         short_hash(&policy.hash)
     );
     let started = Instant::now();
-    let (mut passed, mut failed, mut skipped) = (0, 0, 0);
+    let (mut passed, mut failures, mut skipped) = (0, 0, 0);
     for scenario in &scenarios {
-        let report = match sim::run(&policy, &fallback, scenario, Mode::Expect) {
-            Ok(r) => r,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return exit::FAILED;
-            }
-        };
+        let report = sim::run(&policy, &fallback, scenario, Mode::Expect).map_err(failed)?;
         print_report(&report, quiet);
         match (&report.not_applicable, report.passed()) {
             (Some(_), _) => skipped += 1,
             (None, true) => passed += 1,
-            (None, false) => failed += 1,
+            (None, false) => failures += 1,
         }
     }
     let na = if skipped > 0 {
@@ -233,10 +204,14 @@ fn test(
         String::new()
     };
     println!(
-        "\n{passed} passed, {failed} failed{na} ({} ms wall time)",
+        "\n{passed} passed, {failures} failed{na} ({} ms wall time)",
         started.elapsed().as_millis()
     );
-    if failed == 0 { exit::OK } else { exit::FAILED }
+    Ok(if failures == 0 {
+        exit::OK
+    } else {
+        exit::FAILED
+    })
 }
 
 fn print_report(report: &Report, quiet: bool) {
@@ -276,44 +251,33 @@ fn print_report(report: &Report, quiet: bool) {
     }
 }
 
-fn encode(registry: &Registry, input: &Path, output: &Path) -> u8 {
-    let module = match std::fs::read(input) {
-        Ok(m) => m,
-        Err(e) => {
-            eprintln!("error: {}: cannot read: {e}", input.display());
-            return exit::BAD_INPUT;
-        }
-    };
+fn encode(registry: &Registry, input: &Path, output: &Path) -> Result<u8, Failure> {
+    let module = std::fs::read(input)
+        .map_err(|e| bad_input(format!("{}: cannot read: {e}", input.display())))?;
     let component = wit_component::ComponentEncoder::default()
         .module(&module)
-        .and_then(|enc| enc.validate(true).encode());
-    let component = match component {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!(
-                "error: {}: cannot encode as a component (built with wit-bindgen against wit/policy.wit?): {e:#}",
+        .and_then(|enc| enc.validate(true).encode())
+        .map_err(|e| {
+            bad_input(format!(
+                "{}: cannot encode as a component (built with wit-bindgen against wit/policy.wit?): {e:#}",
                 input.display()
-            );
-            return exit::BAD_INPUT;
-        }
-    };
+            ))
+        })?;
     // Only a component that loads as a policy is worth writing.
     let label = output.display().to_string();
     let source = crate::policy::Source::File(output.to_path_buf());
-    if let Err(e) = Policy::from_bytes(registry.engine(), &label, source, &component, &[]) {
-        eprintln!(
-            "error: {} encodes, but not as a policy: {e}",
+    Policy::from_bytes(registry.engine(), &label, source, &component, &[]).map_err(|e| {
+        bad_input(format!(
+            "{} encodes, but not as a policy: {e}",
             input.display()
-        );
-        return exit::BAD_INPUT;
-    }
+        ))
+    })?;
     let tmp = output.with_extension("wasm.tmp");
-    if let Err(e) = std::fs::write(&tmp, &component).and_then(|()| std::fs::rename(&tmp, output)) {
-        eprintln!("error: {}: cannot write: {e}", output.display());
-        return exit::FAILED;
-    }
+    std::fs::write(&tmp, &component)
+        .and_then(|()| std::fs::rename(&tmp, output))
+        .map_err(|e| failed(format!("{}: cannot write: {e}", output.display())))?;
     println!("wrote {} ({} bytes)", output.display(), component.len());
-    exit::OK
+    Ok(exit::OK)
 }
 
 fn short_hash(hash: &str) -> String {
