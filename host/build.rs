@@ -3,8 +3,8 @@
 //! `include_bytes!`; the hostile test guest and the example policy are only used by the tests.
 //!
 //! The guests are built by a nested cargo in their own target directory (next to this build's)
-//! so it never waits on the outer build's lock, and in release mode because policies run on
-//! every decision.
+//! so it never waits on the outer build's lock, and optimised (profile `guest`) because
+//! policies run on every decision.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -18,6 +18,8 @@ const GUESTS: &[&str] = &[
     "backups-first",
 ];
 const TARGET: &str = "wasm32-unknown-unknown";
+/// The workspace profile for guests (see the root Cargo.toml).
+const PROFILE: &str = "guest";
 
 fn main() {
     if let Err(e) = run() {
@@ -50,7 +52,7 @@ fn run() -> Result<(), String> {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&workspace)
-        .args(["build", "--release", "--target", TARGET, "--target-dir"])
+        .args(["build", "--profile", PROFILE, "--target", TARGET, "--target-dir"])
         .arg(&guest_target);
     for guest in GUESTS {
         cmd.args(["-p", guest]);
@@ -85,12 +87,12 @@ fn run() -> Result<(), String> {
     // Tests and the README's worked example use the raw core modules too.
     println!(
         "cargo:rustc-env=PINWARDEN_GUEST_MODULES={}",
-        guest_target.join(TARGET).join("release").display()
+        guest_target.join(TARGET).join(PROFILE).display()
     );
     for guest in GUESTS {
         let module_path = guest_target
             .join(TARGET)
-            .join("release")
+            .join(PROFILE)
             .join(format!("{}.wasm", guest.replace('-', "_")));
         let module = std::fs::read(&module_path)
             .map_err(|e| format!("cannot read {}: {e}", module_path.display()))?;

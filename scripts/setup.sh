@@ -6,7 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 echo "==> rust toolchain and wasm32 target"
-rustup show active-toolchain
+# The toolchain rust-toolchain.toml pins, with the wasm32 target (no-ops when present; explicit
+# because RUSTUP_AUTO_INSTALL=0 may be set).
+channel=$(sed -n 's/^channel = "\(.*\)"/\1/p' rust-toolchain.toml)
+rustup toolchain install "$channel" --profile minimal -c rustfmt -c clippy -t wasm32-unknown-unknown
 rustup target add wasm32-unknown-unknown
 
 echo "==> js-ipfs for the real-node tests and the demo"
