@@ -9,7 +9,10 @@ echo "==> rust toolchain and wasm32 target"
 # The toolchain rust-toolchain.toml pins, with the wasm32 target (no-ops when present; explicit
 # because RUSTUP_AUTO_INSTALL=0 may be set).
 channel=$(sed -n 's/^channel = "\(.*\)"/\1/p' rust-toolchain.toml)
-rustup toolchain install "$channel" --profile minimal -c rustfmt -c clippy -t wasm32-unknown-unknown
+if ! rustup toolchain list | grep -q "^$channel"; then
+  rustup toolchain install "$channel" --profile minimal -c rustfmt -c clippy -t wasm32-unknown-unknown
+fi
+rustup component add rustfmt clippy
 rustup target add wasm32-unknown-unknown
 
 echo "==> js-ipfs for the real-node tests and the demo"

@@ -5,7 +5,7 @@ use crate::config::{Config, ConfigError, Credentials, RoleConfig};
 use crate::executor::Topology;
 use crate::kubo::{Auth, KuboClient};
 use crate::policy::engine::Limits;
-use crate::policy::{Policy, PolicyEngine, Registry};
+use crate::policy::{BUILTIN_FALLBACK, Policy, PolicyEngine, Registry, Source};
 use std::sync::Arc;
 
 pub struct App {
@@ -40,7 +40,12 @@ impl App {
             Arc::new(bare.with_params(&params).map_err(|e| {
                 ConfigError(format!("policy.params ({}): {}", bare.name, e.message))
             })?);
-        let fallback = registry.fallback_for(&params).map_err(|e| policy_err(&e))?;
+        // When the policy is the built-in fallback itself, one compiled copy serves as both.
+        let fallback = if policy.source == Source::Builtin && policy.name == BUILTIN_FALLBACK {
+            Arc::clone(&policy)
+        } else {
+            registry.fallback_for(&params).map_err(|e| policy_err(&e))?
+        };
 
         let mut topology = Topology::new();
         let mut primary = None;

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# End-to-end benchmarks (BENCHMARKS.md): real local js-ipfs nodes and the release binary.
+#
+#   scripts/bench.sh                      # everything: e2e overhead, CLI cold start, daemon
+#   scripts/bench.sh --only daemon        # one part (e2e, cold, daemon; comma-separated; also
+#                                         # check: the retrievability check alone, a diagnostic)
+#   scripts/bench.sh --pins 10 --jobs 20000
+#
+# Options go to host/examples/bench_e2e.rs (see its header). The micro-benchmarks are separate:
+#   cargo bench -p pinwarden --bench policy
+#
+# Installs what it needs (scripts/setup.sh: js-ipfs from the lockfile), builds `pinwarden` and the
+# benchmark with `cargo build --release` (a few minutes on a fresh clone), prints the machine, the
+# date and the load, then the figures (about 3 minutes). Everything it starts is stopped when it
+# ends. Measure on an otherwise idle machine: with a load average above ~1.5 the figures are noise.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup.sh
+
+echo "==> cargo build --release (pinwarden, bench_e2e)"
+cargo build --release -p pinwarden --bin pinwarden --example bench_e2e
+
+target_dir="$(realpath "${CARGO_TARGET_DIR:-target}")"
+echo "==> machine"
+echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+echo "nproc: $(nproc)"
+free -g | sed -n 2p | awk '{print "memory: " $2 " GiB"}'
+echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo ' (with local changes)')"
+# The build (and npm) just kept both cores busy: wait, up to 3 minutes, for the 1-minute load
+# average to fall below 1.5 so that it does not colour the figures.
+for _ in $(seq 36); do
+  awk '{exit !($1 < 1.5)}' /proc/loadavg && break
+  sleep 5
+done
+echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+exec "$target_dir/release/examples/bench_e2e" --bin "$target_dir/release/pinwarden" "$@"
