@@ -340,7 +340,7 @@ impl Config {
             if !names.insert(node.name.as_str()) {
                 return err(format!("{key}.name: '{}' is used twice", node.name));
             }
-            check_url(&node.url).map_err(|m| ConfigError(format!("{key}.url: {m}")))?;
+            crate::kubo::api_url(&node.url).map_err(|e| ConfigError(format!("{key}.url: {e}")))?;
             node.credentials()
                 .map_err(|m| ConfigError(format!("{key}: {m}")))?;
         }
@@ -482,19 +482,6 @@ impl NodeConfig {
             (None, None, Some(_)) => Err("basic_password without basic_user".into()),
             (None, None, None) => Ok(Credentials::None),
         }
-    }
-}
-
-fn check_url(url: &str) -> Result<(), String> {
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"));
-    match rest {
-        Some(host) if !host.is_empty() && !host.starts_with('/') => Ok(()),
-        _ if url.starts_with("/ip4/") || url.starts_with("/ip6/") || url.starts_with("/dns") => {
-            Ok(())
-        }
-        _ => Err(format!("'{url}' is not an http(s) URL or an API multiaddr")),
     }
 }
 

@@ -737,7 +737,8 @@ impl LocalBlocks {
 // ----- pure helpers (unit-tested below) -----
 
 /// `{base}/api/v0/` from a URL (with or without `/api/v0`) or a multiaddr.
-fn api_url(base: &str) -> Result<Url, KuboError> {
+/// `{base}/api/v0/` from a node's configured address (http(s) URL, or API multiaddr).
+pub fn api_url(base: &str) -> Result<Url, KuboError> {
     let base = base.trim();
     let http = if base.starts_with('/') {
         multiaddr_to_http(base)?

@@ -159,7 +159,7 @@ pub fn submit(global: &GlobalArgs, args: SubmitArgs) -> u8 {
 }
 
 pub fn status(global: &GlobalArgs, args: StatusArgs) -> u8 {
-    let path = format!("/v1/jobs/{}", urlencode(&args.key));
+    let path = api_path(&["v1", "jobs", &args.key], &[]);
     let Ok((status, v)) = call(global, args.socket, reqwest::Method::GET, &path, None) else {
         return exit::FAILED;
     };
@@ -186,10 +186,12 @@ pub fn status(global: &GlobalArgs, args: StatusArgs) -> u8 {
 }
 
 pub fn jobs(global: &GlobalArgs, args: JobsArgs) -> u8 {
-    let mut path = format!("/v1/jobs?limit={}", args.limit);
+    let limit = args.limit.to_string();
+    let mut query = vec![("limit", limit.as_str())];
     if let Some(s) = &args.state {
-        path.push_str(&format!("&state={}", urlencode(s)));
+        query.push(("state", s));
     }
+    let path = api_path(&["v1", "jobs"], &query);
     let Ok((status, v)) = call(global, args.socket, reqwest::Method::GET, &path, None) else {
         return exit::FAILED;
     };
@@ -282,13 +284,39 @@ fn call(
     })
 }
 
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+/// `/v1/...?k=v` with every segment and value percent-encoded (a job id may hold anything).
+fn api_path(segments: &[&str], query: &[(&str, &str)]) -> String {
+    let Ok(mut url) = reqwest::Url::parse("http://pinwarden/") else {
+        return "/".into();
+    };
+    if let Ok(mut path) = url.path_segments_mut() {
+        path.clear().extend(segments);
+    }
+    if !query.is_empty() {
+        url.query_pairs_mut().extend_pairs(query);
+    }
+    match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::api_path;
+
+    #[test]
+    fn paths_and_queries_are_percent_encoded() {
+        assert_eq!(
+            api_path(&["v1", "jobs", "enc/1 a"], &[]),
+            "/v1/jobs/enc%2F1%20a"
+        );
+        assert_eq!(
+            api_path(
+                &["v1", "jobs"],
+                &[("limit", "5"), ("state", "local-fallback")]
+            ),
+            "/v1/jobs?limit=5&state=local-fallback"
+        );
+    }
 }

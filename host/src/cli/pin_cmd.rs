@@ -161,26 +161,29 @@ pub fn result_json(app: &App, job: &Job, result: &RoundResult) -> serde_json::Va
     })
 }
 
+/// The effective config (file, env, `params`, `--data-dir`); errors are printed (exit 2).
 pub fn load_config(global: &GlobalArgs, params: &[(String, String)]) -> Result<Config, u8> {
-    let env = |k: &str| std::env::var(k).ok();
-    let mut config = Config::load(global.config.as_deref(), &env, params).map_err(|e| {
+    effective_config(global, params).map_err(|e| {
         eprintln!("error: {e}");
         exit::BAD_INPUT
-    })?;
-    if let Some(dir) = &global.data_dir {
-        config.data_dir = dir.clone();
-    }
-    Ok(config)
+    })
 }
 
 /// The config if it loads, for commands that only need the socket path.
 pub fn load_config_lenient(global: &GlobalArgs) -> Option<Config> {
+    effective_config(global, &[]).ok()
+}
+
+fn effective_config(
+    global: &GlobalArgs,
+    params: &[(String, String)],
+) -> Result<Config, crate::config::ConfigError> {
     let env = |k: &str| std::env::var(k).ok();
-    let mut config = Config::load(global.config.as_deref(), &env, &[]).ok()?;
+    let mut config = Config::load(global.config.as_deref(), &env, params)?;
     if let Some(dir) = &global.data_dir {
         config.data_dir = dir.clone();
     }
-    Some(config)
+    Ok(config)
 }
 
 fn load_app(global: &GlobalArgs, params: &[(String, String)]) -> Result<App, u8> {

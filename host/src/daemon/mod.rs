@@ -43,6 +43,8 @@ pub struct Daemon {
     pub running: Mutex<HashMap<String, AbortHandle>>,
     pub metrics: metrics::Metrics,
     pub alerts: alerts::Alerts,
+    /// The primary node's name (metrics tell backup takeovers by it).
+    pub primary: Option<String>,
 }
 
 impl Daemon {
@@ -68,7 +70,13 @@ impl Daemon {
         );
         let (events, _) = broadcast::channel(1024);
         let alerts = alerts::Alerts::new(&config.alerts);
+        let primary = topology
+            .infos()
+            .into_iter()
+            .find(|n| n.role == crate::Role::Primary)
+            .map(|n| n.name);
         Ok(Arc::new(Daemon {
+            primary,
             alerts,
             metrics: metrics::Metrics::new(),
             config,
@@ -95,15 +103,6 @@ impl Daemon {
         let result = self.policy.reload(spec, params);
         self.metrics.observe_reload(result.is_ok());
         result
-    }
-
-    /// The primary node's name, for metrics.
-    pub fn primary_name(&self) -> Option<String> {
-        self.topology
-            .infos()
-            .into_iter()
-            .find(|n| n.role == crate::Role::Primary)
-            .map(|n| n.name)
     }
 }
 

@@ -76,7 +76,7 @@ async fn round(daemon: &Daemon, row: PinRow) {
     let result = run_round(&policy, &fallback, &job, &daemon.topology, &daemon.limits).await;
     let signals = daemon
         .metrics
-        .observe_round(&result, daemon.primary_name().as_deref());
+        .observe_round(&result, daemon.primary.as_deref());
     daemon.alerts.record(&signals, std::time::Instant::now());
     let finish = match result.status {
         Status::Pinned => Finish::Pinned {
