@@ -18,14 +18,10 @@ use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 use support::ipfs::XorShift;
-use support::{IpfsCluster, make_hls_dir};
+use support::{IpfsCluster, make_hls_dir, step};
 
 /// Any single run of the binary.
 const RUN_LIMIT: Duration = Duration::from_secs(60);
-
-fn step(t0: Instant, what: &str) {
-    eprintln!("[{:>6.2}s] {what}", t0.elapsed().as_secs_f64());
-}
 
 /// A CIDv1 (raw) of random bytes: content no node has.
 fn ghost_cid() -> String {
@@ -147,9 +143,7 @@ fn read_bytes(path: &Path) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fallback_stats_and_migrate_against_js_ipfs() {
     let t0 = Instant::now();
-    let mut cluster = IpfsCluster::start(2)
-        .await
-        .unwrap_or_else(|e| panic!("{e:#}"));
+    let mut cluster = support::required_cluster(2).await;
     step(t0, "2 js-ipfs daemons ready");
     let result = AssertUnwindSafe(cases(&cluster, t0)).catch_unwind().await;
     if result.is_err() {

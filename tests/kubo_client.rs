@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 use support::ipfs::XorShift;
-use support::{FaultProxy, IpfsCluster, Mode, make_hls_dir};
+use support::{FaultProxy, IpfsCluster, Mode, make_hls_dir, step};
 
 const PIN_STALL: Duration = Duration::from_secs(15);
 
@@ -80,16 +80,10 @@ async fn raw_lines(api: &str, call: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
-fn step(t0: Instant, what: &str) {
-    eprintln!("[{:>6.2}s] {what}", t0.elapsed().as_secs_f64());
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubo_client_against_js_ipfs() {
     let t0 = Instant::now();
-    let mut cluster = IpfsCluster::start(3)
-        .await
-        .unwrap_or_else(|e| panic!("{e:#}"));
+    let mut cluster = support::required_cluster(3).await;
     step(t0, "3 js-ipfs daemons ready");
     let pids = cluster.pids();
     assert_eq!(pids.len(), 3);

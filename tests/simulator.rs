@@ -6,6 +6,15 @@ use common::*;
 use pinwarden::executor::Status;
 use pinwarden::sim::{self, Mode, Scenario};
 
+/// Runs an inline scenario under built-in tank-mode.
+fn run_inline(text: &str) -> sim::Report {
+    let scenario = Scenario::parse(text, "inline").expect("parses");
+    let registry = registry();
+    let policy = registry.resolve("tank-mode", &[]).expect("loads");
+    let fallback = registry.fallback_for(&[]).expect("fallback");
+    sim::run(&policy, &fallback, &scenario, Mode::Expect).expect("runs")
+}
+
 fn run_builtin(policy_name: &str) -> Vec<sim::Report> {
     let registry = registry();
     let policy = registry.resolve(policy_name, &[]).expect("built-in loads");
@@ -91,11 +100,7 @@ fn a_wrong_expectation_fails_with_the_difference() {
         status = "pinned"
         nodes = ["backup-1"]
     "#;
-    let scenario = Scenario::parse(text, "inline").expect("parses");
-    let registry = registry();
-    let policy = registry.resolve("tank-mode", &[]).expect("loads");
-    let fallback = registry.fallback_for(&[]).expect("fallback");
-    let report = sim::run(&policy, &fallback, &scenario, Mode::Expect).expect("runs");
+    let report = run_inline(text);
     assert!(!report.passed());
     assert!(
         report.failures[0].contains("expected [\"backup-1\"]"),
@@ -167,11 +172,7 @@ fn a_lazy_job_whose_local_fallback_fails_stays_retryable() {
         reason_starts_with = "CRITICAL: local fallback pin failed"
         rounds = 5
     "#;
-    let scenario = Scenario::parse(text, "inline").expect("parses");
-    let registry = registry();
-    let policy = registry.resolve("tank-mode", &[]).expect("loads");
-    let fallback = registry.fallback_for(&[]).expect("fallback");
-    let report = sim::run(&policy, &fallback, &scenario, Mode::Expect).expect("runs");
+    let report = run_inline(text);
     assert!(report.passed(), "{:?}", report.failures);
     // From round 2 on, every round asks for the local fallback again (the queue keeps the job).
     let asked = report
