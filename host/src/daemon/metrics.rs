@@ -71,7 +71,12 @@ pub struct Metrics {
     jobs: Family<StateLabel, Gauge>,
     queue_depth: Gauge,
     journal_pending: Gauge,
+    journal_cache: Mutex<Option<(JournalStamp, i64)>>,
 }
+
+/// Size and mtime of the journal and of the migration records.
+type FileStamp = Option<(u64, Option<std::time::SystemTime>)>;
+type JournalStamp = (FileStamp, FileStamp);
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -97,6 +102,7 @@ impl Metrics {
             jobs: Family::default(),
             queue_depth: Gauge::default(),
             journal_pending: Gauge::default(),
+            journal_cache: Mutex::new(None),
         };
         registry.register(
             "pin_attempts",
@@ -249,13 +255,8 @@ impl Metrics {
             }
             self.queue_depth.set(depth as i64);
         }
-        if let Ok(read) = crate::journal::read(journal) {
-            let migrations =
-                crate::journal::read_migrations(&crate::journal::migrated_path(journal))
-                    .map(|m| m.records)
-                    .unwrap_or_default();
-            let pending = crate::journal::pending(&read.entries, &migrations).len();
-            self.journal_pending.set(pending as i64);
+        if let Some(pending) = self.journal_backlog(journal) {
+            self.journal_pending.set(pending);
         }
         let mut text = String::new();
         if let Ok(registry) = self.registry.lock()
@@ -264,6 +265,33 @@ impl Metrics {
             tracing::error!("cannot encode metrics: {e}");
         }
         text
+    }
+}
+
+impl Metrics {
+    /// Pending journal entries, re-read only when the journal or the migration records
+    /// changed (size or mtime): scrapes come every few seconds, fallbacks rarely.
+    fn journal_backlog(&self, journal: &Path) -> Option<i64> {
+        let migrated = crate::journal::migrated_path(journal);
+        let stamp = |p: &Path| {
+            std::fs::metadata(p)
+                .ok()
+                .map(|m| (m.len(), m.modified().ok()))
+        };
+        let key = (stamp(journal), stamp(&migrated));
+        let mut cache = self.journal_cache.lock().ok()?;
+        if let Some((k, pending)) = &*cache
+            && *k == key
+        {
+            return Some(*pending);
+        }
+        let read = crate::journal::read(journal).ok()?;
+        let migrations = crate::journal::read_migrations(&migrated)
+            .map(|m| m.records)
+            .unwrap_or_default();
+        let pending = crate::journal::pending(&read.entries, &migrations).len() as i64;
+        *cache = Some((key, pending));
+        Some(pending)
     }
 }
 

@@ -30,7 +30,7 @@ use tokio::task::AbortHandle;
 pub struct Daemon {
     pub config: Config,
     pub queue: Queue,
-    pub journal: Journal,
+    pub journal: Arc<Journal>,
     pub policy: PolicySlot,
     pub topology: Topology,
     pub local: Option<Arc<KuboClient>>,
@@ -59,7 +59,9 @@ impl Daemon {
             ..
         } = app;
         let queue = Queue::open(&config.data_dir.join("queue.db"))?;
-        let journal = Journal::open(crate::journal::journal_path(&config.data_dir))?;
+        let journal = Arc::new(Journal::open(crate::journal::journal_path(
+            &config.data_dir,
+        ))?);
         let params = config.policy_params(|_| true);
         let slot = PolicySlot::new(
             registry,

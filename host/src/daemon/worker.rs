@@ -148,7 +148,8 @@ async fn journal(daemon: &Daemon, job: &Job, result: &RoundResult) -> anyhow::Re
         &daemon.config.node_name,
         std::time::SystemTime::now(),
     );
-    daemon.journal.append(&entry)?;
+    // The write and fsync run on the blocking pool, not on a runtime worker thread.
+    Arc::clone(&daemon.journal).append_async(entry).await?;
     tracing::warn!(
         cid = %job.cid,
         job_id = %job.job_id,
