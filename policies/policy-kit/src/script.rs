@@ -142,3 +142,13 @@ pub fn topology(backups: usize, local: bool) -> Vec<Node> {
     }
     nodes
 }
+
+/// Plays policy `P` (its plain `decide`, with settings `s`) against scripted nodes.
+pub fn play<P: crate::Policy>(
+    s: &crate::Settings,
+    job: &Job,
+    nodes: &[Node],
+    scripts: &[(&str, &[&str])],
+) -> Run {
+    run(|j, n, h, t| P::decide(s, j, n, h, t), job, nodes, scripts)
+}

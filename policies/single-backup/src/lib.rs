@@ -45,12 +45,11 @@ policy_kit::export_policy!(SingleBackup);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use policy_kit::script::{End, job, run, topology};
+    use policy_kit::script::{End, job, topology};
 
     fn play(nodes: &[Node], scripts: &[(&str, &[&str])]) -> policy_kit::script::Run {
         let s = Settings::defaults(SingleBackup::PARAMS);
-        let decide = |j: &Job, n: &[Node], h: &[Event], t| SingleBackup::decide(&s, j, n, h, t);
-        run(decide, &job(false, 0), nodes, scripts)
+        policy_kit::script::play::<SingleBackup>(&s, &job(false, 0), nodes, scripts)
     }
 
     #[test]

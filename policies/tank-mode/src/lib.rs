@@ -48,7 +48,7 @@ policy_kit::export_policy!(TankMode);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use policy_kit::script::{End, job, run, topology};
+    use policy_kit::script::{End, job, topology};
 
     fn settings(pairs: &[(&str, &str)]) -> Settings {
         let given: Vec<(String, String)> = pairs
@@ -65,8 +65,7 @@ mod tests {
         nodes: &[Node],
         scripts: &[(&str, &[&str])],
     ) -> policy_kit::script::Run {
-        let decide = |j: &Job, n: &[Node], h: &[Event], t| TankMode::decide(s, j, n, h, t);
-        run(decide, &job(lazy, failed_rounds), nodes, scripts)
+        policy_kit::script::play::<TankMode>(s, &job(lazy, failed_rounds), nodes, scripts)
     }
 
     #[test]

@@ -39,13 +39,12 @@ policy_kit::export_policy!(BackupsFirst);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use policy_kit::script::{End, job, run, topology};
+    use policy_kit::script::{End, job, play, topology};
 
     #[test]
     fn backup_before_primary() {
         let s = Settings::defaults(BackupsFirst::PARAMS);
-        let decide = |j: &Job, n: &[Node], h: &[Event], t| BackupsFirst::decide(&s, j, n, h, t);
-        let r = run(decide, &job(false, 0), &topology(1, false), &[]);
+        let r = play::<BackupsFirst>(&s, &job(false, 0), &topology(1, false), &[]);
         assert_eq!(r.end, End::Succeeded(vec!["backup-1".into()]));
         assert_eq!(r.pins_on("primary"), 0);
     }
@@ -53,13 +52,8 @@ mod tests {
     #[test]
     fn primary_is_the_last_resort() {
         let s = Settings::defaults(BackupsFirst::PARAMS);
-        let decide = |j: &Job, n: &[Node], h: &[Event], t| BackupsFirst::decide(&s, j, n, h, t);
-        let r = run(
-            decide,
-            &job(false, 0),
-            &topology(2, false),
-            &[("backup-1", &["refused"]), ("backup-2", &["lie"])],
-        );
+        let scripts: &[(&str, &[&str])] = &[("backup-1", &["refused"]), ("backup-2", &["lie"])];
+        let r = play::<BackupsFirst>(&s, &job(false, 0), &topology(2, false), scripts);
         assert_eq!(r.end, End::Succeeded(vec!["primary".into()]));
     }
 }
