@@ -16,7 +16,7 @@
 //! mode): no IPFS node is needed and it takes a few seconds.
 
 use criterion::{Criterion, Throughput};
-use pinwarden::policy::engine::Limits;
+use pinwarden::policy::engine::SandboxLimits;
 use pinwarden::policy::{Policy, PolicyEngine, Registry, Session};
 use pinwarden::queue::{Queue, Submission};
 use pinwarden::sim::{self, Mode, Scenario};
@@ -149,7 +149,7 @@ macro_rules! inputs {
 }
 
 fn registry() -> Registry {
-    Registry::new(PolicyEngine::new(Limits::default(), None).expect("wasmtime engine"))
+    Registry::new(PolicyEngine::new(SandboxLimits::default(), None).expect("wasmtime engine"))
 }
 
 fn criterion() -> Criterion {

@@ -29,7 +29,7 @@
 mod support;
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
-use pinwarden::executor::{Limits, Status, Topology, run_round};
+use pinwarden::executor::{RoundLimits, Status, Topology, run_round};
 use pinwarden::kubo::KuboClient;
 use pinwarden::policy::contract::Job;
 use pinwarden::policy::{PolicyEngine, Registry};
@@ -346,7 +346,7 @@ struct Ways {
     policy: Arc<pinwarden::policy::Policy>,
     fallback: Arc<pinwarden::policy::Policy>,
     topology: Topology,
-    limits: Limits,
+    limits: RoundLimits,
     bin: PathBuf,
     api: String,
     data: tempfile::TempDir,
@@ -359,7 +359,7 @@ impl Ways {
         let data = tempfile::tempdir()?;
         // The library path as a long-running process has it: one engine, policy and client.
         let engine = PolicyEngine::new(
-            pinwarden::policy::engine::Limits::default(),
+            pinwarden::policy::engine::SandboxLimits::default(),
             Some(data.path().join("lib-policy-cache")),
         )?;
         let registry = Registry::new(engine);
@@ -376,7 +376,7 @@ impl Ways {
             policy,
             fallback,
             topology,
-            limits: Limits::default(),
+            limits: RoundLimits::default(),
             bin: args.bin.clone(),
             api: api.to_string(),
             data,

@@ -4,7 +4,7 @@
 use crate::config::{Config, ConfigError, Credentials, RoleConfig};
 use crate::executor::Topology;
 use crate::kubo::{Auth, KuboClient};
-use crate::policy::engine::Limits;
+use crate::policy::engine::SandboxLimits;
 use crate::policy::{BUILTIN_FALLBACK, Policy, PolicyEngine, Registry, Source};
 use std::sync::Arc;
 
@@ -24,7 +24,7 @@ impl App {
     /// Loads the policy and builds the node clients; every error names what is wrong (exit 2).
     pub fn new(config: Config) -> Result<App, ConfigError> {
         let engine = PolicyEngine::new(
-            Limits::default(),
+            SandboxLimits::default(),
             Some(config.data_dir.join("policy-cache")),
         )
         .map_err(|e| ConfigError(format!("cannot start the WebAssembly engine: {e:#}")))?;

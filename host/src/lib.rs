@@ -13,6 +13,7 @@ pub mod journal;
 pub mod kubo;
 pub mod node;
 pub mod policy;
+pub mod prove;
 pub mod queue;
 pub mod sim;
 pub mod trace;

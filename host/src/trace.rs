@@ -52,19 +52,6 @@ pub fn describe_start(action: &Action, attempt: usize, of: Option<u32>) -> Strin
     }
 }
 
-pub fn action_name(action: &Action) -> &'static str {
-    match action {
-        Action::Pin(_) => "pin",
-        Action::Verify(_) => "verify",
-        Action::CheckRetrievable(_) => "check-retrievable",
-        Action::Connect(_) => "connect",
-        Action::Wait(_) => "wait",
-        Action::LocalFallback => "local-fallback",
-        Action::Succeed(_) => "succeed",
-        Action::Fail(_) => "fail",
-    }
-}
-
 pub fn describe_outcome(outcome: &Outcome) -> String {
     match outcome {
         Outcome::Ok => "ok".into(),
@@ -75,16 +62,5 @@ pub fn describe_outcome(outcome: &Outcome) -> String {
         Outcome::HttpError(e) => format!("HTTP {}: {}", e.status, e.message),
         Outcome::Unretrievable(m) => format!("unretrievable: {m}"),
         Outcome::Error(m) => format!("error: {m}"),
-    }
-}
-
-/// The node an action concerns (a wait's, when it names one).
-pub fn action_node(action: &Action) -> Option<String> {
-    match action {
-        Action::Pin(p) => Some(p.node.clone()),
-        Action::Verify(n) | Action::CheckRetrievable(n) => Some(n.clone()),
-        Action::Connect(c) => Some(c.node.clone()),
-        Action::Wait(w) => w.node.clone(),
-        Action::LocalFallback | Action::Succeed(_) | Action::Fail(_) => None,
     }
 }

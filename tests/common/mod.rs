@@ -1,8 +1,8 @@
 //! Helpers shared by the policy test binaries (each binary includes this module).
 #![allow(dead_code)]
 
-use pinwarden::executor::{Limits, RoundResult, Topology, run_round};
-use pinwarden::policy::engine::Limits as SandboxLimits;
+use pinwarden::executor::{RoundLimits, RoundResult, Topology, run_round};
+use pinwarden::policy::engine::SandboxLimits;
 use pinwarden::policy::{Policy, PolicyEngine, Registry, Source};
 use pinwarden::sim::node::{NodeScript, PinAnswer, RoleName, SimNode};
 use pinwarden::{Job, Role};
@@ -82,7 +82,7 @@ pub fn round(policy: &Policy, fallback: &Policy, topology: &Topology, job: &Job)
         fallback,
         job,
         topology,
-        &Limits::default(),
+        &RoundLimits::default(),
     ))
 }
 

@@ -3,7 +3,7 @@
 use super::{GlobalArgs, exit};
 use crate::app::App;
 use crate::config::Config;
-use crate::executor::{Limits, RoundResult, Status, run_round};
+use crate::executor::{RoundLimits, RoundResult, Status, run_round};
 use crate::policy::contract::Job;
 use crate::trace::format_ms;
 use clap::Args;
@@ -111,7 +111,7 @@ async fn pin_with(app: &App, cid: &str, args: &JobArgs) -> u8 {
         &app.fallback,
         &job,
         &app.topology,
-        &Limits::default(),
+        &RoundLimits::default(),
     )
     .await;
     if args.json {

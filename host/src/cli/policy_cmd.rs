@@ -2,7 +2,7 @@
 
 use super::exit;
 use crate::executor::Status;
-use crate::policy::engine::Limits;
+use crate::policy::engine::SandboxLimits;
 use crate::policy::{Policy, PolicyEngine, Registry};
 use crate::sim::{self, Mode, Report, Scenario};
 use crate::trace::format_ms;
@@ -76,22 +76,25 @@ fn failed(e: impl std::fmt::Display) -> Failure {
 }
 
 pub fn run(cmd: PolicyCommand, data_dir: &Path) -> u8 {
-    let outcome = PolicyEngine::new(Limits::default(), Some(data_dir.join("policy-cache")))
-        .map_err(|e| failed(format!("cannot start the WebAssembly engine: {e:#}")))
-        .map(Registry::new)
-        .and_then(|registry| match cmd {
-            PolicyCommand::List { json } => list(&registry, json),
-            PolicyCommand::Check { file, params } => check(&registry, &file, &params),
-            PolicyCommand::Test {
-                policy,
-                scenarios,
-                params,
-                quiet,
-            } => test(&registry, &policy, &scenarios, &params, quiet),
-            PolicyCommand::Encode { input, output } => encode(&registry, &input, &output),
-            // Dispatched to the daemon client before we get here.
-            PolicyCommand::Reload { .. } => Err(bad_input("policy reload needs the daemon")),
-        });
+    let outcome = PolicyEngine::new(
+        SandboxLimits::default(),
+        Some(data_dir.join("policy-cache")),
+    )
+    .map_err(|e| failed(format!("cannot start the WebAssembly engine: {e:#}")))
+    .map(Registry::new)
+    .and_then(|registry| match cmd {
+        PolicyCommand::List { json } => list(&registry, json),
+        PolicyCommand::Check { file, params } => check(&registry, &file, &params),
+        PolicyCommand::Test {
+            policy,
+            scenarios,
+            params,
+            quiet,
+        } => test(&registry, &policy, &scenarios, &params, quiet),
+        PolicyCommand::Encode { input, output } => encode(&registry, &input, &output),
+        // Dispatched to the daemon client before we get here.
+        PolicyCommand::Reload { .. } => Err(bad_input("policy reload needs the daemon")),
+    });
     match outcome {
         Ok(code) => code,
         Err(Failure(code, message)) => {

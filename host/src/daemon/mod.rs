@@ -15,7 +15,7 @@ pub mod worker;
 
 use crate::app::App;
 use crate::config::Config;
-use crate::executor::{Limits, Topology};
+use crate::executor::{RoundLimits, Topology};
 use crate::journal::Journal;
 use crate::kubo::KuboClient;
 use crate::queue::{PinRow, Queue};
@@ -34,7 +34,7 @@ pub struct Daemon {
     pub policy: PolicySlot,
     pub topology: Topology,
     pub local: Option<Arc<KuboClient>>,
-    pub limits: Limits,
+    pub limits: RoundLimits,
     /// Every pin state change, for `wait` submissions.
     pub events: broadcast::Sender<PinRow>,
     /// Wakes the worker when something was queued.
@@ -87,7 +87,7 @@ impl Daemon {
             policy: slot,
             topology,
             local,
-            limits: Limits::default(),
+            limits: RoundLimits::default(),
             events,
             wake: Notify::new(),
             running: Mutex::new(HashMap::new()),

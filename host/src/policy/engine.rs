@@ -12,16 +12,16 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 
 /// Sandbox limits applied to every call into a policy.
 #[derive(Debug, Clone, Copy)]
-pub struct Limits {
+pub struct SandboxLimits {
     /// Wall-clock budget of one `configure` or `decide` call.
     pub call_deadline: Duration,
     /// Cap on a policy instance's linear memory, in bytes.
     pub memory_bytes: usize,
 }
 
-impl Default for Limits {
+impl Default for SandboxLimits {
     fn default() -> Self {
-        Limits {
+        SandboxLimits {
             call_deadline: Duration::from_millis(200),
             memory_bytes: 32 << 20,
         }
@@ -32,12 +32,12 @@ impl Default for Limits {
 #[derive(Clone)]
 pub struct PolicyEngine {
     engine: Engine,
-    pub limits: Limits,
+    pub limits: SandboxLimits,
     cache_dir: Option<PathBuf>,
 }
 
 impl PolicyEngine {
-    pub fn new(limits: Limits, cache_dir: Option<PathBuf>) -> anyhow::Result<Self> {
+    pub fn new(limits: SandboxLimits, cache_dir: Option<PathBuf>) -> anyhow::Result<Self> {
         let mut config = Config::new();
         config.wasm_component_model(true);
         // Epoch checks are cheaper than fuel and bound wall time, which is what we care about.

@@ -5,7 +5,7 @@
 //! whose instance trapped is never entered again.
 
 use super::contract::{Action, Event, Job, Node, PolicyBindings, PolicyInfo};
-use super::engine::{EPOCH_TICK, Limits};
+use super::engine::{EPOCH_TICK, SandboxLimits};
 use std::fmt;
 use wasmtime::{ResourceLimiter, Store, Trap};
 
@@ -87,7 +87,7 @@ pub struct Session {
     policy: String,
     store: Store<HostState>,
     bindings: PolicyBindings,
-    limits: Limits,
+    limits: SandboxLimits,
     /// After a trap the instance is in an undefined state and must not be entered again.
     poisoned: bool,
 }
@@ -98,7 +98,7 @@ impl Session {
         policy: &str,
         engine: &wasmtime::Engine,
         pre: &super::contract::PolicyBindingsPre<HostState>,
-        limits: Limits,
+        limits: SandboxLimits,
     ) -> Result<Session, Incident> {
         let mut store = Store::new(
             engine,
@@ -171,7 +171,7 @@ impl Session {
     }
 }
 
-fn arm_deadline(store: &mut Store<HostState>, limits: Limits) {
+fn arm_deadline(store: &mut Store<HostState>, limits: SandboxLimits) {
     let ticks = limits.call_deadline.as_millis() / EPOCH_TICK.as_millis().max(1);
     store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX).max(1));
     store.epoch_deadline_trap();

@@ -7,7 +7,7 @@
 pub mod node;
 pub mod scenario;
 
-use crate::executor::{Limits, RoundResult, Status, Topology, run_round};
+use crate::executor::{RoundLimits, RoundResult, Status, Topology, run_round};
 use crate::policy::Policy;
 use crate::policy::contract::Job;
 use node::SimNode;
@@ -91,7 +91,7 @@ pub fn run(
         .start_paused(true)
         .build()
         .map_err(|e| format!("cannot start the simulation runtime: {e}"))?;
-    let limits = Limits::default();
+    let limits = RoundLimits::default();
     // Simulated rounds report through their trace; the live job log would only repeat it.
     let quiet = tracing::subscriber::NoSubscriber::default();
     let _silenced = tracing::subscriber::set_default(quiet);

@@ -1,9 +1,15 @@
 //! A scripted world for native unit tests of policy logic: no wasm, no IPFS, no clock.
 //!
-//! Each node answers pins from a script (`"ok"`, `"lie"`, `"timeout"`, `"refused"`; the last
-//! entry repeats); `pin ls` and retrievability follow from what really got pinned. Actions run
-//! one after another and finish at once; only waits move the (virtual) time. This is an
-//! in-memory fake for unit tests; the host's simulator runs the real executor.
+//! It plays a decision function the way the host's executor does: actions returned together
+//! run concurrently, the policy is asked again each time one of them ends, and every decision
+//! must pass the host's own rules ([`host_rules`], the crate the executor uses). A decision the
+//! host would refuse ends the run as [`End::Refused`], so a policy that passes its unit tests is
+//! not turned away by the host.
+//!
+//! Each node answers pins from a script (`"ok"`, `"lie"`, `"timeout"`, `"refused"`, anything
+//! else an HTTP 500; the last entry repeats); `pin ls` and retrievability follow from what
+//! really got pinned. Only waits and timed-out pins take (virtual) time; everything else ends
+//! at once, in the order it was started.
 
 use crate::bindings::{Action, Event, HttpError, Job, Node, Outcome, Role};
 use std::collections::{HashMap, HashSet};
@@ -14,6 +20,8 @@ pub enum End {
     Succeeded(Vec<String>),
     Failed(String),
     LocalFallback,
+    /// The host would refuse this decision (the message names the broken rule).
+    Refused(String),
 }
 
 pub struct Run {
@@ -59,6 +67,91 @@ pub fn job(lazy: bool, failed_rounds: u32) -> Job {
     }
 }
 
+/// The host rules' view of a kit action (the same mapping the host makes of its own types).
+pub fn act(action: &Action) -> host_rules::Act<'_> {
+    use host_rules::Act;
+    match action {
+        Action::Pin(p) => Act::Pin {
+            node: &p.node,
+            timeout_ms: p.timeout_ms,
+            stall_timeout_ms: p.stall_timeout_ms,
+        },
+        Action::Verify(n) => Act::Verify(n),
+        Action::CheckRetrievable(n) => Act::CheckRetrievable(n),
+        Action::Connect(c) => Act::Connect {
+            node: &c.node,
+            provider: &c.provider,
+        },
+        Action::Wait(w) => Act::Wait {
+            ms: w.ms,
+            node: w.node.as_deref(),
+        },
+        Action::LocalFallback => Act::LocalFallback,
+        Action::Succeed(nodes) => Act::Succeed(nodes),
+        Action::Fail(reason) => Act::Fail(reason),
+    }
+}
+
+/// The rules' view of the history.
+fn steps(history: &[Event]) -> Vec<host_rules::Step<'_>> {
+    history
+        .iter()
+        .map(|e| host_rules::Step {
+            act: act(&e.action),
+            ok: e.outcome.as_ref().map(|o| *o == Outcome::Ok),
+        })
+        .collect()
+}
+
+/// The scripted nodes: what each pin attempt answers, and what really got pinned.
+struct World<'a> {
+    scripts: HashMap<&'a str, &'a [&'a str]>,
+    pins: HashMap<String, usize>,
+    pinned: HashSet<String>,
+}
+
+impl World<'_> {
+    /// The outcome of `action` and how long it takes.
+    fn answer(&mut self, action: &Action) -> (Outcome, u64) {
+        match action {
+            Action::Wait(w) => (Outcome::Ok, w.ms),
+            Action::Connect(_) => (Outcome::Ok, 0),
+            Action::Pin(p) => {
+                let n = self.pins.entry(p.node.clone()).or_default();
+                let script = self
+                    .scripts
+                    .get(p.node.as_str())
+                    .copied()
+                    .unwrap_or(&["ok"]);
+                let answer = script.get(*n).or(script.last()).copied().unwrap_or("ok");
+                *n += 1;
+                match answer {
+                    "ok" => {
+                        self.pinned.insert(p.node.clone());
+                        (Outcome::Ok, 0)
+                    }
+                    "lie" => (Outcome::Ok, 0),
+                    "timeout" => (Outcome::Timeout, p.timeout_ms),
+                    "refused" => (Outcome::Unreachable("connection refused".into()), 0),
+                    other => (
+                        Outcome::HttpError(HttpError {
+                            status: 500,
+                            message: other.into(),
+                        }),
+                        0,
+                    ),
+                }
+            }
+            Action::Verify(n) if self.pinned.contains(n) => (Outcome::Ok, 0),
+            Action::Verify(_) => (Outcome::NotPinned, 0),
+            Action::CheckRetrievable(n) if self.pinned.contains(n) => (Outcome::Ok, 0),
+            Action::CheckRetrievable(_) => (Outcome::Unretrievable("blocks missing".into()), 0),
+            // Terminal actions end the run before they would be answered.
+            Action::LocalFallback | Action::Succeed(_) | Action::Fail(_) => (Outcome::Ok, 0),
+        }
+    }
+}
+
 /// Plays `decide` against scripted nodes until it ends the job (at most 10,000 decisions).
 pub fn run(
     mut decide: impl FnMut(&Job, &[Node], &[Event], u64) -> Vec<Action>,
@@ -66,61 +159,53 @@ pub fn run(
     nodes: &[Node],
     scripts: &[(&str, &[&str])],
 ) -> Run {
-    let scripts: HashMap<&str, &[&str]> = scripts.iter().copied().collect();
-    let mut pins: HashMap<String, usize> = HashMap::new();
-    let mut pinned: HashSet<String> = HashSet::new();
+    let mut world = World {
+        scripts: scripts.iter().copied().collect(),
+        pins: HashMap::new(),
+        pinned: HashSet::new(),
+    };
+    let names: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
+    let has_local = nodes.iter().any(|n| n.role == Role::Local);
     let mut history: Vec<Event> = Vec::new();
+    // Running actions: (history index, end time, outcome).
+    let mut running: Vec<(usize, u64, Outcome)> = Vec::new();
     let mut now_ms = 0u64;
     for _ in 0..10_000 {
         let actions = decide(job, nodes, &history, now_ms);
-        assert!(
-            !actions.is_empty(),
-            "policy returned no action with nothing running"
-        );
+        let round = host_rules::Round {
+            nodes: &names,
+            has_local,
+            bounds: host_rules::Bounds::default(),
+            started: history.len(),
+        };
+        let decided: Vec<host_rules::Act> = actions.iter().map(act).collect();
+        if let Err(rule) = host_rules::validate(&round, &steps(&history), &decided) {
+            return finish(End::Refused(rule), history, now_ms);
+        }
+        match actions.as_slice() {
+            [Action::Succeed(n)] => return finish(End::Succeeded(n.clone()), history, now_ms),
+            [Action::Fail(r)] => return finish(End::Failed(r.clone()), history, now_ms),
+            [Action::LocalFallback] => return finish(End::LocalFallback, history, now_ms),
+            _ => {}
+        }
         for action in actions {
-            let outcome = match &action {
-                Action::Succeed(n) => return finish(End::Succeeded(n.clone()), history, now_ms),
-                Action::Fail(r) => return finish(End::Failed(r.clone()), history, now_ms),
-                Action::LocalFallback => return finish(End::LocalFallback, history, now_ms),
-                Action::Wait(w) => {
-                    now_ms += w.ms;
-                    Outcome::Ok
-                }
-                Action::Connect(_) => Outcome::Ok,
-                Action::Pin(p) => {
-                    let n = pins.entry(p.node.clone()).or_default();
-                    let script = scripts.get(p.node.as_str()).copied().unwrap_or(&["ok"]);
-                    let answer = script.get(*n).or(script.last()).copied().unwrap_or("ok");
-                    *n += 1;
-                    match answer {
-                        "ok" => {
-                            pinned.insert(p.node.clone());
-                            Outcome::Ok
-                        }
-                        "lie" => Outcome::Ok,
-                        "timeout" => {
-                            now_ms += p.timeout_ms;
-                            Outcome::Timeout
-                        }
-                        "refused" => Outcome::Unreachable("connection refused".into()),
-                        other => Outcome::HttpError(HttpError {
-                            status: 500,
-                            message: other.into(),
-                        }),
-                    }
-                }
-                Action::Verify(n) if pinned.contains(n) => Outcome::Ok,
-                Action::Verify(_) => Outcome::NotPinned,
-                Action::CheckRetrievable(n) if pinned.contains(n) => Outcome::Ok,
-                Action::CheckRetrievable(_) => Outcome::Unretrievable("blocks missing".into()),
-            };
+            let (outcome, takes) = world.answer(&action);
+            running.push((history.len(), now_ms + takes, outcome));
             history.push(Event {
                 action,
-                outcome: Some(outcome),
+                outcome: None,
                 started_ms: now_ms,
-                ended_ms: Some(now_ms),
+                ended_ms: None,
             });
         }
+        // The earliest to end (the first started, on a tie) ends; the policy is asked again.
+        let Some(next) = (0..running.len()).min_by_key(|&i| (running[i].1, running[i].0)) else {
+            continue;
+        };
+        let (index, end, outcome) = running.remove(next);
+        now_ms = end;
+        history[index].outcome = Some(outcome);
+        history[index].ended_ms = Some(end);
     }
     panic!("policy did not end the job within 10,000 decisions");
 }
@@ -151,4 +236,72 @@ pub fn play<P: crate::Policy>(
     scripts: &[(&str, &[&str])],
 ) -> Run {
     run(|j, n, h, t| P::decide(s, j, n, h, t), job, nodes, scripts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bindings::PinRequest;
+
+    fn pin(node: &str) -> Action {
+        Action::Pin(PinRequest {
+            node: node.into(),
+            timeout_ms: 1_000,
+            stall_timeout_ms: 1_000,
+        })
+    }
+
+    /// A policy that trusts the node's "pin OK" is refused here exactly as the host refuses it.
+    #[test]
+    fn success_without_proof_is_refused_as_the_host_refuses_it() {
+        let trusting = |_: &Job, _: &[Node], h: &[Event], _: u64| {
+            if h.is_empty() {
+                vec![pin("primary")]
+            } else {
+                vec![Action::Succeed(vec!["primary".into()])]
+            }
+        };
+        let run = run(trusting, &job(false, 0), &topology(0, false), &[]);
+        match run.end {
+            End::Refused(rule) => assert!(rule.contains("without a verified"), "{rule}"),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn two_pins_on_one_node_at_once_are_refused() {
+        let greedy =
+            |_: &Job, _: &[Node], _: &[Event], _: u64| vec![pin("primary"), pin("primary")];
+        let run = run(greedy, &job(false, 0), &topology(0, false), &[]);
+        assert!(matches!(run.end, End::Refused(r) if r.contains("already running")));
+    }
+
+    /// Actions returned together run concurrently: the policy is asked again as each ends,
+    /// with the others still running (as the executor does).
+    #[test]
+    fn concurrent_actions_end_one_at_a_time() {
+        let mut seen_running = false;
+        let hedge = |_: &Job, _: &[Node], h: &[Event], _: u64| {
+            if h.is_empty() {
+                return vec![
+                    pin("primary"),
+                    Action::Wait(crate::bindings::WaitRequest {
+                        ms: 500,
+                        node: None,
+                    }),
+                ];
+            }
+            seen_running |= h.iter().any(|e| e.outcome.is_none());
+            vec![Action::Fail("done".into())]
+        };
+        let run = run(
+            hedge,
+            &job(false, 0),
+            &topology(0, false),
+            &[("primary", &["timeout"])],
+        );
+        assert_eq!(run.end, End::Failed("done".into()));
+        assert!(seen_running, "the wait ended first while the pin still ran");
+        assert_eq!(run.now_ms, 500);
+    }
 }

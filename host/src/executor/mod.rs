@@ -9,14 +9,16 @@
 //! `pin ls` confirmed and whose blocks are present). A misbehaving policy is contained: the
 //! round continues under the built-in fallback policy, which reads the same history.
 
+pub mod rules;
+
 use crate::node::Node;
 use crate::policy::contract::{Action, Event, Job, Node as NodeInfo, Outcome, Role};
 use crate::policy::{Incident, IncidentKind, Policy, Session};
-use crate::trace::{TraceLine, action_name, action_node, describe_outcome, describe_start};
+use crate::prove::{self, PinBounds};
+use crate::trace::{TraceLine, describe_outcome, describe_start};
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use serde::Serialize;
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::{Instant, sleep, timeout};
@@ -61,27 +63,23 @@ impl Topology {
     }
 }
 
-/// Host-side bounds that no policy can lift.
+/// Host-side bounds of a round that no policy can lift.
 #[derive(Debug, Clone, Copy)]
-pub struct Limits {
+pub struct RoundLimits {
     /// Bound for `verify`, `check-retrievable` and `connect`.
     pub call_timeout: Duration,
-    pub max_wait: Duration,
-    pub max_pin_timeout: Duration,
-    /// Actions one policy may start in a round before it is considered runaway.
-    pub max_actions: usize,
+    /// Bounds on what a decision may ask for (see [`rules`]).
+    pub bounds: host_rules::Bounds,
     /// Timeouts of the local-fallback pin (the action carries none).
     pub local_pin_timeout: Duration,
     pub local_stall_timeout: Duration,
 }
 
-impl Default for Limits {
+impl Default for RoundLimits {
     fn default() -> Self {
-        Limits {
+        RoundLimits {
             call_timeout: Duration::from_secs(30),
-            max_wait: Duration::from_secs(3600),
-            max_pin_timeout: Duration::from_secs(24 * 3600),
-            max_actions: 2_000,
+            bounds: host_rules::Bounds::default(),
             local_pin_timeout: Duration::from_secs(300),
             local_stall_timeout: Duration::from_secs(60),
         }
@@ -150,7 +148,7 @@ pub async fn run_round(
     fallback: &Policy,
     job: &Job,
     topology: &Topology,
-    limits: &Limits,
+    limits: &RoundLimits,
 ) -> RoundResult {
     Round {
         job,
@@ -170,7 +168,7 @@ pub async fn run_round(
 struct Round<'a> {
     job: &'a Job,
     topology: &'a Topology,
-    limits: &'a Limits,
+    limits: &'a RoundLimits,
     infos: Vec<NodeInfo>,
     start: Instant,
     history: Vec<Event>,
@@ -206,13 +204,19 @@ impl Round<'_> {
             self.decision_nanos
                 .push(u64::try_from(asked.elapsed().as_nanos()).unwrap_or(u64::MAX));
             let decided = decided.and_then(|actions| {
-                self.validate(&actions, running.is_empty(), started_by_current)
-                    .map_err(|message| Incident {
-                        policy: current.name.clone(),
-                        kind: IncidentKind::InvalidAction,
-                        message,
-                    })
-                    .map(|()| actions)
+                rules::check(
+                    &actions,
+                    &self.history,
+                    &self.infos,
+                    self.limits.bounds,
+                    started_by_current,
+                )
+                .map_err(|message| Incident {
+                    policy: current.name.clone(),
+                    kind: IncidentKind::InvalidAction,
+                    message,
+                })
+                .map(|()| actions)
             });
             let actions = match decided {
                 Ok(actions) => actions,
@@ -250,7 +254,7 @@ impl Round<'_> {
             }
             for action in actions {
                 let index = self.history.len();
-                let node = action_node(&action);
+                let node = action.node().map(str::to_string);
                 let attempt = match &action {
                     Action::Pin(p) => self.pins_on(&p.node) + 1,
                     _ => 0,
@@ -266,7 +270,7 @@ impl Round<'_> {
                 started_by_current += 1;
             }
 
-            // `validate` refused an empty decision with nothing running, so this resolves.
+            // The rules refused an empty decision with nothing running, so this resolves.
             let Some((index, outcome)) = running.next().await else {
                 continue;
             };
@@ -276,8 +280,8 @@ impl Round<'_> {
             event.ended_ms = Some(now);
             // A finished backoff says nothing new; the next start line shows time moved on.
             if !matches!(event.action, Action::Wait(_)) {
-                let node = action_node(&event.action);
-                let what = action_name(&event.action);
+                let node = event.action.node().map(str::to_string);
+                let what = event.action.name();
                 self.note(node, format!("{what} -> {}", describe_outcome(&outcome)));
             }
         }
@@ -309,196 +313,60 @@ impl Round<'_> {
         })
     }
 
-    /// The host's rules; a decision that breaks one is an incident, never executed.
-    fn validate(&self, actions: &[Action], idle: bool, started: usize) -> Result<(), String> {
-        if actions.is_empty() {
-            return if idle {
-                Err("returned no action while nothing is running".into())
-            } else {
-                Ok(())
-            };
-        }
-        if started + actions.len() > self.limits.max_actions {
-            return Err(format!(
-                "started more than {} actions in one round",
-                self.limits.max_actions
-            ));
-        }
-        let terminal = actions
-            .iter()
-            .filter(|a| {
-                matches!(
-                    a,
-                    Action::Succeed(_) | Action::Fail(_) | Action::LocalFallback
-                )
-            })
-            .count();
-        if terminal > 0 && actions.len() > 1 {
-            return Err("succeed, fail and local-fallback must be returned alone".into());
-        }
-        let known = |name: &str| -> Result<(), String> {
-            if self.infos.iter().any(|n| n.name == name) {
-                Ok(())
-            } else {
-                Err(format!("unknown node '{name}'"))
-            }
-        };
-        let mut busy: HashSet<(&'static str, String)> = self
-            .history
-            .iter()
-            .filter(|e| e.outcome.is_none())
-            .filter_map(|e| action_node(&e.action).map(|n| (action_name(&e.action), n)))
-            .collect();
-        for action in actions {
-            match action {
-                Action::Pin(p) => {
-                    known(&p.node)?;
-                    let max = self.limits.max_pin_timeout.as_millis() as u64;
-                    if p.timeout_ms == 0 || p.timeout_ms > max {
-                        return Err(format!(
-                            "pin timeout of {} ms is out of range",
-                            p.timeout_ms
-                        ));
-                    }
-                    if p.stall_timeout_ms == 0 || p.stall_timeout_ms > p.timeout_ms {
-                        return Err(format!(
-                            "stall timeout of {} ms is out of range",
-                            p.stall_timeout_ms
-                        ));
-                    }
-                }
-                Action::Verify(n) | Action::CheckRetrievable(n) => known(n)?,
-                Action::Connect(c) => {
-                    known(&c.node)?;
-                    known(&c.provider)?;
-                }
-                Action::Wait(w) => {
-                    if w.ms > self.limits.max_wait.as_millis() as u64 {
-                        return Err(format!("a wait of {} ms is absurd", w.ms));
-                    }
-                    if let Some(n) = &w.node {
-                        known(n)?;
-                    }
-                }
-                Action::Succeed(nodes) => self.check_evidence(nodes)?,
-                Action::LocalFallback => {
-                    if self.topology.local().is_none() {
-                        return Err("local fallback without a local node".into());
-                    }
-                }
-                Action::Fail(_) => {}
-            }
-            if let Some(node) = action_node(action)
-                && !matches!(action, Action::Wait(_))
-                && !busy.insert((action_name(action), node.clone()))
-            {
-                return Err(format!(
-                    "{} on '{node}' while one is already running",
-                    action_name(action)
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    /// Success needs, per node: the last pin ok, then `pin ls` ok, then retrievable ok.
-    fn check_evidence(&self, nodes: &[String]) -> Result<(), String> {
-        if nodes.is_empty() {
-            return Err("succeed without any node".into());
-        }
-        if nodes.len() > self.infos.len() {
-            return Err(format!(
-                "succeed on {} nodes but the topology has {}",
-                nodes.len(),
-                self.infos.len()
-            ));
-        }
-        let mut seen = HashSet::new();
-        for node in nodes {
-            if !seen.insert(node) {
-                return Err(format!("succeed names '{node}' twice"));
-            }
-            if !self.infos.iter().any(|n| &n.name == node) {
-                return Err(format!("succeed on unknown node '{node}'"));
-            }
-            let ok = |e: &Event| e.outcome == Some(Outcome::Ok);
-            let last_pin = self
-                .history
-                .iter()
-                .rposition(|e| matches!(&e.action, Action::Pin(p) if &p.node == node));
-            let evidence = last_pin.filter(|&i| ok(&self.history[i])).and_then(|i| {
-                let after = &self.history[i + 1..];
-                let v = after
-                    .iter()
-                    .position(|e| matches!(&e.action, Action::Verify(n) if n == node) && ok(e))?;
-                after[v + 1..].iter().position(|e| {
-                    matches!(&e.action, Action::CheckRetrievable(n) if n == node) && ok(e)
-                })
-            });
-            if evidence.is_none() {
-                return Err(format!(
-                    "succeed on '{node}' without a verified, retrievable pin there"
-                ));
-            }
-        }
-        Ok(())
-    }
-
     fn perform(&self, index: usize, action: &Action) -> BoxFuture<'static, (usize, Outcome)> {
         let cid = self.job.cid.clone();
         let client = |name: &str| self.topology.client(name).cloned();
-        let call_timeout = self.limits.call_timeout;
+        let call = self.limits.call_timeout;
+        // The rules refused unknown nodes, so a missing client cannot happen; report it anyway.
+        let unknown = || Outcome::Error("unknown node".into());
         match action.clone() {
             Action::Pin(p) => {
                 let node = client(&p.node);
+                let (bound, stall) = (
+                    Duration::from_millis(p.timeout_ms),
+                    Duration::from_millis(p.stall_timeout_ms),
+                );
                 Box::pin(async move {
                     let Some(node) = node else {
-                        return (index, Outcome::Error("unknown node".into()));
+                        return (index, unknown());
                     };
-                    let stall = Duration::from_millis(p.stall_timeout_ms);
-                    let bound = Duration::from_millis(p.timeout_ms);
-                    let outcome = timeout(bound, node.pin(&cid, stall))
-                        .await
-                        .unwrap_or(Outcome::Timeout);
-                    (index, outcome)
+                    (index, prove::pin(node.as_ref(), &cid, bound, stall).await)
                 })
             }
-            Action::Verify(n) | Action::CheckRetrievable(n) => {
+            Action::Verify(n) => {
                 let node = client(&n);
-                let verify = matches!(action, Action::Verify(_));
                 Box::pin(async move {
                     let Some(node) = node else {
-                        return (index, Outcome::Error("unknown node".into()));
+                        return (index, unknown());
                     };
-                    let call = async {
-                        if verify {
-                            node.verify(&cid).await
-                        } else {
-                            node.check_retrievable(&cid).await
-                        }
+                    (index, prove::verify(node.as_ref(), &cid, call).await)
+                })
+            }
+            Action::CheckRetrievable(n) => {
+                let node = client(&n);
+                Box::pin(async move {
+                    let Some(node) = node else {
+                        return (index, unknown());
                     };
-                    let outcome = timeout(call_timeout, call)
-                        .await
-                        .unwrap_or(Outcome::Timeout);
-                    (index, outcome)
+                    (
+                        index,
+                        prove::check_retrievable(node.as_ref(), &cid, call).await,
+                    )
                 })
             }
             Action::Connect(c) => {
                 let (node, provider) = (client(&c.node), client(&c.provider));
                 Box::pin(async move {
                     let (Some(node), Some(provider)) = (node, provider) else {
-                        return (index, Outcome::Error("unknown node".into()));
+                        return (index, unknown());
                     };
-                    let call = async {
+                    let dial = async {
                         match provider.swarm_addrs().await {
                             Ok(addrs) => node.connect(&addrs).await,
                             Err(outcome) => outcome,
                         }
                     };
-                    let outcome = timeout(call_timeout, call)
-                        .await
-                        .unwrap_or(Outcome::Timeout);
-                    (index, outcome)
+                    (index, timeout(call, dial).await.unwrap_or(Outcome::Timeout))
                 })
             }
             Action::Wait(w) => Box::pin(async move {
@@ -512,78 +380,46 @@ impl Round<'_> {
         }
     }
 
-    /// Pin on the local node, verify, check the blocks: the round ends either way.
+    /// Pin on the local node and prove it: the round ends either way.
     async fn local_fallback(mut self, decided_by: &Policy) -> RoundResult {
         let Some((name, node)) = self.topology.local() else {
             let reason = "CRITICAL: local fallback without a local node".to_string();
             return self.finish(Status::Failed, Vec::new(), Some(reason), decided_by);
         };
         let (name, node) = (name.to_string(), Arc::clone(node));
-        let cid = self.job.cid.clone();
-        let limits = *self.limits;
         self.note(
             Some(name.clone()),
             "LAZY PIN FALLBACK: pinning on the local node".into(),
         );
-        let steps: [(&str, BoxFuture<'_, Outcome>); 3] = [
-            (
-                "pin",
-                Box::pin(async {
-                    timeout(
-                        limits.local_pin_timeout,
-                        node.pin(&cid, limits.local_stall_timeout),
-                    )
-                    .await
-                    .unwrap_or(Outcome::Timeout)
-                }),
-            ),
-            (
-                "verify",
-                Box::pin(async {
-                    timeout(limits.call_timeout, node.verify(&cid))
-                        .await
-                        .unwrap_or(Outcome::Timeout)
-                }),
-            ),
-            (
-                "check-retrievable",
-                Box::pin(async {
-                    timeout(limits.call_timeout, node.check_retrievable(&cid))
-                        .await
-                        .unwrap_or(Outcome::Timeout)
-                }),
-            ),
-        ];
+        let bounds = PinBounds {
+            pin: self.limits.local_pin_timeout,
+            stall: self.limits.local_stall_timeout,
+            call: self.limits.call_timeout,
+        };
         let started = self.now_ms();
-        let mut failure = None;
-        for (step, call) in steps {
-            let outcome = call.await;
-            self.note(
-                Some(name.clone()),
-                format!("local {step} -> {}", describe_outcome(&outcome)),
-            );
-            if outcome != Outcome::Ok {
-                failure = Some((step, outcome));
-                break;
-            }
-        }
+        let cid = self.job.cid.clone();
+        let proof = prove::pin_and_prove(node.as_ref(), &cid, bounds, |step, outcome| {
+            let line = format!("local {step} -> {}", describe_outcome(outcome));
+            self.note(Some(name.clone()), line);
+        })
+        .await;
         let ended = self.now_ms();
-        let outcome = failure
-            .as_ref()
-            .map(|(_, o)| o.clone())
-            .unwrap_or(Outcome::Ok);
         self.history.push(Event {
             action: Action::LocalFallback,
-            outcome: Some(outcome),
+            outcome: Some(match &proof {
+                Ok(()) => Outcome::Ok,
+                Err(unproven) => unproven.outcome.clone(),
+            }),
             started_ms: started,
             ended_ms: Some(ended),
         });
-        match failure {
-            None => self.finish(Status::LocalFallback, vec![name], None, decided_by),
-            Some((step, outcome)) => {
+        match proof {
+            Ok(()) => self.finish(Status::LocalFallback, vec![name], None, decided_by),
+            Err(unproven) => {
                 let reason = format!(
-                    "CRITICAL: local fallback {step} failed on {name}: {}",
-                    describe_outcome(&outcome)
+                    "CRITICAL: local fallback {} failed on {name}: {}",
+                    unproven.step,
+                    describe_outcome(&unproven.outcome)
                 );
                 self.finish(Status::Failed, Vec::new(), Some(reason), decided_by)
             }
