@@ -7,7 +7,9 @@ use pinwarden::config::AlertRule;
 use pinwarden::daemon::alerts::Alerts;
 use pinwarden::daemon::metrics::Metrics;
 use pinwarden::queue::{Queue, Submission};
-use pinwarden::sim::node::{PinAnswer, RoleName, SimNode};
+
+use pinwarden::Role;
+use pinwarden::sim::node::{PinAnswer, SimNode};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::time::Instant;
@@ -53,13 +55,13 @@ fn busy_metrics() -> Metrics {
     let mut lazy = job(true);
     lazy.failed_rounds = 5;
     let mut local = pinwarden::executor::Topology::new();
-    let nodes: [(&str, RoleName, &[PinAnswer]); 2] = [
-        ("primary", RoleName::Primary, &[PinAnswer::Refused]),
-        ("local", RoleName::Local, &[]),
+    let nodes: [(&str, Role, &[PinAnswer]); 2] = [
+        ("primary", Role::Primary, &[PinAnswer::Refused]),
+        ("local", Role::Local, &[]),
     ];
     for (name, role, pin) in nodes {
         let node = SimNode::new(script(name, role, pin, false));
-        local.add(name, role.into(), std::sync::Arc::new(node));
+        local.add(name, role, std::sync::Arc::new(node));
     }
     let r = round(&tank, &tank, &local, &lazy);
     assert_eq!(r.status, pinwarden::executor::Status::LocalFallback);

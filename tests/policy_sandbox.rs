@@ -6,9 +6,10 @@ mod common;
 
 use common::*;
 use pinwarden::Action;
+use pinwarden::Role;
 use pinwarden::executor::Status;
 use pinwarden::policy::{IncidentKind, LoadError, Policy, Source};
-use pinwarden::sim::node::PinAnswer;
+use pinwarden::sim::node::{PinAnswer, SimNode};
 
 fn contained(mode: &str, after: &str, kind: IncidentKind) {
     let registry = registry();
@@ -94,12 +95,9 @@ fn a_failing_job_still_fails_properly_after_an_incident() {
         .fallback_for(&params(&[("attempts", "2")]))
         .expect("fallback");
     let mut t = pinwarden::executor::Topology::new();
-    for (name, role) in [
-        ("primary", RoleName::Primary),
-        ("backup-1", RoleName::Backup),
-    ] {
+    for (name, role) in [("primary", Role::Primary), ("backup-1", Role::Backup)] {
         let s = script(name, role, &[PinAnswer::Refused], false);
-        t.add(name, s.role.into(), std::sync::Arc::new(SimNode::new(s)));
+        t.add(name, s.role, std::sync::Arc::new(SimNode::new(s)));
     }
     let result = round(&policy, &fallback, &t, &job(false));
     assert_eq!(result.status, Status::Failed);
@@ -166,5 +164,3 @@ fn files_that_are_not_policy_components_are_refused() {
     assert!(matches!(err, LoadError::WrongWorld(..)), "{err}");
     assert!(err.to_string().contains("import nothing"), "{err}");
 }
-
-use pinwarden::sim::node::{RoleName, SimNode};

@@ -1,7 +1,8 @@
 //! Everything a command needs to run jobs: the configuration, the policy (and its fallback),
 //! and the topology of real node clients. Built once per process.
 
-use crate::config::{Config, ConfigError, Credentials, RoleConfig};
+use crate::Role;
+use crate::config::{Config, ConfigError, Credentials, NodeConfig};
 use crate::executor::Topology;
 use crate::kubo::{Auth, KuboClient};
 use crate::policy::engine::SandboxLimits;
@@ -51,25 +52,14 @@ impl App {
         let mut primary = None;
         let mut local = None;
         for node in &config.nodes {
-            let auth = match node
-                .credentials()
-                .map_err(|m| ConfigError(format!("node {}: {m}", node.name)))?
-            {
-                Credentials::None => None,
-                Credentials::Basic { user, password } => Some(Auth::Basic { user, password }),
-                Credentials::Bearer(token) => Some(Auth::Bearer(token)),
-            };
-            let client = Arc::new(
-                KuboClient::new(node.name.clone(), &node.url, auth)
-                    .map_err(|e| ConfigError(format!("node {}.url: {e}", node.name)))?,
-            );
+            let client = Arc::new(client_for(node)?);
             match node.role {
-                RoleConfig::Primary => primary = Some(Arc::clone(&client)),
-                RoleConfig::Local => local = Some(Arc::clone(&client)),
-                RoleConfig::Backup => {}
+                Role::Primary => primary = Some(Arc::clone(&client)),
+                Role::Local => local = Some(Arc::clone(&client)),
+                Role::Backup => {}
             }
-            if node.role != RoleConfig::Local || config.local_fallback.enabled {
-                topology.add(&node.name, node.role.into(), client);
+            if node.role != Role::Local || config.local_fallback.enabled {
+                topology.add(&node.name, node.role, client);
             }
         }
         let primary = primary.ok_or_else(|| ConfigError("no primary node configured".into()))?;
@@ -83,4 +73,18 @@ impl App {
             local,
         })
     }
+}
+
+/// The RPC client of a configured node, with its credentials.
+pub fn client_for(node: &NodeConfig) -> Result<KuboClient, ConfigError> {
+    let auth = match node
+        .credentials()
+        .map_err(|m| ConfigError(format!("node {}: {m}", node.name)))?
+    {
+        Credentials::None => None,
+        Credentials::Basic { user, password } => Some(Auth::Basic { user, password }),
+        Credentials::Bearer(token) => Some(Auth::Bearer(token)),
+    };
+    KuboClient::new(node.name.clone(), &node.url, auth)
+        .map_err(|e| ConfigError(format!("node {}.url: {e}", node.name)))
 }

@@ -136,7 +136,8 @@ fn default_node_name() -> String {
 pub struct NodeConfig {
     pub name: String,
     pub url: String,
-    pub role: RoleConfig,
+    #[serde(with = "crate::policy::contract::role_name")]
+    pub role: Role,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bearer_token: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -147,24 +148,6 @@ pub struct NodeConfig {
     pub basic_password: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub basic_password_env: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub enum RoleConfig {
-    Primary,
-    Backup,
-    Local,
-}
-
-impl From<RoleConfig> for Role {
-    fn from(r: RoleConfig) -> Role {
-        match r {
-            RoleConfig::Primary => Role::Primary,
-            RoleConfig::Backup => Role::Backup,
-            RoleConfig::Local => Role::Local,
-        }
-    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -260,12 +243,12 @@ impl Config {
     fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         let set = |name: &str| env(name).filter(|v| !v.trim().is_empty());
         if let Some(url) = set("IPFS_PRIMARY_API") {
-            self.nodes.retain(|n| n.role != RoleConfig::Primary);
+            self.nodes.retain(|n| n.role != Role::Primary);
             self.nodes
-                .insert(0, NodeConfig::plain("primary", &url, RoleConfig::Primary));
+                .insert(0, NodeConfig::plain("primary", &url, Role::Primary));
         }
         if let Some(urls) = set("IPFS_BACKUP_APIS") {
-            self.nodes.retain(|n| n.role != RoleConfig::Backup);
+            self.nodes.retain(|n| n.role != Role::Backup);
             for (i, url) in urls
                 .split(',')
                 .map(str::trim)
@@ -273,14 +256,13 @@ impl Config {
                 .enumerate()
             {
                 let name = format!("backup-{}", i + 1);
-                self.nodes
-                    .push(NodeConfig::plain(&name, url, RoleConfig::Backup));
+                self.nodes.push(NodeConfig::plain(&name, url, Role::Backup));
             }
         }
         if let Some(url) = set("IPFS_LOCAL_API") {
-            self.nodes.retain(|n| n.role != RoleConfig::Local);
+            self.nodes.retain(|n| n.role != Role::Local);
             self.nodes
-                .push(NodeConfig::plain("local", &url, RoleConfig::Local));
+                .push(NodeConfig::plain("local", &url, Role::Local));
         }
         if let Some(v) = set("ENABLE_LOCAL_FALLBACK") {
             self.local_fallback.enabled = match v.trim().to_ascii_lowercase().as_str() {
@@ -315,20 +297,14 @@ impl Config {
         let primaries = self
             .nodes
             .iter()
-            .filter(|n| n.role == RoleConfig::Primary)
+            .filter(|n| n.role == Role::Primary)
             .count();
         if primaries != 1 {
             return err(format!(
                 "node: exactly one node must have role = \"primary\" (found {primaries}); set one in the config file or IPFS_PRIMARY_API"
             ));
         }
-        if self
-            .nodes
-            .iter()
-            .filter(|n| n.role == RoleConfig::Local)
-            .count()
-            > 1
-        {
+        if self.nodes.iter().filter(|n| n.role == Role::Local).count() > 1 {
             return err("node: at most one node may have role = \"local\"".into());
         }
         let mut names = std::collections::HashSet::new();
@@ -378,7 +354,7 @@ impl Config {
     pub fn job_nodes(&self) -> impl Iterator<Item = &NodeConfig> {
         self.nodes
             .iter()
-            .filter(|n| n.role != RoleConfig::Local || self.local_fallback.enabled)
+            .filter(|n| n.role != Role::Local || self.local_fallback.enabled)
     }
 
     pub fn socket_path(&self) -> PathBuf {
@@ -389,7 +365,7 @@ impl Config {
     }
 
     pub fn primary(&self) -> Option<&NodeConfig> {
-        self.nodes.iter().find(|n| n.role == RoleConfig::Primary)
+        self.nodes.iter().find(|n| n.role == Role::Primary)
     }
 
     /// The policy's parameters: the file's and `--param`s, plus the local-fallback threshold
@@ -425,7 +401,7 @@ impl Config {
 }
 
 impl NodeConfig {
-    fn plain(name: &str, url: &str, role: RoleConfig) -> NodeConfig {
+    fn plain(name: &str, url: &str, role: Role) -> NodeConfig {
         NodeConfig {
             name: name.into(),
             url: url.into(),

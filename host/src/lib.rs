@@ -6,11 +6,13 @@
 
 pub mod app;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod executor;
 pub mod journal;
 pub mod kubo;
+pub mod migrate;
 pub mod node;
 pub mod policy;
 pub mod prove;

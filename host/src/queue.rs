@@ -10,11 +10,11 @@
 //! losing a committed row; it trades power-loss durability of the last commits for throughput.
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::Mutex;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum State {
     Queued,
@@ -60,7 +60,7 @@ impl std::fmt::Display for State {
 }
 
 /// One CID's pin and the job ids waiting on it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PinRow {
     pub cid: String,
     pub state: State,

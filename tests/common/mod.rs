@@ -4,7 +4,7 @@
 use pinwarden::executor::{RoundLimits, RoundResult, Topology, run_round};
 use pinwarden::policy::engine::SandboxLimits;
 use pinwarden::policy::{Policy, PolicyEngine, Registry, Source};
-use pinwarden::sim::node::{NodeScript, PinAnswer, RoleName, SimNode};
+use pinwarden::sim::node::{NodeScript, PinAnswer, SimNode};
 use pinwarden::{Job, Role};
 use std::sync::Arc;
 
@@ -34,7 +34,7 @@ pub fn hostile(registry: &Registry, pairs: &[(&str, &str)]) -> Policy {
     .expect("hostile policy loads")
 }
 
-pub fn script(name: &str, role: RoleName, pin: &[PinAnswer], offline: bool) -> NodeScript {
+pub fn script(name: &str, role: Role, pin: &[PinAnswer], offline: bool) -> NodeScript {
     NodeScript {
         name: name.into(),
         role,
@@ -49,12 +49,12 @@ pub fn script(name: &str, role: RoleName, pin: &[PinAnswer], offline: bool) -> N
 pub fn topology(primary_pin: &[PinAnswer]) -> Topology {
     let mut t = Topology::new();
     let nodes = [
-        script("primary", RoleName::Primary, primary_pin, false),
-        script("backup-1", RoleName::Backup, &[], false),
-        script("local", RoleName::Local, &[], false),
+        script("primary", Role::Primary, primary_pin, false),
+        script("backup-1", Role::Backup, &[], false),
+        script("local", Role::Local, &[], false),
     ];
     for n in nodes {
-        let role: Role = n.role.into();
+        let role: Role = n.role;
         t.add(&n.name.clone(), role, Arc::new(SimNode::new(n)));
     }
     t

@@ -1,13 +1,14 @@
 //! `pinwarden serve`, and the commands that talk to it over its Unix socket:
 //! `submit`, `status`, `jobs`, `policy reload`.
 
-use super::{GlobalArgs, exit};
+use super::context::{CliError, CliResult, Context, exit};
 use crate::app::App;
 use crate::config::Config;
+use crate::daemon::wire::{ReloadRequest, SubmitRequest};
 use crate::daemon::{self, Daemon, Listeners};
+use crate::queue::State;
 use clap::Args;
-use serde_json::{Value, json};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -54,60 +55,29 @@ pub struct StatusArgs {
 #[derive(Args)]
 pub struct JobsArgs {
     /// Only jobs in this state: queued, pinning, pinned, failed, local-fallback.
-    #[arg(long)]
-    pub state: Option<String>,
+    #[arg(long, value_parser = parse_state)]
+    pub state: Option<State>,
     #[arg(long, default_value_t = 100)]
     pub limit: u32,
     #[arg(long)]
     pub socket: Option<PathBuf>,
 }
 
-pub fn serve(global: &GlobalArgs, args: ServeArgs) -> u8 {
-    let Ok(config) = super::pin_cmd::load_config(global, &[]) else {
-        return exit::BAD_INPUT;
-    };
-    let token = match token(&config) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::BAD_INPUT;
-        }
-    };
+pub fn serve(cx: &Context, args: ServeArgs) -> CliResult {
+    let config = cx.config(&[])?;
     let listen = Listeners {
         socket: args.socket.unwrap_or_else(|| config.socket_path()),
         tcp: args.listen.or_else(|| config.daemon.listen.clone()),
-        token,
+        token: token(&config).map_err(CliError::bad_input)?,
     };
-    let app = match App::new(config) {
-        Ok(app) => app,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::BAD_INPUT;
-        }
-    };
-    let rt = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return exit::FAILED;
-        }
-    };
-    rt.block_on(async {
-        let daemon = match Daemon::new(app) {
-            Ok(d) => d,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                return exit::BAD_INPUT;
-            }
-        };
-        match daemon::serve(daemon, listen).await {
-            Ok(()) => exit::OK,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                exit::BAD_INPUT
-            }
-        }
-    })
+    let app = App::new(config)?;
+    cx.block_on(async {
+        let daemon = Daemon::new(app).map_err(|e| CliError::bad_input(format!("{e:#}")))?;
+        daemon::serve(daemon, listen)
+            .await
+            .map_err(|e| CliError::bad_input(format!("{e:#}")))?;
+        Ok(exit::OK)
+    })?
 }
 
 fn token(config: &Config) -> Result<Option<String>, String> {
@@ -128,195 +98,124 @@ fn token(config: &Config) -> Result<Option<String>, String> {
     }
 }
 
-pub fn submit(global: &GlobalArgs, args: SubmitArgs) -> u8 {
-    if let Err(e) = cid::Cid::try_from(args.cid.as_str()) {
-        eprintln!("error: invalid CID '{}': {e}", args.cid);
-        return exit::BAD_INPUT;
-    }
-    let body = json!({
-        "cid": args.cid, "job_id": args.job_id, "size_bytes": args.size_bytes,
-        "wait": args.wait, "timeout_ms": args.timeout_ms,
-    });
-    let reply = call(
-        global,
-        args.socket,
-        reqwest::Method::POST,
-        "/v1/pins",
-        Some(body),
-    );
-    let Ok((status, v)) = reply else {
-        return exit::FAILED;
+pub fn submit(cx: &Context, args: SubmitArgs) -> CliResult {
+    cid::Cid::try_from(args.cid.as_str())
+        .map_err(|e| CliError::bad_input(format!("invalid CID '{}': {e}", args.cid)))?;
+    let client = cx.daemon(args.socket.as_deref())?;
+    let request = SubmitRequest {
+        cid: args.cid,
+        job_id: args.job_id,
+        size_bytes: args.size_bytes,
+        wait: args.wait,
+        timeout_ms: args.timeout_ms,
     };
-    if !status.is_success() {
-        return report_error(status, &v);
-    }
-    println!("{}", v["job"]);
-    match v["job"]["state"].as_str() {
-        Some("pinned") => exit::OK,
-        Some(_) if !args.wait => exit::OK,
+    let submitted = cx.block_on(client.submit(&request))??;
+    println!("{}", json_line(&submitted.job)?);
+    Ok(match submitted.job.state {
+        State::Pinned => exit::OK,
+        _ if !args.wait => exit::OK,
         _ => exit::FAILED,
-    }
+    })
 }
 
-pub fn status(global: &GlobalArgs, args: StatusArgs) -> u8 {
-    let path = api_path(&["v1", "jobs", &args.key], &[]);
-    let Ok((status, v)) = call(global, args.socket, reqwest::Method::GET, &path, None) else {
-        return exit::FAILED;
-    };
-    if !status.is_success() {
-        return report_error(status, &v);
-    }
-    let job = &v["job"];
+pub fn status(cx: &Context, args: StatusArgs) -> CliResult {
+    let client = cx.daemon(args.socket.as_deref())?;
+    let job = cx.block_on(client.status(&args.key))??;
     if args.json {
-        println!("{job}");
+        println!("{}", json_line(&job)?);
     } else {
         println!(
             "{}  {}  jobs: {}  rounds failed: {}{}",
-            job["cid"].as_str().unwrap_or("?"),
-            job["state"].as_str().unwrap_or("?"),
-            job["job_ids"],
-            job["failed_rounds"],
-            job["reason"]
-                .as_str()
+            job.cid,
+            job.state,
+            json_line(&job.job_ids)?,
+            job.failed_rounds,
+            job.reason
+                .as_deref()
                 .map(|r| format!("  last: {r}"))
                 .unwrap_or_default()
         );
     }
-    exit::OK
+    Ok(exit::OK)
 }
 
-pub fn jobs(global: &GlobalArgs, args: JobsArgs) -> u8 {
-    let limit = args.limit.to_string();
-    let mut query = vec![("limit", limit.as_str())];
-    if let Some(s) = &args.state {
-        query.push(("state", s));
+pub fn jobs(cx: &Context, args: JobsArgs) -> CliResult {
+    let client = cx.daemon(args.socket.as_deref())?;
+    for job in cx.block_on(client.jobs(args.state, args.limit))?? {
+        println!("{}", json_line(&job)?);
     }
-    let path = api_path(&["v1", "jobs"], &query);
-    let Ok((status, v)) = call(global, args.socket, reqwest::Method::GET, &path, None) else {
-        return exit::FAILED;
+    Ok(exit::OK)
+}
+
+pub fn reload(cx: &Context, policy: Option<String>, socket: Option<&Path>) -> CliResult {
+    let client = cx.daemon(socket)?;
+    // The daemon reads a policy path in its own working directory: send the caller's meaning.
+    let policy = policy.map(|spec| absolute_if_file(&spec));
+    let request = ReloadRequest {
+        policy,
+        params: None,
     };
-    if !status.is_success() {
-        return report_error(status, &v);
-    }
-    for job in v["jobs"].as_array().into_iter().flatten() {
-        println!("{job}");
-    }
-    exit::OK
+    let policy = cx.block_on(client.reload(&request))??;
+    println!("reloaded: {} ({})", policy.name, policy.hash);
+    Ok(exit::OK)
 }
 
-pub fn reload(global: &GlobalArgs, policy: Option<String>, socket: Option<PathBuf>) -> u8 {
-    let body = json!({ "policy": policy });
-    let Ok((status, v)) = call(
-        global,
-        socket,
-        reqwest::Method::POST,
-        "/v1/policy/reload",
-        Some(body),
-    ) else {
-        return exit::FAILED;
-    };
-    if !status.is_success() {
-        return report_error(status, &v);
-    }
-    println!(
-        "reloaded: {} ({})",
-        v["policy"]["name"].as_str().unwrap_or("?"),
-        v["policy"]["hash"].as_str().unwrap_or("?")
-    );
-    exit::OK
-}
-
-fn report_error(status: reqwest::StatusCode, v: &Value) -> u8 {
-    eprintln!(
-        "error: {} ({status})",
-        v["error"].as_str().unwrap_or("the daemon gave no reason")
-    );
-    if status.is_client_error() {
-        exit::BAD_INPUT
-    } else {
-        exit::FAILED
-    }
-}
-
-/// One request to the daemon's socket; errors are printed here.
-fn call(
-    global: &GlobalArgs,
-    socket: Option<PathBuf>,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<Value>,
-) -> Result<(reqwest::StatusCode, Value), ()> {
-    let socket = match socket {
-        Some(s) => s,
-        None => match super::pin_cmd::load_config_lenient(global) {
-            Some(c) => c.socket_path(),
-            None => PathBuf::from("data/pinwarden.sock"),
-        },
-    };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| eprintln!("error: cannot start the async runtime: {e}"))?;
-    rt.block_on(async {
-        let client = reqwest::Client::builder()
-            .unix_socket(socket.clone())
-            .build()
-            .map_err(|e| eprintln!("error: cannot build the HTTP client: {e}"))?;
-        let mut req = client.request(method, format!("http://pinwarden{path}"));
-        if let Some(b) = body {
-            req = req
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(b.to_string());
+/// A policy spec as the daemon must read it: a path that exists here, made absolute; a
+/// built-in name (or a path that does not exist, which the daemon will report) unchanged.
+fn absolute_if_file(spec: &str) -> String {
+    let path = Path::new(spec);
+    if path.is_relative() && path.exists() {
+        if let Ok(absolute) = std::fs::canonicalize(path) {
+            return absolute.display().to_string();
         }
-        let resp = req.send().await.map_err(|e| {
-            eprintln!(
-                "error: cannot reach the daemon at {}: {e} (is `pinwarden serve` running?)",
-                socket.display()
-            )
-        })?;
-        let status = resp.status();
-        let text = resp
-            .text()
-            .await
-            .map_err(|e| eprintln!("error: reading the daemon's reply: {e}"))?;
-        let value = serde_json::from_str(&text).unwrap_or_else(|_| json!({ "error": text }));
-        Ok((status, value))
+    }
+    spec.to_string()
+}
+
+fn parse_state(s: &str) -> Result<State, String> {
+    State::parse(s).ok_or_else(|| {
+        format!("unknown state '{s}' (queued, pinning, pinned, failed, local-fallback)")
     })
 }
 
-/// `/v1/...?k=v` with every segment and value percent-encoded (a job id may hold anything).
-fn api_path(segments: &[&str], query: &[(&str, &str)]) -> String {
-    let Ok(mut url) = reqwest::Url::parse("http://pinwarden/") else {
-        return "/".into();
-    };
-    if let Ok(mut path) = url.path_segments_mut() {
-        path.clear().extend(segments);
-    }
-    if !query.is_empty() {
-        url.query_pairs_mut().extend_pairs(query);
-    }
-    match url.query() {
-        Some(q) => format!("{}?{q}", url.path()),
-        None => url.path().to_string(),
-    }
+fn json_line(value: &impl serde::Serialize) -> Result<String, CliError> {
+    serde_json::to_string(value).map_err(CliError::failed)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::api_path;
+    use super::absolute_if_file;
 
     #[test]
-    fn paths_and_queries_are_percent_encoded() {
-        assert_eq!(
-            api_path(&["v1", "jobs", "enc/1 a"], &[]),
-            "/v1/jobs/enc%2F1%20a"
-        );
-        assert_eq!(
-            api_path(
-                &["v1", "jobs"],
-                &[("limit", "5"), ("state", "local-fallback")]
-            ),
-            "/v1/jobs?limit=5&state=local-fallback"
-        );
+    fn relative_policy_paths_are_sent_absolute() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("p.wasm");
+        std::fs::write(&file, b"x").expect("write");
+        let cwd = std::env::current_dir().expect("cwd");
+        let relative = pathdiff(&file, &cwd);
+        let canonical = std::fs::canonicalize(&file).expect("canonical");
+        assert_eq!(absolute_if_file(&relative), canonical.display().to_string());
+        assert_eq!(absolute_if_file("tank-mode"), "tank-mode");
+        assert_eq!(absolute_if_file("/nowhere/p.wasm"), "/nowhere/p.wasm");
+    }
+
+    /// `file` relative to `base` (both absolute), by climbing to their common ancestor.
+    fn pathdiff(file: &std::path::Path, base: &std::path::Path) -> String {
+        let common = base
+            .ancestors()
+            .find(|a| file.starts_with(a))
+            .expect("a common ancestor");
+        let ups = base
+            .strip_prefix(common)
+            .expect("prefix")
+            .components()
+            .count();
+        let down = file.strip_prefix(common).expect("prefix");
+        let mut rel = std::path::PathBuf::new();
+        for _ in 0..ups {
+            rel.push("..");
+        }
+        rel.push(down);
+        rel.display().to_string()
     }
 }

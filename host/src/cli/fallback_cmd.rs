@@ -1,22 +1,16 @@
-//! `pinwarden fallback stats|migrate`: the local-fallback journal
-//! (`<data_dir>/local-fallback-pins.jsonl`, see [`crate::journal`]) and its migration to a
-//! permanent node. The journal is only ever read here; migration is recorded beside it in
-//! `local-fallback-migrated.jsonl`, one line per CID, appended only after the CID was pinned,
-//! listed and found complete on the permanent node.
+//! `pinwarden fallback stats|migrate`: parsing and printing. The journal and the migration
+//! protocol live in [`crate::journal`] and [`crate::migrate`].
 
-use super::{GlobalArgs, exit};
-use crate::Outcome;
-use crate::config::{Config, Credentials, DEFAULT_FILE, RoleConfig};
-use crate::journal::{self, Entry, JournalRead, Migration, MigrationLog, MigrationsRead, Problem};
+use super::context::{CliError, CliResult, Context, exit};
+use crate::app::client_for;
+use crate::journal::{self, Entry, MigrationLog};
 use crate::kubo::{Auth, KuboClient};
-use crate::node::Node;
-use crate::trace::describe_outcome;
+use crate::migrate::{Done, Item, Ledger, Options, Plan, Refusal, Report, redact};
+use crate::prove::PinBounds;
 use clap::{Args, Subcommand};
-use futures::StreamExt;
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 const STATS_AFTER_HELP: &str = "\
 Files, in the data directory (--data-dir, else the config's data_dir, else ./data):
@@ -138,228 +132,67 @@ pub struct MigrateArgs {
     pub to_password_env: Option<String>,
 }
 
-pub fn run(global: &GlobalArgs, cmd: FallbackCommand) -> u8 {
-    let mut setup = Setup {
-        global,
-        config: None,
-    };
+pub fn run(cx: &Context, cmd: FallbackCommand) -> CliResult {
     match cmd {
-        FallbackCommand::Stats(args) => stats(&mut setup, &args),
-        FallbackCommand::Migrate(args) => migrate(&mut setup, &args),
+        FallbackCommand::Stats(args) => stats(cx, &args),
+        FallbackCommand::Migrate(args) => migrate(cx, &args),
     }
 }
 
-/// The config file (read only when needed, and without requiring a primary node: these commands
-/// only need the data directory and, sometimes, the local node) and the files it points to.
-struct Setup<'a> {
-    global: &'a GlobalArgs,
-    config: Option<Option<Config>>,
-}
-
-impl Setup<'_> {
-    fn config(&mut self) -> Result<Option<&Config>, String> {
-        if self.config.is_none() {
-            let path = self.global.config.clone().or_else(|| {
-                Path::new(DEFAULT_FILE)
-                    .exists()
-                    .then(|| PathBuf::from(DEFAULT_FILE))
-            });
-            let config = match path {
-                Some(p) => Some(Config::from_file(&p).map_err(|e| e.0)?),
-                None => None,
-            };
-            self.config = Some(config);
-        }
-        Ok(self.config.as_ref().and_then(Option::as_ref))
+/// Both files, read, with a note when there is no journal yet.
+fn load(cx: &Context) -> Result<Ledger, CliError> {
+    let ledger = Ledger::load(&cx.data_dir()?).map_err(CliError::bad_input)?;
+    if !ledger.journal_path.exists() {
+        eprintln!(
+            "note: no journal at {} (nothing has fallen back to the local node yet?)",
+            ledger.journal_path.display()
+        );
     }
-
-    fn data_dir(&mut self) -> Result<PathBuf, String> {
-        if let Some(dir) = &self.global.data_dir {
-            return Ok(dir.clone());
-        }
-        Ok(self
-            .config()?
-            .map(|c| c.data_dir.clone())
-            .unwrap_or_else(|| PathBuf::from("data")))
-    }
-
-    /// Both files, read; exit 2 when they cannot be.
-    fn load(&mut self) -> Result<Loaded, u8> {
-        let data_dir = self.data_dir().map_err(|e| {
-            eprintln!("error: {e}");
-            exit::BAD_INPUT
-        })?;
-        if data_dir.exists() && !data_dir.is_dir() {
-            eprintln!(
-                "error: data directory {}: not a directory",
-                data_dir.display()
-            );
-            return Err(exit::BAD_INPUT);
-        }
-        let journal_path = journal::journal_path(&data_dir);
-        let migrated_path = journal::migrated_path(&journal_path);
-        let cannot = |path: &Path, e: std::io::Error| {
-            eprintln!("error: cannot read {}: {e}", path.display());
-            exit::BAD_INPUT
-        };
-        let journal = journal::read(&journal_path).map_err(|e| cannot(&journal_path, e))?;
-        let migrations =
-            journal::read_migrations(&migrated_path).map_err(|e| cannot(&migrated_path, e))?;
-        if !journal_path.exists() {
-            eprintln!(
-                "note: no journal at {} (nothing has fallen back to the local node yet?)",
-                journal_path.display()
-            );
-        }
-        Ok(Loaded {
-            journal_path,
-            migrated_path,
-            journal,
-            migrations,
-        })
-    }
+    Ok(ledger)
 }
 
-struct Loaded {
-    journal_path: PathBuf,
-    migrated_path: PathBuf,
-    journal: JournalRead,
-    migrations: MigrationsRead,
-}
-
-impl Loaded {
-    /// Every unreadable line of both files, warned about on stderr, as JSON.
-    fn problems(&self, warn: bool) -> Vec<Value> {
-        let mut all = Vec::new();
-        for (path, problems) in [
-            (&self.journal_path, &self.journal.problems),
-            (&self.migrated_path, &self.migrations.problems),
-        ] {
-            for Problem { line, reason } in problems {
-                if warn {
-                    eprintln!("warning: {}:{line}: {reason}", path.display());
-                }
-                all.push(json!({ "file": path, "line": line, "reason": reason }));
-            }
-        }
-        all
-    }
-}
-
-fn round1(mb: f64) -> f64 {
-    (mb * 10.0).round() / 10.0
-}
-
-fn total_mb(entries: &[&Entry]) -> f64 {
-    // A fold from +0.0: an empty f64 `sum()` is -0.0.
-    round1(entries.iter().fold(0.0, |total, e| total + e.size_mb))
-}
-
-fn stats(setup: &mut Setup, args: &StatsArgs) -> u8 {
-    let loaded = match setup.load() {
-        Ok(l) => l,
-        Err(code) => return code,
-    };
-    let entries = &loaded.journal.entries;
-    let backlog = journal::backlog(entries, &loaded.migrations.records);
-    let distinct: Vec<&Entry> = backlog
-        .pending
-        .iter()
-        .chain(&backlog.migrated)
-        .copied()
-        .collect();
-    let stamped = entries
-        .iter()
-        .filter_map(|e| journal::parse_timestamp(&e.local_pin_timestamp).map(|t| (t, e)));
-    let oldest = stamped
-        .clone()
-        .min_by_key(|(t, _)| *t)
-        .map(|(_, e)| e.local_pin_timestamp.clone());
-    let newest = stamped
-        .max_by_key(|(t, _)| *t)
-        .map(|(_, e)| e.local_pin_timestamp.clone());
-    let problems = loaded.problems(false);
-
+fn stats(cx: &Context, args: &StatsArgs) -> CliResult {
+    let stats = load(cx)?.stats();
     if args.json {
-        let out = json!({
-            "journal": loaded.journal_path,
-            "migrated_file": loaded.migrated_path,
-            "entries": entries.len(),
-            "distinct_cids": backlog.distinct(),
-            "total_mb": total_mb(&distinct),
-            "pending": backlog.pending.len(),
-            "pending_mb": total_mb(&backlog.pending),
-            "migrated": backlog.migrated.len(),
-            "migration_records": loaded.migrations.records.len(),
-            "oldest": oldest,
-            "newest": newest,
-            "problems": problems,
-        });
-        println!("{out}");
-        return exit::OK;
+        println!(
+            "{}",
+            serde_json::to_string(&stats).map_err(CliError::failed)?
+        );
+        return Ok(exit::OK);
     }
-    println!("journal:   {}", loaded.journal_path.display());
+    println!("journal:   {}", stats.journal.display());
     println!(
         "entries:   {} ({} distinct CIDs, {:.1} MB)",
-        entries.len(),
-        backlog.distinct(),
-        total_mb(&distinct)
+        stats.entries, stats.distinct_cids, stats.total_mb
     );
     println!(
         "pending:   {} CIDs ({:.1} MB) to migrate",
-        backlog.pending.len(),
-        total_mb(&backlog.pending)
+        stats.pending, stats.pending_mb
     );
     println!(
         "migrated:  {} CIDs (records: {})",
-        backlog.migrated.len(),
-        loaded.migrated_path.display()
+        stats.migrated,
+        stats.migrated_file.display()
     );
-    println!("oldest:    {}", oldest.as_deref().unwrap_or("-"));
-    println!("newest:    {}", newest.as_deref().unwrap_or("-"));
-    println!("problems:  {} unreadable lines (skipped)", problems.len());
-    for p in &problems {
-        println!(
-            "  {}:{}: {}",
-            p["file"].as_str().unwrap_or_default(),
-            p["line"],
-            p["reason"].as_str().unwrap_or_default()
-        );
+    println!("oldest:    {}", stats.oldest.as_deref().unwrap_or("-"));
+    println!("newest:    {}", stats.newest.as_deref().unwrap_or("-"));
+    println!(
+        "problems:  {} unreadable lines (skipped)",
+        stats.problems.len()
+    );
+    for p in &stats.problems {
+        println!("  {}:{}: {}", p.file.display(), p.line, p.reason);
     }
-    exit::OK
+    Ok(exit::OK)
 }
 
-/// How one CID's migration ended.
-enum Done {
-    Migrated {
-        unpinned_local: bool,
-        /// `--unpin-local` was asked and `pin rm` failed.
-        unpin_error: Option<String>,
-    },
-    Failed(String),
-}
-
-fn migrate(setup: &mut Setup, args: &MigrateArgs) -> u8 {
-    let auth = match to_auth(args) {
-        Ok(auth) => auth,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::BAD_INPUT;
-        }
-    };
-    let to = match KuboClient::new("permanent", &args.to, auth) {
-        Ok(client) => Arc::new(client),
-        Err(e) => {
-            eprintln!("error: --to {}: {e}", args.to);
-            return exit::BAD_INPUT;
-        }
-    };
-    let target = redact(&args.to);
-    let local = match local_node(setup, args) {
+fn migrate(cx: &Context, args: &MigrateArgs) -> CliResult {
+    let to = KuboClient::new("permanent", &args.to, to_auth(args)?)
+        .map_err(|e| CliError::bad_input(format!("--to {}: {e}", args.to)))?;
+    let local = match local_node(cx, args) {
         Ok(local) => local,
         Err(e) if args.unpin_local => {
-            eprintln!("error: the local node: {e}");
-            return exit::BAD_INPUT;
+            return Err(CliError::bad_input(format!("the local node: {e}")));
         }
         Err(e) => {
             eprintln!("warning: the local node: {e} (continuing without it)");
@@ -367,20 +200,39 @@ fn migrate(setup: &mut Setup, args: &MigrateArgs) -> u8 {
         }
     };
     if args.unpin_local && local.is_none() {
-        eprintln!(
-            "error: --unpin-local needs the local node: pass --local URL, set IPFS_LOCAL_API, \
-             or configure a node with role = \"local\""
-        );
-        return exit::BAD_INPUT;
+        return Err(CliError::bad_input(
+            "--unpin-local needs the local node: pass --local URL, set IPFS_LOCAL_API, or \
+             configure a node with role = \"local\"",
+        ));
     }
-    let loaded = match setup.load() {
-        Ok(l) => l,
-        Err(code) => return code,
+    let ledger = load(cx)?;
+    let problems: Vec<Value> = ledger
+        .problems()
+        .into_iter()
+        .map(|p| {
+            eprintln!("warning: {}:{}: {}", p.file.display(), p.line, p.reason);
+            json!(p)
+        })
+        .collect();
+    let backlog = ledger.backlog();
+    let plan = Plan {
+        skipped: backlog.migrated.len(),
+        pending: backlog.pending,
+        to: &to,
+        to_label: redact(&args.to),
+        local: local.as_deref(),
+        options: Options {
+            concurrency: usize::from(args.concurrency),
+            bounds: PinBounds {
+                pin: args.pin_timeout,
+                stall: args.stall_timeout,
+                // pin ls and the block check may walk a large DAG: as long as a pin may take.
+                call: args.pin_timeout,
+            },
+            unpin_local: args.unpin_local,
+            connect: !args.no_connect,
+        },
     };
-    let problems = loaded.problems(true);
-    let backlog = journal::backlog(&loaded.journal.entries, &loaded.migrations.records);
-    let skipped = backlog.migrated.len();
-    let pending = backlog.pending;
     let progress = |line: String| {
         if args.json {
             eprintln!("{line}");
@@ -388,18 +240,18 @@ fn migrate(setup: &mut Setup, args: &MigrateArgs) -> u8 {
             println!("{line}");
         }
     };
-    let base = json!({
-        "to": target,
-        "journal": loaded.journal_path,
-        "migrated_file": loaded.migrated_path,
+    let mut out = json!({
+        "to": plan.to_label,
+        "journal": ledger.journal_path,
+        "migrated_file": ledger.migrated_path,
         "dry_run": args.dry_run,
-        "pending": pending.len(),
-        "skipped_already_migrated": skipped,
+        "pending": plan.pending.len(),
+        "skipped_already_migrated": plan.skipped,
         "problems": problems,
     });
 
     if args.dry_run {
-        let steps = match &local {
+        let steps = match plan.local {
             Some(l) if args.unpin_local => format!(
                 "pin, verify, check every block, unpin from the local node {}, record",
                 redact(l.api_url())
@@ -407,10 +259,12 @@ fn migrate(setup: &mut Setup, args: &MigrateArgs) -> u8 {
             _ => "pin, verify, check every block, record".into(),
         };
         progress(format!(
-            "dry run: would migrate {} CIDs to {target} ({steps}); {skipped} already migrated",
-            pending.len()
+            "dry run: would migrate {} CIDs to {} ({steps}); {} already migrated",
+            plan.pending.len(),
+            plan.to_label,
+            plan.skipped
         ));
-        for e in &pending {
+        for e in &plan.pending {
             progress(format!(
                 "  would migrate {}  ({}, {}, {:.1} MB)",
                 e.hash,
@@ -420,301 +274,155 @@ fn migrate(setup: &mut Setup, args: &MigrateArgs) -> u8 {
             ));
         }
         if args.json {
-            let mut out = base;
-            out["would_migrate"] = pending.iter().map(|e| entry_json(e)).collect();
+            out["would_migrate"] = plan.pending.iter().map(|e| entry_json(e)).collect();
             out["migrated"] = json!([]);
             out["failed"] = json!([]);
             println!("{out}");
         }
-        return exit::OK;
+        return Ok(exit::OK);
     }
 
-    if pending.is_empty() {
+    if plan.pending.is_empty() {
         progress(format!(
-            "nothing to do: all {skipped} CIDs of the journal are already migrated"
+            "nothing to do: all {} CIDs of the journal are already migrated",
+            plan.skipped
         ));
         if args.json {
-            let mut out = base;
             out["migrated"] = json!([]);
             out["failed"] = json!([]);
             out["unpin_failures"] = json!([]);
             out["interrupted"] = json!(false);
             println!("{out}");
         }
-        return exit::OK;
+        return Ok(exit::OK);
     }
 
-    let log = match MigrationLog::open(&loaded.migrated_path) {
-        Ok(log) => Arc::new(log),
-        Err(e) => {
-            eprintln!("error: cannot open {}: {e}", loaded.migrated_path.display());
-            return exit::BAD_INPUT;
-        }
-    };
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return exit::FAILED;
-        }
-    };
-    runtime.block_on(async {
-        if let Some(local) = &local
-            && let Err(code) = prepare(&to, local, args).await
-        {
-            return code;
-        }
-        let unpin_from = if args.unpin_local {
-            local.as_deref()
-        } else {
-            None
-        };
-        let work = futures::stream::iter(pending.iter().copied())
-            .map(|entry| {
-                let (to, log, target) = (&to, &log, &target);
-                async move {
-                    let done = migrate_one(entry, to, unpin_from, log, target, args).await;
-                    progress(match &done {
-                        Done::Migrated {
-                            unpinned_local,
-                            unpin_error,
-                        } => format!(
-                            "migrated  {}  ({}, {:.1} MB){}",
-                            entry.hash,
-                            entry.job_id,
-                            entry.size_mb,
-                            match (unpinned_local, unpin_error) {
-                                (true, _) => " — local pin removed".to_string(),
-                                (false, Some(e)) => format!(" — local pin NOT removed: {e}"),
-                                (false, None) => String::new(),
-                            }
-                        ),
-                        Done::Failed(reason) => {
-                            format!("FAILED    {}  ({}): {reason}", entry.hash, entry.job_id)
-                        }
-                    });
-                    (entry, done)
-                }
-            })
-            .buffer_unordered(usize::from(args.concurrency));
-        let mut work = std::pin::pin!(work);
-        let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
-        let mut results = Vec::new();
-        let mut interrupted = false;
-        loop {
-            tokio::select! {
-                next = work.next() => match next {
-                    Some(result) => results.push(result),
-                    None => break,
-                },
-                _ = &mut ctrl_c => {
-                    interrupted = true;
-                    break;
-                }
+    let log = MigrationLog::open(&ledger.migrated_path).map_err(|e| {
+        CliError::bad_input(format!(
+            "cannot open {}: {e}",
+            ledger.migrated_path.display()
+        ))
+    })?;
+    let report = cx.block_on(async {
+        plan.prepare(|w| eprintln!("warning: {w}"))
+            .await
+            .map_err(|refusal| match refusal {
+                Refusal::Unreachable(m) => CliError::failed(m),
+                Refusal::BadInput(m) => CliError::bad_input(m),
+            })?;
+        let stop = async {
+            // Without a signal handler, Ctrl-C would kill the run mid-record; with one, records
+            // already written stand and the rest stays pending.
+            if tokio::signal::ctrl_c().await.is_err() {
+                std::future::pending::<()>().await;
             }
-        }
-        summary(
-            base,
-            &results,
-            skipped,
-            pending.len(),
-            interrupted,
-            &target,
-            args,
+        };
+        Ok::<_, CliError>(
+            plan.run(Arc::new(log), |item| progress(item_line(item)), stop)
+                .await,
         )
+    })??;
+    print_summary(out, &report, args.json);
+    Ok(if report.complete() {
+        exit::OK
+    } else {
+        exit::FAILED
     })
 }
 
-/// Before the first pin: refuse to unpin from the node we migrate to, and give `to` a provider
-/// to fetch from (the local node, which holds every pending CID).
-async fn prepare(to: &KuboClient, local: &KuboClient, args: &MigrateArgs) -> Result<(), u8> {
-    if args.unpin_local {
-        let (to_id, local_id) = match (to.id().await, local.id().await) {
-            (Ok(a), Ok(b)) => (a.id, b.id),
-            (Err(e), _) => {
-                eprintln!(
-                    "error: the permanent node {} does not answer: {e}",
-                    redact(&args.to)
-                );
-                return Err(exit::FAILED);
+fn item_line(item: &Item) -> String {
+    let e = &item.entry;
+    match &item.done {
+        Done::Migrated {
+            unpinned_local,
+            unpin_error,
+        } => format!(
+            "migrated  {}  ({}, {:.1} MB){}",
+            e.hash,
+            e.job_id,
+            e.size_mb,
+            match (unpinned_local, unpin_error) {
+                (true, _) => " — local pin removed".to_string(),
+                (false, Some(err)) => format!(" — local pin NOT removed: {err}"),
+                (false, None) => String::new(),
             }
-            (_, Err(e)) => {
-                eprintln!(
-                    "error: the local node {} does not answer (needed for --unpin-local): {e}",
-                    redact(local.api_url())
-                );
-                return Err(exit::FAILED);
-            }
-        };
-        if to_id == local_id {
-            eprintln!(
-                "error: --to is the local node itself (peer {to_id}): with --unpin-local that \
-                 would remove the only pin"
-            );
-            return Err(exit::BAD_INPUT);
-        }
-    }
-    if !args.no_connect {
-        match local.swarm_addrs().await {
-            Ok(addrs) => match to.connect(&addrs).await {
-                Outcome::Ok => tracing::debug!("connected the permanent node to the local node"),
-                other => eprintln!(
-                    "warning: could not connect the permanent node to the local node ({}); \
-                     it must find the content by itself",
-                    describe_outcome(&other)
-                ),
-            },
-            Err(o) => eprintln!(
-                "warning: the local node's addresses are unknown ({}); the permanent node must \
-                 find the content by itself",
-                describe_outcome(&o)
-            ),
-        }
-    }
-    Ok(())
-}
-
-/// Pin, verify, check on `to`; then (optionally) unpin locally; then record. Nothing is recorded
-/// unless the first three succeeded, and a failure leaves the CID pending.
-async fn migrate_one(
-    entry: &Entry,
-    to: &KuboClient,
-    unpin_from: Option<&KuboClient>,
-    log: &Arc<MigrationLog>,
-    target: &str,
-    args: &MigrateArgs,
-) -> Done {
-    let cid = entry.hash.trim();
-    if let Err(e) = cid::Cid::try_from(cid) {
-        return Done::Failed(format!("not a valid CID: {e}"));
-    }
-    match tokio::time::timeout(args.pin_timeout, to.pin(cid, args.stall_timeout)).await {
-        Err(_) => {
-            return Done::Failed(format!(
-                "pin: not done within --pin-timeout {}",
-                humantime::format_duration(args.pin_timeout)
-            ));
-        }
-        Ok(Outcome::Ok) => {}
-        Ok(other) => return Done::Failed(format!("pin: {}", describe_outcome(&other))),
-    }
-    match to.verify(cid).await {
-        Outcome::Ok => {}
-        other => return Done::Failed(format!("verify (pin ls): {}", describe_outcome(&other))),
-    }
-    match to.check_retrievable(cid).await {
-        Outcome::Ok => {}
-        other => {
-            return Done::Failed(format!(
-                "pinned but not complete: {}",
-                describe_outcome(&other)
-            ));
-        }
-    }
-    let (unpinned_local, unpin_error) = match unpin_from {
-        None => (false, None),
-        Some(local) => match local.pin_rm(cid).await {
-            Ok(()) => (true, None),
-            Err(e) => (false, Some(e.to_string())),
-        },
-    };
-    let record = Migration::new(
-        entry.hash.clone(),
-        target,
-        unpinned_local,
-        SystemTime::now(),
-    );
-    if let Err(e) = Arc::clone(log).append_async(record).await {
-        return Done::Failed(format!(
-            "pinned and verified, but the record could not be written to {}: {e}",
-            log.path().display()
-        ));
-    }
-    Done::Migrated {
-        unpinned_local,
-        unpin_error,
+        ),
+        Done::Failed { reason } => format!("FAILED    {}  ({}): {reason}", e.hash, e.job_id),
     }
 }
 
-fn summary(
-    mut out: Value,
-    results: &[(&Entry, Done)],
-    skipped: usize,
-    pending: usize,
-    interrupted: bool,
-    target: &str,
-    args: &MigrateArgs,
-) -> u8 {
-    let mut migrated = Vec::new();
-    let mut failed = Vec::new();
-    let mut unpin_failures = Vec::new();
-    for (entry, done) in results {
-        match done {
+fn print_summary(mut out: Value, report: &Report, json: bool) {
+    let unpin_failures: Vec<(&Entry, &String)> = report
+        .migrated()
+        .filter_map(|i| match &i.done {
             Done::Migrated {
-                unpinned_local,
-                unpin_error,
-            } => {
-                let mut item = entry_json(entry);
-                item["unpinned_local"] = json!(unpinned_local);
-                migrated.push(item);
-                if let Some(reason) = unpin_error {
-                    unpin_failures.push(json!({ "hash": entry.hash, "reason": reason }));
+                unpin_error: Some(reason),
+                ..
+            } => Some((&i.entry, reason)),
+            _ => None,
+        })
+        .collect();
+    let failed: Vec<(&Entry, &str)> = report
+        .failed()
+        .filter_map(|i| match &i.done {
+            Done::Failed { reason } => Some((&i.entry, reason.as_str())),
+            Done::Migrated { .. } => None,
+        })
+        .collect();
+    if json {
+        out["migrated"] = report
+            .migrated()
+            .map(|i| {
+                let mut item = entry_json(&i.entry);
+                if let Done::Migrated { unpinned_local, .. } = &i.done {
+                    item["unpinned_local"] = json!(unpinned_local);
                 }
-            }
-            Done::Failed(reason) => {
-                let mut item = entry_json(entry);
+                item
+            })
+            .collect();
+        out["failed"] = failed
+            .iter()
+            .map(|(e, reason)| {
+                let mut item = entry_json(e);
                 item["reason"] = json!(reason);
-                failed.push(item);
-            }
-        }
-    }
-    let not_started = pending - results.len();
-    if args.json {
-        out["migrated"] = json!(migrated);
-        out["failed"] = json!(failed);
-        out["unpin_failures"] = json!(unpin_failures);
-        out["interrupted"] = json!(interrupted);
-        out["not_started"] = json!(not_started);
+                item
+            })
+            .collect();
+        out["unpin_failures"] = unpin_failures
+            .iter()
+            .map(|(e, reason)| json!({ "hash": e.hash, "reason": reason }))
+            .collect();
+        out["interrupted"] = json!(report.interrupted);
+        out["not_started"] = json!(report.not_started());
         println!("{out}");
     } else {
         println!(
-            "migrated {}, failed {}, skipped {skipped} already migrated (to {target})",
-            migrated.len(),
-            failed.len()
+            "migrated {}, failed {}, skipped {} already migrated (to {})",
+            report.migrated().count(),
+            failed.len(),
+            report.skipped,
+            report.to
         );
         if !failed.is_empty() {
             println!("failed (still pending: run the same command again to retry):");
-            for f in &failed {
-                println!(
-                    "  {} ({}): {}",
-                    f["hash"].as_str().unwrap_or_default(),
-                    f["job_id"].as_str().unwrap_or_default(),
-                    f["reason"].as_str().unwrap_or_default()
-                );
+            for (e, reason) in &failed {
+                println!("  {} ({}): {reason}", e.hash, e.job_id);
             }
         }
         if !unpin_failures.is_empty() {
             println!(
                 "local pin NOT removed (migrated; recorded as unpinned_local=false, remove it by hand):"
             );
-            for u in &unpin_failures {
-                println!(
-                    "  {}: {}",
-                    u["hash"].as_str().unwrap_or_default(),
-                    u["reason"].as_str().unwrap_or_default()
-                );
+            for (e, reason) in &unpin_failures {
+                println!("  {}: {reason}", e.hash);
             }
         }
     }
-    if interrupted {
+    if report.interrupted {
         eprintln!(
-            "interrupted: {not_started} CIDs not finished stay pending (nothing recorded for them)"
+            "interrupted: {} CIDs not finished stay pending (nothing recorded for them)",
+            report.not_started()
         );
-    }
-    if failed.is_empty() && !interrupted {
-        exit::OK
-    } else {
-        exit::FAILED
     }
 }
 
@@ -729,7 +437,7 @@ fn entry_json(e: &Entry) -> Value {
     json!({ "hash": e.hash, "job_id": e.job_id, "size_mb": e.size_mb, "type": e.kind })
 }
 
-fn to_auth(args: &MigrateArgs) -> Result<Option<Auth>, String> {
+fn to_auth(args: &MigrateArgs) -> Result<Option<Auth>, CliError> {
     if let Some(token) = args.to_token.as_deref().filter(|t| !t.is_empty()) {
         return Ok(Some(Auth::Bearer(token.to_string())));
     }
@@ -739,16 +447,16 @@ fn to_auth(args: &MigrateArgs) -> Result<Option<Auth>, String> {
                 user: user.clone(),
                 password,
             })),
-            Err(_) => Err(format!(
+            Err(_) => Err(CliError::bad_input(format!(
                 "--to-password-env: environment variable {var} is not set"
-            )),
+            ))),
         },
         _ => Ok(None),
     }
 }
 
 /// The local node: `--local`, else `IPFS_LOCAL_API`, else the config's node with role local.
-fn local_node(setup: &mut Setup, args: &MigrateArgs) -> Result<Option<Arc<KuboClient>>, String> {
+fn local_node(cx: &Context, args: &MigrateArgs) -> Result<Option<Arc<KuboClient>>, String> {
     let env_url = std::env::var("IPFS_LOCAL_API")
         .ok()
         .filter(|v| !v.trim().is_empty());
@@ -757,44 +465,11 @@ fn local_node(setup: &mut Setup, args: &MigrateArgs) -> Result<Option<Arc<KuboCl
             KuboClient::new("local", url.trim(), None).map_err(|e| format!("{url}: {e}"))?;
         return Ok(Some(Arc::new(client)));
     }
-    let Some(config) = setup.config()? else {
+    let Some(config) = cx.config_file().map_err(|e| e.message)? else {
         return Ok(None);
     };
-    let Some(node) = config.nodes.iter().find(|n| n.role == RoleConfig::Local) else {
+    let Some(node) = config.nodes.iter().find(|n| n.role == crate::Role::Local) else {
         return Ok(None);
     };
-    let auth = match node
-        .credentials()
-        .map_err(|e| format!("node {}: {e}", node.name))?
-    {
-        Credentials::None => None,
-        Credentials::Basic { user, password } => Some(Auth::Basic { user, password }),
-        Credentials::Bearer(token) => Some(Auth::Bearer(token)),
-    };
-    let client = KuboClient::new(node.name.clone(), &node.url, auth)
-        .map_err(|e| format!("node {}.url: {e}", node.name))?;
-    Ok(Some(Arc::new(client)))
-}
-
-/// A URL fit for records and output: any password in it is dropped.
-fn redact(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(None);
-            u.to_string()
-        }
-        _ => url.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn passwords_never_reach_records() {
-        assert_eq!(redact("http://u:secret@h:5001"), "http://u@h:5001/");
-        assert_eq!(redact("http://h:5001"), "http://h:5001");
-        assert_eq!(redact("/ip4/127.0.0.1/tcp/5001"), "/ip4/127.0.0.1/tcp/5001");
-    }
+    client_for(node).map(|c| Some(Arc::new(c))).map_err(|e| e.0)
 }

@@ -1,21 +1,21 @@
 //! The command line. Exit status: 0 success; 1 the operation failed (a pin, a scenario);
 //! 2 bad input or configuration.
 
+//!
+//! This layer only parses and prints: [`context`] resolves configuration the same way for
+//! every command and maps one error type to the exit statuses; the work is the library's.
+
+pub mod context;
 mod daemon_cmd;
 mod fallback_cmd;
 mod pin_cmd;
 mod policy_cmd;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use context::Context;
+pub use context::exit;
 use std::path::PathBuf;
 use std::process::ExitCode;
-
-/// Exit statuses, documented in `--help` and the README.
-pub mod exit {
-    pub const OK: u8 = 0;
-    pub const FAILED: u8 = 1;
-    pub const BAD_INPUT: u8 = 2;
-}
 
 #[derive(Parser)]
 #[command(
@@ -100,24 +100,25 @@ pub fn main() -> ExitCode {
         Command::Add(_) | Command::Pin(_) | Command::Serve(_)
     );
     init_logging(g.log_format, g.verbose, chatty);
-    let code = match cli.command {
-        Command::Add(args) => pin_cmd::add(g, args),
-        Command::Pin(args) => pin_cmd::pin(g, args),
-        Command::Config(ConfigCommand::Show) => pin_cmd::config_show(g),
-        Command::Serve(args) => daemon_cmd::serve(g, args),
-        Command::Submit(args) => daemon_cmd::submit(g, args),
-        Command::Status(args) => daemon_cmd::status(g, args),
-        Command::Jobs(args) => daemon_cmd::jobs(g, args),
+    let cx = Context::new(g);
+    let result = match cli.command {
+        Command::Add(args) => pin_cmd::add(&cx, args),
+        Command::Pin(args) => pin_cmd::pin(&cx, args),
+        Command::Config(ConfigCommand::Show) => pin_cmd::config_show(&cx),
+        Command::Serve(args) => daemon_cmd::serve(&cx, args),
+        Command::Submit(args) => daemon_cmd::submit(&cx, args),
+        Command::Status(args) => daemon_cmd::status(&cx, args),
+        Command::Jobs(args) => daemon_cmd::jobs(&cx, args),
         Command::Policy(policy_cmd::PolicyCommand::Reload { policy, socket }) => {
-            daemon_cmd::reload(g, policy, socket)
+            daemon_cmd::reload(&cx, policy, socket.as_deref())
         }
-        Command::Fallback(cmd) => fallback_cmd::run(g, cmd),
-        Command::Policy(cmd) => {
-            let data_dir = g.data_dir.clone().unwrap_or_else(|| PathBuf::from("data"));
-            policy_cmd::run(cmd, &data_dir)
-        }
+        Command::Fallback(cmd) => fallback_cmd::run(&cx, cmd),
+        Command::Policy(cmd) => policy_cmd::run(&cx, cmd),
     };
-    ExitCode::from(code)
+    ExitCode::from(result.unwrap_or_else(|e| {
+        eprintln!("error: {}", e.message);
+        e.code
+    }))
 }
 
 fn init_logging(format: LogFormat, verbose: u8, chatty: bool) {

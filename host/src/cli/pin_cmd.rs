@@ -1,8 +1,7 @@
 //! `pinwarden add`, `pinwarden pin` and `pinwarden config show`.
 
-use super::{GlobalArgs, exit};
+use super::context::{CliError, CliResult, Context, exit};
 use crate::app::App;
-use crate::config::Config;
 use crate::executor::{RoundLimits, RoundResult, Status, run_round};
 use crate::policy::contract::Job;
 use crate::trace::format_ms;
@@ -44,58 +43,45 @@ pub struct JobArgs {
     pub params: Vec<(String, String)>,
 }
 
-pub fn config_show(global: &GlobalArgs) -> u8 {
-    match load_config(global, &[]) {
-        Ok(config) => {
-            print!("{}", config.show());
-            exit::OK
-        }
-        Err(code) => code,
-    }
+pub fn config_show(cx: &Context) -> CliResult {
+    print!("{}", cx.config(&[])?.show());
+    Ok(exit::OK)
 }
 
-pub fn pin(global: &GlobalArgs, args: PinArgs) -> u8 {
-    if let Err(e) = cid::Cid::try_from(args.cid.as_str()) {
-        eprintln!("error: invalid CID '{}': {e}", args.cid);
-        return exit::BAD_INPUT;
-    }
-    let Ok(app) = load_app(global, &args.job.params) else {
-        return exit::BAD_INPUT;
-    };
-    with_runtime(|| async { pin_with(&app, &args.cid, &args.job).await })
+pub fn pin(cx: &Context, args: PinArgs) -> CliResult {
+    cid::Cid::try_from(args.cid.as_str())
+        .map_err(|e| CliError::bad_input(format!("invalid CID '{}': {e}", args.cid)))?;
+    let app = cx.app(&args.job.params)?;
+    cx.block_on(pin_with(&app, &args.cid, &args.job))?
 }
 
-pub fn add(global: &GlobalArgs, args: AddArgs) -> u8 {
+pub fn add(cx: &Context, args: AddArgs) -> CliResult {
     if !args.dir.is_dir() {
-        eprintln!("error: {}: not a directory", args.dir.display());
-        return exit::BAD_INPUT;
+        return Err(CliError::bad_input(format!(
+            "{}: not a directory",
+            args.dir.display()
+        )));
     }
-    let Ok(app) = load_app(global, &args.job.params) else {
-        return exit::BAD_INPUT;
-    };
-    with_runtime(|| async {
+    let app = cx.app(&args.job.params)?;
+    cx.block_on(async {
         eprintln!("uploading {} to {}", args.dir.display(), app.primary.name());
-        let cid = match app.primary.add_dir(&args.dir).await {
-            Ok(cid) => cid,
-            Err(e) => {
-                eprintln!("error: upload to {} failed: {e}", app.primary.name());
-                return exit::FAILED;
-            }
-        };
+        let cid = app.primary.add_dir(&args.dir).await.map_err(|e| {
+            CliError::failed(format!("upload to {} failed: {e}", app.primary.name()))
+        })?;
         if !args.pin {
             if args.job.json {
                 println!("{}", serde_json::json!({ "cid": cid }));
             } else {
                 println!("{cid}");
             }
-            return exit::OK;
+            return Ok(exit::OK);
         }
         eprintln!("uploaded: {cid}");
         pin_with(&app, &cid, &args.job).await
-    })
+    })?
 }
 
-async fn pin_with(app: &App, cid: &str, args: &JobArgs) -> u8 {
+async fn pin_with(app: &App, cid: &str, args: &JobArgs) -> CliResult {
     let job = Job {
         cid: cid.to_string(),
         job_id: args
@@ -130,12 +116,12 @@ async fn pin_with(app: &App, cid: &str, args: &JobArgs) -> u8 {
             ),
         }
     }
-    match result.status {
+    Ok(match result.status {
         Status::Pinned => exit::OK,
         // A blocking pin never ends in the local fallback (that is for lazy jobs), but if a
         // policy chose it, the content is not where it was asked to be: retry later.
         Status::Failed | Status::LocalFallback => exit::FAILED,
-    }
+    })
 }
 
 /// The `--json` result: one object, stable field names.
@@ -159,51 +145,4 @@ pub fn result_json(app: &App, job: &Job, result: &RoundResult) -> serde_json::Va
         "incidents": result.incidents,
         "trace": result.trace,
     })
-}
-
-/// The effective config (file, env, `params`, `--data-dir`); errors are printed (exit 2).
-pub fn load_config(global: &GlobalArgs, params: &[(String, String)]) -> Result<Config, u8> {
-    effective_config(global, params).map_err(|e| {
-        eprintln!("error: {e}");
-        exit::BAD_INPUT
-    })
-}
-
-/// The config if it loads, for commands that only need the socket path.
-pub fn load_config_lenient(global: &GlobalArgs) -> Option<Config> {
-    effective_config(global, &[]).ok()
-}
-
-fn effective_config(
-    global: &GlobalArgs,
-    params: &[(String, String)],
-) -> Result<Config, crate::config::ConfigError> {
-    let env = |k: &str| std::env::var(k).ok();
-    let mut config = Config::load(global.config.as_deref(), &env, params)?;
-    if let Some(dir) = &global.data_dir {
-        config.data_dir = dir.clone();
-    }
-    Ok(config)
-}
-
-fn load_app(global: &GlobalArgs, params: &[(String, String)]) -> Result<App, u8> {
-    let config = load_config(global, params)?;
-    App::new(config).map_err(|e| {
-        eprintln!("error: {e}");
-        exit::BAD_INPUT
-    })
-}
-
-fn with_runtime<F, Fut>(f: F) -> u8
-where
-    F: FnOnce() -> Fut,
-    Fut: std::future::Future<Output = u8>,
-{
-    match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt.block_on(f()),
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            exit::FAILED
-        }
-    }
 }

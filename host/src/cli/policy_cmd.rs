@@ -1,6 +1,6 @@
 //! `pinwarden policy list|check|test|encode`.
 
-use super::exit;
+use super::context::{CliError, CliResult, Context, exit};
 use crate::executor::Status;
 use crate::policy::engine::SandboxLimits;
 use crate::policy::{Policy, PolicyEngine, Registry};
@@ -64,25 +64,19 @@ pub enum PolicyCommand {
     },
 }
 
-/// A command's failure: the exit status and the one-line message for stderr.
-struct Failure(u8, String);
-
-fn bad_input(e: impl std::fmt::Display) -> Failure {
-    Failure(exit::BAD_INPUT, e.to_string())
+fn bad_input(e: impl std::fmt::Display) -> CliError {
+    CliError::bad_input(e)
 }
 
-fn failed(e: impl std::fmt::Display) -> Failure {
-    Failure(exit::FAILED, e.to_string())
+fn failed(e: impl std::fmt::Display) -> CliError {
+    CliError::failed(e)
 }
 
-pub fn run(cmd: PolicyCommand, data_dir: &Path) -> u8 {
-    let outcome = PolicyEngine::new(
-        SandboxLimits::default(),
-        Some(data_dir.join("policy-cache")),
-    )
-    .map_err(|e| failed(format!("cannot start the WebAssembly engine: {e:#}")))
-    .map(Registry::new)
-    .and_then(|registry| match cmd {
+pub fn run(cx: &Context, cmd: PolicyCommand) -> CliResult {
+    let engine = PolicyEngine::new(SandboxLimits::default(), cx.policy_cache()?)
+        .map_err(|e| failed(format!("cannot start the WebAssembly engine: {e:#}")))?;
+    let registry = Registry::new(engine);
+    match cmd {
         PolicyCommand::List { json } => list(&registry, json),
         PolicyCommand::Check { file, params } => check(&registry, &file, &params),
         PolicyCommand::Test {
@@ -94,17 +88,10 @@ pub fn run(cmd: PolicyCommand, data_dir: &Path) -> u8 {
         PolicyCommand::Encode { input, output } => encode(&registry, &input, &output),
         // Dispatched to the daemon client before we get here.
         PolicyCommand::Reload { .. } => Err(bad_input("policy reload needs the daemon")),
-    });
-    match outcome {
-        Ok(code) => code,
-        Err(Failure(code, message)) => {
-            eprintln!("error: {message}");
-            code
-        }
     }
 }
 
-fn list(registry: &Registry, json: bool) -> Result<u8, Failure> {
+fn list(registry: &Registry, json: bool) -> CliResult {
     for name in Registry::builtin_names() {
         let policy = registry.resolve(name, &[]).map_err(failed)?;
         if json {
@@ -146,7 +133,7 @@ fn list(registry: &Registry, json: bool) -> Result<u8, Failure> {
     Ok(exit::OK)
 }
 
-fn check(registry: &Registry, file: &Path, params: &[(String, String)]) -> Result<u8, Failure> {
+fn check(registry: &Registry, file: &Path, params: &[(String, String)]) -> CliResult {
     let policy = Policy::from_file(registry.engine(), file, params).map_err(bad_input)?;
     let fallback = registry.fallback_for(params).map_err(failed)?;
     let (ran, skipped) = sim::check_contract(&policy, &fallback)
@@ -172,7 +159,7 @@ fn test(
     files: &[PathBuf],
     params: &[(String, String)],
     quiet: bool,
-) -> Result<u8, Failure> {
+) -> CliResult {
     let policy = registry.resolve(spec, params).map_err(bad_input)?;
     let scenarios = if files.is_empty() {
         Scenario::builtin()
@@ -254,7 +241,7 @@ fn print_report(report: &Report, quiet: bool) {
     }
 }
 
-fn encode(registry: &Registry, input: &Path, output: &Path) -> Result<u8, Failure> {
+fn encode(registry: &Registry, input: &Path, output: &Path) -> CliResult {
     let module = std::fs::read(input)
         .map_err(|e| bad_input(format!("{}: cannot read: {e}", input.display())))?;
     let component = wit_component::ComponentEncoder::default()

@@ -2,6 +2,9 @@
 //! 400 bad request, 401 missing or wrong token (TCP), 404 unknown job, 409 conflict,
 //! 422 policy rejected, 500 internal, 504 wait timed out.
 
+use super::wire::{
+    ErrorReply, Health, JobReply, JobsReply, PolicyView, ReloadReply, ReloadRequest, SubmitRequest,
+};
 use super::{Daemon, now_ms};
 use crate::queue::{PinRow, QueueError, State, Submission};
 use axum::extract::rejection::JsonRejection;
@@ -12,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,7 +26,7 @@ pub fn router(daemon: Shared, token: Option<String>) -> Router {
         .route("/v1/pins", post(submit))
         .route("/v1/jobs", get(list))
         .route("/v1/jobs/{key}", get(status).delete(cancel))
-        .route("/v1/health", get(health))
+        .route("/v1/health", get(health_endpoint))
         .route("/v1/policy/reload", post(reload))
         .route("/metrics", get(metrics))
         .with_state(daemon);
@@ -58,29 +61,20 @@ async fn bearer(token: &str, req: Request, next: Next) -> Response {
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({ "error": message.into() }))).into_response()
+    (
+        status,
+        Json(ErrorReply {
+            error: message.into(),
+        }),
+    )
+        .into_response()
 }
 
 fn internal(e: impl std::fmt::Display) -> Response {
     error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SubmitBody {
-    cid: String,
-    job_id: String,
-    #[serde(default)]
-    size_bytes: u64,
-    /// Return only when the pin has ended (default: lazy, return at once).
-    #[serde(default)]
-    wait: bool,
-    /// With `wait`: give up waiting (the pin goes on) after this long. Default 1 hour.
-    #[serde(default)]
-    timeout_ms: Option<u64>,
-}
-
-async fn submit(Ctx(d): Ctx<Shared>, body: Result<Json<SubmitBody>, JsonRejection>) -> Response {
+async fn submit(Ctx(d): Ctx<Shared>, body: Result<Json<SubmitRequest>, JsonRejection>) -> Response {
     let Json(body) = match body {
         Ok(b) => b,
         Err(rejection) => return error(StatusCode::BAD_REQUEST, rejection.body_text()),
@@ -114,10 +108,10 @@ async fn submit(Ctx(d): Ctx<Shared>, body: Result<Json<SubmitBody>, JsonRejectio
     d.wake.notify_one();
     tracing::info!(cid = %row.cid, job_id = %body.job_id, state = %row.state, wait = body.wait, "submitted");
     if !body.wait {
-        return (StatusCode::ACCEPTED, Json(json!({ "job": row }))).into_response();
+        return (StatusCode::ACCEPTED, Json(JobReply { job: row })).into_response();
     }
     if row.state.is_final() {
-        return Json(json!({ "job": row })).into_response();
+        return Json(JobReply { job: row }).into_response();
     }
     let limit = Duration::from_millis(body.timeout_ms.unwrap_or(3_600_000));
     let waited = tokio::time::timeout(limit, async {
@@ -139,7 +133,10 @@ async fn submit(Ctx(d): Ctx<Shared>, body: Result<Json<SubmitBody>, JsonRejectio
     })
     .await;
     match waited {
-        Ok(Some(r)) => Json(json!({ "job": with_job(r, &body.job_id) })).into_response(),
+        Ok(Some(r)) => Json(JobReply {
+            job: with_job(r, &body.job_id),
+        })
+        .into_response(),
         Ok(None) => error(StatusCode::INTERNAL_SERVER_ERROR, "daemon shutting down"),
         Err(_) => error(
             StatusCode::GATEWAY_TIMEOUT,
@@ -170,7 +167,7 @@ async fn status(Ctx(d): Ctx<Shared>, Path(key): Path<String>) -> Response {
         Err(e) => return internal(e),
     };
     match found {
-        Some(row) => Json(json!({ "job": row })).into_response(),
+        Some(row) => Json(JobReply { job: row }).into_response(),
         None => error(StatusCode::NOT_FOUND, format!("no job or CID '{key}'")),
     }
 }
@@ -205,7 +202,7 @@ async fn list(
         },
     };
     match d.queue.list(state, q.limit.unwrap_or(100).min(10_000)) {
-        Ok(rows) => Json(json!({ "jobs": rows })).into_response(),
+        Ok(rows) => Json(JobsReply { jobs: rows }).into_response(),
         Err(e) => internal(e),
     }
 }
@@ -226,7 +223,7 @@ async fn cancel(Ctx(d): Ctx<Shared>, Path(job_id): Path<String>) -> Response {
             match d.queue.by_cid(&before.cid) {
                 Ok(Some(row)) => {
                     let _ = d.events.send(row.clone());
-                    Json(json!({ "job": row })).into_response()
+                    Json(JobReply { job: row }).into_response()
                 }
                 Ok(None) => error(StatusCode::NOT_FOUND, format!("no job '{job_id}'")),
                 Err(e) => internal(e),
@@ -236,25 +233,25 @@ async fn cancel(Ctx(d): Ctx<Shared>, Path(job_id): Path<String>) -> Response {
     }
 }
 
-pub fn health_json(d: &Daemon) -> Result<Value, QueueError> {
+pub fn health(d: &Daemon) -> Result<Health, QueueError> {
     let (policy, _) = d.policy.current();
-    let counts: serde_json::Map<String, Value> = d
+    let queue = d
         .queue
         .counts()?
         .into_iter()
-        .map(|(s, n)| (s.as_str().to_string(), n.into()))
+        .map(|(s, n)| (s.as_str().to_string(), n))
         .collect();
-    Ok(json!({
-        "status": "ok",
-        "policy": { "name": policy.name, "hash": policy.hash, "source": policy.source.to_string() },
-        "queue": counts,
-        "policy_reloads": d.policy.reloads.load(std::sync::atomic::Ordering::Relaxed),
-        "node_name": d.config.node_name,
-    }))
+    Ok(Health {
+        status: "ok".into(),
+        policy: PolicyView::from(policy.as_ref()),
+        queue,
+        policy_reloads: d.policy.reloads.load(std::sync::atomic::Ordering::Relaxed),
+        node_name: d.config.node_name.clone(),
+    })
 }
 
-async fn health(Ctx(d): Ctx<Shared>) -> Response {
-    match health_json(&d) {
+async fn health_endpoint(Ctx(d): Ctx<Shared>) -> Response {
+    match health(&d) {
         Ok(v) => Json(v).into_response(),
         Err(e) => internal(e),
     }
@@ -273,18 +270,9 @@ async fn metrics(Ctx(d): Ctx<Shared>) -> Response {
         .into_response()
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct ReloadBody {
-    /// Another built-in name or component path to switch to (default: re-read the configured one).
-    policy: Option<String>,
-    /// Parameters for it, exactly (default: those of the configured parameters it declares).
-    params: Option<std::collections::BTreeMap<String, Value>>,
-}
-
 async fn reload(Ctx(d): Ctx<Shared>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
-    let body: ReloadBody = if body.is_empty() {
-        ReloadBody::default()
+    let body: ReloadRequest = if body.is_empty() {
+        ReloadRequest::default()
     } else {
         let json = headers
             .get(header::CONTENT_TYPE)
@@ -307,16 +295,15 @@ async fn reload(Ctx(d): Ctx<Shared>, headers: HeaderMap, body: axum::body::Bytes
             .collect()
     });
     let daemon = Arc::clone(&d);
+    // Through the daemon, like SIGHUP and the file watch, so every reload is counted.
     let result = tokio::task::spawn_blocking(move || {
-        daemon
-            .policy
-            .reload(body.policy.as_deref(), params.as_deref())
+        daemon.reload_policy(body.policy.as_deref(), params.as_deref())
     })
     .await;
     match result {
-        Ok(Ok(p)) => Json(json!({
-            "policy": { "name": p.name, "hash": p.hash, "source": p.source.to_string() }
-        }))
+        Ok(Ok(p)) => Json(ReloadReply {
+            policy: PolicyView::from(p.as_ref()),
+        })
         .into_response(),
         Ok(Err(message)) => error(StatusCode::UNPROCESSABLE_ENTITY, message),
         Err(e) => internal(e),

@@ -11,6 +11,7 @@ pub mod alerts;
 pub mod api;
 pub mod metrics;
 pub mod policy_slot;
+pub mod wire;
 pub mod worker;
 
 use crate::app::App;

@@ -58,3 +58,35 @@ impl Event {
         }
     }
 }
+
+/// [`Role`] as configuration files and scenarios spell it (`primary`, `backup`, `local`): use
+/// with `#[serde(with = "role_name")]`. The WIT type is the one role type of the host.
+pub mod role_name {
+    use super::Role;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn as_str(role: Role) -> &'static str {
+        match role {
+            Role::Primary => "primary",
+            Role::Backup => "backup",
+            Role::Local => "local",
+        }
+    }
+
+    pub fn serialize<S: Serializer>(role: &Role, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(as_str(*role))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Role, D::Error> {
+        let name = String::deserialize(d)?;
+        [Role::Primary, Role::Backup, Role::Local]
+            .into_iter()
+            .find(|r| as_str(*r) == name)
+            .ok_or_else(|| {
+                serde::de::Error::invalid_value(
+                    serde::de::Unexpected::Str(&name),
+                    &"primary, backup or local",
+                )
+            })
+    }
+}

@@ -82,7 +82,7 @@ pub fn run(
     for script in &scenario.nodes {
         topology.add(
             &script.name,
-            script.role.into(),
+            script.role,
             Arc::new(SimNode::new(script.clone())),
         );
     }

@@ -32,7 +32,8 @@ pub enum PinAnswer {
 #[serde(deny_unknown_fields)]
 pub struct NodeScript {
     pub name: String,
-    pub role: RoleName,
+    #[serde(with = "crate::policy::contract::role_name")]
+    pub role: crate::Role,
     /// Answer per pin attempt; the last one repeats. Empty: always `ok`.
     #[serde(default)]
     pub pin: Vec<PinAnswer>,
@@ -52,24 +53,6 @@ fn default_pin_ms() -> u64 {
 }
 fn default_true() -> bool {
     true
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum RoleName {
-    Primary,
-    Backup,
-    Local,
-}
-
-impl From<RoleName> for crate::Role {
-    fn from(r: RoleName) -> Self {
-        match r {
-            RoleName::Primary => crate::Role::Primary,
-            RoleName::Backup => crate::Role::Backup,
-            RoleName::Local => crate::Role::Local,
-        }
-    }
 }
 
 /// Latency of pin ls and block checks on a simulated node.

@@ -1,0 +1,163 @@
+//! Every command resolves the data directory, socket and paths the same way (issue 9): client
+//! commands honour --data-dir / PINWARDEN_DATA_DIR without a config file, read-only policy
+//! commands create no ./data, `policy reload FILE` means the caller's FILE, and every reload
+//! is counted in /metrics.
+
+use pinwarden::client::DaemonClient;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+const TANK_MODE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/tank-mode.wasm"));
+
+fn pinwarden(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pinwarden"))
+        .current_dir(cwd)
+        .args(args)
+        .env_remove("PINWARDEN_DATA_DIR")
+        .env_remove("PINWARDEN_CONFIG")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run pinwarden")
+}
+
+/// `pinwarden serve --data-dir DATA` started in its own directory, with no config file and a
+/// primary that refuses connections (no job is submitted).
+struct Daemon {
+    child: Child,
+    data: PathBuf,
+}
+
+impl Daemon {
+    async fn start(cwd: &Path, data: &Path) -> Daemon {
+        let child = Command::new(env!("CARGO_BIN_EXE_pinwarden"))
+            .current_dir(cwd)
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(data)
+            .env("IPFS_PRIMARY_API", "http://127.0.0.1:9")
+            .env_remove("PINWARDEN_DATA_DIR")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn pinwarden serve");
+        let daemon = Daemon {
+            child,
+            data: data.to_path_buf(),
+        };
+        let client = daemon.client();
+        for _ in 0..200 {
+            if client.health().await.is_ok() {
+                return daemon;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("daemon did not come up on {}", daemon.socket().display());
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.data.join("pinwarden.sock")
+    }
+
+    fn client(&self) -> DaemonClient {
+        DaemonClient::unix(&self.socket()).expect("client")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn client_commands_find_the_daemon_through_the_data_dir() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let (served_from, caller) = (root.path().join("daemon"), root.path().join("caller"));
+    for dir in [&served_from, &caller] {
+        std::fs::create_dir(dir).expect("mkdir");
+    }
+    let data = root.path().join("state");
+    let daemon = Daemon::start(&served_from, &data).await;
+    let data_arg = data.display().to_string();
+
+    // No pinwarden.toml where the caller stands: --data-dir alone must lead to the socket.
+    let out = pinwarden(&caller, &["jobs", "--data-dir", &data_arg], &[]);
+    assert!(
+        out.status.success(),
+        "jobs --data-dir: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // ...and so must the environment variable.
+    let out = pinwarden(
+        &caller,
+        &["status", "nope"],
+        &[("PINWARDEN_DATA_DIR", &data_arg)],
+    );
+    assert_eq!(out.status.code(), Some(2), "404 is the caller's mistake");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no job or CID 'nope'"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Without either, the caller's ./data is asked (and nothing answers there).
+    let out = pinwarden(&caller, &["jobs"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the daemon"));
+    drop(daemon);
+}
+
+#[tokio::test]
+async fn reload_reads_the_callers_relative_path_and_is_counted() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let (served_from, caller) = (root.path().join("daemon"), root.path().join("caller"));
+    for dir in [&served_from, &caller] {
+        std::fs::create_dir(dir).expect("mkdir");
+    }
+    // The file exists only relative to the caller, not to the daemon's working directory.
+    std::fs::write(caller.join("mine.wasm"), TANK_MODE).expect("write policy");
+    let data = root.path().join("state");
+    let daemon = Daemon::start(&served_from, &data).await;
+    let socket = daemon.socket().display().to_string();
+
+    let out = pinwarden(
+        &caller,
+        &["policy", "reload", "mine.wasm", "--socket", &socket],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "policy reload mine.wasm: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("reloaded: tank-mode"));
+    let health = daemon.client().health().await.expect("health");
+    assert!(
+        health.policy.source.ends_with("caller/mine.wasm"),
+        "{}",
+        health.policy.source
+    );
+    // The CLI's reload goes through the daemon's counted path, like SIGHUP does.
+    let metrics = daemon.client().metrics().await.expect("metrics");
+    let counted = metrics
+        .lines()
+        .find(|l| l.starts_with("pinwarden_policy_reloads_total{") && l.contains("ok"))
+        .unwrap_or_else(|| panic!("no reload counter in:\n{metrics}"));
+    assert!(counted.ends_with(" 1"), "{counted}");
+}
+
+#[test]
+fn read_only_policy_commands_create_no_data_dir() {
+    let cwd = tempfile::tempdir().expect("tempdir");
+    let out = pinwarden(cwd.path(), &["policy", "list"], &[]);
+    assert!(out.status.success());
+    let out = pinwarden(cwd.path(), &["policy", "test", "tank-mode", "--quiet"], &[]);
+    assert!(out.status.success());
+    assert!(
+        !cwd.path().join("data").exists(),
+        "policy list/test created ./data"
+    );
+}
