@@ -10,6 +10,13 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+// The runtime engine's configuration: an artifact only loads into an engine configured alike.
+#[path = "src/policy/engine_config.rs"]
+mod engine_config;
+
+/// Built-ins shipped in the binary; each is also precompiled (`<name>.cwasm`).
+const BUILTINS: &[&str] = &["tank-mode", "single-backup"];
+
 /// (package, file stem of the component written to OUT_DIR)
 const GUESTS: &[&str] = &[
     "tank-mode",
@@ -107,11 +114,25 @@ fn run() -> Result<(), String> {
             .module(&module)
             .and_then(|enc| enc.validate(true).encode())
             .map_err(|e| format!("cannot encode {guest} as a component: {e:#}"))?;
+        if BUILTINS.contains(guest) {
+            precompile(guest, &component, &out_dir)?;
+        }
         let dest = out_dir.join(format!("{guest}.wasm"));
         std::fs::write(&dest, component)
             .map_err(|e| format!("cannot write {}: {e}", dest.display()))?;
     }
     Ok(())
+}
+
+/// Compiles a built-in ahead of time, so no `pinwarden` process pays cranelift for it.
+fn precompile(guest: &str, component: &[u8], out_dir: &Path) -> Result<(), String> {
+    let engine = wasmtime::Engine::new(&engine_config::config())
+        .map_err(|e| format!("cannot start wasmtime to precompile {guest}: {e:#}"))?;
+    let artifact = engine
+        .precompile_component(component)
+        .map_err(|e| format!("cannot precompile {guest}: {e:#}"))?;
+    let dest = out_dir.join(format!("{guest}.cwasm"));
+    std::fs::write(&dest, artifact).map_err(|e| format!("cannot write {}: {e}", dest.display()))
 }
 
 /// `<target>/wasm-guests`, where `<target>` is this build's target directory (found from

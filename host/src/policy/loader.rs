@@ -4,7 +4,8 @@
 //! compiles; it imports nothing; it exports the `pinwarden:policy` world; `describe` and
 //! `configure` run inside the sandbox and accept the parameters. Each failure is one clear line.
 
-use super::contract::{PolicyBindingsPre, PolicyInfo};
+use super::Policy;
+use super::contract::PolicyBindingsPre;
 use super::engine::{PolicyEngine, content_hash};
 use super::session::{HostState, Incident, Session};
 use std::path::{Path, PathBuf};
@@ -44,20 +45,6 @@ pub enum LoadError {
     Incident(String, Incident),
 }
 
-/// A compiled, validated policy with its operator parameters. Cheap to share; every job gets
-/// its own [`Session`].
-pub struct Policy {
-    /// The name the policy gives itself in `describe`.
-    pub name: String,
-    pub source: Source,
-    pub hash: String,
-    pub info: PolicyInfo,
-    /// Operator parameters, passed to `configure` in every session.
-    pub params: Vec<(String, String)>,
-    pre: PolicyBindingsPre<HostState>,
-    engine: PolicyEngine,
-}
-
 impl Policy {
     pub fn from_file(
         engine: &PolicyEngine,
@@ -83,6 +70,27 @@ impl Policy {
         bytes: &[u8],
         params: &[(String, String)],
     ) -> Result<Policy, LoadError> {
+        Policy::load(engine, label, source, bytes, None, params)
+    }
+
+    /// A built-in: `bytes` with the `artifact` precompiled from them at build time.
+    pub fn builtin(
+        engine: &PolicyEngine,
+        name: &str,
+        bytes: &[u8],
+        artifact: &[u8],
+    ) -> Result<Policy, LoadError> {
+        Policy::load(engine, name, Source::Builtin, bytes, Some(artifact), &[])
+    }
+
+    fn load(
+        engine: &PolicyEngine,
+        label: &str,
+        source: Source,
+        bytes: &[u8],
+        precompiled: Option<&[u8]>,
+        params: &[(String, String)],
+    ) -> Result<Policy, LoadError> {
         let label = label.to_string();
         match bytes.get(..8) {
             Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => return Err(LoadError::CoreModule(label)),
@@ -90,9 +98,11 @@ impl Policy {
             _ => return Err(LoadError::NotWasm(label)),
         }
         let hash = content_hash(bytes);
-        let component = engine
-            .compile(bytes, &hash)
-            .map_err(|e| LoadError::Invalid(label.clone(), one_line(&e)))?;
+        let component = match precompiled {
+            Some(artifact) => engine.load_precompiled(bytes, &hash, artifact),
+            None => engine.compile(bytes, &hash),
+        }
+        .map_err(|e| LoadError::Invalid(label.clone(), one_line(&e)))?;
         // No host functions at all: a policy that imports anything cannot be instantiated.
         let linker: Linker<HostState> = Linker::new(engine.engine());
         let instance_pre = linker.instantiate_pre(&component).map_err(|e| {
@@ -109,72 +119,19 @@ impl Policy {
         let info = probe
             .describe()
             .map_err(|i| LoadError::Incident(label.clone(), i))?;
-        let mut policy = Policy {
-            name: info.name.clone(),
-            source,
-            hash,
-            info,
-            params: Vec::new(),
-            pre,
-            engine: engine.clone(),
-        };
-        policy.params = params.to_vec();
         // Configure once now so a bad parameter is refused at load time, not per job.
         probe
             .configure(params)
             .map_err(|i| LoadError::Incident(label.clone(), i))?;
-        Ok(policy)
-    }
-
-    /// The same compiled policy with other parameters (validated by a trial `configure`).
-    pub fn with_params(&self, params: &[(String, String)]) -> Result<Policy, Incident> {
-        self.session_with(params)?;
         Ok(Policy {
-            name: self.name.clone(),
-            source: self.source.clone(),
-            hash: self.hash.clone(),
-            info: self.info.clone(),
+            name: info.name.clone(),
+            source,
+            hash,
+            info,
             params: params.to_vec(),
-            pre: self.pre.clone(),
-            engine: self.engine.clone(),
+            pre,
+            engine: engine.clone(),
         })
-    }
-
-    /// A fresh, configured instance for one job.
-    pub fn session(&self) -> Result<Session, Incident> {
-        self.session_with(&self.params)
-    }
-
-    fn session_with(&self, params: &[(String, String)]) -> Result<Session, Incident> {
-        let mut session = Session::instantiate(
-            &self.name,
-            self.engine.engine(),
-            &self.pre,
-            self.engine.limits,
-        )?;
-        session.configure(params)?;
-        Ok(session)
-    }
-
-    /// The effective value of a parameter: configured, else the policy's declared default.
-    pub fn param(&self, name: &str) -> Option<String> {
-        self.params
-            .iter()
-            .rev()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-            .or_else(|| {
-                self.info
-                    .params
-                    .iter()
-                    .find(|p| p.name == name)
-                    .map(|p| p.default_value.clone())
-            })
-    }
-
-    /// Whether the policy declares a parameter of that name.
-    pub fn declares(&self, name: &str) -> bool {
-        self.info.params.iter().any(|p| p.name == name)
     }
 }
 

@@ -1,7 +1,8 @@
 //! Named policies: the built-ins embedded in the binary, and operator files.
 
+use super::Policy;
 use super::engine::PolicyEngine;
-use super::loader::{LoadError, Policy, Source};
+use super::loader::LoadError;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -9,17 +10,26 @@ use std::sync::{Arc, Mutex};
 /// The policy a job falls back to when its own policy misbehaves.
 pub const BUILTIN_FALLBACK: &str = "tank-mode";
 
-/// The built-in policies' components, built from `policies/` by the build script.
-pub const BUILTINS: &[(&str, &[u8])] = &[
-    (
-        "tank-mode",
-        include_bytes!(concat!(env!("OUT_DIR"), "/tank-mode.wasm")),
-    ),
-    (
-        "single-backup",
-        include_bytes!(concat!(env!("OUT_DIR"), "/single-backup.wasm")),
-    ),
-];
+/// A policy shipped in the binary: its component, and the same component compiled ahead of
+/// time by the build script (so no process pays a cranelift compile for it).
+pub struct Builtin {
+    pub name: &'static str,
+    pub component: &'static [u8],
+    pub precompiled: &'static [u8],
+}
+
+macro_rules! builtin {
+    ($name:literal) => {
+        Builtin {
+            name: $name,
+            component: include_bytes!(concat!(env!("OUT_DIR"), "/", $name, ".wasm")),
+            precompiled: include_bytes!(concat!(env!("OUT_DIR"), "/", $name, ".cwasm")),
+        }
+    };
+}
+
+/// The built-in policies, built from `policies/` by the build script.
+pub const BUILTINS: &[Builtin] = &[builtin!("tank-mode"), builtin!("single-backup")];
 
 pub struct Registry {
     engine: PolicyEngine,
@@ -41,7 +51,7 @@ impl Registry {
     }
 
     pub fn builtin_names() -> impl Iterator<Item = &'static str> {
-        BUILTINS.iter().map(|(name, _)| *name)
+        BUILTINS.iter().map(|b| b.name)
     }
 
     /// A built-in by name, configured with `params`; `None` if there is no such built-in.
@@ -50,28 +60,28 @@ impl Registry {
         name: &str,
         params: &[(String, String)],
     ) -> Option<Result<Arc<Policy>, LoadError>> {
-        let (name, bytes) = BUILTINS.iter().find(|(n, _)| *n == name)?;
-        Some(self.compiled_builtin(name, bytes).and_then(|bare| {
+        let builtin = BUILTINS.iter().find(|b| b.name == name)?;
+        Some(self.compiled_builtin(builtin).and_then(|bare| {
             if params.is_empty() {
                 Ok(bare)
             } else {
                 bare.with_params(params)
                     .map(Arc::new)
-                    .map_err(|i| LoadError::Incident(name.to_string(), i))
+                    .map_err(|i| LoadError::Incident(builtin.name.to_string(), i))
             }
         }))
     }
 
-    fn compiled_builtin(&self, name: &'static str, bytes: &[u8]) -> Result<Arc<Policy>, LoadError> {
+    fn compiled_builtin(&self, builtin: &Builtin) -> Result<Arc<Policy>, LoadError> {
+        let name = builtin.name;
         if let Some(p) = self.compiled.lock().ok().and_then(|c| c.get(name).cloned()) {
             return Ok(p);
         }
-        let policy = Arc::new(Policy::from_bytes(
+        let policy = Arc::new(Policy::builtin(
             &self.engine,
             name,
-            Source::Builtin,
-            bytes,
-            &[],
+            builtin.component,
+            builtin.precompiled,
         )?);
         if let Ok(mut cache) = self.compiled.lock() {
             cache.insert(name, Arc::clone(&policy));
@@ -109,6 +119,26 @@ impl Registry {
             // Values tank-mode rejects (say a quorum the custom policy interprets otherwise)
             // must not leave the job without a fallback: use the defaults.
             Err(_) => Ok(plain),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::engine::SandboxLimits;
+
+    /// The build script's artifacts must fit the runtime engine, or every process silently
+    /// pays the compile again.
+    #[test]
+    fn builtin_artifacts_load_without_compiling() {
+        let engine = PolicyEngine::new(SandboxLimits::default(), None).expect("engine");
+        for builtin in BUILTINS {
+            // SAFETY: produced by this crate's build script (see `load_precompiled`).
+            let loaded = unsafe {
+                wasmtime::component::Component::deserialize(engine.engine(), builtin.precompiled)
+            };
+            assert!(loaded.is_ok(), "{}: {:?}", builtin.name, loaded.err());
         }
     }
 }
