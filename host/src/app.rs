@@ -1,9 +1,9 @@
 //! Everything a command needs to run jobs: the configuration, the policy (and its fallback),
 //! and the topology of real node clients. Built once per process.
 
-use crate::config::{Config, ConfigError, Credentials, RoleConfig};
+use crate::config::{Config, ConfigError, RoleConfig};
 use crate::executor::Topology;
-use crate::kubo::{Auth, KuboClient};
+use crate::kubo::KuboClient;
 use crate::policy::engine::Limits;
 use crate::policy::{BUILTIN_FALLBACK, Policy, PolicyEngine, Registry, Source};
 use std::sync::Arc;
@@ -51,14 +51,9 @@ impl App {
         let mut primary = None;
         let mut local = None;
         for node in &config.nodes {
-            let auth = match node
+            let auth = node
                 .credentials()
-                .map_err(|m| ConfigError(format!("node {}: {m}", node.name)))?
-            {
-                Credentials::None => None,
-                Credentials::Basic { user, password } => Some(Auth::Basic { user, password }),
-                Credentials::Bearer(token) => Some(Auth::Bearer(token)),
-            };
+                .map_err(|m| ConfigError(format!("node {}: {m}", node.name)))?;
             let client = Arc::new(
                 KuboClient::new(node.name.clone(), &node.url, auth)
                     .map_err(|e| ConfigError(format!("node {}.url: {e}", node.name)))?,

@@ -6,7 +6,7 @@
 
 use super::{GlobalArgs, exit};
 use crate::Outcome;
-use crate::config::{Config, Credentials, DEFAULT_FILE, RoleConfig};
+use crate::config::{Config, DEFAULT_FILE, RoleConfig};
 use crate::journal::{self, Entry, JournalRead, Migration, MigrationLog, MigrationsRead, Problem};
 use crate::kubo::{Auth, KuboClient};
 use crate::node::Node;
@@ -763,14 +763,9 @@ fn local_node(setup: &mut Setup, args: &MigrateArgs) -> Result<Option<Arc<KuboCl
     let Some(node) = config.nodes.iter().find(|n| n.role == RoleConfig::Local) else {
         return Ok(None);
     };
-    let auth = match node
+    let auth = node
         .credentials()
-        .map_err(|e| format!("node {}: {e}", node.name))?
-    {
-        Credentials::None => None,
-        Credentials::Basic { user, password } => Some(Auth::Basic { user, password }),
-        Credentials::Bearer(token) => Some(Auth::Bearer(token)),
-    };
+        .map_err(|e| format!("node {}: {e}", node.name))?;
     let client = KuboClient::new(node.name.clone(), &node.url, auth)
         .map_err(|e| format!("node {}.url: {e}", node.name))?;
     Ok(Some(Arc::new(client)))

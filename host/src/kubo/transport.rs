@@ -19,7 +19,9 @@ use tokio::time::timeout;
 /// How much of an unparseable or non-JSON reply goes into an error message.
 const SNIPPET: usize = 200;
 
-/// Credentials sent on every request.
+/// Credentials sent on every request; `None` where one is optional means no authentication.
+/// The single credentials type: the config's `bearer_token*` / `basic_*` keys resolve to it
+/// ([`NodeConfig::credentials`](crate::config::NodeConfig::credentials)), and so do the CLI's flags.
 #[derive(Clone, PartialEq, Eq)]
 pub enum Auth {
     /// HTTP basic authentication.
