@@ -3,7 +3,7 @@
 
 use crate::config::{Config, ConfigError, RoleConfig};
 use crate::executor::Topology;
-use crate::kubo::KuboClient;
+use crate::kubo::{KuboClient, KuboConfig};
 use crate::policy::engine::Limits;
 use crate::policy::{BUILTIN_FALLBACK, Policy, PolicyEngine, Registry, Source};
 use std::sync::Arc;
@@ -50,12 +50,17 @@ impl App {
         let mut topology = Topology::new();
         let mut primary = None;
         let mut local = None;
+        // The data dir lets one-shot processes skip `id` (see `kubo::KuboConfig::data_dir`).
+        let kubo_cfg = KuboConfig {
+            data_dir: Some(config.data_dir.clone()),
+            ..KuboConfig::default()
+        };
         for node in &config.nodes {
             let auth = node
                 .credentials()
                 .map_err(|m| ConfigError(format!("node {}: {m}", node.name)))?;
             let client = Arc::new(
-                KuboClient::new(node.name.clone(), &node.url, auth)
+                KuboClient::with_config(node.name.clone(), &node.url, auth, kubo_cfg.clone())
                     .map_err(|e| ConfigError(format!("node {}.url: {e}", node.name)))?,
             );
             match node.role {

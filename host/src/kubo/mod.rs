@@ -37,11 +37,11 @@ use crate::node::Node;
 use addr::normalise_swarm_addrs;
 use async_trait::async_trait;
 use cid::Cid;
-use flavour::Flavour;
+use flavour::{Flavour, FlavourCache};
 use serde::Deserialize;
 use serde_json::Value;
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::sync::OnceCell;
 use transport::Rpc;
@@ -61,6 +61,9 @@ pub struct KuboConfig {
     pub pool_idle_timeout: Duration,
     /// Concurrent requests while checking that a DAG's blocks are present.
     pub check_concurrency: usize,
+    /// Where to remember across processes whether the node is Kubo or js-ipfs
+    /// (`node-flavours.json`). `None`: each client asks `id` when it first needs to know.
+    pub data_dir: Option<PathBuf>,
 }
 
 impl Default for KuboConfig {
@@ -71,6 +74,7 @@ impl Default for KuboConfig {
             slow_call_timeout: Duration::from_secs(3600),
             pool_idle_timeout: Duration::from_secs(4),
             check_concurrency: 8,
+            data_dir: None,
         }
     }
 }
@@ -110,6 +114,7 @@ pub struct KuboClient {
     rpc: Rpc,
     cfg: KuboConfig,
     flavour: OnceCell<Flavour>,
+    flavour_cache: Option<FlavourCache>,
 }
 
 impl fmt::Debug for KuboClient {
@@ -141,11 +146,17 @@ impl KuboClient {
         cfg: KuboConfig,
     ) -> Result<Self, KuboError> {
         crate::install_crypto_provider();
+        let rpc = Rpc::new(base_url, auth, &cfg)?;
+        let flavour_cache = cfg
+            .data_dir
+            .as_deref()
+            .map(|dir| FlavourCache::new(dir, rpc.api()));
         Ok(KuboClient {
             name: name.into(),
-            rpc: Rpc::new(base_url, auth, &cfg)?,
+            rpc,
             cfg,
             flavour: OnceCell::new(),
+            flavour_cache,
         })
     }
 
@@ -250,13 +261,21 @@ impl KuboClient {
         Ok(removed)
     }
 
-    /// Kubo or js-ipfs, from `id`'s `AgentVersion`, asked once per client and only by the
-    /// presence walk.
+    /// Kubo or js-ipfs, for the presence walk (the only caller): learned once per client, from
+    /// the data dir's cache when it has a fresh answer, else from `id` (then cached). See
+    /// `flavour` for why.
     async fn flavour(&self) -> Result<Flavour, KuboError> {
         self.flavour
             .get_or_try_init(|| async {
-                let info = self.id().await?;
-                Ok(Flavour::from_agent(&info.agent_version))
+                let Some(cache) = &self.flavour_cache else {
+                    return Ok(Flavour::from_agent(&self.id().await?.agent_version));
+                };
+                if let Some(known) = cache.load().await {
+                    return Ok(known);
+                }
+                let learned = Flavour::from_agent(&self.id().await?.agent_version);
+                cache.store(learned).await;
+                Ok(learned)
             })
             .await
             .copied()
@@ -389,6 +408,38 @@ mod tests {
             "bafkreiauizm3jdzufublskmja6vtf7hqi6nmtsm2buuty7box6g7ge65ci"
         ));
         assert!(same_cid("not-a-cid", "not-a-cid"));
+    }
+
+    /// A loopback URL nobody listens on: any call to it is refused.
+    fn closed_port_url() -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        format!("http://127.0.0.1:{port}")
+    }
+
+    #[tokio::test]
+    async fn a_fresh_cached_flavour_needs_no_id_call() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = closed_port_url();
+        let cfg = KuboConfig {
+            data_dir: Some(dir.path().to_path_buf()),
+            ..KuboConfig::default()
+        };
+        let client = KuboClient::with_config("n", &url, None, cfg.clone()).unwrap();
+        // Nothing cached: `id` is asked, and the node is down.
+        assert!(matches!(
+            client.flavour().await,
+            Err(KuboError::Unreachable(_))
+        ));
+        // Another process learned it: no call at all.
+        FlavourCache::new(dir.path(), client.rpc.api())
+            .store(Flavour::JsIpfs)
+            .await;
+        let client = KuboClient::with_config("n", &url, None, cfg).unwrap();
+        assert_eq!(client.flavour().await, Ok(Flavour::JsIpfs));
+        // Without a data dir there is no cache to consult.
+        let client = KuboClient::new("n", &url, None).unwrap();
+        assert!(client.flavour().await.is_err());
     }
 
     #[test]
