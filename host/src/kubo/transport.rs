@@ -90,14 +90,20 @@ impl Rpc {
         cfg: &KuboConfig,
     ) -> Result<Self, KuboError> {
         let api = api_url(base_url)?;
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(cfg.connect_timeout)
             .pool_idle_timeout(cfg.pool_idle_timeout)
-            .user_agent(concat!("pinwarden/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| {
-                KuboError::Other(format!("cannot build the HTTP client: {}", chain(&e)))
-            })?;
+            .user_agent(concat!("pinwarden/", env!("CARGO_PKG_VERSION")));
+        if !needs_trust_store(&api) {
+            // By default every client loads and parses the system's root certificates
+            // (rustls-platform-verifier reads all of /etc/ssl/certs), and fails to build on a
+            // host that has none. A plain-http node never shakes hands, so it trusts no root:
+            // an https redirect from it would fail instead of being followed.
+            builder = builder.tls_certs_only([]);
+        }
+        let http = builder.build().map_err(|e| {
+            KuboError::Other(format!("cannot build the HTTP client: {}", chain(&e)))
+        })?;
         Ok(Rpc {
             api,
             auth,
@@ -203,6 +209,11 @@ impl Rpc {
         }
         Ok(values)
     }
+}
+
+/// Only https nodes need the system's root certificates.
+fn needs_trust_store(api: &Url) -> bool {
+    api.scheme() == "https"
 }
 
 /// reqwest error → [`KuboError`]: connect failures (refused, DNS, connect timeout) and dropped
@@ -336,6 +347,18 @@ mod tests {
             url.as_str(),
             "http://127.0.0.1:5001/api/v0/swarm/connect?arg=%2Fip4%2F127.0.0.1%2Ftcp%2F4001%2Fp2p%2F12D3Koo"
         );
+    }
+
+    #[test]
+    fn only_https_nodes_load_the_trust_store() {
+        let api = |base| api_url(base).unwrap();
+        assert!(!needs_trust_store(&api("http://127.0.0.1:5001")));
+        assert!(!needs_trust_store(&api("/ip4/127.0.0.1/tcp/5001")));
+        assert!(needs_trust_store(&api("https://node.example")));
+        assert!(needs_trust_store(&api("/dns4/node.example/tcp/443/https")));
+        // Both kinds of client build (the https one with the system's roots).
+        assert_eq!(rpc("http://127.0.0.1:5001").api().scheme(), "http");
+        assert_eq!(rpc("https://node.example").api().scheme(), "https");
     }
 
     #[test]
