@@ -2,9 +2,9 @@
 //! and the topology of real node clients. Built once per process.
 
 use crate::Role;
-use crate::config::{Config, ConfigError, Credentials, NodeConfig};
+use crate::config::{Config, ConfigError, NodeConfig};
 use crate::executor::Topology;
-use crate::kubo::{Auth, KuboClient};
+use crate::kubo::{KuboClient, KuboConfig};
 use crate::policy::engine::SandboxLimits;
 use crate::policy::{BUILTIN_FALLBACK, Policy, PolicyEngine, Registry, Source};
 use std::sync::Arc;
@@ -52,7 +52,7 @@ impl App {
         let mut primary = None;
         let mut local = None;
         for node in &config.nodes {
-            let client = Arc::new(client_for(node)?);
+            let client = Arc::new(client_for(node, Some(&config.data_dir))?);
             match node.role {
                 Role::Primary => primary = Some(Arc::clone(&client)),
                 Role::Local => local = Some(Arc::clone(&client)),
@@ -75,16 +75,19 @@ impl App {
     }
 }
 
-/// The RPC client of a configured node, with its credentials.
-pub fn client_for(node: &NodeConfig) -> Result<KuboClient, ConfigError> {
-    let auth = match node
+/// The RPC client of a configured node, with its credentials. With the data dir, one-shot
+/// processes remember the node's flavour there (see `kubo::KuboConfig::data_dir`).
+pub fn client_for(
+    node: &NodeConfig,
+    data_dir: Option<&std::path::Path>,
+) -> Result<KuboClient, ConfigError> {
+    let auth = node
         .credentials()
-        .map_err(|m| ConfigError(format!("node {}: {m}", node.name)))?
-    {
-        Credentials::None => None,
-        Credentials::Basic { user, password } => Some(Auth::Basic { user, password }),
-        Credentials::Bearer(token) => Some(Auth::Bearer(token)),
+        .map_err(|m| ConfigError(format!("node {}: {m}", node.name)))?;
+    let config = KuboConfig {
+        data_dir: data_dir.map(std::path::Path::to_path_buf),
+        ..KuboConfig::default()
     };
-    KuboClient::new(node.name.clone(), &node.url, auth)
+    KuboClient::with_config(node.name.clone(), &node.url, auth, config)
         .map_err(|e| ConfigError(format!("node {}.url: {e}", node.name)))
 }

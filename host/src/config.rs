@@ -20,6 +20,7 @@
 //! ```
 
 use crate::Role;
+use crate::kubo::Auth;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -185,14 +186,6 @@ pub struct LocalFallbackConfig {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct ConfigError(pub String);
-
-/// Credentials resolved from the config (secrets from env variables included).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Credentials {
-    None,
-    Basic { user: String, password: String },
-    Bearer(String),
-}
 
 impl Config {
     /// Reads `path` (or `./pinwarden.toml` when present and `path` is `None`), applies the
@@ -414,8 +407,8 @@ impl NodeConfig {
         }
     }
 
-    /// The node's credentials, reading `*_env` variables now.
-    pub fn credentials(&self) -> Result<Credentials, String> {
+    /// The node's credentials (`None`: no authentication), reading `*_env` variables now.
+    pub fn credentials(&self) -> Result<Option<Auth>, String> {
         let from_env = |var: &Option<String>, key: &str| -> Result<Option<String>, String> {
             match var {
                 None => Ok(None),
@@ -446,17 +439,17 @@ impl NodeConfig {
         };
         match (bearer, &self.basic_user, password) {
             (Some(_), Some(_), _) => Err("use bearer or basic authentication, not both".into()),
-            (Some(token), None, None) => Ok(Credentials::Bearer(token)),
+            (Some(token), None, None) => Ok(Some(Auth::Bearer(token))),
             (Some(_), None, Some(_)) => Err("basic_password without basic_user".into()),
-            (None, Some(user), Some(password)) => Ok(Credentials::Basic {
+            (None, Some(user), Some(password)) => Ok(Some(Auth::Basic {
                 user: user.clone(),
                 password,
-            }),
+            })),
             (None, Some(_), None) => {
                 Err("basic_user needs basic_password or basic_password_env".into())
             }
             (None, None, Some(_)) => Err("basic_password without basic_user".into()),
-            (None, None, None) => Ok(Credentials::None),
+            (None, None, None) => Ok(None),
         }
     }
 }
@@ -581,10 +574,10 @@ mod tests {
         );
         assert_eq!(
             c.nodes[0].credentials(),
-            Ok(Credentials::Basic {
+            Ok(Some(Auth::Basic {
                 user: "u".into(),
                 password: "hunter2".into()
-            })
+            }))
         );
     }
 }

@@ -164,10 +164,11 @@ pub fn reload(cx: &Context, policy: Option<String>, socket: Option<&Path>) -> Cl
 /// built-in name (or a path that does not exist, which the daemon will report) unchanged.
 fn absolute_if_file(spec: &str) -> String {
     let path = Path::new(spec);
-    if path.is_relative() && path.exists() {
-        if let Ok(absolute) = std::fs::canonicalize(path) {
-            return absolute.display().to_string();
-        }
+    if path.is_relative()
+        && path.exists()
+        && let Ok(absolute) = std::fs::canonicalize(path)
+    {
+        return absolute.display().to_string();
     }
     spec.to_string()
 }

@@ -471,5 +471,7 @@ fn local_node(cx: &Context, args: &MigrateArgs) -> Result<Option<Arc<KuboClient>
     let Some(node) = config.nodes.iter().find(|n| n.role == crate::Role::Local) else {
         return Ok(None);
     };
-    client_for(node).map(|c| Some(Arc::new(c))).map_err(|e| e.0)
+    client_for(node, cx.data_dir().ok().as_deref())
+        .map(|c| Some(Arc::new(c)))
+        .map_err(|e| e.0)
 }

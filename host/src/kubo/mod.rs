@@ -1,0 +1,453 @@
+//! The real node client: the Kubo RPC API over HTTP (reqwest), as spoken by Kubo and by js-ipfs.
+//!
+//! Differences between Kubo and js-ipfs that shape this client (checked against js-ipfs 0.66.1
+//! and the Kubo sources):
+//! - `pin/add?progress=true`: Kubo streams progress, js-ipfs answers once, at the end (see
+//!   `pin_stream` for what a stall is on each).
+//! - `offline=true` is honoured by Kubo and silently dropped by js-ipfs, so local presence of
+//!   blocks is checked differently on each (see `presence`).
+//! - js-ipfs prints CIDv1 in base58btc (`zdj7…`) unless asked otherwise; CIDs are compared
+//!   parsed, never as strings.
+//!
+//! One file per concern:
+//! - `transport`: requests, credentials ([`Auth`]), timeouts, errors ([`KuboError`]);
+//! - `ndjson`: streamed replies read line by line, errors reported inside a stream;
+//! - `pin_stream`: `pin/add` with progress and stall detection;
+//! - `presence`: the retrievability walk (are all of a DAG's blocks local?);
+//! - `flavour`: Kubo or js-ipfs;
+//! - `upload`: `add` of a directory as a multipart body;
+//! - `addr`: node URLs and multiaddrs ([`api_url`]), swarm addresses.
+//!
+//! This file holds the client itself, the plain request/reply calls, and the [`Node`] impl that
+//! delegates to the pieces.
+
+mod addr;
+mod flavour;
+mod ndjson;
+mod pin_stream;
+mod presence;
+mod transport;
+mod upload;
+
+pub use addr::api_url;
+pub use transport::{Auth, KuboError};
+
+use crate::Outcome;
+use crate::node::Node;
+use addr::normalise_swarm_addrs;
+use async_trait::async_trait;
+use cid::Cid;
+use flavour::{Flavour, FlavourCache};
+use serde::Deserialize;
+use serde_json::Value;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::sync::OnceCell;
+use transport::Rpc;
+
+/// Time bounds and limits of a [`KuboClient`].
+#[derive(Debug, Clone)]
+pub struct KuboConfig {
+    /// TCP (and TLS) connection establishment.
+    pub connect_timeout: Duration,
+    /// Whole request, body included, for every call except `pin/add`, `add` and `repo/gc`.
+    pub call_timeout: Duration,
+    /// Whole request for the calls whose duration grows with the data: `add`, `repo/gc`.
+    pub slow_call_timeout: Duration,
+    /// Idle pooled connections are dropped after this. js-ipfs (Node's http server) closes idle
+    /// keep-alive connections after 5 s; reusing one at that instant fails the request, so the
+    /// default stays below it.
+    pub pool_idle_timeout: Duration,
+    /// Concurrent requests while checking that a DAG's blocks are present.
+    pub check_concurrency: usize,
+    /// Where to remember across processes whether the node is Kubo or js-ipfs
+    /// (`node-flavours.json`). `None`: each client asks `id` when it first needs to know.
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Default for KuboConfig {
+    fn default() -> Self {
+        KuboConfig {
+            connect_timeout: Duration::from_secs(5),
+            call_timeout: Duration::from_secs(30),
+            slow_call_timeout: Duration::from_secs(3600),
+            pool_idle_timeout: Duration::from_secs(4),
+            check_concurrency: 8,
+            data_dir: None,
+        }
+    }
+}
+
+/// What `id` says about a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerInfo {
+    pub id: String,
+    /// Swarm addresses, each ending in `/p2p/<id>`.
+    pub addresses: Vec<String>,
+    /// `kubo/0.x.y/...` or `js-ipfs/0.x.y`.
+    pub agent_version: String,
+}
+
+/// The UnixFS type of an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ObjectKind {
+    File,
+    Directory,
+    /// Anything else the node reports (`symlink`, ...).
+    Other(String),
+}
+
+impl ObjectKind {
+    pub fn as_str(&self) -> &str {
+        match self {
+            ObjectKind::File => "file",
+            ObjectKind::Directory => "directory",
+            ObjectKind::Other(s) => s,
+        }
+    }
+}
+
+/// A Kubo RPC client for one node.
+pub struct KuboClient {
+    name: String,
+    rpc: Rpc,
+    cfg: KuboConfig,
+    flavour: OnceCell<Flavour>,
+    flavour_cache: Option<FlavourCache>,
+}
+
+impl fmt::Debug for KuboClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KuboClient")
+            .field("name", &self.name)
+            .field("api", &self.rpc.api().as_str())
+            .field("auth", &self.rpc.auth())
+            .field("cfg", &self.cfg)
+            .finish()
+    }
+}
+
+impl KuboClient {
+    /// A client with the default [`KuboConfig`]. `base_url` is `http(s)://host:port` (a trailing
+    /// `/` or `/api/v0` is accepted) or a multiaddr such as `/ip4/127.0.0.1/tcp/5001`.
+    pub fn new(
+        name: impl Into<String>,
+        base_url: &str,
+        auth: Option<Auth>,
+    ) -> Result<Self, KuboError> {
+        Self::with_config(name, base_url, auth, KuboConfig::default())
+    }
+
+    pub fn with_config(
+        name: impl Into<String>,
+        base_url: &str,
+        auth: Option<Auth>,
+        cfg: KuboConfig,
+    ) -> Result<Self, KuboError> {
+        crate::install_crypto_provider();
+        let rpc = Rpc::new(base_url, auth, &cfg)?;
+        let flavour_cache = cfg
+            .data_dir
+            .as_deref()
+            .map(|dir| FlavourCache::new(dir, rpc.api()));
+        Ok(KuboClient {
+            name: name.into(),
+            rpc,
+            cfg,
+            flavour: OnceCell::new(),
+            flavour_cache,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `{base}/api/v0/`.
+    pub fn api_url(&self) -> &str {
+        self.rpc.api().as_str()
+    }
+
+    pub fn config(&self) -> &KuboConfig {
+        &self.cfg
+    }
+
+    /// `id`: peer id, swarm addresses (with `/p2p/<id>`), agent version.
+    pub async fn id(&self) -> Result<PeerInfo, KuboError> {
+        #[derive(Deserialize)]
+        struct IdReply {
+            #[serde(rename = "ID")]
+            id: String,
+            #[serde(rename = "Addresses", default)]
+            addresses: Option<Vec<String>>,
+            #[serde(rename = "AgentVersion", default)]
+            agent_version: String,
+        }
+        let reply: IdReply = self.rpc.call_json("id", &[]).await?;
+        let addresses = normalise_swarm_addrs(reply.addresses.unwrap_or_default(), &reply.id);
+        Ok(PeerInfo {
+            id: reply.id,
+            addresses,
+            agent_version: reply.agent_version,
+        })
+    }
+
+    /// Uploads a directory (recursively) without pinning it: `add` with `cid-version=1`,
+    /// `raw-leaves=true`, `pin=false`. Pinning is the policy's job, with verification: an
+    /// upload that pinned as a side effect would hide a node that lies about `pin/add`. The
+    /// multipart body holds the directory itself (named after its last path component) followed
+    /// by its entries in depth-first order, each file streamed from disk. Returns the CID of the
+    /// directory.
+    ///
+    /// Every regular file and subdirectory is included, hidden ones too; symlinks and special
+    /// files are refused.
+    pub async fn add_dir(&self, dir: &Path) -> Result<String, KuboError> {
+        upload::add_dir(&self.rpc, dir, self.cfg.slow_call_timeout).await
+    }
+
+    /// `pin/rm` (recursive).
+    pub async fn pin_rm(&self, cid: &str) -> Result<(), KuboError> {
+        let _: Value = self
+            .rpc
+            .call_json("pin/rm", &[("arg", cid), ("recursive", "true")])
+            .await?;
+        Ok(())
+    }
+
+    /// `files/stat` on `/ipfs/<cid>` (a path is accepted too): file or directory. Works on Kubo
+    /// and js-ipfs. The node fetches the root block if it does not have it, within the call
+    /// timeout.
+    pub async fn object_type(&self, cid_or_path: &str) -> Result<ObjectKind, KuboError> {
+        #[derive(Deserialize)]
+        struct Stat {
+            #[serde(rename = "Type")]
+            kind: String,
+        }
+        let path = if cid_or_path.starts_with('/') {
+            cid_or_path.to_string()
+        } else {
+            format!("/ipfs/{cid_or_path}")
+        };
+        let stat: Stat = self.rpc.call_json("files/stat", &[("arg", &path)]).await?;
+        Ok(match stat.kind.as_str() {
+            "file" => ObjectKind::File,
+            "directory" => ObjectKind::Directory,
+            other => ObjectKind::Other(other.to_string()),
+        })
+    }
+
+    /// `repo/gc`: returns how many blocks were removed.
+    pub async fn repo_gc(&self) -> Result<usize, KuboError> {
+        let request = self.rpc.post("repo/gc", &[]);
+        let lines = self
+            .rpc
+            .call_lines(request, self.cfg.slow_call_timeout)
+            .await?;
+        let mut removed = 0;
+        for line in &lines {
+            if let Some(err) = line
+                .get("Error")
+                .or_else(|| line.get("Err"))
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+            {
+                return Err(KuboError::Other(format!("repo/gc: {err}")));
+            }
+            if line.get("Key").is_some() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Kubo or js-ipfs, for the presence walk (the only caller): learned once per client, from
+    /// the data dir's cache when it has a fresh answer, else from `id` (then cached). See
+    /// `flavour` for why.
+    async fn flavour(&self) -> Result<Flavour, KuboError> {
+        self.flavour
+            .get_or_try_init(|| async {
+                let Some(cache) = &self.flavour_cache else {
+                    return Ok(Flavour::from_agent(&self.id().await?.agent_version));
+                };
+                if let Some(known) = cache.load().await {
+                    return Ok(known);
+                }
+                let learned = Flavour::from_agent(&self.id().await?.agent_version);
+                cache.store(learned).await;
+                Ok(learned)
+            })
+            .await
+            .copied()
+    }
+
+    async fn verify_inner(&self, cid: &str) -> Result<Outcome, KuboError> {
+        #[derive(Deserialize)]
+        struct PinLs {
+            #[serde(rename = "Keys", default)]
+            keys: Option<serde_json::Map<String, Value>>,
+        }
+        let reply: Result<PinLs, KuboError> = self
+            .rpc
+            .call_json("pin/ls", &[("arg", cid), ("type", "recursive")])
+            .await;
+        match reply {
+            Ok(PinLs { keys }) => {
+                let listed = keys.unwrap_or_default().iter().any(|(key, info)| {
+                    same_cid(key, cid)
+                        && info.get("Type").and_then(Value::as_str) == Some("recursive")
+                });
+                Ok(if listed {
+                    Outcome::Ok
+                } else {
+                    Outcome::NotPinned
+                })
+            }
+            Err(KuboError::Http {
+                status: 500,
+                message,
+            }) if is_not_pinned(&message) => Ok(Outcome::NotPinned),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn check_inner(&self, cid: &str) -> Result<Outcome, KuboError> {
+        // Parsed first: a bad CID costs no call.
+        let root = presence::parse_root(cid)?;
+        let flavour = self.flavour().await?;
+        presence::check(
+            &self.rpc,
+            &self.name,
+            flavour,
+            root,
+            self.cfg.check_concurrency,
+        )
+        .await
+    }
+}
+
+#[async_trait]
+impl Node for KuboClient {
+    /// `pin/add?recursive=true&progress=true`, read line by line (see `pin_stream`). `Stalled`
+    /// when the progress counters have not increased for `stall` since the request was sent.
+    async fn pin(&self, cid: &str, stall: Duration) -> Outcome {
+        pin_stream::pin(&self.rpc, &self.name, cid, stall)
+            .await
+            .unwrap_or_else(Outcome::from)
+    }
+
+    /// `pin/ls?arg=CID&type=recursive` (never `type=all`, which can walk every DAG).
+    async fn verify(&self, cid: &str) -> Outcome {
+        self.verify_inner(cid).await.unwrap_or_else(Outcome::from)
+    }
+
+    /// Walks the DAG, `check_concurrency` requests at a time, without ever fetching a block
+    /// (see `presence`); the node's flavour decides how.
+    async fn check_retrievable(&self, cid: &str) -> Outcome {
+        self.check_inner(cid).await.unwrap_or_else(Outcome::from)
+    }
+
+    /// `id`'s addresses, loopback ones first, each ending in `/p2p/<peer id>`.
+    async fn swarm_addrs(&self) -> Result<Vec<String>, Outcome> {
+        let info = self.id().await.map_err(Outcome::from)?;
+        if info.addresses.is_empty() {
+            return Err(Outcome::Error(format!(
+                "{} reports no swarm addresses",
+                self.name
+            )));
+        }
+        Ok(info.addresses)
+    }
+
+    /// `swarm/connect?arg=ADDR`, one address after the other until one succeeds.
+    async fn connect(&self, addrs: &[String]) -> Outcome {
+        let mut last = Outcome::Error("no address to dial".into());
+        for addr in addrs {
+            let reply: Result<Value, KuboError> =
+                self.rpc.call_json("swarm/connect", &[("arg", addr)]).await;
+            match reply {
+                Ok(_) => return Outcome::Ok,
+                Err(e) => {
+                    tracing::debug!(node = %self.name, %addr, error = %e, "swarm/connect failed");
+                    last = e.into();
+                }
+            }
+        }
+        last
+    }
+}
+
+/// js-ipfs: `path '<cid>' is not pinned` (pin/ls) or `<cid> is not pinned` (pin/rm);
+/// Kubo: `path '<cid>' is not pinned`, `... is not pinned recursively`.
+fn is_not_pinned(message: &str) -> bool {
+    message.contains("not pinned")
+}
+
+/// Two CID strings name the same content: equal codec and multihash, whatever the version or
+/// base (js-ipfs answers `zdj7…` for a `bafy…` request). Unparseable ones compare as text.
+fn same_cid(a: &str, b: &str) -> bool {
+    match (Cid::try_from(a), Cid::try_from(b)) {
+        (Ok(x), Ok(y)) => x.codec() == y.codec() && x.hash() == y.hash(),
+        _ => a == b,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(super) const V1: &str = "bafybeibdjhavaqzfimtkey4h5yikxe3y4k3efygimktbyy52aku4sofwfq";
+    /// The same CID as js-ipfs prints it (base58btc).
+    pub(super) const V1_B58: &str = "zdj7WXoeaUHDdpgxdu2bSLnmaRk6mDZSfafsNAzdYV8bpK8if";
+
+    #[test]
+    fn cids_compare_by_content_not_text() {
+        assert!(same_cid(V1, V1_B58));
+        assert!(!same_cid(
+            V1,
+            "bafkreiauizm3jdzufublskmja6vtf7hqi6nmtsm2buuty7box6g7ge65ci"
+        ));
+        assert!(same_cid("not-a-cid", "not-a-cid"));
+    }
+
+    /// A loopback URL nobody listens on: any call to it is refused.
+    fn closed_port_url() -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        format!("http://127.0.0.1:{port}")
+    }
+
+    #[tokio::test]
+    async fn a_fresh_cached_flavour_needs_no_id_call() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = closed_port_url();
+        let cfg = KuboConfig {
+            data_dir: Some(dir.path().to_path_buf()),
+            ..KuboConfig::default()
+        };
+        let client = KuboClient::with_config("n", &url, None, cfg.clone()).unwrap();
+        // Nothing cached: `id` is asked, and the node is down.
+        assert!(matches!(
+            client.flavour().await,
+            Err(KuboError::Unreachable(_))
+        ));
+        // Another process learned it: no call at all.
+        FlavourCache::new(dir.path(), client.rpc.api())
+            .store(Flavour::JsIpfs)
+            .await;
+        let client = KuboClient::with_config("n", &url, None, cfg).unwrap();
+        assert_eq!(client.flavour().await, Ok(Flavour::JsIpfs));
+        // Without a data dir there is no cache to consult.
+        let client = KuboClient::new("n", &url, None).unwrap();
+        assert!(client.flavour().await.is_err());
+    }
+
+    #[test]
+    fn not_pinned_messages() {
+        assert!(is_not_pinned(&format!("path '{V1}' is not pinned")));
+        assert!(is_not_pinned("bafy... is not pinned"));
+        assert!(!is_not_pinned(
+            "Failed to get block stats: request timed out"
+        ));
+    }
+}
