@@ -12,30 +12,12 @@ pub use self::Policy as PolicyBindings;
 pub use self::PolicyPre as PolicyBindingsPre;
 pub use pinwarden::policy::types::*;
 
+host_rules::view_of_action!(fn rules_view(Action));
+
 impl Action {
     /// The view the host's rules ([`host_rules`]) read.
     pub fn act(&self) -> host_rules::Act<'_> {
-        use host_rules::Act;
-        match self {
-            Action::Pin(p) => Act::Pin {
-                node: &p.node,
-                timeout_ms: p.timeout_ms,
-                stall_timeout_ms: p.stall_timeout_ms,
-            },
-            Action::Verify(n) => Act::Verify(n),
-            Action::CheckRetrievable(n) => Act::CheckRetrievable(n),
-            Action::Connect(c) => Act::Connect {
-                node: &c.node,
-                provider: &c.provider,
-            },
-            Action::Wait(w) => Act::Wait {
-                ms: w.ms,
-                node: w.node.as_deref(),
-            },
-            Action::LocalFallback => Act::LocalFallback,
-            Action::Succeed(nodes) => Act::Succeed(nodes),
-            Action::Fail(reason) => Act::Fail(reason),
-        }
+        rules_view(self)
     }
 
     /// The action's name as the WIT file spells it.

@@ -61,6 +61,40 @@ impl<'a> Act<'a> {
     }
 }
 
+/// `fn act(action: &$Action) -> Act<'_>` for a generated `action` type of `wit/policy.wit`.
+/// The host (wasmtime bindings) and policy-kit (wit-bindgen bindings) each generate their own
+/// types of the same shape; this one mapping serves both.
+#[macro_export]
+macro_rules! view_of_action {
+    ($vis:vis fn $fn:ident($action:ty)) => {
+        /// The view [`host_rules`] reads of an action.
+        $vis fn $fn(action: &$action) -> $crate::Act<'_> {
+            use $crate::Act;
+            type A = $action;
+            match action {
+                A::Pin(p) => Act::Pin {
+                    node: &p.node,
+                    timeout_ms: p.timeout_ms,
+                    stall_timeout_ms: p.stall_timeout_ms,
+                },
+                A::Verify(n) => Act::Verify(n),
+                A::CheckRetrievable(n) => Act::CheckRetrievable(n),
+                A::Connect(c) => Act::Connect {
+                    node: &c.node,
+                    provider: &c.provider,
+                },
+                A::Wait(w) => Act::Wait {
+                    ms: w.ms,
+                    node: w.node.as_deref(),
+                },
+                A::LocalFallback => Act::LocalFallback,
+                A::Succeed(nodes) => Act::Succeed(nodes),
+                A::Fail(reason) => Act::Fail(reason),
+            }
+        }
+    };
+}
+
 /// One entry of the round's history as the rules see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Step<'a> {

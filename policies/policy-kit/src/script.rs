@@ -67,30 +67,7 @@ pub fn job(lazy: bool, failed_rounds: u32) -> Job {
     }
 }
 
-/// The host rules' view of a kit action (the same mapping the host makes of its own types).
-pub fn act(action: &Action) -> host_rules::Act<'_> {
-    use host_rules::Act;
-    match action {
-        Action::Pin(p) => Act::Pin {
-            node: &p.node,
-            timeout_ms: p.timeout_ms,
-            stall_timeout_ms: p.stall_timeout_ms,
-        },
-        Action::Verify(n) => Act::Verify(n),
-        Action::CheckRetrievable(n) => Act::CheckRetrievable(n),
-        Action::Connect(c) => Act::Connect {
-            node: &c.node,
-            provider: &c.provider,
-        },
-        Action::Wait(w) => Act::Wait {
-            ms: w.ms,
-            node: w.node.as_deref(),
-        },
-        Action::LocalFallback => Act::LocalFallback,
-        Action::Succeed(nodes) => Act::Succeed(nodes),
-        Action::Fail(reason) => Act::Fail(reason),
-    }
-}
+host_rules::view_of_action!(pub fn act(Action));
 
 /// The rules' view of the history.
 fn steps(history: &[Event]) -> Vec<host_rules::Step<'_>> {
