@@ -601,7 +601,7 @@ async fn crash_safety(cluster: &IpfsCluster, primary: &KuboClient, local: &KuboC
     d.ready().await;
     // Submit everything, killing the daemon (SIGKILL) at pseudo-random moments; a submission
     // that hits a dead daemon is retried, as the encoder would.
-    let mut rng = support::ipfs::XorShift::seeded();
+    let mut rng = support::XorShift::seeded();
     let mut accepted: HashMap<String, String> = HashMap::new();
     let mut kills = 0;
     let mut next_kill = 20 + (rng.next_u64() % 40) as usize;

@@ -17,7 +17,7 @@ use std::io::Write;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
-use support::ipfs::XorShift;
+use support::XorShift;
 use support::{IpfsCluster, make_hls_dir, step};
 
 /// Any single run of the binary.

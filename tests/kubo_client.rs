@@ -14,7 +14,7 @@ use pinwarden::policy::contract::HttpError;
 use sha2::{Digest, Sha256};
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
-use support::ipfs::XorShift;
+use support::XorShift;
 use support::{FaultProxy, IpfsCluster, Mode, make_hls_dir, step};
 
 const PIN_STALL: Duration = Duration::from_secs(15);

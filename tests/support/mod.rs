@@ -1,14 +1,9 @@
-//! Real-node test support: js-ipfs daemons ([`ipfs`]) and a fault-injecting reverse proxy
-//! ([`proxy`]). Each test binary that needs them declares `mod support;`.
-// Each binary uses a different part of it: `unused` (not `dead_code`, which a binary may allow on
-// its `mod support;` line without clippy calling the attribute duplicated).
+//! Real-node test support: the js-ipfs daemons and the fault-injecting proxy come from the
+//! dev-only crate `pinwarden-testkit`; this adds what the test binaries share on top of it.
+// Each binary uses a different part of it.
 #![allow(unused)]
 
-pub mod ipfs;
-pub mod proxy;
-
-pub use ipfs::{IpfsCluster, IpfsDaemon, make_hls_dir};
-pub use proxy::{FaultProxy, Mode};
+pub use pinwarden_testkit::{FaultProxy, IpfsCluster, Mode, XorShift, make_hls_dir};
 
 /// `n` js-ipfs daemons for a test binary that cannot run without them: a start failure fails
 /// the test loudly (never a skip), with the reason and the fix.
