@@ -2,13 +2,11 @@
 //! of misbehaviour is contained, logged with the policy's name, and the job still ends right
 //! under the built-in tank-mode policy.
 
-mod common;
-
-use common::*;
+use crate::support::policies::{HOSTILE, hostile, job, params, registry, round, script, topology};
 use pinwarden::Action;
 use pinwarden::executor::Status;
 use pinwarden::policy::{IncidentKind, LoadError, Policy, Source};
-use pinwarden::sim::node::PinAnswer;
+use pinwarden::sim::node::{PinAnswer, RoleName, SimNode};
 
 fn contained(mode: &str, after: &str, kind: IncidentKind) {
     let registry = registry();
@@ -166,5 +164,3 @@ fn files_that_are_not_policy_components_are_refused() {
     assert!(matches!(err, LoadError::WrongWorld(..)), "{err}");
     assert!(err.to_string().contains("import nothing"), "{err}");
 }
-
-use pinwarden::sim::node::{RoleName, SimNode};

@@ -1,11 +1,11 @@
 //! `pinwarden serve` against real js-ipfs nodes: the socket API, the durable lazy queue with
 //! the local fallback and its journal, crash safety under SIGKILL, and live policy swaps.
-//! One set of daemons (primary, backup, local) serves the whole binary.
+//! One set of daemons (primary, backup, local) serves the whole module.
 
-mod common;
-#[allow(dead_code)]
-mod support;
-
+use crate::support::nodes::{required_cluster, step};
+use crate::support::policies::{GUEST_MODULES, HOSTILE, TANK_MODE};
+use crate::support::webhook::webhook_receiver;
+use crate::support::{FaultProxy, IpfsCluster, Mode, XorShift, make_hls_dir};
 use pinwarden::Outcome;
 use pinwarden::journal;
 use pinwarden::kubo::KuboClient;
@@ -16,7 +16,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{FaultProxy, IpfsCluster, Mode, make_hls_dir, step};
 
 const PRIMARY: usize = 0;
 const BACKUP: usize = 1;
@@ -223,7 +222,7 @@ async fn upload_tiny(client: &KuboClient, name: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn daemon_against_real_nodes() {
     let t0 = Instant::now();
-    let cluster = support::required_cluster(3).await;
+    let cluster = required_cluster(3).await;
     step(t0, "3 js-ipfs daemons up");
     let primary_proxy = FaultProxy::start(&cluster.api_url(PRIMARY))
         .await
@@ -449,7 +448,7 @@ async fn api_and_socket(cluster: &IpfsCluster, primary: &FaultProxy, backup: &Fa
 async fn lazy_local_fallback(cluster: &IpfsCluster, primary: &FaultProxy, backup: &FaultProxy) {
     let dir = tempfile::tempdir().expect("tempdir");
     // A webhook receiver on loopback for the spike alert.
-    let (hook_addr, mut hook_rx, hook_server) = common::webhook_receiver().await;
+    let (hook_addr, mut hook_rx, hook_server) = webhook_receiver().await;
     let alert = format!(
         "[[alert]]\nname = \"fallback-spike\"\nsignal = \"local_fallbacks\"\nwindow_secs = 60\nthreshold = 0\nwebhook = \"http://{hook_addr}/hook\"\n"
     );
@@ -601,7 +600,7 @@ async fn crash_safety(cluster: &IpfsCluster, primary: &KuboClient, local: &KuboC
     d.ready().await;
     // Submit everything, killing the daemon (SIGKILL) at pseudo-random moments; a submission
     // that hits a dead daemon is retried, as the encoder would.
-    let mut rng = support::XorShift::seeded();
+    let mut rng = XorShift::seeded();
     let mut accepted: HashMap<String, String> = HashMap::new();
     let mut kills = 0;
     let mut next_kill = 20 + (rng.next_u64() % 40) as usize;
@@ -686,7 +685,7 @@ async fn policy_swap(cluster: &IpfsCluster, primary: &KuboClient) {
     let dir = tempfile::tempdir().expect("tempdir");
     // The configured policy is a file, so edits to it are picked up by the watch.
     let policy_file = dir.path().join("policy.wasm");
-    std::fs::write(&policy_file, common::TANK_MODE).expect("policy");
+    std::fs::write(&policy_file, TANK_MODE).expect("policy");
     config(
         dir.path(),
         &cluster.api_url(PRIMARY),
@@ -731,7 +730,7 @@ async fn policy_swap(cluster: &IpfsCluster, primary: &KuboClient) {
             assert_eq!(h["policy"]["name"], "single-backup");
             // A component that traps fails validation too (its configure accepts the mode).
             let hostile = dir.path().join("hostile.wasm");
-            std::fs::write(&hostile, common::HOSTILE).expect("write");
+            std::fs::write(&hostile, HOSTILE).expect("write");
             let body =
                 json!({ "policy": hostile.display().to_string(), "params": { "mode": "trap" } });
             let (s, v) = d.post("/v1/policy/reload", body).await.expect("reload");
@@ -768,7 +767,7 @@ async fn policy_swap(cluster: &IpfsCluster, primary: &KuboClient) {
     assert!(h["policy_reloads"].as_u64().unwrap_or(0) >= 2, "{h}");
 
     // The watch: replace the file with another policy; the daemon picks it up by itself.
-    let single = Path::new(common::GUEST_MODULES).join("backups_first.wasm");
+    let single = Path::new(GUEST_MODULES).join("backups_first.wasm");
     let encoded = dir.path().join("bf.wasm");
     let out = Command::new(env!("CARGO_BIN_EXE_pinwarden"))
         .args(["policy", "encode"])

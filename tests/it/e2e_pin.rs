@@ -5,10 +5,9 @@
 //! The seed's five flows, quorum 2-of-3, the single-backup policy, a custom policy file and bad
 //! input. Backoff and timeouts are shortened with `--param` so the suite stays fast.
 
-mod common;
-#[allow(dead_code)]
-mod support;
-
+use crate::support::nodes::{required_cluster, step};
+use crate::support::policies::GUEST_MODULES;
+use crate::support::{FaultProxy, IpfsCluster, Mode, make_hls_dir};
 use pinwarden::Outcome;
 use pinwarden::kubo::KuboClient;
 use pinwarden::node::Node;
@@ -16,7 +15,6 @@ use serde_json::Value;
 use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
-use support::{FaultProxy, IpfsCluster, Mode, make_hls_dir, step};
 
 /// Short budgets: three attempts, 100 ms base backoff. js-ipfs reports no pin progress, so the
 /// stall timeout must exceed a whole pin of a few MB.
@@ -132,7 +130,7 @@ fn pin_args<'a>(cid: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_seed_flow_on_real_nodes() {
     let t0 = Instant::now();
-    let cluster = support::required_cluster(3).await;
+    let cluster = required_cluster(3).await;
     step(t0, "3 js-ipfs daemons up");
     // Production backups peer with the supernode; so do ours (a full mesh).
     let clients: Vec<KuboClient> = (0..3)
@@ -327,7 +325,7 @@ async fn single_backup_policy(w: &World) {
 
 async fn custom_policy_file(w: &World) {
     // The worked example's policy, encoded from the module the build script compiled.
-    let module = Path::new(common::GUEST_MODULES).join("backups_first.wasm");
+    let module = Path::new(GUEST_MODULES).join("backups_first.wasm");
     let policy = w.data_dir.path().join("backups-first.wasm");
     let (m, p) = (module.display().to_string(), policy.display().to_string());
     let out = w.pinwarden(&["policy", "encode", &m, "-o", &p], &[]).await;
