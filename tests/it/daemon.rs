@@ -1,8 +1,9 @@
 //! `pinwarden serve` against real js-ipfs nodes: the socket API, the durable lazy queue with
 //! the local fallback and its journal, crash safety under SIGKILL, and live policy swaps.
-//! One set of daemons (primary, backup, local) serves the whole module.
+//! On the shared cluster: primary and backup are two nodes of its mesh, the local node is its
+//! isolated node (content uploaded there alone must end in the local fallback).
 
-use crate::support::nodes::{required_cluster, step};
+use crate::support::nodes::{ISOLATED, MESH, shared_cluster, step};
 use crate::support::policies::{GUEST_MODULES, HOSTILE, TANK_MODE};
 use crate::support::webhook::webhook_receiver;
 use crate::support::{FaultProxy, IpfsCluster, Mode, XorShift, make_hls_dir};
@@ -17,9 +18,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const PRIMARY: usize = 0;
-const BACKUP: usize = 1;
-const LOCAL: usize = 2;
+const PRIMARY: usize = MESH[0];
+const BACKUP: usize = MESH[1];
+const LOCAL: usize = ISOLATED;
 
 /// A `pinwarden serve` process with its own data directory.
 struct Served {
@@ -222,8 +223,8 @@ async fn upload_tiny(client: &KuboClient, name: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn daemon_against_real_nodes() {
     let t0 = Instant::now();
-    let cluster = required_cluster(3).await;
-    step(t0, "3 js-ipfs daemons up");
+    let cluster = shared_cluster().await;
+    step(t0, "shared js-ipfs nodes up");
     let primary_proxy = FaultProxy::start(&cluster.api_url(PRIMARY))
         .await
         .expect("proxy");

@@ -1,6 +1,7 @@
 //! The Kubo RPC client against real js-ipfs daemons, directly and through a fault-injecting
-//! proxy. One cluster of three daemons serves the whole module: a single test runs the cases in
-//! order and kills the daemons at the end (statics are never dropped, so no shared static).
+//! proxy. A dedicated cluster of three daemons, not the shared one: the cases collect garbage
+//! and remove blocks on its nodes, and the test checks that the daemons are gone once it has
+//! stopped them. A single test runs the cases in order.
 //!
 //! Needs js-ipfs installed: `cd tests/ipfs-node && npm ci --before=2024-12-14`.
 
