@@ -18,15 +18,11 @@
 //! * `check` (diagnostic, not run by default): the retrievability check alone, pinwarden's
 //!   client against the plain one.
 //!
-//! Each part that needs a node starts a js-ipfs node of its own (`tests/support`), stopped
+//! Each part that needs a node starts a js-ipfs node of its own (`pinwarden-testkit`), stopped
 //! when the part ends.
 //!
 //! Usage: `bench_e2e [--bin PATH] [--only e2e,cold,daemon,check] [--pins N] [--size-kb K]
 //! [--segments S] [--cold-runs N] [--jobs N] [--clients N] [--raw]`
-
-#[allow(dead_code, unused_imports)]
-#[path = "../../tests/support/mod.rs"]
-mod support;
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use pinwarden::executor::{RoundLimits, Status, Topology, run_round};
@@ -34,6 +30,7 @@ use pinwarden::kubo::KuboClient;
 use pinwarden::policy::contract::Job;
 use pinwarden::policy::{PolicyEngine, Registry};
 use pinwarden::{Action, Role};
+use pinwarden_testkit::{IpfsCluster, make_hls_dir};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
@@ -41,7 +38,6 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use support::{IpfsCluster, make_hls_dir};
 
 /// Multicodec of raw blocks (leaves: no links to follow).
 const RAW: u64 = 0x55;

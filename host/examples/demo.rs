@@ -4,17 +4,13 @@
 //!
 //! Usage: `demo [PATH-TO-pinwarden]` (default: the `pinwarden` binary next to `examples/`).
 
-#[allow(dead_code, unused_imports)]
-#[path = "../../tests/support/mod.rs"]
-mod support;
-
 use pinwarden::Outcome;
 use pinwarden::kubo::KuboClient;
 use pinwarden::node::Node;
+use pinwarden_testkit::{FaultProxy, IpfsCluster, Mode, make_hls_dir};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
-use support::{FaultProxy, IpfsCluster, Mode, make_hls_dir};
 
 fn banner(text: &str) {
     println!("\n\x1b[1m==> {text}\x1b[0m");

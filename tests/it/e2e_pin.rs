@@ -1,22 +1,22 @@
 //! `pinwarden add` and `pinwarden pin` end to end: the real binary, real js-ipfs daemons on
-//! loopback, a fault-injecting proxy in front of each node's API. One set of daemons serves
-//! every flow; each flow uploads fresh content, so no flow sees another's pins.
+//! loopback (the shared cluster's mesh: primary, backup-1, backup-2), a fault-injecting proxy
+//! in front of each node's API. Each flow uploads fresh content, so no flow sees another's
+//! pins, nor does any other module's test.
 //!
 //! The seed's five flows, quorum 2-of-3, the single-backup policy, a custom policy file and bad
 //! input. Backoff and timeouts are shortened with `--param` so the suite stays fast.
 
-mod common;
-#[allow(dead_code)]
-mod support;
-
+use crate::support::nodes::{MESH, shared_cluster, step};
+use crate::support::policies::GUEST_MODULES;
+use crate::support::{FaultProxy, IpfsCluster, Mode, make_hls_dir};
 use pinwarden::Outcome;
 use pinwarden::kubo::KuboClient;
 use pinwarden::node::Node;
 use serde_json::Value;
 use std::path::Path;
 use std::process::Output;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::{FaultProxy, IpfsCluster, Mode, make_hls_dir, step};
 
 /// Short budgets: three attempts, 100 ms base backoff. js-ipfs reports no pin progress, so the
 /// stall timeout must exceed a whole pin of a few MB.
@@ -34,7 +34,8 @@ const FAST: &[&str] = &[
 ];
 
 struct World {
-    cluster: IpfsCluster,
+    /// Nodes [`MESH`] of the shared cluster: primary, backup-1, backup-2.
+    cluster: Arc<IpfsCluster>,
     /// One proxy per node: primary, backup-1, backup-2.
     proxies: Vec<FaultProxy>,
     data_dir: tempfile::TempDir,
@@ -90,7 +91,7 @@ impl World {
     }
 
     fn direct(&self, i: usize) -> KuboClient {
-        KuboClient::new(format!("node-{i}"), &self.cluster.api_url(i), None).expect("client")
+        KuboClient::new(format!("node-{i}"), &self.cluster.api_url(MESH[i]), None).expect("client")
     }
 
     /// Asks the node itself (not through its proxy) whether the CID is pinned.
@@ -132,26 +133,11 @@ fn pin_args<'a>(cid: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_seed_flow_on_real_nodes() {
     let t0 = Instant::now();
-    let cluster = support::required_cluster(3).await;
-    step(t0, "3 js-ipfs daemons up");
-    // Production backups peer with the supernode; so do ours (a full mesh).
-    let clients: Vec<KuboClient> = (0..3)
-        .map(|i| KuboClient::new(format!("n{i}"), &cluster.api_url(i), None).expect("client"))
-        .collect();
-    for i in 0..3 {
-        for j in 0..3 {
-            if i != j {
-                let addrs = clients[j].swarm_addrs().await.expect("addrs");
-                assert_eq!(
-                    clients[i].connect(&addrs).await,
-                    Outcome::Ok,
-                    "mesh {i}->{j}"
-                );
-            }
-        }
-    }
+    // Production backups peer with the supernode; so do ours (the shared mesh).
+    let cluster = shared_cluster().await;
+    step(t0, "shared js-ipfs nodes up");
     let mut proxies = Vec::new();
-    for i in 0..3 {
+    for i in MESH {
         proxies.push(FaultProxy::start(&cluster.api_url(i)).await.expect("proxy"));
     }
     let world = World {
@@ -327,7 +313,7 @@ async fn single_backup_policy(w: &World) {
 
 async fn custom_policy_file(w: &World) {
     // The worked example's policy, encoded from the module the build script compiled.
-    let module = Path::new(common::GUEST_MODULES).join("backups_first.wasm");
+    let module = Path::new(GUEST_MODULES).join("backups_first.wasm");
     let policy = w.data_dir.path().join("backups-first.wasm");
     let (m, p) = (module.display().to_string(), policy.display().to_string());
     let out = w.pinwarden(&["policy", "encode", &m, "-o", &p], &[]).await;

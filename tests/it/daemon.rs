@@ -1,26 +1,37 @@
 //! `pinwarden serve` against real js-ipfs nodes: the socket API, the durable lazy queue with
 //! the local fallback and its journal, crash safety under SIGKILL, and live policy swaps.
-//! One set of daemons (primary, backup, local) serves the whole binary.
+//! On the shared cluster: primary and backup are two nodes of its mesh, the local node is its
+//! isolated node (content uploaded there alone must end in the local fallback).
 
-mod common;
-#[allow(dead_code)]
-mod support;
-
+use crate::support::nodes::{ISOLATED, MESH, shared_cluster, step};
+use crate::support::policies::{GUEST_MODULES, HOSTILE, TANK_MODE};
+use crate::support::webhook::webhook_receiver;
+use crate::support::{FaultProxy, IpfsCluster, Mode, XorShift, make_hls_dir};
 use pinwarden::Outcome;
+use pinwarden::client::{ClientError, DaemonClient};
+use pinwarden::daemon::wire::{ReloadRequest, SubmitRequest};
 use pinwarden::journal;
 use pinwarden::kubo::KuboClient;
 use pinwarden::node::Node;
+use pinwarden::queue::State;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{FaultProxy, IpfsCluster, Mode, make_hls_dir, step};
 
-const PRIMARY: usize = 0;
-const BACKUP: usize = 1;
-const LOCAL: usize = 2;
+const PRIMARY: usize = MESH[0];
+const BACKUP: usize = MESH[1];
+const LOCAL: usize = ISOLATED;
+
+/// An API error as (status, body), the way the assertions read it.
+fn failed(e: ClientError) -> (u16, Value) {
+    match e {
+        ClientError::Api { status, message } => (status.as_u16(), json!({ "error": message })),
+        other => panic!("daemon unreachable: {other}"),
+    }
+}
 
 /// A `pinwarden serve` process with its own data directory.
 struct Served {
@@ -72,7 +83,7 @@ impl Served {
     /// Waits (bounded) until the daemon answers on its socket.
     async fn ready(&self) {
         for _ in 0..300 {
-            if let Ok((200, _)) = self.get("/v1/health").await {
+            if self.api().health().await.is_ok() {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -123,26 +134,56 @@ impl Served {
         ))
     }
 
-    async fn get(&self, path: &str) -> Result<(u16, Value), String> {
-        self.request(reqwest::Method::GET, path, None).await
-    }
-
-    async fn post(&self, path: &str, body: Value) -> Result<(u16, Value), String> {
-        self.request(reqwest::Method::POST, path, Some(body)).await
+    /// The typed client the encoder would use. (`request` stays for the malformed requests
+    /// the API must refuse, which a typed client cannot even express.)
+    fn api(&self) -> DaemonClient {
+        DaemonClient::unix(&self.dir.join("pinwarden.sock")).expect("daemon client")
     }
 
     async fn submit(&self, cid: &str, job_id: &str) -> (u16, Value) {
-        self.post(
-            "/v1/pins",
-            json!({ "cid": cid, "job_id": job_id, "size_bytes": 4096 }),
-        )
-        .await
-        .expect("submit")
+        let request = SubmitRequest {
+            cid: cid.into(),
+            job_id: job_id.into(),
+            size_bytes: 4096,
+            wait: false,
+            timeout_ms: None,
+        };
+        match self.api().submit(&request).await {
+            Ok(s) => (
+                if s.accepted_only { 202 } else { 200 },
+                json!({ "job": s.job }),
+            ),
+            Err(e) => failed(e),
+        }
     }
 
     async fn state(&self, key: &str) -> String {
-        let (_, v) = self.get(&format!("/v1/jobs/{key}")).await.expect("status");
-        v["job"]["state"].as_str().unwrap_or("?").to_string()
+        match self.api().status(key).await {
+            Ok(job) => job.state.to_string(),
+            Err(e) => format!("? ({e})"),
+        }
+    }
+
+    async fn health(&self) -> Value {
+        serde_json::to_value(self.api().health().await.expect("health")).expect("json")
+    }
+
+    async fn reload(&self, policy: String, params: Option<Value>) -> (u16, Value) {
+        let request = ReloadRequest {
+            policy: Some(policy),
+            params: params.map(|p| serde_json::from_value(p).expect("params object")),
+        };
+        match self.api().reload(&request).await {
+            Ok(p) => (200, json!({ "policy": p })),
+            Err(e) => failed(e),
+        }
+    }
+
+    async fn cancel(&self, job_id: &str) -> (u16, Value) {
+        match self.api().cancel(job_id).await {
+            Ok(job) => (200, json!({ "job": job })),
+            Err(e) => failed(e),
+        }
     }
 
     /// Polls until every key is in a final state (bounded), returning the states.
@@ -223,8 +264,8 @@ async fn upload_tiny(client: &KuboClient, name: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn daemon_against_real_nodes() {
     let t0 = Instant::now();
-    let cluster = support::required_cluster(3).await;
-    step(t0, "3 js-ipfs daemons up");
+    let cluster = shared_cluster().await;
+    step(t0, "shared js-ipfs nodes up");
     let primary_proxy = FaultProxy::start(&cluster.api_url(PRIMARY))
         .await
         .expect("proxy");
@@ -284,16 +325,25 @@ async fn api_and_socket(cluster: &IpfsCluster, primary: &FaultProxy, backup: &Fa
         ),
     ];
     for (body, status, needle) in cases {
-        let (s, v) = d.post("/v1/pins", body.clone()).await.expect("post");
+        let (s, v) = d
+            .request(reqwest::Method::POST, "/v1/pins", Some(body.clone()))
+            .await
+            .expect("post");
         assert_eq!(s, status, "{body}: {v}");
         assert!(
             v["error"].as_str().unwrap_or_default().contains(needle),
             "{body}: {v}"
         );
     }
-    let (s, v) = d.get("/v1/jobs/no-such-job").await.expect("get");
+    let (s, v) = d
+        .request(reqwest::Method::GET, "/v1/jobs/no-such-job", None)
+        .await
+        .expect("get");
     assert_eq!((s, v["error"].is_string()), (404, true), "{v}");
-    let (s, v) = d.get("/v1/jobs?state=lost").await.expect("get");
+    let (s, v) = d
+        .request(reqwest::Method::GET, "/v1/jobs?state=lost", None)
+        .await
+        .expect("get");
     assert_eq!(s, 400, "{v}");
     let (s, _) = d
         .request(reqwest::Method::POST, "/v1/pins", None)
@@ -316,8 +366,8 @@ async fn api_and_socket(cluster: &IpfsCluster, primary: &FaultProxy, backup: &Fa
         .settle(&["enc-1".into(), "enc-2".into()], Duration::from_secs(30))
         .await;
     assert!(states.values().all(|s| s == "pinned"), "{states:?}");
-    let (_, v) = d.get("/v1/jobs/enc-2").await.expect("get");
-    assert_eq!(v["job"]["job_ids"], json!(["enc-1", "enc-2"]));
+    let job = d.api().status("enc-2").await.expect("status");
+    assert_eq!(job.job_ids, ["enc-1", "enc-2"]);
     assert_eq!(
         primary.count("/api/v0/pin/add"),
         1,
@@ -363,15 +413,15 @@ async fn api_and_socket(cluster: &IpfsCluster, primary: &FaultProxy, backup: &Fa
     assert!(String::from_utf8_lossy(&out.stdout).contains("pinned"));
 
     // Health shows the active policy and its hash; list filters by state.
-    let (_, h) = d.get("/v1/health").await.expect("health");
+    let h = d.health().await;
     assert_eq!(h["policy"]["name"], "tank-mode");
     assert!(
         h["policy"]["hash"]
             .as_str()
             .is_some_and(|x| x.starts_with("sha256:"))
     );
-    let (_, v) = d.get("/v1/jobs?state=pinned").await.expect("list");
-    assert_eq!(v["jobs"].as_array().map(Vec::len), Some(2));
+    let pinned = d.api().jobs(Some(State::Pinned), 100).await.expect("list");
+    assert_eq!(pinned.len(), 2);
 
     // Cancel a job that cannot finish soon.
     primary.set_mode(Mode::Delay(Duration::from_secs(30))).await;
@@ -382,19 +432,13 @@ async fn api_and_socket(cluster: &IpfsCluster, primary: &FaultProxy, backup: &Fa
     )
     .await;
     d.submit(&slow, "enc-slow").await;
-    let (s, v) = d
-        .request(reqwest::Method::DELETE, "/v1/jobs/enc-slow", None)
-        .await
-        .expect("cancel");
+    let (s, v) = d.cancel("enc-slow").await;
     assert_eq!(
         (s, v["job"]["state"].as_str()),
         (200, Some("failed")),
         "{v}"
     );
-    let (s, _) = d
-        .request(reqwest::Method::DELETE, "/v1/jobs/enc-slow", None)
-        .await
-        .expect("cancel");
+    let (s, _) = d.cancel("enc-slow").await;
     assert_eq!(s, 409, "already ended");
     primary.set_mode(Mode::Pass).await;
     backup.set_mode(Mode::Pass).await;
@@ -449,7 +493,7 @@ async fn api_and_socket(cluster: &IpfsCluster, primary: &FaultProxy, backup: &Fa
 async fn lazy_local_fallback(cluster: &IpfsCluster, primary: &FaultProxy, backup: &FaultProxy) {
     let dir = tempfile::tempdir().expect("tempdir");
     // A webhook receiver on loopback for the spike alert.
-    let (hook_addr, mut hook_rx, hook_server) = common::webhook_receiver().await;
+    let (hook_addr, mut hook_rx, hook_server) = webhook_receiver().await;
     let alert = format!(
         "[[alert]]\nname = \"fallback-spike\"\nsignal = \"local_fallbacks\"\nwindow_secs = 60\nthreshold = 0\nwebhook = \"http://{hook_addr}/hook\"\n"
     );
@@ -526,13 +570,7 @@ async fn lazy_local_fallback(cluster: &IpfsCluster, primary: &FaultProxy, backup
     assert!(d.log().contains("LAZY PIN FALLBACK"), "{}", d.log());
 
     // Metrics say so too.
-    let resp = d
-        .client
-        .get("http://pinwarden/metrics")
-        .send()
-        .await
-        .expect("metrics");
-    let text = resp.text().await.expect("metrics text");
+    let text = d.api().metrics().await.expect("metrics");
     for line in [
         "pinwarden_fallbacks_total{kind=\"local\"} 1",
         "pinwarden_journal_pending 1",
@@ -601,22 +639,27 @@ async fn crash_safety(cluster: &IpfsCluster, primary: &KuboClient, local: &KuboC
     d.ready().await;
     // Submit everything, killing the daemon (SIGKILL) at pseudo-random moments; a submission
     // that hits a dead daemon is retried, as the encoder would.
-    let mut rng = support::ipfs::XorShift::seeded();
+    let mut rng = XorShift::seeded();
     let mut accepted: HashMap<String, String> = HashMap::new();
     let mut kills = 0;
     let mut next_kill = 20 + (rng.next_u64() % 40) as usize;
     for (job, cid) in &cids {
         loop {
-            match d
-                .post("/v1/pins", json!({ "cid": cid, "job_id": job }))
-                .await
-            {
-                Ok((202, _)) => break,
-                Ok((s, v)) => panic!("submit {job}: {s} {v}"),
-                Err(_) => {
+            let request = SubmitRequest {
+                cid: cid.clone(),
+                job_id: job.clone(),
+                size_bytes: 0,
+                wait: false,
+                timeout_ms: None,
+            };
+            match d.api().submit(&request).await {
+                Ok(s) if s.accepted_only => break,
+                Ok(s) => panic!("submit {job}: not queued: {:?}", s.job),
+                Err(ClientError::Unreachable { .. }) => {
                     d.spawn();
                     d.ready().await;
                 }
+                Err(e) => panic!("submit {job}: {e}"),
             }
         }
         accepted.insert(job.clone(), cid.clone());
@@ -686,7 +729,7 @@ async fn policy_swap(cluster: &IpfsCluster, primary: &KuboClient) {
     let dir = tempfile::tempdir().expect("tempdir");
     // The configured policy is a file, so edits to it are picked up by the watch.
     let policy_file = dir.path().join("policy.wasm");
-    std::fs::write(&policy_file, common::TANK_MODE).expect("policy");
+    std::fs::write(&policy_file, TANK_MODE).expect("policy");
     config(
         dir.path(),
         &cluster.api_url(PRIMARY),
@@ -697,7 +740,7 @@ async fn policy_swap(cluster: &IpfsCluster, primary: &KuboClient) {
     let mut d = Served::start(dir.path(), &[]);
     d.ready().await;
     let hash = |v: &Value| v["policy"]["hash"].as_str().unwrap_or_default().to_string();
-    let (_, h) = d.get("/v1/health").await.expect("health");
+    let h = d.health().await;
     let tank_hash = hash(&h);
 
     // Load: jobs keep flowing while policies are swapped under them.
@@ -708,10 +751,7 @@ async fn policy_swap(cluster: &IpfsCluster, primary: &KuboClient) {
         d.submit(&cid, &job).await;
         jobs.push(job);
         if i == 10 {
-            let (s, v) = d
-                .post("/v1/policy/reload", json!({ "policy": "single-backup" }))
-                .await
-                .expect("reload");
+            let (s, v) = d.reload("single-backup".into(), None).await;
             assert_eq!(s, 200, "{v}");
             assert_eq!(v["policy"]["name"], "single-backup");
         }
@@ -719,22 +759,15 @@ async fn policy_swap(cluster: &IpfsCluster, primary: &KuboClient) {
             // A broken file is refused; the old policy keeps serving.
             let broken = dir.path().join("broken.wasm");
             std::fs::write(&broken, b"\0asm garbage").expect("write");
-            let (s, v) = d
-                .post(
-                    "/v1/policy/reload",
-                    json!({ "policy": broken.display().to_string() }),
-                )
-                .await
-                .expect("reload");
+            let (s, v) = d.reload(broken.display().to_string(), None).await;
             assert_eq!(s, 422, "{v}");
-            let (_, h) = d.get("/v1/health").await.expect("health");
+            let h = d.health().await;
             assert_eq!(h["policy"]["name"], "single-backup");
             // A component that traps fails validation too (its configure accepts the mode).
             let hostile = dir.path().join("hostile.wasm");
-            std::fs::write(&hostile, common::HOSTILE).expect("write");
-            let body =
-                json!({ "policy": hostile.display().to_string(), "params": { "mode": "trap" } });
-            let (s, v) = d.post("/v1/policy/reload", body).await.expect("reload");
+            std::fs::write(&hostile, HOSTILE).expect("write");
+            let params = json!({ "mode": "trap" });
+            let (s, v) = d.reload(hostile.display().to_string(), Some(params)).await;
             assert_eq!(s, 422, "{v}");
             assert!(
                 v["error"]
@@ -744,8 +777,8 @@ async fn policy_swap(cluster: &IpfsCluster, primary: &KuboClient) {
                 "{v}"
             );
             // Unknown parameters for the new policy are named.
-            let body = json!({ "policy": "single-backup", "params": { "quorum": 2 } });
-            let (s, v) = d.post("/v1/policy/reload", body).await.expect("reload");
+            let params = json!({ "quorum": 2 });
+            let (s, v) = d.reload("single-backup".into(), Some(params)).await;
             assert_eq!(s, 422, "{v}");
             assert!(
                 v["error"].as_str().unwrap_or_default().contains("'quorum'"),
@@ -759,7 +792,7 @@ async fn policy_swap(cluster: &IpfsCluster, primary: &KuboClient) {
     }
     let states = d.settle(&jobs, Duration::from_secs(60)).await;
     assert!(states.values().all(|s| s == "pinned"), "{states:?}");
-    let (_, h) = d.get("/v1/health").await.expect("health");
+    let h = d.health().await;
     assert_eq!(
         hash(&h),
         tank_hash,
@@ -768,7 +801,7 @@ async fn policy_swap(cluster: &IpfsCluster, primary: &KuboClient) {
     assert!(h["policy_reloads"].as_u64().unwrap_or(0) >= 2, "{h}");
 
     // The watch: replace the file with another policy; the daemon picks it up by itself.
-    let single = Path::new(common::GUEST_MODULES).join("backups_first.wasm");
+    let single = Path::new(GUEST_MODULES).join("backups_first.wasm");
     let encoded = dir.path().join("bf.wasm");
     let out = Command::new(env!("CARGO_BIN_EXE_pinwarden"))
         .args(["policy", "encode"])
@@ -781,7 +814,7 @@ async fn policy_swap(cluster: &IpfsCluster, primary: &KuboClient) {
     std::fs::copy(&encoded, &policy_file).expect("replace policy file");
     let mut swapped = false;
     for _ in 0..100 {
-        let (_, h) = d.get("/v1/health").await.expect("health");
+        let h = d.health().await;
         if h["policy"]["name"] == "backups-first" {
             swapped = true;
             break;

@@ -1,36 +1,25 @@
 //! `pinwarden fallback stats|migrate` as an operator runs it: the real binary against two real
-//! js-ipfs daemons, a local node holding fallback pins and a permanent node. One cluster serves
-//! the whole binary: a single test runs the cases in order and stops the daemons at the end.
+//! js-ipfs daemons, a local node holding fallback pins and a permanent node: two nodes of the
+//! shared cluster's mesh (never its isolated node: `migrate` connects the permanent node to
+//! the local one). A single test runs the cases in order, on fresh content.
 //!
 //! Needs js-ipfs installed: `cd tests/ipfs-node && npm ci --before=2024-12-14`.
 
-mod support;
-
+use crate::support::nodes::{MESH, ghost_cid, shared_cluster, step};
+use crate::support::{IpfsCluster, XorShift, make_hls_dir};
 use futures::FutureExt;
 use pinwarden::Outcome;
 use pinwarden::journal::{self, ContentKind, Entry, Journal};
 use pinwarden::kubo::KuboClient;
 use pinwarden::node::Node;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
-use support::ipfs::XorShift;
-use support::{IpfsCluster, make_hls_dir, step};
 
 /// Any single run of the binary.
 const RUN_LIMIT: Duration = Duration::from_secs(60);
-
-/// A CIDv1 (raw) of random bytes: content no node has.
-fn ghost_cid() -> String {
-    let mut bytes = [0u8; 64];
-    XorShift::seeded().fill(&mut bytes);
-    let digest = Sha256::digest(bytes);
-    let hash = cid::multihash::Multihash::<64>::wrap(0x12, &digest).expect("sha2-256 multihash");
-    cid::Cid::new_v1(0x55, hash).to_string()
-}
 
 /// Adds one file (chunked: several blocks) to a node and pins it; returns its CID.
 async fn add_file(api: &str, len: usize) -> String {
@@ -143,22 +132,18 @@ fn read_bytes(path: &Path) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fallback_stats_and_migrate_against_js_ipfs() {
     let t0 = Instant::now();
-    let mut cluster = support::required_cluster(2).await;
-    step(t0, "2 js-ipfs daemons ready");
+    let cluster = shared_cluster().await;
+    step(t0, "shared js-ipfs nodes ready");
     let result = AssertUnwindSafe(cases(&cluster, t0)).catch_unwind().await;
-    if result.is_err() {
-        eprintln!("{}", cluster.logs());
-    }
-    cluster.shutdown();
     if let Err(panic) = result {
+        eprintln!("{}", cluster.logs());
         std::panic::resume_unwind(panic);
     }
-    step(t0, "daemons stopped");
 }
 
 async fn cases(cluster: &IpfsCluster, t0: Instant) {
-    let local_url = cluster.api_url(0);
-    let permanent_url = cluster.api_url(1);
+    let local_url = cluster.api_url(MESH[1]);
+    let permanent_url = cluster.api_url(MESH[2]);
     let local = KuboClient::new("local", &local_url, None).expect("client");
     let permanent = KuboClient::new("permanent", &permanent_url, None).expect("client");
     let with_local = [("IPFS_LOCAL_API", local_url.as_str())];

@@ -1,8 +1,6 @@
 //! The simulator: built-in scenarios through the real executor on virtual time.
 
-mod common;
-
-use common::*;
+use crate::support::policies::registry;
 use pinwarden::executor::Status;
 use pinwarden::sim::{self, Mode, Scenario};
 

@@ -1,5 +1,5 @@
-//! Helpers shared by the policy test binaries (each binary includes this module).
-#![allow(dead_code)]
+//! Policies and simulated rounds: the built-in and test guests, a registry, a small topology
+//! of simulated nodes, one executor round on virtual time.
 
 use pinwarden::executor::{RoundLimits, RoundResult, Topology, run_round};
 use pinwarden::policy::engine::SandboxLimits;
@@ -84,30 +84,4 @@ pub fn round(policy: &Policy, fallback: &Policy, topology: &Topology, job: &Job)
         topology,
         &RoundLimits::default(),
     ))
-}
-
-/// An HTTP endpoint on loopback that receives alert webhooks: its address, the JSON bodies
-/// it receives, and the server task (abort it when done).
-pub async fn webhook_receiver() -> (
-    std::net::SocketAddr,
-    tokio::sync::mpsc::Receiver<serde_json::Value>,
-    tokio::task::JoinHandle<std::io::Result<()>>,
-) {
-    let (tx, rx) = tokio::sync::mpsc::channel::<serde_json::Value>(8);
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |axum::Json(v): axum::Json<serde_json::Value>| {
-            let tx = tx.clone();
-            async move {
-                let _ = tx.send(v).await;
-                "ok"
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind the webhook receiver");
-    let addr = listener.local_addr().expect("webhook address");
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
-    (addr, rx, server)
 }

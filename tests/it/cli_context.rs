@@ -3,12 +3,11 @@
 //! commands create no ./data, `policy reload FILE` means the caller's FILE, and every reload
 //! is counted in /metrics.
 
+use crate::support::policies::TANK_MODE;
 use pinwarden::client::DaemonClient;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
-
-const TANK_MODE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/tank-mode.wasm"));
 
 fn pinwarden(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_pinwarden"))

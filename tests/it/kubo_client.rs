@@ -1,21 +1,19 @@
 //! The Kubo RPC client against real js-ipfs daemons, directly and through a fault-injecting
-//! proxy. One cluster of three daemons serves the whole binary: a single test runs the cases in
-//! order and kills the daemons at the end (statics are never dropped, so no shared static).
+//! proxy. A dedicated cluster of three daemons, not the shared one: the cases collect garbage
+//! and remove blocks on its nodes, and the test checks that the daemons are gone once it has
+//! stopped them. A single test runs the cases in order.
 //!
 //! Needs js-ipfs installed: `cd tests/ipfs-node && npm ci --before=2024-12-14`.
 
-mod support;
-
+use crate::support::nodes::{ghost_cid, required_cluster, step};
+use crate::support::{FaultProxy, IpfsCluster, Mode, make_hls_dir};
 use futures::FutureExt;
 use pinwarden::Outcome;
 use pinwarden::kubo::{Auth, KuboClient, KuboConfig, KuboError, ObjectKind};
 use pinwarden::node::Node;
 use pinwarden::policy::contract::HttpError;
-use sha2::{Digest, Sha256};
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
-use support::ipfs::XorShift;
-use support::{FaultProxy, IpfsCluster, Mode, make_hls_dir, step};
 
 const PIN_STALL: Duration = Duration::from_secs(15);
 
@@ -31,15 +29,6 @@ fn quick_client(url: &str, auth: Option<Auth>) -> KuboClient {
         ..KuboConfig::default()
     };
     KuboClient::with_config("via-proxy", url, auth, cfg).expect("client")
-}
-
-/// A CIDv1 (raw) of random bytes: content no node has.
-fn ghost_cid() -> String {
-    let mut bytes = [0u8; 64];
-    XorShift::seeded().fill(&mut bytes);
-    let digest = Sha256::digest(bytes);
-    let hash = cid::multihash::Multihash::<64>::wrap(0x12, &digest).expect("sha2-256 multihash");
-    cid::Cid::new_v1(0x55, hash).to_string()
 }
 
 /// Is the block in the node's repo? Asked with a raw `refs/local`, independently of the client.
@@ -83,7 +72,7 @@ async fn raw_lines(api: &str, call: &str) -> Vec<serde_json::Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubo_client_against_js_ipfs() {
     let t0 = Instant::now();
-    let mut cluster = support::required_cluster(3).await;
+    let mut cluster = required_cluster(3).await;
     step(t0, "3 js-ipfs daemons ready");
     let pids = cluster.pids();
     assert_eq!(pids.len(), 3);

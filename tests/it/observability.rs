@@ -1,8 +1,7 @@
 //! Metrics, spike alerts and structured logs.
 
-mod common;
-
-use common::*;
+use crate::support::policies::{hostile, job, registry, round, script, topology};
+use crate::support::webhook::webhook_receiver;
 use pinwarden::config::AlertRule;
 use pinwarden::daemon::alerts::Alerts;
 use pinwarden::daemon::metrics::Metrics;
@@ -128,7 +127,6 @@ fn example_alert_rules_name_only_exposed_metrics() {
         rules: Vec<Rule>,
     }
     #[derive(serde::Deserialize)]
-    #[allow(dead_code)]
     struct Rule {
         alert: String,
         expr: String,

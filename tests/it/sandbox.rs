@@ -2,9 +2,7 @@
 //! of misbehaviour is contained, logged with the policy's name, and the job still ends right
 //! under the built-in tank-mode policy.
 
-mod common;
-
-use common::*;
+use crate::support::policies::{HOSTILE, hostile, job, params, registry, round, script, topology};
 use pinwarden::Action;
 use pinwarden::Role;
 use pinwarden::executor::Status;

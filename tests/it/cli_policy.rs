@@ -1,7 +1,6 @@
 //! `pinwarden policy ...` as an operator runs it: exit statuses and messages.
 
-mod common;
-
+use crate::support::policies::{GUEST_MODULES, HOSTILE, TANK_MODE};
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -154,13 +153,13 @@ fn check_accepts_a_good_component_and_names_what_is_wrong_with_bad_ones() {
         std::fs::write(&p, bytes).expect("write");
         p.to_string_lossy().into_owned()
     };
-    let good = write("tank.wasm", common::TANK_MODE);
+    let good = write("tank.wasm", TANK_MODE);
     let out = pinwarden(&["policy", "check", &good], dir.path());
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(stdout.contains("valid policy 'tank-mode'"), "{stdout}");
 
-    let hostile = write("hostile.wasm", common::HOSTILE);
+    let hostile = write("hostile.wasm", HOSTILE);
     let core = wat::parse_str("(module)").expect("wat");
     let empty = wat::parse_str("(component)").expect("wat");
     let cases: Vec<(Vec<String>, &str)> = vec![
@@ -211,7 +210,7 @@ fn worked_example_encode_check_and_test_a_custom_policy() {
     // The README's worked example, step for step (the build script already compiled the
     // example crate to a core module, as `cargo build --target wasm32-unknown-unknown` would).
     let dir = tempfile::tempdir().expect("tempdir");
-    let module = Path::new(common::GUEST_MODULES).join("backups_first.wasm");
+    let module = Path::new(GUEST_MODULES).join("backups_first.wasm");
     let output = dir.path().join("backups-first.wasm");
     let (m, o) = (module.to_string_lossy(), output.to_string_lossy());
     let out = pinwarden(&["policy", "encode", &m, "-o", &o], dir.path());

@@ -105,14 +105,6 @@ impl FaultProxy {
         format!("http://{}", self.addr)
     }
 
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    pub fn mode(&self) -> Mode {
-        self.mode_tx.borrow().1.clone()
-    }
-
     /// Switches mode; returns once the listener reflects it (closed for `Refuse`, listening
     /// again otherwise).
     pub async fn set_mode(&self, mode: Mode) {

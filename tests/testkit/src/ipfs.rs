@@ -14,18 +14,18 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tempfile::TempDir;
 
 /// How long a daemon gets to print `Daemon is ready` (it takes ~5–10 s on these machines).
-pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long `ipfs init` gets.
 const INIT_TIMEOUT: Duration = Duration::from_secs(60);
 const FIX: &str = "install js-ipfs with: cd tests/ipfs-node && npm ci --before=2024-12-14";
 
 /// `tests/ipfs-node`, where `package.json`, the lockfile and `node_modules` live.
-pub fn ipfs_node_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/ipfs-node")
+fn ipfs_node_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../ipfs-node")
 }
 
 /// The js-ipfs CLI entry point, or an error saying how to install it.
-pub fn ipfs_cli() -> Result<PathBuf> {
+fn ipfs_cli() -> Result<PathBuf> {
     let cli = ipfs_node_dir().join("node_modules/ipfs/src/cli.js");
     if !cli.is_file() {
         bail!(
@@ -46,15 +46,15 @@ pub fn ipfs_cli() -> Result<PathBuf> {
 
 /// The ports of one daemon.
 #[derive(Debug, Clone, Copy)]
-pub struct Ports {
-    pub api: u16,
-    pub gateway: u16,
-    pub rpc: u16,
-    pub swarm: u16,
+struct Ports {
+    api: u16,
+    gateway: u16,
+    rpc: u16,
+    swarm: u16,
 }
 
 /// One running js-ipfs daemon. Killed (by pid) and reaped on drop; its repo is deleted after.
-pub struct IpfsDaemon {
+struct IpfsDaemon {
     child: Option<Child>,
     ports: Ports,
     /// Declared after `child` so the repo outlives the process.
@@ -62,29 +62,21 @@ pub struct IpfsDaemon {
 }
 
 impl IpfsDaemon {
-    pub fn api_url(&self) -> String {
+    fn api_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.ports.api)
     }
 
-    pub fn ports(&self) -> Ports {
-        self.ports
-    }
-
-    pub fn pid(&self) -> Option<u32> {
+    fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }
 
-    pub fn repo(&self) -> PathBuf {
-        self.dir.path().join("repo")
-    }
-
     /// The daemon's stdout and stderr so far (for failure messages).
-    pub fn logs(&self) -> String {
+    fn logs(&self) -> String {
         read_logs(self.dir.path())
     }
 
     /// Kills the daemon now (idempotent).
-    pub fn kill(&mut self) {
+    fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             // SIGKILL by pid; `wait` reaps it so no zombie or orphan is left behind.
             let _ = child.kill();
@@ -141,25 +133,9 @@ impl IpfsCluster {
         Ok(IpfsCluster { daemons })
     }
 
-    pub fn len(&self) -> usize {
-        self.daemons.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.daemons.is_empty()
-    }
-
     /// `http://127.0.0.1:<api port>` of daemon `i`.
     pub fn api_url(&self, i: usize) -> String {
         self.daemons[i].api_url()
-    }
-
-    pub fn daemon(&self, i: usize) -> &IpfsDaemon {
-        &self.daemons[i]
-    }
-
-    pub fn daemon_mut(&mut self, i: usize) -> &mut IpfsDaemon {
-        &mut self.daemons[i]
     }
 
     pub fn pids(&self) -> Vec<u32> {

@@ -1,0 +1,21 @@
+//! pinwarden's integration tests, in one binary (one link of wasmtime and cranelift instead of
+//! one per file). Each module is one former test binary; `support` is what they share.
+//!
+//! * in-process: `sandbox` (the hostile guest), `simulator`, `observability`;
+//! * the `pinwarden` binary as an operator runs it: `cli_policy`, `cli_context`;
+//! * real js-ipfs nodes on loopback (`support::nodes`, needs `cd tests/ipfs-node && npm ci
+//!   --before=2024-12-14`): `kubo_client`, `fallback_migrate`, `e2e_pin`, `daemon`.
+//!
+//! Run one module with a filter: `cargo test -p pinwarden --test it -- e2e_pin::`.
+
+mod support;
+
+mod cli_context;
+mod cli_policy;
+mod daemon;
+mod e2e_pin;
+mod fallback_migrate;
+mod kubo_client;
+mod observability;
+mod sandbox;
+mod simulator;

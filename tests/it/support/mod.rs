@@ -1,0 +1,9 @@
+//! What the test modules share, in one place: policies and simulated rounds ([`policies`]),
+//! real js-ipfs nodes ([`nodes`], on top of the dev-only crate `pinwarden-testkit`), and a
+//! webhook receiver ([`webhook`]).
+
+pub mod nodes;
+pub mod policies;
+pub mod webhook;
+
+pub use pinwarden_testkit::{FaultProxy, IpfsCluster, Mode, XorShift, make_hls_dir};
