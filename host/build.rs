@@ -22,6 +22,7 @@ const GUESTS: &[&str] = &[
     "tank-mode",
     "single-backup",
     "hostile-policy",
+    "legacy-v01-policy",
     "backups-first",
 ];
 const TARGET: &str = "wasm32-unknown-unknown";

@@ -42,19 +42,26 @@ macro_rules! inputs {
             lazy: false,
             failed_rounds: 0,
         };
+        // Every health field set: the largest node record a decision receives.
+        let health = |failures: u32| t::NodeHealth {
+            consecutive_failures: failures,
+            since_last_ok_ms: Some(120_000),
+            since_last_failure_ms: Some(4_000),
+            since_last_start_ms: Some(3_000),
+            recent_ok: 20 - failures.min(20),
+            recent_total: 20,
+            pin_latency_ms: Some(1_800),
+            in_flight: 1,
+        };
+        let node = |name: &str, role: t::Role, failures: u32| t::Node {
+            name: name.to_string(),
+            role,
+            health: health(failures),
+        };
         let nodes = vec![
-            t::Node {
-                name: "primary".to_string(),
-                role: t::Role::Primary,
-            },
-            t::Node {
-                name: "backup-1".to_string(),
-                role: t::Role::Backup,
-            },
-            t::Node {
-                name: "backup-2".to_string(),
-                role: t::Role::Backup,
-            },
+            node("primary", t::Role::Primary, 2),
+            node("backup-1", t::Role::Backup, 0),
+            node("backup-2", t::Role::Backup, 0),
         ];
         let ev = |action: t::Action, outcome: t::Outcome, start: u64, end: u64| t::Event {
             action,

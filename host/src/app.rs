@@ -48,7 +48,10 @@ impl App {
             registry.fallback_for(&params).map_err(|e| policy_err(&e))?
         };
 
-        let mut topology = Topology::new();
+        // One node-health ledger per process, remembered in the data directory so consecutive
+        // one-shot `pinwarden pin` processes learn from each other.
+        let ledger = Arc::new(crate::health::Ledger::open(&config.data_dir));
+        let mut topology = Topology::with_ledger(ledger);
         let mut primary = None;
         let mut local = None;
         for node in &config.nodes {

@@ -10,6 +10,7 @@ pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod executor;
+pub mod health;
 pub mod journal;
 pub mod kubo;
 pub mod migrate;

@@ -2,7 +2,9 @@
 //! of misbehaviour is contained, logged with the policy's name, and the job still ends right
 //! under the built-in tank-mode policy.
 
-use crate::support::policies::{HOSTILE, hostile, job, params, registry, round, script, topology};
+use crate::support::policies::{
+    HOSTILE, LEGACY_V01, hostile, job, params, registry, round, script, topology,
+};
 use pinwarden::Action;
 use pinwarden::Role;
 use pinwarden::executor::Status;
@@ -161,4 +163,27 @@ fn files_that_are_not_policy_components_are_refused() {
     let err = load(&importing);
     assert!(matches!(err, LoadError::WrongWorld(..)), "{err}");
     assert!(err.to_string().contains("import nothing"), "{err}");
+}
+
+#[test]
+fn a_policy_built_for_contract_0_1_is_refused_naming_both_versions() {
+    let registry = registry();
+    let err = Policy::from_bytes(
+        registry.engine(),
+        "old.wasm",
+        Source::Builtin,
+        LEGACY_V01,
+        &[],
+    )
+    .err()
+    .expect("a 0.1.0 component is refused");
+    assert!(matches!(err, LoadError::WrongVersion(..)), "{err}");
+    let message = err.to_string();
+    for needle in [
+        "pinwarden:policy@0.1.0",
+        "pinwarden:policy@0.2.0",
+        "rebuild",
+    ] {
+        assert!(message.contains(needle), "{needle} missing: {message}");
+    }
 }

@@ -100,6 +100,7 @@ async fn pin_with(app: &App, cid: &str, args: &JobArgs) -> CliResult {
         &RoundLimits::default(),
     )
     .await;
+    app.topology.ledger().flush();
     if args.json {
         println!("{}", result_json(app, &job, &result));
     } else {

@@ -188,6 +188,7 @@ pub async fn serve(daemon: Arc<Daemon>, listen: Listeners) -> anyhow::Result<()>
         let _ = t.await;
     }
     housekeeping.abort();
+    daemon.topology.ledger().flush();
     let _ = std::fs::remove_file(&listen.socket);
     Ok(())
 }
@@ -233,7 +234,12 @@ async fn wait_for_stop(daemon: &Arc<Daemon>) -> anyhow::Result<()> {
 /// Watches the policy file (if the policy is a file) and prunes finished jobs.
 async fn housekeeping(daemon: Arc<Daemon>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let watch_ms = daemon.config.daemon.watch_ms;
-    let tick = Duration::from_millis(if watch_ms == 0 { 60_000 } else { watch_ms });
+    // Often enough to keep the node-health file current for `pinwarden nodes` and the next start.
+    let tick = Duration::from_millis(if watch_ms == 0 {
+        5_000
+    } else {
+        watch_ms.min(5_000)
+    });
     let stamp = |spec: &str| {
         std::fs::metadata(spec)
             .ok()
@@ -246,6 +252,8 @@ async fn housekeeping(daemon: Arc<Daemon>, mut stop: tokio::sync::watch::Receive
             () = tokio::time::sleep(tick) => {}
             _ = stop.changed() => return,
         }
+        let ledger = Arc::clone(daemon.topology.ledger());
+        let _ = tokio::task::spawn_blocking(move || ledger.flush()).await;
         if watch_ms > 0 {
             let spec = daemon.policy.spec();
             let now = stamp(spec);

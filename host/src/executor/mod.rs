@@ -11,55 +11,73 @@
 
 pub mod rules;
 
+use crate::health::{self, Ledger};
 use crate::node::Node;
 use crate::policy::contract::{Action, Event, Job, Node as NodeInfo, Outcome, Role};
 use crate::policy::{Incident, IncidentKind, Policy, Session};
 use crate::prove::{self, PinBounds};
-use crate::trace::{TraceLine, describe_outcome, describe_start};
+use crate::trace::{TraceLine, describe_outcome, describe_start, format_ms};
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use serde::Serialize;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::{Instant, sleep, timeout};
 
-/// The nodes a job may use, with their clients.
+/// The nodes a job may use, with their clients and the ledger of their health.
 #[derive(Clone, Default)]
 pub struct Topology {
-    nodes: Vec<(NodeInfo, Arc<dyn Node>)>,
+    nodes: Vec<(String, Role, Arc<dyn Node>)>,
+    ledger: Arc<Ledger>,
 }
 
 impl Topology {
+    /// A topology whose health is remembered only in memory.
     pub fn new() -> Self {
         Topology::default()
     }
 
-    pub fn add(&mut self, name: &str, role: Role, client: Arc<dyn Node>) {
-        self.nodes.push((
-            NodeInfo {
-                name: name.to_string(),
-                role,
-            },
-            client,
-        ));
+    /// A topology sharing `ledger` (one per process, persisted in the data directory).
+    pub fn with_ledger(ledger: Arc<Ledger>) -> Self {
+        Topology {
+            nodes: Vec::new(),
+            ledger,
+        }
     }
 
+    pub fn add(&mut self, name: &str, role: Role, client: Arc<dyn Node>) {
+        self.nodes.push((name.to_string(), role, client));
+    }
+
+    pub fn ledger(&self) -> &Arc<Ledger> {
+        &self.ledger
+    }
+
+    /// The nodes with their health as of now: what a decision sees.
     pub fn infos(&self) -> Vec<NodeInfo> {
-        self.nodes.iter().map(|(info, _)| info.clone()).collect()
+        self.nodes
+            .iter()
+            .map(|(name, role, _)| NodeInfo {
+                name: name.clone(),
+                role: *role,
+                health: self.ledger.health(name),
+            })
+            .collect()
     }
 
     fn client(&self, name: &str) -> Option<&Arc<dyn Node>> {
         self.nodes
             .iter()
-            .find(|(info, _)| info.name == name)
-            .map(|(_, c)| c)
+            .find(|(n, _, _)| n == name)
+            .map(|(_, _, c)| c)
     }
 
     fn local(&self) -> Option<(&str, &Arc<dyn Node>)> {
         self.nodes
             .iter()
-            .find(|(info, _)| info.role == Role::Local)
-            .map(|(info, c)| (info.name.as_str(), c))
+            .find(|(_, role, _)| *role == Role::Local)
+            .map(|(name, _, c)| (name.as_str(), c))
     }
 }
 
@@ -116,6 +134,8 @@ pub struct RoundResult {
     /// The policy that made the last decision (the fallback, after an incident).
     pub decided_by: String,
     pub incidents: Vec<Incident>,
+    /// The nodes, with their health, as the round's first decision saw them.
+    pub nodes_seen: Vec<NodeInfo>,
     pub history: Vec<Event>,
     pub trace: Vec<TraceLine>,
     pub elapsed_ms: u64,
@@ -155,6 +175,8 @@ pub async fn run_round(
         topology,
         limits,
         infos: topology.infos(),
+        nodes_seen: Vec::new(),
+        in_flight: HashMap::new(),
         start: Instant::now(),
         history: Vec::new(),
         trace: Vec::new(),
@@ -170,6 +192,9 @@ struct Round<'a> {
     topology: &'a Topology,
     limits: &'a RoundLimits,
     infos: Vec<NodeInfo>,
+    nodes_seen: Vec<NodeInfo>,
+    /// The ledger's record of each running node action, by history index.
+    in_flight: HashMap<usize, health::Running>,
     start: Instant,
     history: Vec<Event>,
     trace: Vec<TraceLine>,
@@ -197,8 +222,13 @@ impl Round<'_> {
         let attempts_of = |p: &Policy| p.param("attempts").and_then(|v| v.parse::<u32>().ok());
         let mut budget = attempts_of(current);
 
+        self.note_health();
         loop {
             let now = self.now_ms();
+            self.infos = self.topology.infos();
+            if self.nodes_seen.is_empty() {
+                self.nodes_seen = self.infos.clone();
+            }
             let asked = std::time::Instant::now();
             let decided = session.decide(self.job, &self.infos, &self.history, now);
             self.decision_nanos
@@ -242,6 +272,7 @@ impl Round<'_> {
 
             match actions.as_slice() {
                 [Action::Succeed(nodes)] => {
+                    self.abandon_running_pins(nodes);
                     self.note(None, format!("pinned and verified on {}", nodes.join(", ")));
                     return self.finish(Status::Pinned, nodes.clone(), None, current);
                 }
@@ -260,6 +291,10 @@ impl Round<'_> {
                     _ => 0,
                 };
                 self.note(node, describe_start(&action, attempt, budget));
+                if let Some((name, kind)) = ledger_kind(&action) {
+                    let guard = self.topology.ledger().start(name, kind);
+                    self.in_flight.insert(index, guard);
+                }
                 running.push(self.perform(index, &action));
                 self.history.push(Event {
                     action,
@@ -275,6 +310,9 @@ impl Round<'_> {
                 continue;
             };
             let now = self.now_ms();
+            if let Some(guard) = self.in_flight.remove(&index) {
+                guard.ended(failure_name(&outcome));
+            }
             let event = &mut self.history[index];
             event.outcome = Some(outcome.clone());
             event.ended_ms = Some(now);
@@ -426,6 +464,49 @@ impl Round<'_> {
         }
     }
 
+    /// Pins still running when other nodes confirmed lost the race: the ledger counts them as
+    /// failed (a primary that cannot finish while a backup fetched and pinned is sick).
+    fn abandon_running_pins(&mut self, winners: &[String]) {
+        let lost: Vec<usize> = self
+            .history
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.outcome.is_none() && matches!(e.action, Action::Pin(_)))
+            .map(|(i, _)| i)
+            .collect();
+        for index in lost {
+            let node = self.history[index].action.node().map(str::to_string);
+            if let Some(guard) = self.in_flight.remove(&index) {
+                guard.abandon();
+            }
+            self.note(
+                node,
+                format!("pin abandoned: {} confirmed first", winners.join(", ")),
+            );
+        }
+    }
+
+    /// What the ledger knew of troubled nodes when the round started.
+    fn note_health(&mut self) {
+        for info in self.topology.infos() {
+            let h = &info.health;
+            if h.consecutive_failures == 0 {
+                continue;
+            }
+            let last = h
+                .since_last_failure_ms
+                .map(|ms| format!(", last {} ago", format_ms(ms)))
+                .unwrap_or_default();
+            self.note(
+                Some(info.name.clone()),
+                format!(
+                    "health: {} failures in a row{last}; {} of the last {} actions ok",
+                    h.consecutive_failures, h.recent_ok, h.recent_total
+                ),
+            );
+        }
+    }
+
     fn pins_on(&self, node: &str) -> usize {
         self.history
             .iter()
@@ -465,10 +546,36 @@ impl Round<'_> {
             reason,
             decided_by: decided_by.name.clone(),
             incidents: self.incidents,
+            nodes_seen: self.nodes_seen,
             history: self.history,
             trace: self.trace,
             elapsed_ms,
             decision_nanos: self.decision_nanos,
         }
+    }
+}
+
+/// The node and kind of a node action the ledger tracks (waits and terminal actions are none).
+fn ledger_kind(action: &Action) -> Option<(&str, health::Kind)> {
+    match action {
+        Action::Pin(p) => Some((&p.node, health::Kind::Pin)),
+        Action::Verify(n) => Some((n, health::Kind::Verify)),
+        Action::CheckRetrievable(n) => Some((n, health::Kind::CheckRetrievable)),
+        Action::Connect(c) => Some((&c.node, health::Kind::Connect)),
+        Action::Wait(_) | Action::LocalFallback | Action::Succeed(_) | Action::Fail(_) => None,
+    }
+}
+
+/// `None` for ok, else the outcome's short name (metrics labels, the ledger).
+pub fn failure_name(outcome: &Outcome) -> Option<&'static str> {
+    match outcome {
+        Outcome::Ok => None,
+        Outcome::NotPinned => Some("not-pinned"),
+        Outcome::Timeout => Some("timeout"),
+        Outcome::Stalled => Some("stalled"),
+        Outcome::Unreachable(_) => Some("unreachable"),
+        Outcome::HttpError(_) => Some("http-error"),
+        Outcome::Unretrievable(_) => Some("unretrievable"),
+        Outcome::Error(_) => Some("error"),
     }
 }

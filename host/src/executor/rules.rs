@@ -37,6 +37,7 @@ mod tests {
             .map(|(n, role)| NodeInfo {
                 name: n.to_string(),
                 role,
+                health: crate::health::unknown(),
             })
             .collect()
     }

@@ -41,6 +41,11 @@ pub enum LoadError {
     Invalid(String, String),
     #[error("{0}: does not implement the pinwarden:policy world: {1}")]
     WrongWorld(String, String),
+    #[error(
+        "{0}: built against pinwarden:policy@{1}, but this pinwarden speaks pinwarden:policy@{CONTRACT_VERSION} \
+         (0.2.0 gave each node its health): rebuild the policy against wit/policy.wit"
+    )]
+    WrongVersion(String, String),
     #[error("{0}: {kind}: {message}", kind = .1.kind, message = .1.message)]
     Incident(String, Incident),
 }
@@ -111,8 +116,12 @@ impl Policy {
                 format!("{} (policies may import nothing)", one_line(&e)),
             )
         })?;
-        let pre = PolicyBindingsPre::new(instance_pre)
-            .map_err(|e| LoadError::WrongWorld(label.clone(), one_line(&e)))?;
+        let pre = PolicyBindingsPre::new(instance_pre).map_err(|e| {
+            match contract_version(bytes).filter(|v| v != CONTRACT_VERSION) {
+                Some(other) => LoadError::WrongVersion(label.clone(), other),
+                None => LoadError::WrongWorld(label.clone(), one_line(&e)),
+            }
+        })?;
 
         let mut probe = Session::instantiate(&label, engine.engine(), &pre, engine.limits)
             .map_err(|i| LoadError::Incident(label.clone(), i))?;
@@ -135,6 +144,23 @@ impl Policy {
     }
 }
 
+/// The version of `wit/policy.wit` this host speaks.
+pub const CONTRACT_VERSION: &str = "0.2.0";
+
+/// The `pinwarden:policy` version a component names (its type information carries the
+/// package's name and version), for a precise message when the world does not match.
+fn contract_version(bytes: &[u8]) -> Option<String> {
+    const PACKAGE: &[u8] = b"pinwarden:policy/types@";
+    let at = bytes.windows(PACKAGE.len()).position(|w| w == PACKAGE)? + PACKAGE.len();
+    let version: Vec<u8> = bytes[at..]
+        .iter()
+        .copied()
+        .take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'+'))
+        .take(32)
+        .collect();
+    String::from_utf8(version).ok().filter(|v| !v.is_empty())
+}
+
 /// The first line of an error chain, for one-line messages.
 fn one_line(e: &wasmtime::Error) -> String {
     format!("{e:#}")
@@ -142,4 +168,24 @@ fn one_line(e: &wasmtime::Error) -> String {
         .next()
         .unwrap_or_default()
         .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_version_constant_is_the_wit_files() {
+        let wit = include_str!("../../../wit/policy.wit");
+        assert!(wit.contains(&format!("package pinwarden:policy@{CONTRACT_VERSION};")));
+    }
+
+    #[test]
+    fn a_components_contract_version_is_read_from_its_type_information() {
+        let legacy = include_bytes!(concat!(env!("OUT_DIR"), "/legacy-v01-policy.wasm"));
+        assert_eq!(contract_version(legacy).as_deref(), Some("0.1.0"));
+        let current = include_bytes!(concat!(env!("OUT_DIR"), "/tank-mode.wasm"));
+        assert_eq!(contract_version(current).as_deref(), Some(CONTRACT_VERSION));
+        assert_eq!(contract_version(b"\0asm"), None);
+    }
 }

@@ -95,6 +95,75 @@ macro_rules! view_of_action {
     };
 }
 
+/// The node-health facts a circuit breaker reads (a view of the WIT `node-health`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Health {
+    pub consecutive_failures: u32,
+    pub since_last_failure_ms: Option<u64>,
+    pub since_last_start_ms: Option<u64>,
+    pub in_flight: u32,
+}
+
+/// A node's circuit breaker, as in Envoy's outlier detection: closed (normal traffic), open
+/// (ejected after consecutive failures), half-open (cooled down: one probe may test it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Breaker {
+    Closed,
+    HalfOpen,
+    Open,
+}
+
+impl Breaker {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Breaker::Closed => "closed",
+            Breaker::HalfOpen => "half-open",
+            Breaker::Open => "open",
+        }
+    }
+}
+
+/// Default of the `breaker_failures` parameter: consecutive failures that open the breaker.
+pub const BREAKER_FAILURES: u32 = 3;
+/// Default of the `breaker_cooldown_ms` parameter: how long an open breaker waits for a probe.
+pub const BREAKER_COOLDOWN_MS: u64 = 60_000;
+
+/// The breaker of a node with `health`: open after `failures` consecutive failures (0 never
+/// opens); half-open once nothing has started or failed on it for `cooldown_ms` and nothing
+/// runs there, so at most one probe goes out per cool-down (the probe's start re-opens it
+/// for everyone else). A success closes it (the failure count starts again).
+pub fn breaker(health: &Health, failures: u32, cooldown_ms: u64) -> Breaker {
+    if failures == 0 || health.consecutive_failures < failures {
+        return Breaker::Closed;
+    }
+    let cooled = |since: Option<u64>| since.is_none_or(|ms| ms >= cooldown_ms);
+    if health.in_flight == 0
+        && cooled(health.since_last_failure_ms)
+        && cooled(health.since_last_start_ms)
+    {
+        Breaker::HalfOpen
+    } else {
+        Breaker::Open
+    }
+}
+
+/// `fn health(h: &$NodeHealth) -> Health` for a generated `node-health` type (see
+/// [`view_of_action!`]).
+#[macro_export]
+macro_rules! view_of_health {
+    ($vis:vis fn $fn:ident($health:ty)) => {
+        /// The view [`host_rules::breaker`] reads of a node's health.
+        $vis fn $fn(h: &$health) -> $crate::Health {
+            $crate::Health {
+                consecutive_failures: h.consecutive_failures,
+                since_last_failure_ms: h.since_last_failure_ms,
+                since_last_start_ms: h.since_last_start_ms,
+                in_flight: h.in_flight,
+            }
+        }
+    };
+}
+
 /// One entry of the round's history as the rules see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Step<'a> {
@@ -357,6 +426,37 @@ mod tests {
                 .unwrap_err()
                 .contains("2000")
         );
+    }
+
+    #[test]
+    fn the_breaker_opens_cools_down_and_lets_one_probe_through() {
+        let sick = Health {
+            consecutive_failures: 3,
+            since_last_failure_ms: Some(1_000),
+            since_last_start_ms: Some(2_000),
+            in_flight: 0,
+        };
+        assert_eq!(breaker(&sick, 3, 60_000), Breaker::Open);
+        assert_eq!(breaker(&sick, 4, 60_000), Breaker::Closed);
+        assert_eq!(breaker(&sick, 0, 60_000), Breaker::Closed, "0 never opens");
+        let cooled = Health {
+            since_last_failure_ms: Some(60_000),
+            since_last_start_ms: Some(61_000),
+            ..sick
+        };
+        assert_eq!(breaker(&cooled, 3, 60_000), Breaker::HalfOpen);
+        // A probe just started (here or, through the ledger file, in another process).
+        let probing = Health {
+            since_last_start_ms: Some(5),
+            ..cooled
+        };
+        assert_eq!(breaker(&probing, 3, 60_000), Breaker::Open);
+        let running = Health {
+            in_flight: 1,
+            ..cooled
+        };
+        assert_eq!(breaker(&running, 3, 60_000), Breaker::Open);
+        assert_eq!(breaker(&Health::default(), 3, 60_000), Breaker::Closed);
     }
 
     #[test]

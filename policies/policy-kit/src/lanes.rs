@@ -22,13 +22,22 @@ pub enum Lane {
 
 /// The node an action concerns, if any.
 pub fn action_node(action: &Action) -> Option<&str> {
-    match action {
-        Action::Pin(p) => Some(&p.node),
-        Action::Verify(n) | Action::CheckRetrievable(n) => Some(n),
-        Action::Connect(c) => Some(&c.node),
-        Action::Wait(w) => w.node.as_deref(),
-        Action::LocalFallback | Action::Succeed(_) | Action::Fail(_) => None,
-    }
+    crate::script::act(action).node()
+}
+
+/// Failed actions on `node` in this round (the ledger's consecutive count includes them).
+pub fn failures_on(node: &str, history: &[Event]) -> u32 {
+    let failed = history.iter().filter(|e| {
+        action_node(&e.action) == Some(node)
+            && !matches!(e.action, Action::Wait(_))
+            && e.outcome.as_ref().is_some_and(|o| *o != Outcome::Ok)
+    });
+    u32::try_from(failed.count()).unwrap_or(u32::MAX)
+}
+
+/// Whether this round has done anything on `node` yet.
+pub fn touched(node: &str, history: &[Event]) -> bool {
+    history.iter().any(|e| action_node(&e.action) == Some(node))
 }
 
 /// Short human description of an outcome, for failure summaries.
@@ -55,9 +64,15 @@ enum Phase {
     Waited,
 }
 
-/// The lane of `node`. `provider` is the node to connect to before the first pin (the primary,
-/// for backups), if a provider hint is wanted.
-pub fn lane(node: &str, provider: Option<&str>, history: &[Event], s: &Settings) -> Lane {
+/// The lane of `node` with `budget` pin attempts. `provider` is the node to connect to before
+/// the first pin (the primary, for backups), if a provider hint is wanted.
+pub fn lane(
+    node: &str,
+    provider: Option<&str>,
+    history: &[Event],
+    s: &Settings,
+    budget: u32,
+) -> Lane {
     let mut attempts = 0u32;
     let mut connected = false;
     let mut phase = Phase::Start;
@@ -98,7 +113,7 @@ pub fn lane(node: &str, provider: Option<&str>, history: &[Event], s: &Settings)
         Phase::Confirmed => Lane::Confirmed,
         Phase::Pinned => Lane::Next(Action::Verify(node.to_string())),
         Phase::Verified => Lane::Next(Action::CheckRetrievable(node.to_string())),
-        Phase::Failed(last) if attempts >= s.attempts => Lane::Exhausted { attempts, last },
+        Phase::Failed(last) if attempts >= budget => Lane::Exhausted { attempts, last },
         Phase::Failed(_) => Lane::Next(Action::Wait(WaitRequest {
             ms: s.backoff_ms(attempts),
             node: Some(node.to_string()),
@@ -141,11 +156,11 @@ mod tests {
     #[test]
     fn fresh_lane_pins_or_hints_first() {
         assert!(matches!(
-            lane("p", None, &[], &settings()),
+            lane("p", None, &[], &settings(), 5),
             Lane::Next(Action::Pin(_))
         ));
         assert!(matches!(
-            lane("b", Some("p"), &[], &settings()),
+            lane("b", Some("p"), &[], &settings(), 5),
             Lane::Next(Action::Connect(c)) if c.provider == "p"
         ));
     }
@@ -157,7 +172,7 @@ mod tests {
             done(Action::Verify("p".into()), Outcome::NotPinned),
         ];
         assert_eq!(
-            lane("p", None, &h, &settings()),
+            lane("p", None, &h, &settings(), 5),
             Lane::Next(Action::Wait(WaitRequest {
                 ms: 2_000,
                 node: Some("p".into())
@@ -169,16 +184,16 @@ mod tests {
     fn confirmed_needs_verify_and_retrievability() {
         let mut h = vec![done(pin("p"), Outcome::Ok)];
         assert!(matches!(
-            lane("p", None, &h, &settings()),
+            lane("p", None, &h, &settings(), 5),
             Lane::Next(Action::Verify(_))
         ));
         h.push(done(Action::Verify("p".into()), Outcome::Ok));
         assert!(matches!(
-            lane("p", None, &h, &settings()),
+            lane("p", None, &h, &settings(), 5),
             Lane::Next(Action::CheckRetrievable(_))
         ));
         h.push(done(Action::CheckRetrievable("p".into()), Outcome::Ok));
-        assert_eq!(lane("p", None, &h, &settings()), Lane::Confirmed);
+        assert_eq!(lane("p", None, &h, &settings(), 5), Lane::Confirmed);
     }
 
     #[test]
@@ -188,7 +203,7 @@ mod tests {
             h.push(done(pin("p"), Outcome::Timeout));
         }
         assert_eq!(
-            lane("p", None, &h, &settings()),
+            lane("p", None, &h, &settings(), 5),
             Lane::Exhausted {
                 attempts: 5,
                 last: "timeout".into()
@@ -204,7 +219,7 @@ mod tests {
             started_ms: 0,
             ended_ms: None,
         }];
-        assert_eq!(lane("p", None, &h, &settings()), Lane::Busy);
-        assert!(matches!(lane("q", None, &h, &settings()), Lane::Next(_)));
+        assert_eq!(lane("p", None, &h, &settings(), 5), Lane::Busy);
+        assert!(matches!(lane("q", None, &h, &settings(), 5), Lane::Next(_)));
     }
 }

@@ -2,12 +2,14 @@
 //!
 //! * [`bindings`]: the Rust side of `wit/policy.wit` (generated once here, used by every policy).
 //! * [`params`]: the operator parameters (names are a public interface) and their validation.
+//! * [`health`]: a node's health from the host's ledger: circuit breaker and hedge delay.
 //! * [`lanes`]: reading the history as one "lane" per node: attempts, verification, backoff.
 //! * [`plan`]: the decision built on lanes: which nodes, in what order, quorum, giving up.
 //! * [`script`]: a tiny scripted world for native unit tests of policies (no wasm, no IPFS).
 //!
 //! Everything here is a pure function of its arguments, so it runs the same natively and in wasm.
 
+pub mod health;
 pub mod lanes;
 pub mod params;
 pub mod plan;
@@ -66,14 +68,20 @@ pub trait Policy {
     const DESCRIPTION: &'static str;
     const PARAMS: &'static [ParamSpec];
 
-    /// The decision, as a plain function of settings and arguments.
+    /// The nodes to try, in order of preference; the kit's [`plan::plan`] does the rest.
+    fn candidates(nodes: &[Node]) -> Vec<&str>;
+
+    /// The decision, as a plain function of settings and arguments: by default the kit's plan
+    /// (budgets, backoff, verification, quorum, breakers, hedging) over [`Policy::candidates`].
     fn decide(
         s: &Settings,
         job: &Job,
         nodes: &[Node],
         history: &[Event],
         now_ms: u64,
-    ) -> Vec<Action>;
+    ) -> Vec<Action> {
+        plan::plan(job, nodes, history, now_ms, s, &Self::candidates(nodes))
+    }
 }
 
 impl<P: Policy> bindings::Guest for P {

@@ -65,6 +65,42 @@ pub const LOCAL_FALLBACK_AFTER: ParamSpec = ParamSpec {
     description: "failed rounds of a lazy job before the local fallback (0: never)",
 };
 
+pub const BREAKER_FAILURES: ParamSpec = ParamSpec {
+    name: "breaker_failures",
+    default: host_rules::BREAKER_FAILURES as u64,
+    min: 0,
+    max: 1_000,
+    description: "consecutive failures of a node, across jobs, that open its circuit breaker: the node is skipped but for one probe per cool-down (0: never)",
+};
+pub const BREAKER_COOLDOWN_MS: ParamSpec = ParamSpec {
+    name: "breaker_cooldown_ms",
+    default: host_rules::BREAKER_COOLDOWN_MS,
+    min: 1_000,
+    max: 24 * HOUR_MS,
+    description: "how long an open breaker waits before one job probes the node again",
+};
+pub const HEDGE_AFTER_MS: ParamSpec = ParamSpec {
+    name: "hedge_after_ms",
+    default: 10_000,
+    min: 0,
+    max: 24 * HOUR_MS,
+    description: "start the next node beside a primary pin still running after this long; halved per consecutive primary failure, at least twice its recent pin time (0: never)",
+};
+
+/// Every parameter the kit knows, in the order policies list them.
+pub const ALL: &[ParamSpec] = &[
+    ATTEMPTS,
+    BASE_DELAY_MS,
+    MAX_DELAY_MS,
+    PIN_TIMEOUT_MS,
+    STALL_TIMEOUT_MS,
+    QUORUM,
+    LOCAL_FALLBACK_AFTER,
+    BREAKER_FAILURES,
+    BREAKER_COOLDOWN_MS,
+    HEDGE_AFTER_MS,
+];
+
 /// Validated settings. Parameters a policy does not declare keep their defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
@@ -75,6 +111,9 @@ pub struct Settings {
     pub stall_timeout_ms: u64,
     pub quorum: u32,
     pub local_fallback_after: u32,
+    pub breaker_failures: u32,
+    pub breaker_cooldown_ms: u64,
+    pub hedge_after_ms: u64,
 }
 
 impl Settings {
@@ -88,6 +127,9 @@ impl Settings {
             stall_timeout_ms: STALL_TIMEOUT_MS.default,
             quorum: QUORUM.default as u32,
             local_fallback_after: LOCAL_FALLBACK_AFTER.default as u32,
+            breaker_failures: BREAKER_FAILURES.default as u32,
+            breaker_cooldown_ms: BREAKER_COOLDOWN_MS.default,
+            hedge_after_ms: HEDGE_AFTER_MS.default,
         };
         for spec in specs {
             s.set(spec.name, spec.default);
@@ -149,6 +191,9 @@ impl Settings {
             "stall_timeout_ms" => self.stall_timeout_ms = value,
             "quorum" => self.quorum = small,
             "local_fallback_after" => self.local_fallback_after = small,
+            "breaker_failures" => self.breaker_failures = small,
+            "breaker_cooldown_ms" => self.breaker_cooldown_ms = value,
+            "hedge_after_ms" => self.hedge_after_ms = value,
             _ => {}
         }
     }
@@ -177,16 +222,6 @@ pub fn describe(specs: &[ParamSpec]) -> Vec<ParamInfo> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const ALL: &[ParamSpec] = &[
-        ATTEMPTS,
-        BASE_DELAY_MS,
-        MAX_DELAY_MS,
-        PIN_TIMEOUT_MS,
-        STALL_TIMEOUT_MS,
-        QUORUM,
-        LOCAL_FALLBACK_AFTER,
-    ];
 
     fn given(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs

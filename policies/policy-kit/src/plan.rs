@@ -1,16 +1,30 @@
 //! The decision shared by the built-in policies: try candidate nodes in order, each with its
 //! attempt budget, keep `quorum` lanes running at once, succeed as soon as `quorum` nodes are
 //! confirmed, and give up (fail, or local fallback for lazy jobs) when the quorum is out of reach.
+//!
+//! Across jobs it reads each node's health (the host's ledger): a node whose circuit breaker is
+//! open is skipped (one probe per cool-down tests it), and a primary pin that runs past the
+//! hedge delay gets the next node started beside it; whichever confirms first wins.
 
-use crate::bindings::{Action, Job, Node, Role};
-use crate::lanes::{Lane, lane};
+use crate::bindings::{Action, Event, Job, Node, Role, WaitRequest};
+use crate::health::{self, Breaker};
+use crate::lanes::{Lane, failures_on, lane, touched};
 use crate::params::Settings;
 
-/// Next actions for `job`, trying `candidates` (node names, in order of preference).
+/// A candidate's lane in this round.
+struct Planned<'a> {
+    node: &'a Node,
+    lane: Lane,
+    /// Already started in this round: it keeps going, whatever the quorum says.
+    started: bool,
+}
+
+/// Next actions for `job` at `now_ms`, trying `candidates` (node names, in order of preference).
 pub fn plan(
     job: &Job,
     nodes: &[Node],
-    history: &[crate::Event],
+    history: &[Event],
+    now_ms: u64,
     s: &Settings,
     candidates: &[&str],
 ) -> Vec<Action> {
@@ -18,47 +32,126 @@ pub fn plan(
         .iter()
         .find(|n| n.role == Role::Primary)
         .map(|n| n.name.as_str());
-    let lanes: Vec<(&str, Lane)> = candidates
+    let candidates: Vec<&Node> = candidates
         .iter()
-        .map(|&name| {
-            // Backups get a provider hint: connect them to the primary, which has the blocks.
-            let hint = provider.filter(|&p| p != name);
-            (name, lane(name, hint, history, s))
+        .filter_map(|&name| nodes.iter().find(|n| n.name == name))
+        .collect();
+    let lane_of = |node: &Node, budget: u32| {
+        // Backups get a provider hint: connect them to the primary, which has the blocks.
+        let hint = provider.filter(|&p| p != node.name);
+        lane(&node.name, hint, history, s, budget)
+    };
+    // Every breaker open: the last resort is one attempt on each node, not no attempt at all.
+    // (This round's own failures only open breakers further, so once true it stays true.)
+    let all_open = candidates
+        .iter()
+        .all(|&node| health::breaker(node, s) == Breaker::Open);
+    let lanes: Vec<Planned> = candidates
+        .iter()
+        .filter_map(|&node| {
+            let started = touched(&node.name, history);
+            let budget = budget(node, history, s, started).or(all_open.then_some(1))?;
+            Some(Planned {
+                node,
+                lane: lane_of(node, budget),
+                started,
+            })
         })
         .collect();
 
     let quorum = s.quorum.max(1) as usize;
     let confirmed: Vec<String> = lanes
         .iter()
-        .filter(|(_, l)| *l == Lane::Confirmed)
-        .map(|(n, _)| n.to_string())
+        .filter(|p| p.lane == Lane::Confirmed)
+        .map(|p| p.node.name.clone())
         .collect();
     if confirmed.len() >= quorum {
         return vec![Action::Succeed(confirmed)];
     }
 
-    let alive = lanes
+    let alive: Vec<&Planned> = lanes
         .iter()
-        .filter(|(_, l)| !matches!(l, Lane::Exhausted { .. }));
-    if alive.clone().count() < quorum {
+        .filter(|p| !matches!(p.lane, Lane::Exhausted { .. }))
+        .collect();
+    if alive.len() < quorum {
         return give_up(job, nodes, s, &lanes, confirmed.len());
     }
-    // The first `quorum` lanes still in the running work at once; a lane that is exhausted
-    // makes room for the next candidate.
-    alive
+    // The first `quorum` lanes still in the running work at once (an exhausted lane makes room
+    // for the next candidate), one more for each of them that is a primary pin past its hedge
+    // delay, and every lane this round has started already.
+    let slow = alive
+        .iter()
         .take(quorum)
-        .filter_map(|(_, l)| match l {
-            Lane::Next(action) => Some(action.clone()),
-            _ => None,
-        })
-        .collect()
+        .filter(|p| pin_running_past_hedge(p.node, history, now_ms, s))
+        .count();
+    let active: Vec<&&Planned> = alive
+        .iter()
+        .enumerate()
+        .filter(|(i, p)| *i < quorum + slow || p.started)
+        .map(|(_, p)| p)
+        .collect();
+    let spare = alive.len() > active.len();
+    let mut actions = Vec::new();
+    for p in active {
+        let Lane::Next(action) = &p.lane else {
+            continue;
+        };
+        actions.push(action.clone());
+        // Starting a primary pin with a node to spare: be asked again at the hedge delay.
+        if let (Action::Pin(_), Role::Primary, true, Some(ms)) = (
+            action,
+            p.node.role,
+            spare,
+            health::hedge_delay_ms(p.node, s),
+        ) {
+            actions.push(Action::Wait(WaitRequest { ms, node: None }));
+        }
+    }
+    actions
+}
+
+/// A node's pin budget in this round; `None`: skip it (breaker open).
+///
+/// A node this round has started keeps the budget it started with: full, unless it had already
+/// failed `breaker_failures` times before this round (then it was a probe: one attempt). The
+/// ledger's count includes this round's own failures, which are subtracted here, so a single
+/// job's retries follow the attempt budget and the breaker acts across jobs.
+fn budget(node: &Node, history: &[Event], s: &Settings, started: bool) -> Option<u32> {
+    if started {
+        let before = node
+            .health
+            .consecutive_failures
+            .saturating_sub(failures_on(&node.name, history));
+        let probe = s.breaker_failures > 0 && before >= s.breaker_failures;
+        return Some(if probe { 1 } else { s.attempts });
+    }
+    match health::breaker(node, s) {
+        Breaker::Closed => Some(s.attempts),
+        Breaker::HalfOpen => Some(1),
+        Breaker::Open => None,
+    }
+}
+
+/// Whether `node` is a primary whose running pin has passed its hedge delay.
+fn pin_running_past_hedge(node: &Node, history: &[Event], now_ms: u64, s: &Settings) -> bool {
+    if node.role != Role::Primary {
+        return false;
+    }
+    let Some(delay) = health::hedge_delay_ms(node, s) else {
+        return false;
+    };
+    history.iter().any(|e| {
+        e.outcome.is_none()
+            && matches!(&e.action, Action::Pin(p) if p.node == node.name)
+            && now_ms.saturating_sub(e.started_ms) >= delay
+    })
 }
 
 fn give_up(
     job: &Job,
     nodes: &[Node],
     s: &Settings,
-    lanes: &[(&str, Lane)],
+    lanes: &[Planned],
     confirmed: usize,
 ) -> Vec<Action> {
     let round = job.failed_rounds.saturating_add(1);
@@ -68,9 +161,9 @@ fn give_up(
     }
     let tried: Vec<String> = lanes
         .iter()
-        .filter_map(|(name, l)| match l {
+        .filter_map(|p| match &p.lane {
             Lane::Exhausted { attempts, last } => {
-                Some(format!("{name}: {attempts} attempts, last {last}"))
+                Some(format!("{}: {attempts} attempts, last {last}", p.node.name))
             }
             _ => None,
         })

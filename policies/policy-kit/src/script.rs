@@ -6,6 +6,10 @@
 //! host would refuse ends the run as [`End::Refused`], so a policy that passes its unit tests is
 //! not turned away by the host.
 //!
+//! Like the host, it keeps each node's health (a small ledger: failures, last start, last
+//! failure, actions in flight) and hands it to every decision, starting from the health the
+//! test gives its nodes, so breakers and hedging can be unit-tested across a round.
+//!
 //! Each node answers pins from a script (`"ok"`, `"lie"`, `"timeout"`, `"refused"`, anything
 //! else an HTTP 500; the last entry repeats); `pin ls` and retrievability follow from what
 //! really got pinned. Only waits and timed-out pins take (virtual) time; everything else ends
@@ -54,6 +58,7 @@ pub fn node(name: &str, role: Role) -> Node {
     Node {
         name: name.into(),
         role,
+        health: crate::health::unknown(),
     }
 }
 
@@ -85,6 +90,36 @@ struct World<'a> {
     scripts: HashMap<&'a str, &'a [&'a str]>,
     pins: HashMap<String, usize>,
     pinned: HashSet<String>,
+}
+
+/// A node's ledger entry, in absolute virtual time.
+#[derive(Default)]
+struct Ledger {
+    failures: u32,
+    last_ok: Option<u64>,
+    last_failure: Option<u64>,
+    last_start: Option<u64>,
+    in_flight: u32,
+}
+
+/// The test's nodes with their health as of `now` (the ledger on top of what the test gave).
+fn with_health(nodes: &[Node], ledger: &HashMap<String, Ledger>, now: u64) -> Vec<Node> {
+    let ago = |t: Option<u64>, given: Option<u64>| t.map(|t| now - t).or(given);
+    nodes
+        .iter()
+        .map(|n| {
+            let mut node = n.clone();
+            if let Some(l) = ledger.get(&n.name) {
+                let h = &mut node.health;
+                h.consecutive_failures = l.failures;
+                h.since_last_ok_ms = ago(l.last_ok, h.since_last_ok_ms);
+                h.since_last_failure_ms = ago(l.last_failure, h.since_last_failure_ms);
+                h.since_last_start_ms = ago(l.last_start, h.since_last_start_ms);
+                h.in_flight = l.in_flight;
+            }
+            node
+        })
+        .collect()
 }
 
 impl World<'_> {
@@ -146,9 +181,20 @@ pub fn run(
     let mut history: Vec<Event> = Vec::new();
     // Running actions: (history index, end time, outcome).
     let mut running: Vec<(usize, u64, Outcome)> = Vec::new();
+    let mut ledger: HashMap<String, Ledger> = nodes
+        .iter()
+        .map(|n| {
+            let entry = Ledger {
+                failures: n.health.consecutive_failures,
+                ..Ledger::default()
+            };
+            (n.name.clone(), entry)
+        })
+        .collect();
     let mut now_ms = 0u64;
     for _ in 0..10_000 {
-        let actions = decide(job, nodes, &history, now_ms);
+        let seen = with_health(nodes, &ledger, now_ms);
+        let actions = decide(job, &seen, &history, now_ms);
         let round = host_rules::Round {
             nodes: &names,
             has_local,
@@ -167,6 +213,10 @@ pub fn run(
         }
         for action in actions {
             let (outcome, takes) = world.answer(&action);
+            if let Some(l) = on_node(&action).and_then(|n| ledger.get_mut(n)) {
+                l.last_start = Some(now_ms);
+                l.in_flight += 1;
+            }
             running.push((history.len(), now_ms + takes, outcome));
             history.push(Event {
                 action,
@@ -181,10 +231,26 @@ pub fn run(
         };
         let (index, end, outcome) = running.remove(next);
         now_ms = end;
+        if let Some(l) = on_node(&history[index].action).and_then(|n| ledger.get_mut(n)) {
+            l.in_flight -= 1;
+            if outcome == Outcome::Ok {
+                (l.failures, l.last_ok) = (0, Some(now_ms));
+            } else {
+                (l.failures, l.last_failure) = (l.failures + 1, Some(now_ms));
+            }
+        }
         history[index].outcome = Some(outcome);
         history[index].ended_ms = Some(end);
     }
     panic!("policy did not end the job within 10,000 decisions");
+}
+
+/// The node whose health an action's outcome tells about (waits tell nothing).
+fn on_node(action: &Action) -> Option<&str> {
+    match action {
+        Action::Wait(_) => None,
+        other => act(other).node(),
+    }
 }
 
 fn finish(end: End, history: Vec<Event>, now_ms: u64) -> Run {

@@ -4,10 +4,11 @@
 //! budget; the same verification (`pin ls`) and retrievability gates as tank mode. No quorum.
 
 use policy_kit::params::{
-    ATTEMPTS, BASE_DELAY_MS, LOCAL_FALLBACK_AFTER, MAX_DELAY_MS, PIN_TIMEOUT_MS, STALL_TIMEOUT_MS,
+    ATTEMPTS, BASE_DELAY_MS, BREAKER_COOLDOWN_MS, BREAKER_FAILURES, HEDGE_AFTER_MS,
+    LOCAL_FALLBACK_AFTER, MAX_DELAY_MS, PIN_TIMEOUT_MS, STALL_TIMEOUT_MS,
 };
-use policy_kit::plan::{nodes_with, plan};
-use policy_kit::{Action, Event, Job, Node, ParamSpec, Policy, Role, Settings};
+use policy_kit::plan::nodes_with;
+use policy_kit::{Node, ParamSpec, Policy, Role};
 
 pub struct SingleBackup;
 
@@ -22,20 +23,16 @@ impl Policy for SingleBackup {
         PIN_TIMEOUT_MS,
         STALL_TIMEOUT_MS,
         LOCAL_FALLBACK_AFTER,
+        BREAKER_FAILURES,
+        BREAKER_COOLDOWN_MS,
+        HEDGE_AFTER_MS,
     ];
 
-    fn decide(
-        s: &Settings,
-        job: &Job,
-        nodes: &[Node],
-        history: &[Event],
-        _now: u64,
-    ) -> Vec<Action> {
-        let candidates: Vec<&str> = nodes_with(nodes, Role::Primary)
+    fn candidates(nodes: &[Node]) -> Vec<&str> {
+        nodes_with(nodes, Role::Primary)
             .take(1)
             .chain(nodes_with(nodes, Role::Backup).take(1))
-            .collect();
-        plan(job, nodes, history, s, &candidates)
+            .collect()
     }
 }
 
@@ -45,6 +42,7 @@ policy_kit::export_policy!(SingleBackup);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use policy_kit::Settings;
     use policy_kit::script::{End, job, topology};
 
     fn play(nodes: &[Node], scripts: &[(&str, &[&str])]) -> policy_kit::script::Run {

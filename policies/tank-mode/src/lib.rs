@@ -5,40 +5,25 @@
 //! to the primary first. Success needs `quorum` nodes pinned, verified and retrievable (with
 //! quorum > 1 that many lanes run at once). Everything exhausted: a `CRITICAL` failure that
 //! stays retryable, or, for a lazy job past `local_fallback_after` rounds, the local fallback.
+//!
+//! Across jobs (outage mode): a node that keeps failing gets its circuit breaker opened and is
+//! skipped, but for one probe per cool-down; a primary pin still running after the hedge delay
+//! gets the next node started beside it.
 
-use policy_kit::params::{
-    ATTEMPTS, BASE_DELAY_MS, LOCAL_FALLBACK_AFTER, MAX_DELAY_MS, PIN_TIMEOUT_MS, QUORUM,
-    STALL_TIMEOUT_MS,
-};
-use policy_kit::plan::{nodes_with, plan};
-use policy_kit::{Action, Event, Job, Node, ParamSpec, Policy, Role, Settings};
+use policy_kit::plan::nodes_with;
+use policy_kit::{Node, ParamSpec, Policy, Role};
 
 pub struct TankMode;
 
 impl Policy for TankMode {
     const NAME: &'static str = "tank-mode";
     const DESCRIPTION: &'static str = "primary with retries and verification, then every backup in order; quorum; local fallback for lazy jobs";
-    const PARAMS: &'static [ParamSpec] = &[
-        ATTEMPTS,
-        BASE_DELAY_MS,
-        MAX_DELAY_MS,
-        PIN_TIMEOUT_MS,
-        STALL_TIMEOUT_MS,
-        QUORUM,
-        LOCAL_FALLBACK_AFTER,
-    ];
+    const PARAMS: &'static [ParamSpec] = policy_kit::params::ALL;
 
-    fn decide(
-        s: &Settings,
-        job: &Job,
-        nodes: &[Node],
-        history: &[Event],
-        _now: u64,
-    ) -> Vec<Action> {
-        let candidates: Vec<&str> = nodes_with(nodes, Role::Primary)
+    fn candidates(nodes: &[Node]) -> Vec<&str> {
+        nodes_with(nodes, Role::Primary)
             .chain(nodes_with(nodes, Role::Backup))
-            .collect();
-        plan(job, nodes, history, s, &candidates)
+            .collect()
     }
 }
 
@@ -49,13 +34,39 @@ policy_kit::export_policy!(TankMode);
 mod tests {
     use super::*;
     use policy_kit::script::{End, job, topology};
+    use policy_kit::{Action, Settings};
 
-    fn settings(pairs: &[(&str, &str)]) -> Settings {
+    fn defaults(pairs: &[(&str, &str)]) -> Settings {
         let given: Vec<(String, String)> = pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         Settings::parse(TankMode::NAME, TankMode::PARAMS, &given).expect("valid params")
+    }
+
+    /// The seed's flows are one job's retry sequence: without hedging, which would race the
+    /// backup against a slow primary (see the outage tests below).
+    fn settings(pairs: &[(&str, &str)]) -> Settings {
+        Settings {
+            hedge_after_ms: 0,
+            ..defaults(pairs)
+        }
+    }
+
+    fn sick_primary(failures: u32, since_ms: u64) -> Vec<Node> {
+        let mut nodes = topology(1, false);
+        let h = &mut nodes[0].health;
+        h.consecutive_failures = failures;
+        h.since_last_failure_ms = Some(since_ms);
+        h.since_last_start_ms = Some(since_ms);
+        nodes
+    }
+
+    fn touches(r: &policy_kit::script::Run, node: &str) -> usize {
+        r.history
+            .iter()
+            .filter(|e| policy_kit::lanes::action_node(&e.action) == Some(node))
+            .count()
     }
 
     fn play(
@@ -74,6 +85,74 @@ mod tests {
         assert_eq!(r.end, End::Succeeded(vec!["primary".into()]));
         assert_eq!(r.history.len(), 3, "pin, verify, check-retrievable");
         assert_eq!(r.pins_on("backup-1"), 0);
+    }
+
+    #[test]
+    fn happy_path_with_defaults_touches_no_backup() {
+        let r = play(&defaults(&[]), false, 0, &topology(2, false), &[]);
+        assert_eq!(r.end, End::Succeeded(vec!["primary".into()]));
+        assert_eq!(touches(&r, "backup-1") + touches(&r, "backup-2"), 0);
+    }
+
+    #[test]
+    fn a_hanging_primary_pin_is_hedged_and_the_backup_wins() {
+        let scripts: &[(&str, &[&str])] = &[("primary", &["timeout"])];
+        let r = play(&defaults(&[]), false, 0, &topology(1, false), scripts);
+        assert_eq!(r.end, End::Succeeded(vec!["backup-1".into()]));
+        assert_eq!(r.pins_on("primary"), 1, "the primary's pin still runs");
+        let hint = r
+            .history
+            .iter()
+            .find(|e| matches!(&e.action, Action::Connect(c) if c.node == "backup-1"))
+            .expect("the backup starts with a provider hint");
+        assert_eq!(hint.started_ms, 10_000, "at the hedge delay");
+        assert_eq!(r.now_ms, 10_000, "the backup confirmed at once");
+    }
+
+    #[test]
+    fn an_open_breaker_skips_the_primary_from_the_first_decision() {
+        let nodes = sick_primary(3, 1_000);
+        let r = play(
+            &defaults(&[]),
+            false,
+            0,
+            &nodes,
+            &[("primary", &["timeout"])],
+        );
+        assert_eq!(r.end, End::Succeeded(vec!["backup-1".into()]));
+        assert_eq!(touches(&r, "primary"), 0);
+        let first = TankMode::decide(&defaults(&[]), &job(false, 0), &nodes, &[], 0);
+        assert!(
+            matches!(first.as_slice(), [Action::Connect(c)] if c.node == "backup-1"),
+            "{first:?}"
+        );
+    }
+
+    #[test]
+    fn a_cooled_down_breaker_lets_one_probe_through() {
+        let nodes = sick_primary(3, 61_000);
+        let r = play(
+            &settings(&[]),
+            false,
+            0,
+            &nodes,
+            &[("primary", &["refused"])],
+        );
+        assert_eq!(r.end, End::Succeeded(vec!["backup-1".into()]));
+        assert_eq!(r.pins_on("primary"), 1, "a probe is one attempt");
+        // A recovered node gets its traffic back on the probe.
+        let r = play(&settings(&[]), false, 0, &nodes, &[]);
+        assert_eq!(r.end, End::Succeeded(vec!["primary".into()]));
+    }
+
+    #[test]
+    fn the_breaker_never_costs_a_job_its_own_retries() {
+        // Two failures before this round, three more in it: the budget stays five attempts.
+        let nodes = sick_primary(2, 1_000);
+        let scripts: &[(&str, &[&str])] = &[("primary", &["refused", "refused", "ok"])];
+        let r = play(&settings(&[]), false, 0, &nodes, scripts);
+        assert_eq!(r.end, End::Succeeded(vec!["primary".into()]));
+        assert_eq!(r.pins_on("primary"), 3);
     }
 
     #[test]

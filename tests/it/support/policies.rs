@@ -9,6 +9,8 @@ use pinwarden::{Job, Role};
 use std::sync::Arc;
 
 pub const HOSTILE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/hostile-policy.wasm"));
+/// A policy built against `pinwarden:policy@0.1.0` (`tests/guests/legacy-v01`).
+pub const LEGACY_V01: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/legacy-v01-policy.wasm"));
 pub const TANK_MODE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/tank-mode.wasm"));
 pub const GUEST_MODULES: &str = env!("PINWARDEN_GUEST_MODULES");
 

@@ -3,8 +3,8 @@
 //! Quorum, verification, backoff and the local fallback come from `policy-kit`.
 
 use policy_kit::params::{ATTEMPTS, BASE_DELAY_MS, MAX_DELAY_MS, PIN_TIMEOUT_MS, STALL_TIMEOUT_MS};
-use policy_kit::plan::{nodes_with, plan};
-use policy_kit::{Action, Event, Job, Node, ParamSpec, Policy, Role, Settings};
+use policy_kit::plan::nodes_with;
+use policy_kit::{Node, ParamSpec, Policy, Role};
 
 pub struct BackupsFirst;
 
@@ -19,17 +19,10 @@ impl Policy for BackupsFirst {
         STALL_TIMEOUT_MS,
     ];
 
-    fn decide(
-        s: &Settings,
-        job: &Job,
-        nodes: &[Node],
-        history: &[Event],
-        _now: u64,
-    ) -> Vec<Action> {
-        let candidates: Vec<&str> = nodes_with(nodes, Role::Backup)
+    fn candidates(nodes: &[Node]) -> Vec<&str> {
+        nodes_with(nodes, Role::Backup)
             .chain(nodes_with(nodes, Role::Primary))
-            .collect();
-        plan(job, nodes, history, s, &candidates)
+            .collect()
     }
 }
 
@@ -39,6 +32,7 @@ policy_kit::export_policy!(BackupsFirst);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use policy_kit::Settings;
     use policy_kit::script::{End, job, play, topology};
 
     #[test]

@@ -79,7 +79,7 @@ impl Guest for Hostile {
             let candidates: Vec<&str> = nodes_with(&nodes, Role::Primary)
                 .chain(nodes_with(&nodes, Role::Backup))
                 .collect();
-            return plan(&job, &nodes, &history, &s, &candidates);
+            return plan(&job, &nodes, &history, now_ms, &s, &candidates);
         }
         match MODES[mode] {
             "trap" => panic!("hostile policy traps at {now_ms} ms"),

@@ -1,0 +1,453 @@
+//! The node-health ledger: what this process (and, through the data directory, the processes
+//! before it) has seen of each node across jobs. The executor feeds it every action's outcome
+//! the moment the action ends; each decision gets a snapshot ([`Ledger::snapshot`]) as part
+//! of the node record, so a policy can open a circuit breaker or hedge sooner, and a decision
+//! stays a pure function of its arguments. Observers (metrics, alerts) hear the same events.
+//!
+//! Time is tokio's clock, so the simulator's virtual time drives the same code. The file
+//! (`node-health.json`) is advisory: a missing, stale or corrupt file means starting
+//! uninformed, and concurrent processes may overwrite each other's last words.
+
+use crate::policy::contract::NodeHealth;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::time::Instant;
+
+/// The ledger's file in the data directory.
+pub const FILE: &str = "node-health.json";
+/// Outcomes kept per node for the success rate.
+const WINDOW: usize = 20;
+/// Successful pin durations kept per node for the latency median.
+const LATENCIES: usize = 9;
+
+/// What an action was, for the ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Pin,
+    Verify,
+    CheckRetrievable,
+    Connect,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Pin => "pin",
+            Kind::Verify => "verify",
+            Kind::CheckRetrievable => "check-retrievable",
+            Kind::Connect => "connect",
+        }
+    }
+}
+
+/// The health of a node nothing is known about.
+pub fn unknown() -> NodeHealth {
+    Entry::default().health(Instant::now())
+}
+
+/// One ended action, as observers hear it.
+#[derive(Debug, Clone)]
+pub struct Ended<'a> {
+    pub node: &'a str,
+    pub kind: Kind,
+    pub ok: bool,
+    /// Set for failures: the outcome's short name (`timeout`, `not-pinned`, `abandoned`…).
+    pub failure: Option<&'a str>,
+    pub took: Duration,
+    /// The node's health right after this outcome.
+    pub health: &'a NodeHealth,
+}
+
+/// Hears every action as it ends (metrics, alert signals).
+pub trait Observer: Send + Sync {
+    fn ended(&self, event: &Ended<'_>);
+}
+
+#[derive(Debug, Default, Clone)]
+struct Entry {
+    consecutive_failures: u32,
+    last_ok: Option<Instant>,
+    last_failure: Option<Instant>,
+    last_start: Option<Instant>,
+    window: VecDeque<bool>,
+    pin_ms: VecDeque<u64>,
+    in_flight: u32,
+}
+
+impl Entry {
+    fn health(&self, now: Instant) -> NodeHealth {
+        let ago = |t: Option<Instant>| t.map(|t| ms(now.saturating_duration_since(t)));
+        let mut sorted: Vec<u64> = self.pin_ms.iter().copied().collect();
+        sorted.sort_unstable();
+        NodeHealth {
+            consecutive_failures: self.consecutive_failures,
+            since_last_ok_ms: ago(self.last_ok),
+            since_last_failure_ms: ago(self.last_failure),
+            since_last_start_ms: ago(self.last_start),
+            recent_ok: count(self.window.iter().filter(|ok| **ok).count()),
+            recent_total: count(self.window.len()),
+            pin_latency_ms: sorted.get(sorted.len() / 2).copied(),
+            in_flight: self.in_flight,
+        }
+    }
+}
+
+#[derive(Default)]
+struct State {
+    nodes: BTreeMap<String, Entry>,
+    dirty: bool,
+}
+
+pub struct Ledger {
+    state: Mutex<State>,
+    file: Option<PathBuf>,
+    observers: Mutex<Vec<Arc<dyn Observer>>>,
+}
+
+impl Default for Ledger {
+    fn default() -> Self {
+        Ledger::in_memory()
+    }
+}
+
+impl Ledger {
+    /// A ledger that forgets at exit (the simulator, tests).
+    pub fn in_memory() -> Ledger {
+        Ledger {
+            state: Mutex::new(State::default()),
+            file: None,
+            observers: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The ledger of a data directory, read from its file when there is a usable one.
+    pub fn open(data_dir: &Path) -> Ledger {
+        let path = data_dir.join(FILE);
+        let nodes = match std::fs::read(&path) {
+            Ok(bytes) => match serde_json::from_slice::<Saved>(&bytes) {
+                Ok(saved) => saved.restore(),
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), "ignoring unreadable node health: {e}");
+                    BTreeMap::new()
+                }
+            },
+            Err(_) => BTreeMap::new(),
+        };
+        Ledger {
+            state: Mutex::new(State {
+                nodes,
+                dirty: false,
+            }),
+            file: Some(path),
+            observers: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn observe(&self, observer: Arc<dyn Observer>) {
+        if let Ok(mut all) = self.observers.lock() {
+            all.push(observer);
+        }
+    }
+
+    /// The health of `node` now (unknown nodes read as healthy and unknown).
+    pub fn health(&self, node: &str) -> NodeHealth {
+        let now = Instant::now();
+        self.with(|s| s.nodes.get(node).cloned().unwrap_or_default().health(now))
+    }
+
+    /// Every known node's health now, by name.
+    pub fn snapshot(&self) -> BTreeMap<String, NodeHealth> {
+        let now = Instant::now();
+        self.with(|s| {
+            s.nodes
+                .iter()
+                .map(|(name, e)| (name.clone(), e.health(now)))
+                .collect()
+        })
+    }
+
+    /// An action starts on `node`; the guard ends it (as failed and abandoned, if dropped).
+    pub fn start(self: &Arc<Self>, node: &str, kind: Kind) -> Running {
+        let now = Instant::now();
+        self.with(|s| {
+            let e = s.nodes.entry(node.to_string()).or_default();
+            e.in_flight += 1;
+            e.last_start = Some(now);
+            s.dirty = true;
+        });
+        Running {
+            ledger: Arc::clone(self),
+            node: node.to_string(),
+            kind,
+            started: now,
+            done: false,
+        }
+    }
+
+    fn end(&self, node: &str, kind: Kind, failure: Option<&str>, took: Duration) {
+        let now = Instant::now();
+        let health = self.with(|s| {
+            let e = s.nodes.entry(node.to_string()).or_default();
+            e.in_flight = e.in_flight.saturating_sub(1);
+            let ok = failure.is_none();
+            if ok {
+                e.consecutive_failures = 0;
+                e.last_ok = Some(now);
+                if kind == Kind::Pin {
+                    push_bounded(&mut e.pin_ms, ms(took), LATENCIES);
+                }
+            } else {
+                e.consecutive_failures = e.consecutive_failures.saturating_add(1);
+                e.last_failure = Some(now);
+            }
+            push_bounded(&mut e.window, ok, WINDOW);
+            s.dirty = true;
+            e.health(now)
+        });
+        let event = Ended {
+            node,
+            kind,
+            ok: failure.is_none(),
+            failure,
+            took,
+            health: &health,
+        };
+        let observers = self.observers.lock().map(|o| o.clone()).unwrap_or_default();
+        for observer in observers {
+            observer.ended(&event);
+        }
+    }
+
+    /// Writes the ledger to its file if it changed (temporary file and rename: a reader never
+    /// sees half of it). Advisory: failures are logged, never fatal.
+    pub fn flush(&self) {
+        let Some(path) = &self.file else {
+            return;
+        };
+        let saved = self.with(|s| {
+            let was = std::mem::replace(&mut s.dirty, false);
+            was.then(|| Saved::of(&s.nodes))
+        });
+        let Some(saved) = saved else {
+            return;
+        };
+        let result = serde_json::to_vec(&saved)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| {
+                let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+                std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path))
+            });
+        if let Err(e) = result {
+            tracing::debug!(file = %path.display(), "cannot save node health: {e}");
+        }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
+        // A panic while holding the lock cannot leave the counters half-updated in a way that
+        // matters more than losing them: keep going with whatever is there.
+        let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut guard)
+    }
+}
+
+/// An action in flight on a node. [`Running::ended`] records its outcome; dropped unended (the
+/// round ended without it: another node won, or the round was cancelled) it only leaves the
+/// in-flight count, unless [`Running::abandon`] marks it as a failure.
+pub struct Running {
+    ledger: Arc<Ledger>,
+    node: String,
+    kind: Kind,
+    started: Instant,
+    done: bool,
+}
+
+impl Running {
+    /// Records the outcome: `failure` is `None` for ok, else the outcome's short name.
+    pub fn ended(mut self, failure: Option<&str>) {
+        self.done = true;
+        self.ledger
+            .end(&self.node, self.kind, failure, self.started.elapsed());
+    }
+
+    /// The action lost: another node confirmed first while this one still ran.
+    pub fn abandon(self) {
+        self.ended(Some("abandoned"));
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if !self.done {
+            self.ledger.with(|s| {
+                if let Some(e) = s.nodes.get_mut(&self.node) {
+                    e.in_flight = e.in_flight.saturating_sub(1);
+                }
+            });
+        }
+    }
+}
+
+fn push_bounded<T>(queue: &mut VecDeque<T>, value: T, cap: usize) {
+    if queue.len() == cap {
+        queue.pop_front();
+    }
+    queue.push_back(value);
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn count(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// The file's form: wall-clock times (Unix ms), since `Instant`s mean nothing in another
+/// process. Bounded: the windows are capped, and only nodes ever seen are kept.
+#[derive(Serialize, Deserialize)]
+struct Saved {
+    version: u32,
+    nodes: BTreeMap<String, SavedEntry>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SavedEntry {
+    consecutive_failures: u32,
+    last_ok_unix_ms: Option<u64>,
+    last_failure_unix_ms: Option<u64>,
+    last_start_unix_ms: Option<u64>,
+    window: Vec<bool>,
+    pin_ms: Vec<u64>,
+}
+
+impl Saved {
+    fn of(nodes: &BTreeMap<String, Entry>) -> Saved {
+        let (now, wall) = (Instant::now(), unix_ms(SystemTime::now()));
+        let wall_of = |t: Option<Instant>| t.map(|t| wall.saturating_sub(ms(now - t)));
+        Saved {
+            version: 1,
+            nodes: nodes
+                .iter()
+                .map(|(name, e)| {
+                    let saved = SavedEntry {
+                        consecutive_failures: e.consecutive_failures,
+                        last_ok_unix_ms: wall_of(e.last_ok),
+                        last_failure_unix_ms: wall_of(e.last_failure),
+                        last_start_unix_ms: wall_of(e.last_start),
+                        window: e.window.iter().copied().collect(),
+                        pin_ms: e.pin_ms.iter().copied().collect(),
+                    };
+                    (name.clone(), saved)
+                })
+                .collect(),
+        }
+    }
+
+    fn restore(self) -> BTreeMap<String, Entry> {
+        let (now, wall) = (Instant::now(), unix_ms(SystemTime::now()));
+        // A time in the future (the clock went back) reads as "just now".
+        let instant = |t: Option<u64>| {
+            t.map(|t| {
+                now.checked_sub(Duration::from_millis(wall.saturating_sub(t)))
+                    .unwrap_or(now)
+            })
+        };
+        self.nodes
+            .into_iter()
+            .map(|(name, s)| {
+                let mut window: VecDeque<bool> = s.window.into_iter().collect();
+                let mut pin_ms: VecDeque<u64> = s.pin_ms.into_iter().collect();
+                while window.len() > WINDOW {
+                    window.pop_front();
+                }
+                while pin_ms.len() > LATENCIES {
+                    pin_ms.pop_front();
+                }
+                let entry = Entry {
+                    consecutive_failures: s.consecutive_failures,
+                    last_ok: instant(s.last_ok_unix_ms),
+                    last_failure: instant(s.last_failure_unix_ms),
+                    last_start: instant(s.last_start_unix_ms),
+                    window,
+                    pin_ms,
+                    in_flight: 0,
+                };
+                (name, entry)
+            })
+            .collect()
+    }
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map(ms).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn failures_count_until_a_success_and_time_moves_on() {
+        let ledger = Arc::new(Ledger::in_memory());
+        for _ in 0..3 {
+            ledger.start("primary", Kind::Pin).ended(Some("timeout"));
+        }
+        let h = ledger.health("primary");
+        assert_eq!(
+            (h.consecutive_failures, h.recent_ok, h.recent_total),
+            (3, 0, 3)
+        );
+        tokio::time::advance(Duration::from_secs(61)).await;
+        let h = ledger.health("primary");
+        assert_eq!(h.since_last_failure_ms, Some(61_000));
+        let running = ledger.start("primary", Kind::Pin);
+        assert_eq!(ledger.health("primary").in_flight, 1);
+        tokio::time::advance(Duration::from_millis(1_500)).await;
+        running.ended(None);
+        let h = ledger.health("primary");
+        assert_eq!(h.consecutive_failures, 0);
+        assert_eq!(h.in_flight, 0);
+        assert_eq!(h.pin_latency_ms, Some(1_500));
+        assert_eq!((h.recent_ok, h.recent_total), (1, 4));
+    }
+
+    #[tokio::test]
+    async fn dropped_actions_leave_the_count_abandoned_ones_fail() {
+        let ledger = Arc::new(Ledger::in_memory());
+        drop(ledger.start("primary", Kind::Pin));
+        let h = ledger.health("primary");
+        assert_eq!((h.in_flight, h.consecutive_failures), (0, 0));
+        ledger.start("primary", Kind::Pin).abandon();
+        assert_eq!(ledger.health("primary").consecutive_failures, 1);
+    }
+
+    #[tokio::test]
+    async fn the_file_carries_health_to_the_next_process() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ledger = Arc::new(Ledger::open(dir.path()));
+        ledger.start("primary", Kind::Pin).ended(Some("stalled"));
+        ledger.start("backup-1", Kind::Pin).ended(None);
+        ledger.flush();
+        let next = Ledger::open(dir.path());
+        let h = next.health("primary");
+        assert_eq!(h.consecutive_failures, 1);
+        assert!(h.since_last_failure_ms.is_some_and(|ms| ms < 5_000));
+        assert_eq!(next.health("backup-1").recent_ok, 1);
+        // A corrupt file means starting uninformed, not failing.
+        std::fs::write(dir.path().join(FILE), b"{not json").expect("write");
+        assert_eq!(Ledger::open(dir.path()).health("primary").recent_total, 0);
+    }
+
+    #[test]
+    fn windows_are_bounded() {
+        let mut q = VecDeque::new();
+        for i in 0..100 {
+            push_bounded(&mut q, i, WINDOW);
+        }
+        assert_eq!(q.len(), WINDOW);
+        assert_eq!(q.front(), Some(&80));
+    }
+}
