@@ -134,6 +134,14 @@ impl DaemonClient {
         Ok(reply.policy)
     }
 
+    /// Every node's health and breaker, live.
+    pub async fn nodes(&self) -> Result<Vec<crate::health::NodeStatus>, ClientError> {
+        let (_, reply): (_, crate::daemon::wire::NodesReply) = self
+            .call::<(), _>(Method::GET, &["v1", "nodes"], &[], None)
+            .await?;
+        Ok(reply.nodes)
+    }
+
     /// The OpenMetrics text of `/metrics`.
     pub async fn metrics(&self) -> Result<String, ClientError> {
         let response = self

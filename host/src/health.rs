@@ -43,6 +43,75 @@ impl Kind {
     }
 }
 
+/// A node as operators read it (`pinwarden nodes`, `GET /v1/nodes`): its health and the
+/// breaker state the active policy's thresholds give it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub name: String,
+    pub role: String,
+    /// closed, half-open or open.
+    pub breaker: String,
+    pub consecutive_failures: u32,
+    pub since_last_ok_ms: Option<u64>,
+    pub since_last_failure_ms: Option<u64>,
+    pub recent_ok: u32,
+    pub recent_total: u32,
+    pub pin_latency_ms: Option<u64>,
+    pub in_flight: u32,
+}
+
+/// The breaker thresholds of a policy (its `breaker_failures` and `breaker_cooldown_ms`, else
+/// the kit's defaults), so the host shows what the policy acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Thresholds {
+    pub failures: u32,
+    pub cooldown_ms: u64,
+}
+
+impl Thresholds {
+    pub fn of(policy: &crate::policy::Policy) -> Thresholds {
+        let param = |name: &str| policy.param(name).and_then(|v| v.parse::<u64>().ok());
+        Thresholds {
+            failures: param("breaker_failures")
+                .and_then(|v| u32::try_from(v).ok())
+                .unwrap_or(host_rules::BREAKER_FAILURES),
+            cooldown_ms: param("breaker_cooldown_ms").unwrap_or(host_rules::BREAKER_COOLDOWN_MS),
+        }
+    }
+
+    pub fn breaker(&self, h: &NodeHealth) -> host_rules::Breaker {
+        host_rules::breaker(&view(h), self.failures, self.cooldown_ms)
+    }
+}
+
+host_rules::view_of_health!(fn view(NodeHealth));
+
+/// Every node of `nodes` (name, role) with its status now.
+pub fn statuses(
+    nodes: &[(String, crate::Role)],
+    ledger: &Ledger,
+    thresholds: Thresholds,
+) -> Vec<NodeStatus> {
+    nodes
+        .iter()
+        .map(|(name, role)| {
+            let h = ledger.health(name);
+            NodeStatus {
+                name: name.clone(),
+                role: crate::policy::contract::role_name::as_str(*role).to_string(),
+                breaker: thresholds.breaker(&h).as_str().to_string(),
+                consecutive_failures: h.consecutive_failures,
+                since_last_ok_ms: h.since_last_ok_ms,
+                since_last_failure_ms: h.since_last_failure_ms,
+                recent_ok: h.recent_ok,
+                recent_total: h.recent_total,
+                pin_latency_ms: h.pin_latency_ms,
+                in_flight: h.in_flight,
+            }
+        })
+        .collect()
+}
+
 /// The health of a node nothing is known about.
 pub fn unknown() -> NodeHealth {
     Entry::default().health(Instant::now())
@@ -199,7 +268,9 @@ impl Ledger {
                 if kind == Kind::Pin {
                     push_bounded(&mut e.pin_ms, ms(took), LATENCIES);
                 }
-            } else {
+            } else if kind != Kind::Connect {
+                // A failed provider hint may be the provider's fault (a dead primary), not the
+                // dialer's: it stays in the window but does not push the node to its breaker.
                 e.consecutive_failures = e.consecutive_failures.saturating_add(1);
                 e.last_failure = Some(now);
             }
@@ -237,6 +308,9 @@ impl Ledger {
         let result = serde_json::to_vec(&saved)
             .map_err(std::io::Error::other)
             .and_then(|bytes| {
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir)?;
+                }
                 let tmp = path.with_extension(format!("tmp{}", std::process::id()));
                 std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path))
             });
@@ -415,6 +489,16 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_failed_provider_hint_is_not_the_dialers_failure() {
+        let ledger = Arc::new(Ledger::in_memory());
+        ledger
+            .start("backup-1", Kind::Connect)
+            .ended(Some("unreachable"));
+        let h = ledger.health("backup-1");
+        assert_eq!((h.consecutive_failures, h.recent_total), (0, 1));
+    }
+
+    #[tokio::test]
     async fn dropped_actions_leave_the_count_abandoned_ones_fail() {
         let ledger = Arc::new(Ledger::in_memory());
         drop(ledger.start("primary", Kind::Pin));
@@ -426,19 +510,22 @@ mod tests {
 
     #[tokio::test]
     async fn the_file_carries_health_to_the_next_process() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let ledger = Arc::new(Ledger::open(dir.path()));
+        let root = tempfile::tempdir().expect("tempdir");
+        // A data directory that does not exist yet is created by the first flush.
+        let dir = root.path().join("data");
+        let dir = dir.as_path();
+        let ledger = Arc::new(Ledger::open(dir));
         ledger.start("primary", Kind::Pin).ended(Some("stalled"));
         ledger.start("backup-1", Kind::Pin).ended(None);
         ledger.flush();
-        let next = Ledger::open(dir.path());
+        let next = Ledger::open(dir);
         let h = next.health("primary");
         assert_eq!(h.consecutive_failures, 1);
         assert!(h.since_last_failure_ms.is_some_and(|ms| ms < 5_000));
         assert_eq!(next.health("backup-1").recent_ok, 1);
         // A corrupt file means starting uninformed, not failing.
-        std::fs::write(dir.path().join(FILE), b"{not json").expect("write");
-        assert_eq!(Ledger::open(dir.path()).health("primary").recent_total, 0);
+        std::fs::write(dir.join(FILE), b"{not json").expect("write");
+        assert_eq!(Ledger::open(dir).health("primary").recent_total, 0);
     }
 
     #[test]

@@ -19,8 +19,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Short budgets: three attempts, 100 ms base backoff. js-ipfs reports no pin progress, so the
-/// stall timeout must exceed a whole pin of a few MB.
+/// stall timeout must exceed a whole pin of a few MB. Each flow is one job's sequence, while the
+/// flows share a data dir (and so a node-health ledger): breakers and hedging, which act across
+/// jobs, are off here and tested in `outage`.
 const FAST: &[&str] = &[
+    "--param",
+    "breaker_failures=0",
+    "--param",
+    "hedge_after_ms=0",
     "--param",
     "attempts=3",
     "--param",

@@ -8,6 +8,7 @@
 pub mod context;
 mod daemon_cmd;
 mod fallback_cmd;
+mod nodes_cmd;
 mod pin_cmd;
 mod policy_cmd;
 
@@ -73,6 +74,10 @@ pub enum Command {
     Status(daemon_cmd::StatusArgs),
     /// List the daemon's jobs, optionally by state.
     Jobs(daemon_cmd::JobsArgs),
+    /// Each node's health as the ledger remembers it: failures in a row, last success and
+    /// failure, recent success rate, pin time, and its circuit breaker.
+    #[command(after_long_help = nodes_cmd::after_help())]
+    Nodes(nodes_cmd::NodesArgs),
     /// Show the effective configuration (file, environment, defaults), secrets masked.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -109,6 +114,7 @@ pub fn main() -> ExitCode {
         Command::Submit(args) => daemon_cmd::submit(&cx, args),
         Command::Status(args) => daemon_cmd::status(&cx, args),
         Command::Jobs(args) => daemon_cmd::jobs(&cx, args),
+        Command::Nodes(args) => nodes_cmd::run(&cx, &args),
         Command::Policy(policy_cmd::PolicyCommand::Reload { policy, socket }) => {
             daemon_cmd::reload(&cx, policy, socket.as_deref())
         }

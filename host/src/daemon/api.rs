@@ -3,7 +3,8 @@
 //! 422 policy rejected, 500 internal, 504 wait timed out.
 
 use super::wire::{
-    ErrorReply, Health, JobReply, JobsReply, PolicyView, ReloadReply, ReloadRequest, SubmitRequest,
+    ErrorReply, Health, JobReply, JobsReply, NodesReply, PolicyView, ReloadReply, ReloadRequest,
+    SubmitRequest,
 };
 use super::{Daemon, now_ms};
 use crate::queue::{PinRow, QueueError, State, Submission};
@@ -27,6 +28,7 @@ pub fn router(daemon: Shared, token: Option<String>) -> Router {
         .route("/v1/jobs", get(list))
         .route("/v1/jobs/{key}", get(status).delete(cancel))
         .route("/v1/health", get(health_endpoint))
+        .route("/v1/nodes", get(nodes))
         .route("/v1/policy/reload", post(reload))
         .route("/metrics", get(metrics))
         .with_state(daemon);
@@ -255,6 +257,13 @@ async fn health_endpoint(Ctx(d): Ctx<Shared>) -> Response {
         Ok(v) => Json(v).into_response(),
         Err(e) => internal(e),
     }
+}
+
+async fn nodes(Ctx(d): Ctx<Shared>) -> Response {
+    let (policy, _) = d.policy.current();
+    let thresholds = crate::health::Thresholds::of(&policy);
+    let nodes = crate::health::statuses(&d.topology.roles(), d.topology.ledger(), thresholds);
+    Json(NodesReply { nodes }).into_response()
 }
 
 async fn metrics(Ctx(d): Ctx<Shared>) -> Response {

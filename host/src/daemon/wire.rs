@@ -85,3 +85,9 @@ pub struct Health {
     pub policy_reloads: u64,
     pub node_name: String,
 }
+
+/// `GET /v1/nodes`: every node's health and breaker, live.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodesReply {
+    pub nodes: Vec<crate::health::NodeStatus>,
+}

@@ -54,6 +54,14 @@ impl Topology {
         &self.ledger
     }
 
+    /// The nodes' names and roles, in topology order.
+    pub fn roles(&self) -> Vec<(String, Role)> {
+        self.nodes
+            .iter()
+            .map(|(name, role, _)| (name.clone(), *role))
+            .collect()
+    }
+
     /// The nodes with their health as of now: what a decision sees.
     pub fn infos(&self) -> Vec<NodeInfo> {
         self.nodes

@@ -25,11 +25,12 @@ pub fn action_node(action: &Action) -> Option<&str> {
     crate::script::act(action).node()
 }
 
-/// Failed actions on `node` in this round (the ledger's consecutive count includes them).
+/// Failed actions on `node` in this round that the ledger's consecutive count includes (pins,
+/// verifications, checks; not waits, not provider hints).
 pub fn failures_on(node: &str, history: &[Event]) -> u32 {
     let failed = history.iter().filter(|e| {
         action_node(&e.action) == Some(node)
-            && !matches!(e.action, Action::Wait(_))
+            && !matches!(e.action, Action::Wait(_) | Action::Connect(_))
             && e.outcome.as_ref().is_some_and(|o| *o != Outcome::Ok)
     });
     u32::try_from(failed.count()).unwrap_or(u32::MAX)

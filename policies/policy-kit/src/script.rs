@@ -235,7 +235,8 @@ pub fn run(
             l.in_flight -= 1;
             if outcome == Outcome::Ok {
                 (l.failures, l.last_ok) = (0, Some(now_ms));
-            } else {
+            } else if !matches!(history[index].action, Action::Connect(_)) {
+                // As the host's ledger: a failed provider hint is not the dialer's failure.
                 (l.failures, l.last_failure) = (l.failures + 1, Some(now_ms));
             }
         }

@@ -2,7 +2,10 @@
 //! uploads, so pin on the backups first and use the primary only as the last resort.
 //! Quorum, verification, backoff and the local fallback come from `policy-kit`.
 
-use policy_kit::params::{ATTEMPTS, BASE_DELAY_MS, MAX_DELAY_MS, PIN_TIMEOUT_MS, STALL_TIMEOUT_MS};
+use policy_kit::params::{
+    ATTEMPTS, BASE_DELAY_MS, BREAKER_COOLDOWN_MS, BREAKER_FAILURES, HEDGE_AFTER_MS, MAX_DELAY_MS,
+    PIN_TIMEOUT_MS, STALL_TIMEOUT_MS,
+};
 use policy_kit::plan::nodes_with;
 use policy_kit::{Node, ParamSpec, Policy, Role};
 
@@ -17,6 +20,10 @@ impl Policy for BackupsFirst {
         MAX_DELAY_MS,
         PIN_TIMEOUT_MS,
         STALL_TIMEOUT_MS,
+        // The kit's plan opens breakers and hedges: let operators tune both.
+        BREAKER_FAILURES,
+        BREAKER_COOLDOWN_MS,
+        HEDGE_AFTER_MS,
     ];
 
     fn candidates(nodes: &[Node]) -> Vec<&str> {

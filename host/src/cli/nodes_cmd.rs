@@ -1,0 +1,97 @@
+//! `pinwarden nodes`: what the node-health ledger of the data directory says of each node.
+
+use super::context::{CliError, CliResult, Context, exit};
+use crate::health::{NodeStatus, Thresholds, statuses};
+use crate::trace::format_ms;
+use clap::Args;
+
+#[derive(Args)]
+pub struct NodesArgs {
+    /// One JSON array on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+const AFTER_HELP: &str = "\
+Every action on a node (pin, verify, check-retrievable, connect) updates its health in the
+data directory's node-health.json: the daemon every few seconds, `pinwarden pin` when it ends.
+The breaker column applies the configured policy's breaker_failures and breaker_cooldown_ms:
+closed (normal), open (skipped after that many failures in a row), half-open (cooled down: the
+next job probes it). A running daemon's live view, in flight counts included: GET /v1/nodes.";
+
+pub fn run(cx: &Context, args: &NodesArgs) -> CliResult {
+    let app = cx.app(&[])?;
+    let thresholds = Thresholds::of(&app.policy);
+    let nodes = statuses(&app.topology.roles(), app.topology.ledger(), thresholds);
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string(&nodes).map_err(CliError::failed)?
+        );
+    } else {
+        print!("{}", table(&nodes));
+    }
+    Ok(exit::OK)
+}
+
+pub fn after_help() -> &'static str {
+    AFTER_HELP
+}
+
+fn table(nodes: &[NodeStatus]) -> String {
+    let ago = |ms: Option<u64>| ms.map_or("-".to_string(), |ms| format!("{} ago", format_ms(ms)));
+    let mut out = format!(
+        "{:<14} {:<8} {:<10} {:>6} {:>16} {:>16} {:>8} {:>10} {:>9}\n",
+        "NODE",
+        "ROLE",
+        "BREAKER",
+        "FAILS",
+        "LAST OK",
+        "LAST FAILURE",
+        "OK/LAST",
+        "PIN P50",
+        "IN FLIGHT"
+    );
+    for n in nodes {
+        out.push_str(&format!(
+            "{:<14} {:<8} {:<10} {:>6} {:>16} {:>16} {:>8} {:>10} {:>9}\n",
+            n.name,
+            n.role,
+            n.breaker,
+            n.consecutive_failures,
+            ago(n.since_last_ok_ms),
+            ago(n.since_last_failure_ms),
+            format!("{}/{}", n.recent_ok, n.recent_total),
+            n.pin_latency_ms.map_or("-".to_string(), format_ms),
+            n.in_flight
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_names_every_column_and_node() {
+        let node = NodeStatus {
+            name: "primary".into(),
+            role: "primary".into(),
+            breaker: "open".into(),
+            consecutive_failures: 4,
+            since_last_ok_ms: None,
+            since_last_failure_ms: Some(1_500),
+            recent_ok: 0,
+            recent_total: 4,
+            pin_latency_ms: None,
+            in_flight: 0,
+        };
+        let text = table(&[node]);
+        assert!(text.starts_with("NODE"), "{text}");
+        let row = text.lines().nth(1).unwrap_or_default();
+        for cell in ["primary", "open", "4", "1.500s ago", "0/4"] {
+            assert!(row.contains(cell), "{cell} missing: {row}");
+        }
+    }
+}
