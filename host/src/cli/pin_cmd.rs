@@ -144,6 +144,7 @@ pub fn result_json(app: &App, job: &Job, result: &RoundResult) -> serde_json::Va
         "policy_hash": app.policy.hash,
         "decided_by": result.decided_by,
         "incidents": result.incidents,
+        "nodes_seen": result.nodes_seen,
         "trace": result.trace,
     })
 }
