@@ -26,6 +26,10 @@ mod flavour;
 mod ndjson;
 mod pin_stream;
 mod presence;
+#[cfg(test)]
+mod recorded;
+#[cfg(test)]
+mod replay;
 mod transport;
 mod upload;
 
@@ -329,7 +333,8 @@ impl KuboClient {
 #[async_trait]
 impl Node for KuboClient {
     /// `pin/add?recursive=true&progress=true`, read line by line (see `pin_stream`). `Stalled`
-    /// when the progress counters have not increased for `stall` since the request was sent.
+    /// when nothing has shown progress for `stall`: the stream's counters (Kubo), or the node's
+    /// bitswap counters while no reply has arrived (js-ipfs answers only at the end).
     async fn pin(&self, cid: &str, stall: Duration) -> Outcome {
         pin_stream::pin(&self.rpc, &self.name, cid, stall)
             .await
