@@ -92,8 +92,12 @@ impl Topology {
 /// Host-side bounds of a round that no policy can lift.
 #[derive(Debug, Clone, Copy)]
 pub struct RoundLimits {
-    /// Bound for `verify`, `check-retrievable` and `connect`.
+    /// Bound for `verify` and `connect`.
     pub call_timeout: Duration,
+    /// Safety bound for `check-retrievable`. The walk's length follows the DAG's size (a few
+    /// seconds per GB), and the node client ends a walk that stops making progress
+    /// (`KuboConfig::check_idle_timeout`), so this only catches a client that never returns.
+    pub check_timeout: Duration,
     /// Bounds on what a decision may ask for (see [`rules`]).
     pub bounds: host_rules::Bounds,
     /// Timeouts of the local-fallback pin (the action carries none).
@@ -105,6 +109,7 @@ impl Default for RoundLimits {
     fn default() -> Self {
         RoundLimits {
             call_timeout: Duration::from_secs(30),
+            check_timeout: Duration::from_secs(3600),
             bounds: host_rules::Bounds::default(),
             local_pin_timeout: Duration::from_secs(300),
             local_stall_timeout: Duration::from_secs(60),
@@ -362,7 +367,7 @@ impl Round<'_> {
     fn perform(&self, index: usize, action: &Action) -> BoxFuture<'static, (usize, Outcome)> {
         let cid = self.job.cid.clone();
         let client = |name: &str| self.topology.client(name).cloned();
-        let call = self.limits.call_timeout;
+        let (call, check) = (self.limits.call_timeout, self.limits.check_timeout);
         // The rules refused unknown nodes, so a missing client cannot happen; report it anyway.
         let unknown = || Outcome::Error("unknown node".into());
         match action.clone() {
@@ -396,7 +401,7 @@ impl Round<'_> {
                     };
                     (
                         index,
-                        prove::check_retrievable(node.as_ref(), &cid, call).await,
+                        prove::check_retrievable(node.as_ref(), &cid, check).await,
                     )
                 })
             }
@@ -441,6 +446,7 @@ impl Round<'_> {
             pin: self.limits.local_pin_timeout,
             stall: self.limits.local_stall_timeout,
             call: self.limits.call_timeout,
+            check: self.limits.check_timeout,
         };
         let started = self.now_ms();
         let cid = self.job.cid.clone();

@@ -63,8 +63,10 @@ pub struct KuboConfig {
     /// keep-alive connections after 5 s; reusing one at that instant fails the request, so the
     /// default stays below it.
     pub pool_idle_timeout: Duration,
-    /// Concurrent requests while checking that a DAG's blocks are present.
-    pub check_concurrency: usize,
+    /// The retrievability check (one streamed walk of the DAG, see `presence`) ends as a
+    /// timeout when it learns of no new block for this long. It has no overall limit of its
+    /// own, since a bigger DAG takes longer; the executor's safety bound still applies.
+    pub check_idle_timeout: Duration,
     /// Where to remember across processes whether the node is Kubo or js-ipfs
     /// (`node-flavours.json`). `None`: each client asks `id` when it first needs to know.
     pub data_dir: Option<PathBuf>,
@@ -77,7 +79,7 @@ impl Default for KuboConfig {
             call_timeout: Duration::from_secs(30),
             slow_call_timeout: Duration::from_secs(3600),
             pool_idle_timeout: Duration::from_secs(4),
-            check_concurrency: 8,
+            check_idle_timeout: Duration::from_secs(30),
             data_dir: None,
         }
     }
@@ -324,7 +326,7 @@ impl KuboClient {
             &self.name,
             flavour,
             root,
-            self.cfg.check_concurrency,
+            self.cfg.check_idle_timeout,
         )
         .await
     }
@@ -346,8 +348,9 @@ impl Node for KuboClient {
         self.verify_inner(cid).await.unwrap_or_else(Outcome::from)
     }
 
-    /// Walks the DAG, `check_concurrency` requests at a time, without ever fetching a block
-    /// (see `presence`); the node's flavour decides how.
+    /// One streamed walk of the DAG by the node, without ever fetching a block (see
+    /// `presence`); the node's flavour decides how. `Timeout` when the walk learns of no new
+    /// block for `check_idle_timeout`.
     async fn check_retrievable(&self, cid: &str) -> Outcome {
         self.check_inner(cid).await.unwrap_or_else(Outcome::from)
     }
