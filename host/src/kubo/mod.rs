@@ -63,8 +63,8 @@ pub struct KuboConfig {
     /// keep-alive connections after 5 s; reusing one at that instant fails the request, so the
     /// default stays below it.
     pub pool_idle_timeout: Duration,
-    /// The retrievability check (one streamed walk of the DAG, see `presence`) ends as a
-    /// timeout when it learns of no new block for this long. It has no overall limit of its
+    /// The retrievability check (the node's own walk of the DAG, streamed, see `presence`) ends
+    /// as a timeout when it learns of no new block for this long. It has no overall limit of its
     /// own, since a bigger DAG takes longer; the executor's safety bound still applies.
     pub check_idle_timeout: Duration,
     /// Where to remember across processes whether the node is Kubo or js-ipfs

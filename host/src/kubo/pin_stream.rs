@@ -12,7 +12,7 @@
 //!   A pin whose blocks nobody serves keeps wanting them with flat counters, and stalls.
 //!
 //! So on js-ipfs a stall is detected at most one poll interval (a tenth of `stall`, at most 5 s)
-//! after `stall`; a pin that ends within 100 ms costs no poll. The bitswap counters are the node's, not the pin's: a transfer for another pin
+//! after `stall`; a pin that ends within a second costs no poll. The bitswap counters are the node's, not the pin's: a transfer for another pin
 //! on the same node counts as progress too; the pin's overall timeout still bounds it. The call
 //! has no timeout of its own: the executor bounds it with the pin's overall timeout.
 
@@ -29,9 +29,10 @@ const POLLS_PER_STALL: u32 = 10;
 /// ... within these bounds.
 const MIN_POLL: Duration = Duration::from_millis(100);
 const MAX_POLL: Duration = Duration::from_secs(5);
-/// The first poll, at most this long after the request: a pin still running by then is worth
-/// watching, and its counters are a baseline for the next poll. Quicker pins cost no poll.
-const FIRST_POLL: Duration = Duration::from_millis(100);
+/// The first poll, at most this long after the request (sooner if the interval is shorter): a
+/// pin still running by then is worth watching, and its counters are a baseline for the next
+/// poll. Quicker pins cost no poll, and neither does Kubo, whose reply starts within 500 ms.
+const FIRST_POLL: Duration = Duration::from_secs(1);
 
 /// Pins `cid` on the node behind `rpc` (`node` names it in logs). `Ok` only when the final
 /// `{"Pins":[..]}` names this CID and no stream error was reported; `Stalled` when nothing has
