@@ -9,7 +9,8 @@
 //! part guards:
 //! - a local js-ipfs pin longer than its stall timeout is not stalled (progress-aware stall
 //!   detection: the node wants nothing from the network);
-//! - every attempt on the backup starts with a provider hint (renewed, not only the first);
+//! - every attempt on the backup starts with a provider hint, and each hint after the first
+//!   replaces the connection (`swarm/disconnect`, then `swarm/connect`);
 //! - the retrievability check costs a few `refs` calls, not one per block (and no fetch).
 //!
 //! Cost, on the 2-core machines here: about 1.5 to 3 minutes (10 s of hedge delay, one 60 s
@@ -90,10 +91,23 @@ async fn cases(cluster: &IpfsCluster, t0: Instant) {
             || (outcome == Outcome::Stalled && took > stall + Duration::from_millis(500)),
         "{outcome:?} after {took:?}"
     );
-    // B starts the round empty again.
+    // B starts the round empty again, and not connected to A (the round's first hint dials).
     if outcome == Outcome::Ok {
         b.pin_rm(&root).await.expect("pin_rm");
     }
+    let peer = addrs[0]
+        .rsplit_once("/p2p/")
+        .map(|(_, p)| p)
+        .expect("peer id");
+    let disconnect = format!(
+        "{}/api/v0/swarm/disconnect?arg=/p2p/{peer}",
+        cluster.api_url(1)
+    );
+    reqwest::Client::new()
+        .post(disconnect)
+        .send()
+        .await
+        .expect("swarm/disconnect");
     let removed = b.repo_gc().await.expect("repo_gc");
     step(t0, &format!("B: unpinned, {removed} blocks collected"));
 
@@ -152,6 +166,12 @@ async fn cases(cluster: &IpfsCluster, t0: Instant) {
         .filter(|&i| matches!(lane[i], Action::Pin(_)))
         .collect();
     assert!(!attempts.is_empty());
+    assert_eq!(
+        backup.count("/api/v0/swarm/disconnect"),
+        attempts.len() - 1,
+        "{:?}",
+        backup.counts()
+    );
     for i in attempts {
         assert!(
             i > 0 && matches!(lane[i - 1], Action::Connect(c) if c.provider == "primary"),

@@ -303,7 +303,11 @@ impl Round<'_> {
                     Action::Pin(p) => self.pins_on(&p.node) + 1,
                     _ => 0,
                 };
-                self.note(node, describe_start(&action, attempt, budget));
+                let mut started = describe_start(&action, attempt, budget);
+                if self.renews(&action) {
+                    started.push_str(", renewing the connection");
+                }
+                self.note(node, started);
                 if let Some((name, kind)) = ledger_kind(&action) {
                     let guard = self.topology.ledger().start(name, kind);
                     self.in_flight.insert(index, guard);
@@ -364,6 +368,19 @@ impl Round<'_> {
         })
     }
 
+    /// A provider hint this round has already given the same node: the connection it made may
+    /// have stopped carrying blocks, so it is replaced rather than kept (see
+    /// [`Node::reconnect`]). A first hint leaves a working connection, which other jobs' transfers
+    /// may be using, alone.
+    fn renews(&self, action: &Action) -> bool {
+        let Action::Connect(c) = action else {
+            return false;
+        };
+        self.history
+            .iter()
+            .any(|e| matches!(&e.action, Action::Connect(earlier) if earlier.node == c.node))
+    }
+
     fn perform(&self, index: usize, action: &Action) -> BoxFuture<'static, (usize, Outcome)> {
         let cid = self.job.cid.clone();
         let client = |name: &str| self.topology.client(name).cloned();
@@ -407,12 +424,14 @@ impl Round<'_> {
             }
             Action::Connect(c) => {
                 let (node, provider) = (client(&c.node), client(&c.provider));
+                let renew = self.renews(action);
                 Box::pin(async move {
                     let (Some(node), Some(provider)) = (node, provider) else {
                         return (index, unknown());
                     };
                     let dial = async {
                         match provider.swarm_addrs().await {
+                            Ok(addrs) if renew => node.reconnect(&addrs).await,
                             Ok(addrs) => node.connect(&addrs).await,
                             Err(outcome) => outcome,
                         }

@@ -367,27 +367,8 @@ impl Node for KuboClient {
         Ok(info.addresses)
     }
 
-    /// Renews the connection to the peer behind `addrs`: `swarm/disconnect?arg=/p2p/<peer>`
-    /// (an error, such as "not connected", is ignored), then `swarm/connect?arg=ADDR`, one
-    /// address after the other until one succeeds.
-    ///
-    /// Why not only connect: dialling a peer already connected does nothing, and a connection
-    /// can be up yet useless. Under load, js-ipfs 0.66 loses bitswap messages (a sender counts
-    /// blocks as sent that never arrive) and never asks again, so a transfer stops for good
-    /// while both sides stay connected (measured: 600 MB stops after 200–250 MB, until the
-    /// connection is replaced). A new connection makes both sides exchange their whole
-    /// wantlists again. Another transfer between the same two nodes resumes the same way.
+    /// `swarm/connect?arg=ADDR`, one address after the other until one succeeds.
     async fn connect(&self, addrs: &[String]) -> Outcome {
-        if let Some(peer) = addrs.iter().find_map(|a| addr::peer_id(a)) {
-            let target = format!("/p2p/{peer}");
-            let dropped: Result<Value, KuboError> = self
-                .rpc
-                .call_json("swarm/disconnect", &[("arg", &target)])
-                .await;
-            if let Err(e) = dropped {
-                tracing::debug!(node = %self.name, %target, error = %e, "swarm/disconnect failed");
-            }
-        }
         let mut last = Outcome::Error("no address to dial".into());
         for addr in addrs {
             let reply: Result<Value, KuboError> =
@@ -401,6 +382,30 @@ impl Node for KuboClient {
             }
         }
         last
+    }
+
+    /// `swarm/disconnect?arg=/p2p/<peer>` (an error, such as "not connected", is ignored), then
+    /// [`connect`](Node::connect).
+    ///
+    /// Why: dialling a peer already connected does nothing, and a connection can be up yet
+    /// useless. Under load, js-ipfs 0.66 runs out of streams on a connection ("Too many open
+    /// streams" in its muxer): bitswap messages are dropped and never sent again, so a transfer
+    /// stops for good while both sides stay connected (measured: 600 MB stops after 200–250 MB,
+    /// until the connection is replaced). A new connection makes both sides exchange their
+    /// whole wantlists again. The cost: other transfers between the same two nodes lose what
+    /// was in flight on the old connection, which is why only a repeated hint does this.
+    async fn reconnect(&self, addrs: &[String]) -> Outcome {
+        if let Some(peer) = addrs.iter().find_map(|a| addr::peer_id(a)) {
+            let target = format!("/p2p/{peer}");
+            let dropped: Result<Value, KuboError> = self
+                .rpc
+                .call_json("swarm/disconnect", &[("arg", &target)])
+                .await;
+            if let Err(e) = dropped {
+                tracing::debug!(node = %self.name, %target, error = %e, "swarm/disconnect failed");
+            }
+        }
+        self.connect(addrs).await
     }
 }
 
