@@ -11,7 +11,7 @@
 //!   connected to A, `pin/add` bounded by `--transfer-timeout-s`, the default pin timeout; then
 //!   `pin/ls`, `refs`), and `pinwarden pin` with tank-mode's defaults, A the primary (its
 //!   `pin/add` never finishes: proxy mode `StallMidStream`, so the hedge starts B after 10 s) and
-//!   B the backup. B is emptied (`pin/rm`, `repo/gc`) before each.
+//!   B the backup. B is emptied (`pin/rm`, `repo/gc`) and disconnected from A before each.
 //!
 //! RPC counts are the requests the proxies saw; peak RSS is the `pinwarden` process's VmHWM,
 //! read every 20 ms while it runs. Each pinwarden run gets a fresh data directory (so the
@@ -219,8 +219,12 @@ async fn bitswap(
         rows.last().map(Row::print).unwrap_or_default()
     );
 
-    // pinwarden: A the primary that never finishes a pin, B the backup.
+    // pinwarden: A the primary that never finishes a pin, B the backup, not connected to A (its
+    // first hint dials; the baseline's connection may have stopped carrying blocks).
     empty(&node_b, cid).await?;
+    let _ = node_b
+        .call("swarm/disconnect", &[("arg", &format!("/p2p/{a_peer}"))])
+        .await;
     let primary = FaultProxy::start(a).await?;
     primary.set_mode(Mode::StallMidStream).await;
     backup.reset_counts();
