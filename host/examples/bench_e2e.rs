@@ -26,7 +26,7 @@
 //!
 //! Usage: `bench_e2e [--bin PATH] [--only e2e,cold,daemon,check,size] [--pins N] [--size-kb K]
 //! [--segments S] [--cold-runs N] [--jobs N] [--clients N] [--raw] [--sizes MB,MB,..]
-//! [--rtt-ms MS] [--transfer-timeout-s S]`
+//! [--rtt-ms MS] [--transfer-timeout-s S] [--cidv0]`
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use futures::StreamExt;
@@ -67,6 +67,8 @@ struct Args {
     rtt_ms: u64,
     /// `size`: the bound on the baseline's `pin/add` (pinwarden's default pin timeout).
     transfer_timeout_s: u64,
+    /// `size`: CIDv0 sets (js-ipfs' CLI), local rows only.
+    cidv0: bool,
 }
 
 impl Args {
@@ -84,6 +86,7 @@ impl Args {
             sizes: vec![100, 600, 2500],
             rtt_ms: 30,
             transfer_timeout_s: 300,
+            cidv0: false,
         };
         let mut it = std::env::args().skip(1);
         while let Some(flag) = it.next() {
@@ -106,6 +109,7 @@ impl Args {
                 }
                 "--rtt-ms" => args.rtt_ms = value()?.parse()?,
                 "--transfer-timeout-s" => args.transfer_timeout_s = value()?.parse()?,
+                "--cidv0" => args.cidv0 = true,
                 other => {
                     bail!("unknown argument {other} (see the comment at the top of bench_e2e.rs)")
                 }

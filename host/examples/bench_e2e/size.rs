@@ -13,13 +13,16 @@
 //!   `pin/add` never finishes: proxy mode `StallMidStream`, so the hedge starts B after 10 s) and
 //!   B the backup. B is emptied (`pin/rm`, `repo/gc`) and disconnected from A before each.
 //!
+//! With `--cidv0`, each set is added with js-ipfs' own CLI instead (CIDv0, dag-pb leaves: every
+//! block has to be read to learn it has no links) and only the local rows are made.
+//!
 //! RPC counts are the requests the proxies saw; peak RSS is the `pinwarden` process's VmHWM,
 //! read every 20 ms while it runs. Each pinwarden run gets a fresh data directory (so the
 //! node-health ledger of one run does not steer the next, and the node's flavour is asked once).
 
 use super::{Args, loadavg, memory_kb};
 use anyhow::{Context, Result, anyhow, ensure};
-use pinwarden_testkit::{FaultProxy, IpfsCluster, Mode, make_hls_set};
+use pinwarden_testkit::{FaultProxy, IpfsCluster, Mode, add_with_js_ipfs_cli, make_hls_set};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
@@ -74,12 +77,18 @@ pub(super) async fn size(args: &Args) -> Result<()> {
         } else {
             format!("{mb} MB")
         };
-        let (cid, blocks) = add(args, &a, mb, &label, &mut rows).await?;
+        let (cid, blocks) = if args.cidv0 {
+            add_v0(&a, mb, &label, &mut rows).await?
+        } else {
+            add(args, &a, mb, &label, &mut rows).await?
+        };
         println!("{label}: {cid}, {blocks} blocks (load {})", loadavg());
         for delay in [None, Some(rtt)] {
             local(args, &a, &cid, &label, delay, &mut rows).await?;
         }
-        bitswap(args, &a, &b, &cid, &label, rtt, &mut rows).await?;
+        if !args.cidv0 {
+            bitswap(args, &a, &b, &cid, &label, rtt, &mut rows).await?;
+        }
         // A is emptied for the next size (its repo would otherwise hold every set).
         let node = Node::new(&a)?;
         let _ = node.call("pin/rm", &[("arg", &cid)]).await;
@@ -140,6 +149,35 @@ async fn add(
     Ok((cid, blocks))
 }
 
+/// A fresh set of `mb` MB added to A with js-ipfs' CLI (CIDv0, dag-pb leaves); its CID and
+/// number of blocks.
+async fn add_v0(a: &str, mb: u64, label: &str, rows: &mut Vec<Row>) -> Result<(String, u64)> {
+    let (tmp, dir) = make_hls_set("show", mb * 1_000_000, 4 << 20)?;
+    let api = a.to_string();
+    let started = Instant::now();
+    let cid = tokio::task::spawn_blocking(move || add_with_js_ipfs_cli(&api, &dir)).await??;
+    let took = started.elapsed();
+    drop(tmp);
+    let blocks = Node::new(a)?
+        .count_lines(
+            "refs",
+            &[("arg", &cid), ("recursive", "true"), ("unique", "true")],
+        )
+        .await?
+        + 1;
+    rows.push(Row {
+        size: label.to_string(),
+        place: format!("add to A, CIDv0 ({blocks} blocks)"),
+        way: "js-ipfs CLI add",
+        result: "✓".into(),
+        total: Some(took),
+        phases: [None; 3],
+        rpcs: "—".into(),
+        rss_mib: None,
+    });
+    Ok((cid, blocks))
+}
+
 /// A has every block: `pinwarden pin` and the direct baseline, through a proxy adding `delay`.
 async fn local(
     args: &Args,
@@ -149,10 +187,13 @@ async fn local(
     delay: Option<Duration>,
     rows: &mut Vec<Row>,
 ) -> Result<()> {
-    let place = match delay {
+    let mut place = match delay {
         None => "local".to_string(),
         Some(d) => format!("local, {} ms", d.as_millis()),
     };
+    if args.cidv0 {
+        place.push_str(", CIDv0");
+    }
     let proxy = FaultProxy::start(a).await?;
     if let Some(d) = delay {
         proxy.set_mode(Mode::Delay(d)).await;

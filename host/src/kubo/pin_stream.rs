@@ -12,9 +12,9 @@
 //!   A pin whose blocks nobody serves keeps wanting them with flat counters, and stalls.
 //!
 //! So on js-ipfs a stall is detected at most one poll interval (a tenth of `stall`, at most 5 s)
-//! after `stall`; a pin that ends within a second costs no poll. The bitswap counters are the node's, not the pin's: a transfer for another pin
-//! on the same node counts as progress too; the pin's overall timeout still bounds it. The call
-//! has no timeout of its own: the executor bounds it with the pin's overall timeout.
+//! after `stall`; a pin that ends within a second costs no poll. The bitswap counters are the
+//! node's, not the pin's: a transfer for another pin on the same node counts as progress too.
+//! The call has no timeout of its own: the executor bounds it with the pin's overall timeout.
 
 use super::ndjson::{Chunk, Lines, error_message, stream_error_header};
 use super::same_cid;

@@ -189,7 +189,9 @@ async fn write_reply(socket: &mut TcpStream, reply: Reply) -> std::io::Result<()
         Body::Whole(body) => socket.write_all(body.as_bytes()).await?,
         Body::Chunked { pieces, trailer } => {
             for (delay, piece) in pieces {
-                tokio::time::sleep(delay).await;
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
                 if !piece.is_empty() {
                     let chunk = format!("{:x}\r\n{piece}\r\n", piece.len());
                     socket.write_all(chunk.as_bytes()).await?;

@@ -44,6 +44,34 @@ fn ipfs_cli() -> Result<PathBuf> {
     }
 }
 
+/// Uploads `dir` to the node at `api` with js-ipfs' own CLI and its defaults: CIDv0, dag-pb
+/// leaves (what `ipfs add -r` without options makes, unlike `pinwarden add`), not pinned.
+/// Returns the root's CID.
+pub fn add_with_js_ipfs_cli(api: &str, dir: &Path) -> Result<String> {
+    let cli = ipfs_cli()?;
+    let url = reqwest::Url::parse(api).context("node URL")?;
+    let multiaddr = format!(
+        "/ip4/{}/tcp/{}",
+        url.host_str().unwrap_or("127.0.0.1"),
+        url.port().unwrap_or(5001)
+    );
+    let out = Command::new("node")
+        .arg(cli)
+        .args(["--api", &multiaddr, "add", "-r", "-Q", "--pin=false"])
+        .arg(dir)
+        .stdin(Stdio::null())
+        .output()
+        .context("running js-ipfs' CLI")?;
+    if !out.status.success() {
+        bail!(
+            "js-ipfs add failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
 /// The ports of one daemon.
 #[derive(Debug, Clone, Copy)]
 struct Ports {

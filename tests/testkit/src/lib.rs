@@ -8,5 +8,5 @@
 pub mod ipfs;
 pub mod proxy;
 
-pub use ipfs::{IpfsCluster, XorShift, make_hls_dir, make_hls_set};
+pub use ipfs::{IpfsCluster, XorShift, add_with_js_ipfs_cli, make_hls_dir, make_hls_set};
 pub use proxy::{FaultProxy, Mode};
