@@ -187,3 +187,51 @@ fn a_policy_built_for_contract_0_1_is_refused_naming_both_versions() {
         assert!(message.contains(needle), "{needle} missing: {message}");
     }
 }
+
+/// A contained job keeps the parameters it was configured with that the fallback understands:
+/// a scenario that needs two nodes still gets two after its policy traps.
+#[test]
+fn containment_keeps_the_jobs_parameters() {
+    let registry = registry();
+    let policy = hostile(&registry, &[("mode", "trap"), ("after", "0")]);
+    let fallback = registry.fallback_for(&[]).expect("fallback");
+    let scenario = pinwarden::sim::Scenario::parse(
+        r#"
+name = "quorum-under-containment"
+[params]
+quorum = 2
+[[node]]
+name = "primary"
+role = "primary"
+[[node]]
+name = "backup-1"
+role = "backup"
+[[node]]
+name = "backup-2"
+role = "backup"
+[expect]
+status = "pinned"
+"#,
+        "inline",
+    )
+    .expect("scenario");
+    let report = pinwarden::sim::run(&policy, &fallback, &scenario, pinwarden::sim::Mode::Expect)
+        .expect("runs");
+    let round = report.final_round().expect("a round");
+    assert_eq!(round.status, Status::Pinned, "{:?}", round.reason);
+    assert_eq!(
+        round.confirmed.len(),
+        2,
+        "quorum 2 kept: {:?}",
+        round.confirmed
+    );
+    assert!(
+        round
+            .trace
+            .iter()
+            .any(|l| l.text.contains("continuing under tank-mode with")
+                && l.text.contains("quorum=2")),
+        "the trace says which parameters: {:#?}",
+        round.trace
+    );
+}

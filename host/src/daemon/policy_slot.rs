@@ -99,9 +99,14 @@ impl PolicySlot {
         let policy = bare
             .with_params(&params)
             .map_err(|e| format!("{spec}: {}", e.message))?;
+        // The fallback gets every configured parameter it understands (the new policy's own
+        // values winning), not only those the new policy declares.
+        let mut configured = self.params.clone();
+        configured.retain(|(k, _)| !params.iter().any(|(p, _)| p == k));
+        configured.extend(params.iter().cloned());
         let fallback = self
             .registry
-            .fallback_for(&params)
+            .fallback_for(&configured)
             .map_err(|e| e.to_string())?;
         sim::check_contract(&policy, &fallback).map_err(|e| format!("{spec}: {e}"))?;
         let policy = Arc::new(policy);

@@ -344,10 +344,20 @@ impl Round<'_> {
             incident.message,
             fallback.name
         );
+        let params: Vec<String> = fallback
+            .params
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let with = if params.is_empty() {
+            "its defaults".to_string()
+        } else {
+            params.join(", ")
+        };
         self.note(
             None,
             format!(
-                "POLICY INCIDENT ({}) in '{}': {}; continuing under {}",
+                "POLICY INCIDENT ({}) in '{}': {}; continuing under {} with {with}",
                 incident.kind, incident.policy, incident.message, fallback.name
             ),
         );

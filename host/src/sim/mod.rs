@@ -67,7 +67,18 @@ pub fn run(
     }
     let mut params = policy.params.clone();
     params.retain(|(k, _)| !scenario_params.iter().any(|(s, _)| s == k));
-    params.extend(scenario_params);
+    params.extend(scenario_params.iter().cloned());
+    // The fallback runs with the scenario's parameters it understands, as a contained job would.
+    let mut fallback_params = fallback.params.clone();
+    fallback_params.retain(|(k, _)| !scenario_params.iter().any(|(s, _)| s == k));
+    fallback_params.extend(
+        scenario_params
+            .iter()
+            .filter(|(k, _)| fallback.declares(k))
+            .cloned(),
+    );
+    let adapted = fallback.with_params(&fallback_params).ok();
+    let fallback = adapted.as_ref().unwrap_or(fallback);
     let policy = match policy.with_params(&params) {
         Ok(p) => p,
         Err(incident) => {
