@@ -4,7 +4,8 @@
 //! says: `trap`, `loop` (never returns), `oom` (grows memory without bound), `unknown-node`,
 //! `absurd-wait`, `bogus-succeed` (claims nodes it never pinned), `over-quorum` (claims more
 //! nodes than exist), `nothing` (returns no action while nothing runs). `configure-trap` traps
-//! in `configure` itself. Modes are numbers so the kit's integer parameters carry them.
+//! in `configure` itself. `huge-reason` fails with a 10 MB reason; `slow` spends a few
+//! milliseconds of busy work on every decision and only ever waits (a round-budget eater).
 
 use policy_kit::bindings::{Guest, PinRequest, WaitRequest};
 use policy_kit::plan::{nodes_with, plan};
@@ -22,6 +23,8 @@ const MODES: &[&str] = &[
     "over-quorum",
     "nothing",
     "configure-trap",
+    "huge-reason",
+    "slow",
 ];
 
 struct Hostile;
@@ -111,6 +114,17 @@ impl Guest for Hostile {
                 let mut all: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
                 all.push(nodes[0].name.clone());
                 vec![Action::Succeed(all)]
+            }
+            "huge-reason" => vec![Action::Fail("x".repeat(10 << 20))],
+            "slow" => {
+                let mut x = now_ms;
+                for i in 0..3_000_000u64 {
+                    x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(i));
+                }
+                vec![Action::Wait(WaitRequest {
+                    ms: 1 + x % 2,
+                    node: None,
+                })]
             }
             _ => Vec::new(),
         }
