@@ -160,3 +160,37 @@ fn read_only_policy_commands_create_no_data_dir() {
         "policy list/test created ./data"
     );
 }
+
+/// Two daemons on one data directory: the second is refused (exit 2) before it touches the
+/// queue, naming the directory and the first one's pid; the first keeps serving.
+#[tokio::test]
+async fn a_second_daemon_on_the_same_data_dir_is_refused() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let data = root.path().join("state");
+    let first = Daemon::start(root.path(), &data).await;
+    let out = Command::new(env!("CARGO_BIN_EXE_pinwarden"))
+        .current_dir(root.path())
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--socket")
+        .arg(root.path().join("other.sock"))
+        .env("IPFS_PRIMARY_API", "http://127.0.0.1:9")
+        .env_remove("PINWARDEN_DATA_DIR")
+        .stdin(Stdio::null())
+        .output()
+        .expect("second daemon");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(&data.display().to_string()), "{stderr}");
+    assert!(
+        stderr.contains(&format!("pid {}", first.child.id())),
+        "{stderr}"
+    );
+    assert!(!root.path().join("other.sock").exists());
+    first
+        .client()
+        .health()
+        .await
+        .expect("the first daemon still serves");
+}

@@ -46,6 +46,8 @@ pub struct Daemon {
     pub alerts: alerts::Alerts,
     /// The primary node's name (metrics tell backup takeovers by it).
     pub primary: Option<String>,
+    /// This daemon's exclusive hold on the data directory (released at exit, even kill -9).
+    pub lock: crate::lock::Held,
 }
 
 impl Daemon {
@@ -59,6 +61,18 @@ impl Daemon {
             local,
             ..
         } = app;
+        // Before touching the queue: a second daemon on this directory would re-queue the
+        // first one's in-flight pins and run them twice.
+        let lock =
+            crate::lock::try_acquire(&config.data_dir.join(LOCK_FILE)).map_err(|e| match e {
+                crate::lock::LockError::Busy { pid, .. } => anyhow::anyhow!(
+                    "data directory {} is in use by another pinwarden daemon (pid {}): stop it, \
+                     or give this one another --data-dir",
+                    config.data_dir.display(),
+                    pid.as_deref().unwrap_or("?")
+                ),
+                other => anyhow::anyhow!("{other}"),
+            })?;
         let queue = Queue::open(&config.data_dir.join("queue.db"))?;
         let journal = Arc::new(Journal::open(crate::journal::journal_path(
             &config.data_dir,
@@ -79,6 +93,7 @@ impl Daemon {
             .find(|n| n.role == crate::Role::Primary)
             .map(|n| n.name);
         Ok(Arc::new(Daemon {
+            lock,
             primary,
             alerts,
             metrics: metrics::Metrics::new(),
@@ -108,6 +123,9 @@ impl Daemon {
         result
     }
 }
+
+/// The daemon's lock file in the data directory.
+pub const LOCK_FILE: &str = "pinwarden.lock";
 
 /// Milliseconds since the Unix epoch (the queue's clock).
 pub fn now_ms() -> i64 {
