@@ -332,3 +332,37 @@ fn wrong_stream_expectations_fail_with_the_difference() {
     }
     assert_eq!(report.failures.len(), 5, "{failures}");
 }
+
+/// The outage drain benchmark's scenario (BENCHMARKS.md): behind an hour-long stall, the
+/// breaker and hedging keep up with the arrivals; without them the jobs pile up.
+#[test]
+fn the_outage_drain_scenario_drains_faster_with_breaker_and_hedging() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/scenarios/outage-drain.toml"
+    );
+    let scenario = Scenario::from_file(std::path::Path::new(path)).expect("parses");
+    let registry = registry();
+    let fallback = registry.fallback_for(&[]).expect("fallback");
+    let drain = |params: &[(&str, &str)]| {
+        let params: Vec<(String, String)> = params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let policy = registry.resolve("tank-mode", &params).expect("loads");
+        let started = Instant::now();
+        let report = sim::run(&policy, &fallback, &scenario, Mode::Expect).expect("runs");
+        let wall_ms = started.elapsed().as_millis();
+        assert!(report.passed(), "{:?}", report.failures);
+        let (pinned, window) = report.pinned_while_arriving().expect("a stream");
+        println!(
+            "outage-drain {params:?}: {pinned} pinned in {window} ms, latency {:?}, {wall_ms} ms wall",
+            report.latency()
+        );
+        pinned
+    };
+    let before = drain(&[("breaker_failures", "0"), ("hedge_after_ms", "0")]);
+    let after = drain(&[]);
+    assert!(before < 200, "{before}");
+    assert_eq!(after, 720, "the drain keeps up with a job every 5 s");
+}
