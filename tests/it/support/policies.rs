@@ -44,6 +44,7 @@ pub fn script(name: &str, role: Role, pin: &[PinAnswer], offline: bool) -> NodeS
         pin_ms: 500,
         offline,
         retrievable: true,
+        phases: Vec::new(),
     }
 }
 
