@@ -7,6 +7,7 @@ use pinwarden::daemon::alerts::Alerts;
 use pinwarden::daemon::metrics::Metrics;
 use pinwarden::daemon::observe::{BreakerParams, Live};
 use pinwarden::executor::{RoundLimits, Topology, run_round};
+use pinwarden::health::Kind;
 use pinwarden::queue::{Queue, Submission};
 
 use pinwarden::Role;
@@ -292,7 +293,51 @@ fn example_alert_rules_name_only_exposed_metrics() {
             }
         }
     }
-    assert!(checked >= 6);
+    assert!(checked >= 7);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_node_down_rule_holds_for_a_node_whose_breaker_is_not_closed() {
+    let file = shipped_rules();
+    let rule = file
+        .groups
+        .iter()
+        .flat_map(|g| &g.rules)
+        .find(|r| r.alert == "PinwardenNodeDown")
+        .expect("a node-down rule");
+    // The rule is `<gauge> > <n>`: evaluate it on the exposition the way Prometheus would.
+    let parts: Vec<&str> = rule.expr.split_whitespace().collect();
+    let [gauge, ">", threshold] = parts[..] else {
+        panic!("expected `<gauge> > <n>`: {}", rule.expr);
+    };
+    let threshold: f64 = threshold.parse().expect("a number");
+    assert!(rule.for_.is_some(), "down for a while, not one failed call");
+    let topology = topology(&[]);
+    let metrics = Arc::new(Metrics::new(&NODES));
+    let live = observe(&topology, &metrics, &[]);
+    let ledger = topology.ledger();
+    let down =
+        |text: &str, node: &str| value(text, &format!("{gauge}{{node=\"{node}\"}}")) > threshold;
+    for _ in 0..host_rules::BREAKER_FAILURES {
+        ledger
+            .start("primary", Kind::Pin)
+            .ended(Some("unreachable"));
+    }
+    ledger.start("backup-1", Kind::Pin).ended(Some("timeout"));
+    live.refresh(ledger);
+    let text = rendered(&metrics);
+    assert!(down(&text, "primary"), "open:\n{text}");
+    assert!(
+        !down(&text, "backup-1"),
+        "one failure is no outage:\n{text}"
+    );
+    // Cooled down but not yet proven healthy: still down.
+    tokio::time::advance(Duration::from_millis(host_rules::BREAKER_COOLDOWN_MS)).await;
+    live.refresh(ledger);
+    assert!(down(&rendered(&metrics), "primary"), "half-open");
+    ledger.start("primary", Kind::Pin).ended(None);
+    live.refresh(ledger);
+    assert!(!down(&rendered(&metrics), "primary"), "a success closes it");
 }
 
 /// Log lines written on this thread while the subscriber is the default.
