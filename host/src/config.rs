@@ -53,7 +53,7 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct AlertRule {
     pub name: String,
-    /// pin_retries | verification_failures | local_fallbacks | policy_incidents
+    /// pin_retries | verification_failures | local_fallbacks | policy_incidents | breaker_opened
     pub signal: String,
     #[serde(default = "default_window")]
     pub window_secs: u64,
@@ -69,6 +69,7 @@ pub const ALERT_SIGNALS: &[&str] = &[
     "verification_failures",
     "local_fallbacks",
     "policy_incidents",
+    "breaker_opened",
 ];
 
 fn default_window() -> u64 {
@@ -559,6 +560,23 @@ mod tests {
         ]);
         let err = Config::load(None, &env, &[]).expect_err("bad bool");
         assert!(err.0.starts_with("ENABLE_LOCAL_FALLBACK"), "{err}");
+    }
+
+    #[test]
+    fn alert_rules_may_watch_breaker_openings() {
+        let node = "[[node]]\nname = \"a\"\nurl = \"http://x\"\nrole = \"primary\"\n";
+        let rule = |signal: &str| {
+            format!("{node}[[alert]]\nname = \"down\"\nsignal = \"{signal}\"\nthreshold = 0\n")
+        };
+        let f = write(&rule("breaker_opened"));
+        let c = Config::load(Some(f.path()), &|_| None, &[]).expect("valid");
+        assert_eq!(c.alerts[0].signal, "breaker_opened");
+        let f = write(&rule("breaker_open"));
+        let err = Config::load(Some(f.path()), &|_| None, &[]).expect_err("unknown signal");
+        assert!(
+            err.0.contains("alert[0] (down).signal") && err.0.contains("breaker_opened"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -576,6 +576,10 @@ async fn lazy_local_fallback(cluster: &IpfsCluster, primary: &FaultProxy, backup
         "pinwarden_journal_pending 1",
         "pinwarden_jobs{state=\"local-fallback\"} 1",
         "pinwarden_pin_attempts_total{node=\"primary\",outcome=\"unreachable\"} 2",
+        // Fed live from the daemon's node-health ledger: two refused pins in a row, one
+        // short of the default breaker_failures.
+        "pinwarden_node_consecutive_failures{node=\"primary\"} 2",
+        "pinwarden_node_breaker_state{node=\"primary\"} 0",
     ] {
         assert!(text.contains(line), "missing {line}:\n{text}");
     }

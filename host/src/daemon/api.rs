@@ -267,8 +267,7 @@ async fn nodes(Ctx(d): Ctx<Shared>) -> Response {
 }
 
 async fn metrics(Ctx(d): Ctx<Shared>) -> Response {
-    let journal = crate::journal::journal_path(&d.config.data_dir);
-    let text = d.metrics.render(&d.queue, &journal);
+    let text = d.metrics_text();
     (
         [(
             header::CONTENT_TYPE,

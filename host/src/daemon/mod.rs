@@ -5,11 +5,13 @@
 //! * [`api`]: the HTTP endpoints.
 //! * [`worker`]: claims due pins from the queue and runs their rounds.
 //! * [`policy_slot`]: the atomically swappable policy.
-//! * [`metrics`], [`alerts`]: `/metrics` and sliding-window spike alerts.
+//! * [`metrics`], [`alerts`]: `/metrics` and sliding-window spike alerts; [`observe`] feeds
+//!   both as each node action ends.
 
 pub mod alerts;
 pub mod api;
 pub mod metrics;
+pub mod observe;
 pub mod policy_slot;
 pub mod wire;
 pub mod worker;
@@ -42,8 +44,10 @@ pub struct Daemon {
     pub wake: Notify,
     /// Rounds in flight, by CID, so a cancel can stop them.
     pub running: Mutex<HashMap<String, AbortHandle>>,
-    pub metrics: metrics::Metrics,
-    pub alerts: alerts::Alerts,
+    pub metrics: Arc<metrics::Metrics>,
+    pub alerts: Arc<alerts::Alerts>,
+    /// The ledger observer behind the node metrics and signals.
+    pub live: Arc<observe::Live>,
     /// The primary node's name (metrics tell backup takeovers by it).
     pub primary: Option<String>,
     /// This daemon's exclusive hold on the data directory (released at exit, even kill -9).
@@ -86,17 +90,29 @@ impl Daemon {
             fallback,
         );
         let (events, _) = broadcast::channel(1024);
-        let alerts = alerts::Alerts::new(&config.alerts);
-        let primary = topology
-            .infos()
-            .into_iter()
+        let nodes = topology.infos();
+        let primary = nodes
+            .iter()
             .find(|n| n.role == crate::Role::Primary)
-            .map(|n| n.name);
+            .map(|n| n.name.clone());
+        let names: Vec<String> = nodes.into_iter().map(|n| n.name).collect();
+        let metrics = Arc::new(metrics::Metrics::new(&names));
+        let alerts = Arc::new(alerts::Alerts::new(&config.alerts));
+        let (active, fallback) = slot.current();
+        metrics.expect_policy(&active.name);
+        metrics.expect_policy(&fallback.name);
+        let live = observe::Live::attach(
+            topology.ledger(),
+            Arc::clone(&metrics),
+            Arc::clone(&alerts),
+            observe::BreakerParams::of(&active),
+        );
         Ok(Arc::new(Daemon {
             lock,
             primary,
             alerts,
-            metrics: metrics::Metrics::new(),
+            metrics,
+            live,
             config,
             queue,
             journal,
@@ -120,7 +136,19 @@ impl Daemon {
     ) -> Result<Arc<crate::policy::Policy>, String> {
         let result = self.policy.reload(spec, params);
         self.metrics.observe_reload(result.is_ok());
+        if let Ok(policy) = &result {
+            self.live.set_params(observe::BreakerParams::of(policy));
+            self.metrics.expect_policy(&policy.name);
+            self.metrics.expect_policy(&self.policy.current().1.name);
+        }
         result
+    }
+
+    /// The `/metrics` text, node gauges refreshed from the ledger as of now.
+    pub fn metrics_text(&self) -> String {
+        self.live.refresh(self.topology.ledger());
+        let journal = crate::journal::journal_path(&self.config.data_dir);
+        self.metrics.render(&self.queue, &journal)
     }
 }
 

@@ -74,6 +74,8 @@ async fn round(daemon: &Daemon, row: PinRow) {
         failed_rounds: row.failed_rounds,
     };
     let result = run_round(&policy, &fallback, &job, &daemon.topology, &daemon.limits).await;
+    // Only what the round as a whole did: its node actions (pin attempts, verifications,
+    // breakers) were counted and signalled as each ended, by `observe::Live`.
     let signals = daemon
         .metrics
         .observe_round(&result, daemon.primary.as_deref());
