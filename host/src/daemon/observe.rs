@@ -202,7 +202,8 @@ mod tests {
         ledger
             .start("backup-1", Kind::CheckRetrievable)
             .ended(Some("unretrievable"));
-        // Connects feed the ledger (and the breaker) but no counter of their own.
+        // A failed connect (provider hint) stays in the node's window, but it is not the
+        // dialer's failure: no counter of its own and no step towards the breaker.
         ledger
             .start("primary", Kind::Connect)
             .ended(Some("unreachable"));
@@ -237,7 +238,7 @@ mod tests {
                 "pinwarden_node_pin_duration_seconds_count{node=\"backup-1\"}",
                 0.0,
             ),
-            ("pinwarden_node_consecutive_failures{node=\"primary\"}", 2.0),
+            ("pinwarden_node_consecutive_failures{node=\"primary\"}", 1.0),
             (
                 "pinwarden_node_consecutive_failures{node=\"backup-1\"}",
                 3.0,
