@@ -6,6 +6,11 @@
 //! goes back to `queued` with a later `next_attempt_at`, so it is never dropped. On open, pins
 //! left `pinning` by a crash are queued again.
 //!
+//! A pin is lazy while any of its job ids was submitted lazily (`jobs.lazy`): a blocking
+//! submission of the same CID gets the next round's answer (`urgent` moves the pin to the front)
+//! but never turns the pin into one that can end `failed` under its lazy jobs. Cancelling one
+//! job id detaches it; the pin goes on for the others, and ends only with its last job id.
+//!
 //! Durability: WAL with `synchronous = NORMAL` survives a killed process (kill -9) without
 //! losing a committed row; it trades power-loss durability of the last commits for throughput.
 
@@ -96,7 +101,8 @@ pub enum Finish {
         confirmed: Vec<String>,
         decided_by: String,
     },
-    /// `retry_at_ms`: queue again at that time (lazy), or `None` to stop (blocking).
+    /// `retry_at_ms`: when to try again if the pin is still lazy (any lazy job id on it); a pin
+    /// with only blocking job ids has failed whatever it says.
     Failed {
         reason: String,
         decided_by: String,
@@ -130,13 +136,15 @@ CREATE TABLE IF NOT EXISTS pins (
     updated_at      INTEGER NOT NULL,
     confirmed       TEXT NOT NULL DEFAULT '[]',
     reason          TEXT,
-    decided_by      TEXT
+    decided_by      TEXT,
+    urgent          INTEGER NOT NULL DEFAULT 0
 ) STRICT;
 CREATE INDEX IF NOT EXISTS pins_due ON pins(state, lazy, next_attempt_at);
 CREATE TABLE IF NOT EXISTS jobs (
     job_id     TEXT PRIMARY KEY,
     cid        TEXT NOT NULL REFERENCES pins(cid) ON DELETE CASCADE,
-    created_at INTEGER NOT NULL
+    created_at INTEGER NOT NULL,
+    lazy       INTEGER NOT NULL DEFAULT 0
 ) STRICT;
 CREATE INDEX IF NOT EXISTS jobs_cid ON jobs(cid);
 ";
@@ -157,6 +165,7 @@ impl Queue {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        migrate_columns(&conn)?;
         let resumed = conn.execute(
             "UPDATE pins SET state = 'queued' WHERE state = 'pinning'",
             [],
@@ -204,21 +213,22 @@ impl Queue {
             match existing.as_deref().and_then(State::parse) {
                 None => {
                     tx.execute(
-                        "INSERT INTO pins (cid, state, lazy, size_bytes, next_attempt_at, created_at, updated_at)
-                         VALUES (?1, 'queued', ?2, ?3, ?4, ?4, ?4)",
-                        params![s.cid, s.lazy, s.size_bytes as i64, now_ms],
+                        "INSERT INTO pins (cid, state, lazy, urgent, size_bytes, next_attempt_at, created_at, updated_at)
+                         VALUES (?1, 'queued', ?2, ?3, ?4, ?5, ?5, ?5)",
+                        params![s.cid, s.lazy, !s.lazy, s.size_bytes as i64, now_ms],
                     )?;
                 }
                 Some(State::Failed) => {
                     tx.execute(
-                        "UPDATE pins SET state = 'queued', lazy = ?2, next_attempt_at = ?3,
+                        "UPDATE pins SET state = 'queued', urgent = ?2, next_attempt_at = ?3,
                          updated_at = ?3, reason = NULL WHERE cid = ?1",
-                        params![s.cid, s.lazy, now_ms],
+                        params![s.cid, !s.lazy, now_ms],
                     )?;
                 }
-                Some(State::Queued) if !s.lazy => {
+                // A blocking caller wants the next round's answer now, lazy jobs or not.
+                Some(State::Queued | State::Pinning) if !s.lazy => {
                     tx.execute(
-                        "UPDATE pins SET lazy = 0, next_attempt_at = MIN(next_attempt_at, ?2),
+                        "UPDATE pins SET urgent = 1, next_attempt_at = MIN(next_attempt_at, ?2),
                          updated_at = ?2 WHERE cid = ?1",
                         params![s.cid, now_ms],
                     )?;
@@ -226,9 +236,10 @@ impl Queue {
                 Some(_) => {}
             }
             tx.execute(
-                "INSERT OR IGNORE INTO jobs (job_id, cid, created_at) VALUES (?1, ?2, ?3)",
-                params![s.job_id, s.cid, now_ms],
+                "INSERT OR IGNORE INTO jobs (job_id, cid, created_at, lazy) VALUES (?1, ?2, ?3, ?4)",
+                params![s.job_id, s.cid, now_ms, s.lazy],
             )?;
+            recompute_lazy(&tx, &s.cid)?;
             let row = fetch(&tx, &s.cid)?;
             tx.commit()?;
             row.ok_or(QueueError::Db(rusqlite::Error::QueryReturnedNoRows))
@@ -241,8 +252,8 @@ impl Queue {
             let tx = conn.transaction()?;
             let cid: Option<String> = tx
                 .query_row(
-                    "SELECT cid FROM pins WHERE state = 'queued' AND next_attempt_at <= ?1
-                     ORDER BY lazy, next_attempt_at, created_at LIMIT 1",
+                    "SELECT cid FROM pins WHERE state = 'queued' AND (next_attempt_at <= ?1 OR urgent = 1)
+                     ORDER BY urgent DESC, lazy, next_attempt_at, created_at LIMIT 1",
                     [now_ms],
                     |r| r.get(0),
                 )
@@ -292,7 +303,7 @@ impl Queue {
                     };
                     conn.execute(
                         "UPDATE pins SET state = ?2, confirmed = ?3, decided_by = ?4, reason = NULL,
-                         updated_at = ?5 WHERE cid = ?1 AND state = 'pinning'",
+                         urgent = 0, updated_at = ?5 WHERE cid = ?1 AND state = 'pinning'",
                         params![cid, state.as_str(), json(confirmed), decided_by, now_ms],
                     )?;
                 }
@@ -301,15 +312,16 @@ impl Queue {
                     decided_by,
                     retry_at_ms,
                 } => {
-                    let (state, next) = match retry_at_ms {
-                        Some(at) => (State::Queued, *at),
-                        None => (State::Failed, now_ms),
-                    };
+                    // Lazy now (any lazy job id, whatever the round was started as): queued
+                    // again at `retry_at_ms`. Otherwise the pin has failed.
                     conn.execute(
-                        "UPDATE pins SET state = ?2, failed_rounds = failed_rounds + 1, reason = ?3,
-                         decided_by = ?4, next_attempt_at = ?5, updated_at = ?6
+                        "UPDATE pins SET
+                           state = CASE WHEN lazy = 1 THEN 'queued' ELSE 'failed' END,
+                           next_attempt_at = CASE WHEN lazy = 1 THEN COALESCE(?4, ?5) ELSE ?5 END,
+                           failed_rounds = failed_rounds + 1, reason = ?2, decided_by = ?3,
+                           urgent = 0, updated_at = ?5
                          WHERE cid = ?1 AND state = 'pinning'",
-                        params![cid, state.as_str(), reason, decided_by, next, now_ms],
+                        params![cid, reason, decided_by, retry_at_ms, now_ms],
                     )?;
                 }
             }
@@ -359,21 +371,38 @@ impl Queue {
 
     /// Cancels a pin that has not ended: it becomes `failed` ("cancelled"). Returns the pin
     /// as it was before, or `None` for an unknown job.
-    pub fn cancel(&self, job_id: &str, now_ms: i64) -> Result<Option<PinRow>, QueueError> {
+    /// Cancels one job id. With other job ids on the same CID it is only detached and the pin
+    /// goes on for them; the last job id cancels the pin itself (it ends `failed`).
+    pub fn cancel(&self, job_id: &str, now_ms: i64) -> Result<Cancelled, QueueError> {
         let Some(row) = self.by_job(job_id)? else {
-            return Ok(None);
+            return Ok(Cancelled::NoSuchJob);
         };
-        if !row.state.is_final() {
-            self.with(|conn| {
-                conn.execute(
+        if row.state.is_final() {
+            return Ok(Cancelled::AlreadyEnded(row));
+        }
+        let detach = row.job_ids.iter().any(|j| j != job_id);
+        self.with(|conn| {
+            let tx = conn.transaction()?;
+            if detach {
+                tx.execute("DELETE FROM jobs WHERE job_id = ?1", [job_id])?;
+                recompute_lazy(&tx, &row.cid)?;
+            } else {
+                tx.execute(
                     "UPDATE pins SET state = 'failed', reason = 'cancelled by operator',
-                     updated_at = ?2 WHERE cid = ?1 AND state IN ('queued', 'pinning')",
+                     urgent = 0, updated_at = ?2 WHERE cid = ?1 AND state IN ('queued', 'pinning')",
                     params![row.cid, now_ms],
                 )?;
-                Ok(())
-            })?;
-        }
-        Ok(Some(row))
+                tx.execute("UPDATE jobs SET lazy = 0 WHERE job_id = ?1", [job_id])?;
+            }
+            tx.commit()?;
+            Ok(())
+        })?;
+        let after = self.by_cid(&row.cid)?.unwrap_or(row);
+        Ok(if detach {
+            Cancelled::Detached(after)
+        } else {
+            Cancelled::Pin(after)
+        })
     }
 
     /// Number of pins per state (every state present, zero included).
@@ -447,6 +476,50 @@ fn read_row(r: &Row<'_>) -> rusqlite::Result<PinRow> {
         decided_by: r.get(10)?,
         job_ids: Vec::new(),
     })
+}
+
+/// What [`Queue::cancel`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cancelled {
+    NoSuchJob,
+    /// The pin had ended already (nothing changed).
+    AlreadyEnded(PinRow),
+    /// Other job ids want the CID: this one was detached and the pin goes on.
+    Detached(PinRow),
+    /// The last job id: the pin itself is cancelled (its round, if running, must stop).
+    Pin(PinRow),
+}
+
+/// A pin is lazy while any job id on it was submitted lazily.
+fn recompute_lazy(conn: &Connection, cid: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE pins SET lazy = (SELECT COALESCE(MAX(lazy), 0) FROM jobs WHERE jobs.cid = ?1)
+         WHERE cid = ?1 AND EXISTS (SELECT 1 FROM jobs WHERE jobs.cid = ?1)",
+        [cid],
+    )?;
+    Ok(())
+}
+
+/// Columns added after the first release, for queues created before them.
+fn migrate_columns(conn: &Connection) -> rusqlite::Result<()> {
+    let has = |table: &str, column: &str| -> rusqlite::Result<bool> {
+        let mut stmt = conn.prepare(&format!("PRAGMA table_info({table})"))?;
+        let names: Vec<String> = stmt
+            .query_map([], |r| r.get::<_, String>(1))?
+            .collect::<Result<_, _>>()?;
+        Ok(names.iter().any(|n| n == column))
+    };
+    if !has("pins", "urgent")? {
+        conn.execute_batch("ALTER TABLE pins ADD COLUMN urgent INTEGER NOT NULL DEFAULT 0;")?;
+    }
+    if !has("jobs", "lazy")? {
+        // Until now a pin's laziness was the pin's own flag: give it to each of its job ids.
+        conn.execute_batch(
+            "ALTER TABLE jobs ADD COLUMN lazy INTEGER NOT NULL DEFAULT 0;
+             UPDATE jobs SET lazy = (SELECT lazy FROM pins WHERE pins.cid = jobs.cid);",
+        )?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -540,6 +613,98 @@ mod tests {
         // Submitting again re-queues it.
         let row = q.submit(&sub("c1", "j2", true), 5).expect("submit");
         assert_eq!(row.state, State::Queued);
+    }
+
+    fn failed_round(q: &Queue, cid: &str, at: i64) {
+        let failed = Finish::Failed {
+            reason: "CRITICAL".into(),
+            decided_by: "tank-mode".into(),
+            retry_at_ms: Some(at + 1_000),
+        };
+        q.finish(cid, &failed, at).expect("finish");
+    }
+
+    /// Issue 12, item 1: a blocking caller on a CID that lazy jobs want gets the round's answer,
+    /// and the pin stays queued for the lazy jobs instead of ending `failed` under them.
+    #[test]
+    fn a_blocking_submit_never_ends_a_pin_that_lazy_jobs_want() {
+        let (_d, q) = open();
+        q.submit(&sub("c1", "lazy-A", true), 1).expect("submit");
+        q.claim_due(1).expect("claim").expect("due");
+        failed_round(&q, "c1", 2); // lazy round 1: queued again at 1002
+        let row = q.submit(&sub("c1", "block-B", false), 3).expect("submit");
+        assert!(row.lazy, "still lazy: {row:?}");
+        // The blocking caller jumps the lazy backoff.
+        let claimed = q.claim_due(4).expect("claim").expect("urgent");
+        assert!(claimed.lazy);
+        failed_round(&q, "c1", 5);
+        let row = q.by_cid("c1").expect("get").expect("row");
+        assert_eq!(row.state, State::Queued, "{row:?}");
+        assert_eq!(row.failed_rounds, 2);
+        assert!(
+            q.claim_due(6).expect("claim").is_none(),
+            "the urgency went with the answered round"
+        );
+        // A CID with only blocking job ids fails for good, as before.
+        q.submit(&sub("c2", "block-C", false), 10).expect("submit");
+        q.claim_due(10).expect("claim").expect("due");
+        failed_round(&q, "c2", 11);
+        assert_eq!(
+            q.by_cid("c2").expect("get").expect("row").state,
+            State::Failed
+        );
+    }
+
+    #[test]
+    fn cancelling_one_job_id_leaves_the_pin_to_the_others() {
+        let (_d, q) = open();
+        q.submit(&sub("c1", "a", true), 1).expect("submit");
+        q.submit(&sub("c1", "b", false), 2).expect("submit");
+        match q.cancel("b", 3).expect("cancel") {
+            Cancelled::Detached(row) => {
+                assert_eq!(row.state, State::Queued);
+                assert_eq!(row.job_ids, ["a"]);
+                assert!(row.lazy);
+            }
+            other => panic!("expected detach, got {other:?}"),
+        }
+        assert!(q.by_job("b").expect("get").is_none());
+        match q.cancel("a", 4).expect("cancel") {
+            Cancelled::Pin(row) => assert_eq!(row.state, State::Failed),
+            other => panic!("expected the pin cancelled, got {other:?}"),
+        }
+        assert!(matches!(
+            q.cancel("a", 5).expect("cancel"),
+            Cancelled::AlreadyEnded(_)
+        ));
+        assert_eq!(q.cancel("nope", 6).expect("cancel"), Cancelled::NoSuchJob);
+    }
+
+    #[test]
+    fn a_queue_from_before_the_new_columns_is_migrated() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("queue.db");
+        {
+            let conn = Connection::open(&path).expect("open");
+            conn.execute_batch(
+                "CREATE TABLE pins (cid TEXT PRIMARY KEY, state TEXT NOT NULL, lazy INTEGER NOT NULL,
+                   size_bytes INTEGER NOT NULL, failed_rounds INTEGER NOT NULL DEFAULT 0,
+                   next_attempt_at INTEGER NOT NULL, created_at INTEGER NOT NULL,
+                   updated_at INTEGER NOT NULL, confirmed TEXT NOT NULL DEFAULT '[]', reason TEXT,
+                   decided_by TEXT) STRICT;
+                 CREATE TABLE jobs (job_id TEXT PRIMARY KEY, cid TEXT NOT NULL REFERENCES pins(cid)
+                   ON DELETE CASCADE, created_at INTEGER NOT NULL) STRICT;
+                 INSERT INTO pins VALUES ('c1', 'queued', 1, 0, 0, 1, 1, 1, '[]', NULL, NULL);
+                 INSERT INTO jobs VALUES ('old-lazy', 'c1', 1);",
+            )
+            .expect("old schema");
+        }
+        let q = Queue::open(&path).expect("migrates");
+        // The old lazy pin stays lazy when a blocking caller joins it.
+        let row = q
+            .submit(&sub("c1", "new-blocking", false), 2)
+            .expect("submit");
+        assert!(row.lazy, "{row:?}");
     }
 
     #[test]

@@ -194,3 +194,63 @@ async fn a_second_daemon_on_the_same_data_dir_is_refused() {
         .await
         .expect("the first daemon still serves");
 }
+
+/// Issue 12, item 1, as reported: a lazy job, then a blocking one, on one CID whose only node
+/// refuses. The blocking caller gets the failed round (exit 1); the pin stays queued for the
+/// lazy job and is retried, never `failed` for good.
+#[tokio::test]
+async fn a_blocking_submit_does_not_end_a_lazy_pin() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let data = root.path().join("state");
+    // One attempt per round, lazy retries 50 ms apart, no local fallback.
+    std::fs::write(
+        root.path().join("pinwarden.toml"),
+        "[policy]\nparams = { attempts = 1 }\n[daemon]\nretry_base_ms = 50\nretry_max_ms = 100\n",
+    )
+    .expect("config");
+    let daemon = Daemon::start(root.path(), &data).await;
+    let socket = daemon.socket().display().to_string();
+    let cid = "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi";
+    let submit = |job: &str, wait: bool| {
+        let mut args = vec!["submit", cid, "--job-id", job, "--socket", &socket];
+        if wait {
+            args.push("--wait");
+        }
+        pinwarden(root.path(), &args, &[])
+    };
+    assert!(submit("lazy-A", false).status.success());
+    let out = submit("block-B", true);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the blocking caller hears the failed round: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).expect("job json");
+    assert_eq!(answer["state"], "queued", "{answer}");
+    assert!(
+        answer["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("CRITICAL"))
+    );
+    // The lazy job's pin goes on being retried.
+    let api = daemon.client();
+    let mut rounds = 0;
+    for _ in 0..100 {
+        let row = api.status("lazy-A").await.expect("status");
+        assert_ne!(row.state, pinwarden::queue::State::Failed, "{row:?}");
+        rounds = row.failed_rounds;
+        if rounds >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        rounds >= 3,
+        "still retried after the blocking answer ({rounds} rounds)"
+    );
+    // Cancelling the blocking job id leaves the lazy job's pin alone.
+    let row = api.cancel("block-B").await.expect("cancel");
+    assert_eq!(row.state, pinwarden::queue::State::Queued, "{row:?}");
+    assert_eq!(row.job_ids, ["lazy-A"]);
+}

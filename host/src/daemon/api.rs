@@ -7,7 +7,7 @@ use super::wire::{
     SubmitRequest,
 };
 use super::{Daemon, now_ms};
-use crate::queue::{PinRow, QueueError, State, Submission};
+use crate::queue::{Cancelled, PinRow, QueueError, State, Submission};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, Request, State as Ctx};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -115,16 +115,20 @@ async fn submit(Ctx(d): Ctx<Shared>, body: Result<Json<SubmitRequest>, JsonRejec
     if row.state.is_final() {
         return Json(JobReply { job: row }).into_response();
     }
+    // The caller waits for the next round's end: a final state, or, for a pin that lazy jobs
+    // keep queued, the failed round (its `failed_rounds` grows; the pin stays queued for them).
+    let rounds = row.failed_rounds;
+    let answered = |r: &PinRow| r.state.is_final() || r.failed_rounds > rounds;
     let limit = Duration::from_millis(body.timeout_ms.unwrap_or(3_600_000));
     let waited = tokio::time::timeout(limit, async {
         loop {
             match events.recv().await {
-                Ok(r) if r.cid == row.cid && r.state.is_final() => return Some(r),
+                Ok(r) if r.cid == row.cid && answered(&r) => return Some(r),
                 Ok(_) => {}
                 // Missed events: look at the queue itself.
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                     if let Ok(Some(r)) = d.queue.by_cid(&row.cid)
-                        && r.state.is_final()
+                        && answered(&r)
                     {
                         return Some(r);
                     }
@@ -210,29 +214,30 @@ async fn list(
 }
 
 async fn cancel(Ctx(d): Ctx<Shared>, Path(job_id): Path<String>) -> Response {
-    match d.queue.cancel(&job_id, now_ms()) {
-        Ok(None) => error(StatusCode::NOT_FOUND, format!("no job '{job_id}'")),
-        Ok(Some(before)) if before.state.is_final() => error(
-            StatusCode::CONFLICT,
-            format!("job '{job_id}' already ended: {}", before.state),
-        ),
-        Ok(Some(before)) => {
+    let row = match d.queue.cancel(&job_id, now_ms()) {
+        Ok(Cancelled::NoSuchJob) => {
+            return error(StatusCode::NOT_FOUND, format!("no job '{job_id}'"));
+        }
+        Ok(Cancelled::AlreadyEnded(row)) => {
+            return error(
+                StatusCode::CONFLICT,
+                format!("job '{job_id}' already ended: {}", row.state),
+            );
+        }
+        // Other job ids still want the CID: the pin and its running round go on.
+        Ok(Cancelled::Detached(row)) => row,
+        Ok(Cancelled::Pin(row)) => {
             if let Ok(mut running) = d.running.lock()
-                && let Some(handle) = running.remove(&before.cid)
+                && let Some(handle) = running.remove(&row.cid)
             {
                 handle.abort();
             }
-            match d.queue.by_cid(&before.cid) {
-                Ok(Some(row)) => {
-                    let _ = d.events.send(row.clone());
-                    Json(JobReply { job: row }).into_response()
-                }
-                Ok(None) => error(StatusCode::NOT_FOUND, format!("no job '{job_id}'")),
-                Err(e) => internal(e),
-            }
+            row
         }
-        Err(e) => internal(e),
-    }
+        Err(e) => return internal(e),
+    };
+    let _ = d.events.send(row.clone());
+    Json(JobReply { job: row }).into_response()
 }
 
 pub fn health(d: &Daemon) -> Result<Health, QueueError> {
