@@ -100,11 +100,17 @@ async fn submit(Ctx(d): Ctx<Shared>, body: Result<Json<SubmitRequest>, JsonRejec
         size_bytes: body.size_bytes,
         lazy: !body.wait,
     };
-    let row = match d.queue.submit(&submission, now_ms()) {
-        Ok(row) => row,
-        Err(e @ QueueError::JobConflict { .. }) => {
+    // The submission is durable (fsynced, group-committed) before the answer: wait for it
+    // off the async threads.
+    let daemon = Arc::clone(&d);
+    let submitted =
+        tokio::task::spawn_blocking(move || daemon.queue.submit(&submission, now_ms())).await;
+    let row = match submitted {
+        Ok(Ok(row)) => row,
+        Ok(Err(e @ QueueError::JobConflict { .. })) => {
             return error(StatusCode::CONFLICT, e.to_string());
         }
+        Ok(Err(e)) => return internal(e),
         Err(e) => return internal(e),
     };
     d.wake.notify_one();
