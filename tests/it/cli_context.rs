@@ -254,3 +254,103 @@ async fn a_blocking_submit_does_not_end_a_lazy_pin() {
     assert_eq!(row.state, pinwarden::queue::State::Queued, "{row:?}");
     assert_eq!(row.job_ids, ["lazy-A"]);
 }
+
+/// Issue 12, item 4: SIGTERM while a client waits on a pin that cannot finish. The client is
+/// answered 503 (the job is still queued), the daemon exits within its grace period, and the
+/// interrupted pin is there again after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_answers_waiting_clients_and_exits_promptly() {
+    // A "node" that accepts connections and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let node = format!("http://{}", silent.local_addr().expect("addr"));
+    silent.set_nonblocking(true).expect("nonblocking");
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let holder = {
+        let done = std::sync::Arc::clone(&done);
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok((stream, _)) = silent.accept() {
+                    held.push(stream);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    let root = tempfile::tempdir().expect("tempdir");
+    let data = root.path().join("state");
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_pinwarden"))
+            .current_dir(root.path())
+            .args(["serve", "--data-dir"])
+            .arg(&data)
+            .env("IPFS_PRIMARY_API", &node)
+            .env_remove("PINWARDEN_DATA_DIR")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn pinwarden serve")
+    };
+    let mut child = spawn();
+    let api = DaemonClient::unix(&data.join("pinwarden.sock")).expect("client");
+    for _ in 0..200 {
+        if api.health().await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let waiting = tokio::spawn(async move {
+        let request = pinwarden::daemon::wire::SubmitRequest {
+            cid: "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi".into(),
+            job_id: "enc-waiting".into(),
+            size_bytes: 0,
+            wait: true,
+            timeout_ms: None,
+        };
+        api.submit(&request).await
+    });
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(term.success());
+    let answer = tokio::time::timeout(Duration::from_secs(30), waiting)
+        .await
+        .expect("the waiting client is answered, not left hanging")
+        .expect("task");
+    match answer {
+        Err(pinwarden::client::ClientError::Api { status, message }) => {
+            assert_eq!(status.as_u16(), 503, "{message}");
+            assert!(message.contains("still queued"), "{message}");
+        }
+        other => panic!("expected 503, got {other:?}"),
+    }
+    let mut exited = None;
+    for _ in 0..300 {
+        exited = child.try_wait().expect("wait");
+        if exited.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(exited.and_then(|s| s.code()), Some(0), "exited by itself");
+    // The interrupted pin is queued again on the next start.
+    let mut child = spawn();
+    let api = DaemonClient::unix(&data.join("pinwarden.sock")).expect("client");
+    let mut row = None;
+    for _ in 0..200 {
+        if let Ok(r) = api.status("enc-waiting").await {
+            row = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let row = row.expect("the job survived the restart");
+    assert!(!row.state.is_final(), "{row:?}");
+    let _ = child.kill();
+    let _ = child.wait();
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    holder.join().expect("holder");
+}

@@ -1,6 +1,7 @@
 //! The daemon's HTTP/JSON API. Every error is `{"error": "..."}` with a 4xx/5xx status:
 //! 400 bad request, 401 missing or wrong token (TCP), 404 unknown job, 409 conflict,
-//! 422 policy rejected, 500 internal, 504 wait timed out.
+//! 422 policy rejected, 500 internal, 503 shutting down (a waiting submit; the job stays
+//! queued), 504 wait timed out.
 
 use super::wire::{
     ErrorReply, Health, JobReply, JobsReply, NodesReply, PolicyView, ReloadReply, ReloadRequest,
@@ -126,9 +127,15 @@ async fn submit(Ctx(d): Ctx<Shared>, body: Result<Json<SubmitRequest>, JsonRejec
     let rounds = row.failed_rounds;
     let answered = |r: &PinRow| r.state.is_final() || r.failed_rounds > rounds;
     let limit = Duration::from_millis(body.timeout_ms.unwrap_or(3_600_000));
+    let mut stopping = d.stop.subscribe();
     let waited = tokio::time::timeout(limit, async {
         loop {
-            match events.recv().await {
+            let event = tokio::select! {
+                event = events.recv() => event,
+                // The daemon is stopping: answer now (503) instead of holding its exit.
+                _ = stopping.wait_for(|s| *s) => return None,
+            };
+            match event {
                 Ok(r) if r.cid == row.cid && answered(&r) => return Some(r),
                 Ok(_) => {}
                 // Missed events: look at the queue itself.
@@ -149,7 +156,14 @@ async fn submit(Ctx(d): Ctx<Shared>, body: Result<Json<SubmitRequest>, JsonRejec
             job: with_job(r, &body.job_id),
         })
         .into_response(),
-        Ok(None) => error(StatusCode::INTERNAL_SERVER_ERROR, "daemon shutting down"),
+        Ok(None) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "the daemon is shutting down; job '{}' is still queued and resumes when it \
+                 starts again",
+                body.job_id
+            ),
+        ),
         Err(_) => error(
             StatusCode::GATEWAY_TIMEOUT,
             format!(

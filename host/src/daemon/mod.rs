@@ -52,6 +52,8 @@ pub struct Daemon {
     pub primary: Option<String>,
     /// This daemon's exclusive hold on the data directory (released at exit, even kill -9).
     pub lock: crate::lock::Held,
+    /// Set when the daemon stops: waiting clients are answered at once, rounds end.
+    pub stop: tokio::sync::watch::Sender<bool>,
 }
 
 impl Daemon {
@@ -108,6 +110,7 @@ impl Daemon {
             observe::BreakerParams::of(&active),
         );
         Ok(Arc::new(Daemon {
+            stop: tokio::sync::watch::Sender::new(false),
             lock,
             primary,
             alerts,
@@ -151,6 +154,9 @@ impl Daemon {
         self.metrics.render(&self.queue, &journal)
     }
 }
+
+/// How long open requests get to finish once the daemon stops.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// The daemon's lock file in the data directory.
 pub const LOCK_FILE: &str = "pinwarden.lock";
@@ -197,7 +203,7 @@ pub async fn serve(daemon: Arc<Daemon>, listen: Listeners) -> anyhow::Result<()>
         }
     };
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stop_rx = daemon.stop.subscribe();
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
@@ -227,11 +233,21 @@ pub async fn serve(daemon: Arc<Daemon>, listen: Listeners) -> anyhow::Result<()>
 
     wait_for_stop(&daemon).await?;
     tracing::info!("shutting down: in-flight pins resume on the next start");
-    let _ = stop_tx.send(true);
+    let _ = daemon.stop.send(true);
     let _ = worker.await;
-    let _ = unix_server.await;
-    if let Some(t) = tcp_server {
-        let _ = t.await;
+    // Waiting clients were answered 503 when the stop was signalled; a request that still has
+    // not finished after the grace period is cut off rather than holding the exit.
+    let servers = async {
+        let _ = unix_server.await;
+        if let Some(t) = tcp_server {
+            let _ = t.await;
+        }
+    };
+    if tokio::time::timeout(SHUTDOWN_GRACE, servers).await.is_err() {
+        tracing::warn!(
+            "requests still open after {} s: closing them",
+            SHUTDOWN_GRACE.as_secs()
+        );
     }
     housekeeping.abort();
     daemon.topology.ledger().flush();
