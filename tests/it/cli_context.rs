@@ -354,3 +354,138 @@ async fn sigterm_answers_waiting_clients_and_exits_promptly() {
     done.store(true, std::sync::atomic::Ordering::Relaxed);
     holder.join().expect("holder");
 }
+
+/// A small tmpfs, unmounted when dropped (CI runs as root, as the brief's machines do).
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(dir).expect("mount point");
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .expect("run mount");
+        assert!(
+            status.success(),
+            "mounting a tmpfs needs root (CI and the dev machines run as root)"
+        );
+        Tmpfs(dir.to_path_buf())
+    }
+
+    /// Fills the file system; returns the filler to delete to free it again.
+    fn fill(&self) -> PathBuf {
+        use std::io::Write;
+        let filler = self.0.join("filler");
+        let mut file = std::fs::File::create(&filler).expect("filler");
+        let chunk = vec![0u8; 64 << 10];
+        for _ in 0..100_000 {
+            if file
+                .write_all(&chunk)
+                .and_then(|()| file.sync_all())
+                .is_err()
+            {
+                break;
+            }
+        }
+        filler
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Issue 12, item 3: the disk fills up while a round runs. Recording its end fails; the daemon
+/// says so and keeps trying instead of leaving the pin `pinning` until a restart; submissions
+/// meanwhile get a clear error; when space returns, the round's end is recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_delays_a_rounds_record_but_loses_nothing() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let data = root.path().join("state");
+    let disk = Tmpfs::mount(&data, "4m");
+    // A node that accepts and never answers, so the round is still running when the disk fills.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let node = format!("http://{}", silent.local_addr().expect("addr"));
+    std::fs::write(
+        root.path().join("pinwarden.toml"),
+        "[policy]\nparams = { attempts = 1, pin_timeout_ms = 2000, stall_timeout_ms = 2000 }\n",
+    )
+    .expect("config");
+    let log = std::fs::File::create(root.path().join("serve.log")).expect("log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pinwarden"))
+        .current_dir(root.path())
+        .args(["serve", "--data-dir"])
+        .arg(&data)
+        .env("IPFS_PRIMARY_API", &node)
+        .env_remove("PINWARDEN_DATA_DIR")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("spawn pinwarden serve");
+    let api = DaemonClient::unix(&data.join("pinwarden.sock")).expect("client");
+    for _ in 0..200 {
+        if api.health().await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let submit = |job: &str| pinwarden::daemon::wire::SubmitRequest {
+        cid: "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi".into(),
+        job_id: job.into(),
+        size_bytes: 0,
+        wait: false,
+        timeout_ms: None,
+    };
+    api.submit(&submit("enc-1")).await.expect("submit");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let filler = disk.fill();
+    // While full: a submission is refused with a clear error (nothing half-written).
+    let refused = api.submit(&submit("enc-2")).await;
+    match refused {
+        Err(pinwarden::client::ClientError::Api { status, message }) => {
+            assert_eq!(status.as_u16(), 500, "{message}");
+            assert!(message.to_lowercase().contains("full"), "{message}");
+        }
+        other => panic!("expected a clear error on a full disk, got {other:?}"),
+    }
+    // The round ends (2 s pin timeout) but cannot be recorded: the daemon says so and waits.
+    let serve_log = || std::fs::read_to_string(root.path().join("serve.log")).unwrap_or_default();
+    let mut said = false;
+    for _ in 0..100 {
+        said = serve_log().contains("cannot record the end of a round");
+        if said {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(said, "{}", serve_log());
+    assert_eq!(
+        api.status("enc-1").await.expect("status").state,
+        pinwarden::queue::State::Pinning
+    );
+    // Space returns: the end of the round is recorded (lazy: queued again, one failed round).
+    std::fs::remove_file(&filler).expect("free space");
+    let mut row = None;
+    for _ in 0..200 {
+        let r = api.status("enc-1").await.expect("status");
+        if r.failed_rounds >= 1 {
+            row = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let row = row.expect("the round's end was recorded once space returned");
+    assert_eq!(row.state, pinwarden::queue::State::Queued, "{row:?}");
+    assert!(
+        api.submit(&submit("enc-2")).await.is_ok(),
+        "submissions work again"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    drop(silent);
+    drop(disk);
+}
