@@ -6,6 +6,10 @@
 //! goes back to `queued` with a later `next_attempt_at`, so it is never dropped. On open, pins
 //! left `pinning` by a crash are queued again.
 //!
+//! Pins are keyed by the content, not the spelling: CIDv0 and CIDv1 of the same content are one
+//! pin (`key`, the CIDv1 form), pinned as the first caller wrote it (`cid`); each job id keeps
+//! the form its caller sent.
+//!
 //! A pin is lazy while any of its job ids was submitted lazily (`jobs.lazy`): a blocking
 //! submission of the same CID gets the next round's answer (`urgent` moves the pin to the front)
 //! but never turns the pin into one that can end `failed` under its lazy jobs. Cancelling one
@@ -83,6 +87,10 @@ pub struct PinRow {
     pub reason: Option<String>,
     pub decided_by: Option<String>,
     pub job_ids: Vec<String>,
+    /// The CID as this job id's caller sent it, when that is another form (CIDv0 or CIDv1) of
+    /// the content than `cid`, the form being pinned (set on lookups by job id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_cid: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -163,14 +171,16 @@ CREATE TABLE IF NOT EXISTS pins (
     confirmed       TEXT NOT NULL DEFAULT '[]',
     reason          TEXT,
     decided_by      TEXT,
-    urgent          INTEGER NOT NULL DEFAULT 0
+    urgent          INTEGER NOT NULL DEFAULT 0,
+    key             TEXT
 ) STRICT;
 CREATE INDEX IF NOT EXISTS pins_due ON pins(state, lazy, next_attempt_at);
 CREATE TABLE IF NOT EXISTS jobs (
     job_id     TEXT PRIMARY KEY,
     cid        TEXT NOT NULL REFERENCES pins(cid) ON DELETE CASCADE,
     created_at INTEGER NOT NULL,
-    lazy       INTEGER NOT NULL DEFAULT 0
+    lazy       INTEGER NOT NULL DEFAULT 0,
+    sent_cid   TEXT
 ) STRICT;
 CREATE INDEX IF NOT EXISTS jobs_cid ON jobs(cid);
 ";
@@ -314,20 +324,38 @@ impl Queue {
     /// The pin a job id points at.
     pub fn by_job(&self, job_id: &str) -> Result<Option<PinRow>, QueueError> {
         self.with(|conn| {
-            let cid: Option<String> = conn
-                .query_row("SELECT cid FROM jobs WHERE job_id = ?1", [job_id], |r| {
-                    r.get(0)
-                })
+            let found: Option<(String, Option<String>)> = conn
+                .query_row(
+                    "SELECT cid, sent_cid FROM jobs WHERE job_id = ?1",
+                    [job_id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
                 .optional()?;
-            match cid {
-                Some(cid) => fetch(conn, &cid),
-                None => Ok(None),
-            }
+            let Some((cid, sent)) = found else {
+                return Ok(None);
+            };
+            Ok(fetch(conn, &cid)?.map(|mut row| {
+                row.requested_cid = sent.filter(|s| *s != row.cid);
+                row
+            }))
         })
     }
 
+    /// The pin of `cid`'s content, whichever form (CIDv0 or CIDv1) it is written in.
     pub fn by_cid(&self, cid: &str) -> Result<Option<PinRow>, QueueError> {
-        self.with(|conn| fetch(conn, cid))
+        self.with(|conn| {
+            let pinned: Option<String> = conn
+                .query_row(
+                    "SELECT cid FROM pins WHERE key = ?1 OR cid = ?2",
+                    params![crate::journal::cid_key(cid), cid],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            match pinned {
+                Some(pinned) => fetch(conn, &pinned),
+                None => Ok(None),
+            }
+        })
     }
 
     /// Pins in `state` (all when `None`), most recently updated first.
@@ -422,56 +450,65 @@ impl Queue {
 
 /// Queues `s` (or attaches its job id to the CID's existing pin) inside `tx`.
 fn submit_in(tx: &Connection, s: &Submission, now_ms: i64) -> Result<PinRow, QueueError> {
-    {
-        let owner: Option<String> = tx
-            .query_row("SELECT cid FROM jobs WHERE job_id = ?1", [&s.job_id], |r| {
-                r.get(0)
-            })
-            .optional()?;
-        if let Some(cid) = owner.filter(|c| *c != s.cid) {
-            return Err(QueueError::JobConflict {
-                job_id: s.job_id.clone(),
-                cid,
-            });
-        }
-        let existing: Option<String> = tx
-            .query_row("SELECT state FROM pins WHERE cid = ?1", [&s.cid], |r| {
-                r.get(0)
-            })
-            .optional()?;
-        match existing.as_deref().and_then(State::parse) {
-            None => {
-                tx.execute(
-                        "INSERT INTO pins (cid, state, lazy, urgent, size_bytes, next_attempt_at, created_at, updated_at)
-                         VALUES (?1, 'queued', ?2, ?3, ?4, ?5, ?5, ?5)",
-                        params![s.cid, s.lazy, !s.lazy, s.size_bytes as i64, now_ms],
-                    )?;
-            }
-            Some(State::Failed) => {
-                tx.execute(
-                    "UPDATE pins SET state = 'queued', urgent = ?2, next_attempt_at = ?3,
-                         updated_at = ?3, reason = NULL WHERE cid = ?1",
-                    params![s.cid, !s.lazy, now_ms],
-                )?;
-            }
-            // A blocking caller wants the next round's answer now, lazy jobs or not.
-            Some(State::Queued | State::Pinning) if !s.lazy => {
-                tx.execute(
-                    "UPDATE pins SET urgent = 1, next_attempt_at = MIN(next_attempt_at, ?2),
-                         updated_at = ?2 WHERE cid = ?1",
-                    params![s.cid, now_ms],
-                )?;
-            }
-            Some(_) => {}
-        }
-        tx.execute(
-            "INSERT OR IGNORE INTO jobs (job_id, cid, created_at, lazy) VALUES (?1, ?2, ?3, ?4)",
-            params![s.job_id, s.cid, now_ms, s.lazy],
-        )?;
-        recompute_lazy(tx, &s.cid)?;
-        let row = fetch(tx, &s.cid)?;
-        row.ok_or(QueueError::Db(rusqlite::Error::QueryReturnedNoRows))
+    let key = crate::journal::cid_key(&s.cid);
+    let owner: Option<String> = tx
+        .query_row("SELECT cid FROM jobs WHERE job_id = ?1", [&s.job_id], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    if let Some(cid) = owner.filter(|c| crate::journal::cid_key(c) != key) {
+        return Err(QueueError::JobConflict {
+            job_id: s.job_id.clone(),
+            cid,
+        });
     }
+    // The same content in another spelling (CIDv0 vs CIDv1) is the same pin, pinned in the
+    // form its first caller sent.
+    let found: Option<(String, String)> = tx
+        .query_row(
+            "SELECT cid, state FROM pins WHERE key = ?1 OR cid = ?2",
+            params![key, s.cid],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let (cid, existing) = match found {
+        Some((cid, state)) => (cid, State::parse(&state)),
+        None => (s.cid.clone(), None),
+    };
+    match existing {
+        None => {
+            tx.execute(
+                "INSERT INTO pins (cid, key, state, lazy, urgent, size_bytes, next_attempt_at,
+                   created_at, updated_at)
+                 VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?6, ?6, ?6)",
+                params![cid, key, s.lazy, !s.lazy, s.size_bytes as i64, now_ms],
+            )?;
+        }
+        Some(State::Failed) => {
+            tx.execute(
+                "UPDATE pins SET state = 'queued', urgent = ?2, next_attempt_at = ?3,
+                 updated_at = ?3, reason = NULL WHERE cid = ?1",
+                params![cid, !s.lazy, now_ms],
+            )?;
+        }
+        // A blocking caller wants the next round's answer now, lazy jobs or not.
+        Some(State::Queued | State::Pinning) if !s.lazy => {
+            tx.execute(
+                "UPDATE pins SET urgent = 1, next_attempt_at = MIN(next_attempt_at, ?2),
+                 updated_at = ?2 WHERE cid = ?1",
+                params![cid, now_ms],
+            )?;
+        }
+        Some(_) => {}
+    }
+    tx.execute(
+        "INSERT OR IGNORE INTO jobs (job_id, cid, created_at, lazy, sent_cid)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![s.job_id, cid, now_ms, s.lazy, s.cid],
+    )?;
+    recompute_lazy(tx, &cid)?;
+    let row = fetch(tx, &cid)?;
+    row.ok_or(QueueError::Db(rusqlite::Error::QueryReturnedNoRows))
 }
 
 fn connect(path: &Path) -> Result<Connection, QueueError> {
@@ -568,6 +605,7 @@ fn read_row(r: &Row<'_>) -> rusqlite::Result<PinRow> {
         reason: r.get(9)?,
         decided_by: r.get(10)?,
         job_ids: Vec::new(),
+        requested_cid: None,
     })
 }
 
@@ -605,6 +643,27 @@ fn migrate_columns(conn: &Connection) -> rusqlite::Result<()> {
     if !has("pins", "urgent")? {
         conn.execute_batch("ALTER TABLE pins ADD COLUMN urgent INTEGER NOT NULL DEFAULT 0;")?;
     }
+    if !has("pins", "key")? {
+        conn.execute_batch("ALTER TABLE pins ADD COLUMN key TEXT;")?;
+    }
+    if !has("jobs", "sent_cid")? {
+        conn.execute_batch("ALTER TABLE jobs ADD COLUMN sent_cid TEXT;")?;
+    }
+    // Pins from before the content key: key them now. Should an old queue hold the same
+    // content twice, the later one keeps no key (it is still pinned, just not merged).
+    let unkeyed: Vec<String> = {
+        let mut stmt = conn.prepare("SELECT cid FROM pins WHERE key IS NULL")?;
+        stmt.query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?
+    };
+    for cid in unkeyed {
+        conn.execute(
+            "UPDATE pins SET key = ?2 WHERE cid = ?1
+             AND NOT EXISTS (SELECT 1 FROM pins WHERE key = ?2)",
+            params![cid, crate::journal::cid_key(&cid)],
+        )?;
+    }
+    conn.execute_batch("CREATE UNIQUE INDEX IF NOT EXISTS pins_key ON pins(key);")?;
     if !has("jobs", "lazy")? {
         // Until now a pin's laziness was the pin's own flag: give it to each of its job ids.
         conn.execute_batch(
@@ -840,6 +899,33 @@ mod tests {
             .with(|c| Ok(c.pragma_query_value(None, "synchronous", |r| r.get(0))?))
             .expect("pragma");
         assert_eq!(level, 2, "FULL");
+    }
+
+    /// Issue 12, item 7: CIDv0 and CIDv1 of the same content are one pin; each job id keeps the
+    /// form its caller sent.
+    #[test]
+    fn cidv0_and_cidv1_of_the_same_content_are_one_pin() {
+        let (_d, q) = open();
+        let v0 = "QmcRD4wkPPi6dig81r5sLj9Zm1gDCL4zgpEj9CfuRrGbzF";
+        let v1 = cid::Cid::try_from(v0)
+            .and_then(|c| c.into_v1())
+            .expect("v1")
+            .to_string();
+        q.submit(&sub(v0, "enc-v0", true), 1).expect("submit");
+        let row = q.submit(&sub(&v1, "enc-v1", true), 2).expect("submit");
+        assert_eq!(row.cid, v0, "pinned as the first caller wrote it");
+        assert_eq!(row.job_ids, ["enc-v0", "enc-v1"]);
+        assert_eq!(q.list(None, 10).expect("list").len(), 1);
+        assert_eq!(
+            q.by_cid(&v1).expect("get").map(|r| r.cid).as_deref(),
+            Some(v0)
+        );
+        let seen = q.by_job("enc-v1").expect("get").expect("row");
+        assert_eq!(seen.requested_cid.as_deref(), Some(v1.as_str()));
+        assert_eq!(
+            q.by_job("enc-v0").expect("get").expect("row").requested_cid,
+            None
+        );
     }
 
     #[test]
