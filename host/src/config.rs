@@ -98,6 +98,18 @@ pub struct DaemonConfig {
     pub retry_max_ms: u64,
     /// How often the configured policy file is checked for changes (0: no watch).
     pub watch_ms: u64,
+    /// The only directory `policy reload FILE` may load component files from (besides the
+    /// configured policy file). Unset: only built-in names and the configured file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_dir: Option<PathBuf>,
+    /// More Host names the TCP listener answers to (its own address and the loopback names on
+    /// its port always; anything else, a DNS-rebinding page say, gets 403).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub allowed_hosts: Vec<String>,
+    /// Connections open at once, per listener; more wait for one to close.
+    pub max_connections: usize,
+    /// Let a loopback TCP listener run without a bearer token (logged loudly at start).
+    pub insecure_loopback_tcp: bool,
 }
 
 impl Default for DaemonConfig {
@@ -111,6 +123,10 @@ impl Default for DaemonConfig {
             retry_base_ms: 60_000,
             retry_max_ms: 3_600_000,
             watch_ms: 1_000,
+            policy_dir: None,
+            allowed_hosts: Vec::new(),
+            max_connections: 256,
+            insecure_loopback_tcp: false,
         }
     }
 }
@@ -316,6 +332,9 @@ impl Config {
         }
         if self.daemon.concurrent_pins == 0 || self.daemon.concurrent_pins > 1_000 {
             return err("daemon.concurrent_pins: must be from 1 to 1000".into());
+        }
+        if self.daemon.max_connections == 0 || self.daemon.max_connections > 100_000 {
+            return err("daemon.max_connections: must be from 1 to 100000".into());
         }
         if self.daemon.retry_base_ms > self.daemon.retry_max_ms {
             return err("daemon.retry_base_ms: must not exceed daemon.retry_max_ms".into());

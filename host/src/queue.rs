@@ -21,7 +21,7 @@
 //! commits them in one fsynced transaction (a savepoint each, so one conflict fails alone),
 //! which keeps enqueue throughput with an fsync per commit.
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::Mutex;
@@ -241,7 +241,7 @@ impl Queue {
     /// Takes the next due pin (blocking before lazy, oldest first) and marks it `pinning`.
     pub fn claim_due(&self, now_ms: i64) -> Result<Option<PinRow>, QueueError> {
         self.with(|conn| {
-            let tx = conn.transaction()?;
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let cid: Option<String> = tx
                 .query_row(
                     "SELECT cid FROM pins WHERE state = 'queued' AND (next_attempt_at <= ?1 OR urgent = 1)
@@ -392,7 +392,7 @@ impl Queue {
         }
         let detach = row.job_ids.iter().any(|j| j != job_id);
         self.with(|conn| {
-            let tx = conn.transaction()?;
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             if detach {
                 tx.execute("DELETE FROM jobs WHERE job_id = ?1", [job_id])?;
                 recompute_lazy(&tx, &row.cid)?;
@@ -548,8 +548,11 @@ fn spawn_writer(mut conn: Connection) -> Result<std::sync::mpsc::Sender<Request>
 
 /// One transaction for the group; a savepoint per submission, so a conflict fails only its
 /// own. If the commit fails, every submission of the group fails (none was acknowledged).
+/// Write transactions here begin IMMEDIATE: two connections write this database (this writer
+/// and the worker's), and a deferred one that reads first can fail to upgrade to a write with
+/// SQLITE_BUSY, which the busy timeout does not cover.
 fn commit_group(conn: &mut Connection, group: &[Request]) -> Vec<Result<PinRow, QueueError>> {
-    let mut tx = match conn.transaction() {
+    let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(tx) => tx,
         Err(e) => return group.iter().map(|_| Err(QueueError::from_db(&e))).collect(),
     };
@@ -886,7 +889,33 @@ mod tests {
                 })
             })
             .collect();
+        // Meanwhile the worker's connection claims and finishes pins: two writers on one
+        // database, which must wait for each other, never fail with "database is locked".
+        let worker = {
+            let q = std::sync::Arc::clone(&q);
+            std::thread::spawn(move || {
+                let mut finished = 0;
+                for _ in 0..2_000 {
+                    match q.claim_due(10).expect("claim never fails") {
+                        Some(row) => {
+                            let done = Finish::Pinned {
+                                confirmed: vec!["primary".into()],
+                                decided_by: "tank-mode".into(),
+                            };
+                            q.finish(&row.cid, &done, 11).expect("finish never fails");
+                            finished += 1;
+                        }
+                        None => std::thread::yield_now(),
+                    }
+                    if finished >= 100 {
+                        break;
+                    }
+                }
+                finished
+            })
+        };
         let conflicts: usize = threads.into_iter().map(|t| t.join().expect("thread")).sum();
+        assert!(worker.join().expect("worker") > 0);
         assert_eq!(conflicts, 1);
         assert_eq!(q.list(None, 1_000).expect("list").len(), 400);
     }

@@ -116,8 +116,15 @@ async fn reload_reads_the_callers_relative_path_and_is_counted() {
     for dir in [&served_from, &caller] {
         std::fs::create_dir(dir).expect("mkdir");
     }
-    // The file exists only relative to the caller, not to the daemon's working directory.
+    // The file exists only relative to the caller, not to the daemon's working directory, and
+    // the daemon loads policy files from the caller's directory only (daemon.policy_dir).
     std::fs::write(caller.join("mine.wasm"), TANK_MODE).expect("write policy");
+    std::fs::write(served_from.join("elsewhere.wasm"), TANK_MODE).expect("write policy");
+    std::fs::write(
+        served_from.join("pinwarden.toml"),
+        format!("[daemon]\npolicy_dir = \"{}\"\n", caller.display()),
+    )
+    .expect("config");
     let data = root.path().join("state");
     let daemon = Daemon::start(&served_from, &data).await;
     let socket = daemon.socket().display().to_string();
@@ -139,6 +146,19 @@ async fn reload_reads_the_callers_relative_path_and_is_counted() {
         "{}",
         health.policy.source
     );
+    // A component outside daemon.policy_dir is refused, however it is named.
+    let outside = served_from.join("elsewhere.wasm").display().to_string();
+    let out = pinwarden(
+        &caller,
+        &["policy", "reload", &outside, "--socket", &socket],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2), "refused as bad input");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("daemon.policy_dir"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // The CLI's reload goes through the daemon's counted path, like SIGHUP does.
     let metrics = daemon.client().metrics().await.expect("metrics");
     let counted = metrics
@@ -146,6 +166,10 @@ async fn reload_reads_the_callers_relative_path_and_is_counted() {
         .find(|l| l.starts_with("pinwarden_policy_reloads_total{") && l.contains("ok"))
         .unwrap_or_else(|| panic!("no reload counter in:\n{metrics}"));
     assert!(counted.ends_with(" 1"), "{counted}");
+    assert!(
+        metrics.contains("pinwarden_policy_reloads_total{result=\"rejected\"} 1"),
+        "{metrics}"
+    );
 }
 
 #[test]

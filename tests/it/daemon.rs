@@ -249,6 +249,7 @@ concurrent_pins = 10
 retry_base_ms = 100
 retry_max_ms = 400
 watch_ms = 200
+policy_dir = "{data}"
 {extra}
 "#,
         data = dir.display(),
@@ -444,7 +445,8 @@ async fn api_and_socket(cluster: &IpfsCluster, primary: &FaultProxy, backup: &Fa
     backup.set_mode(Mode::Pass).await;
     drop(d);
 
-    // TCP: a bearer token is required; a non-loopback address without one is refused.
+    // TCP: a bearer token is required on every TCP listener, loopback included (unless the
+    // operator opts out for loopback, loudly); a foreign Host header is refused before that.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("port")
@@ -459,7 +461,14 @@ async fn api_and_socket(cluster: &IpfsCluster, primary: &FaultProxy, backup: &Fa
         .output()
         .expect("serve");
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not a loopback address"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs a bearer token"));
+    let out = Command::new(env!("CARGO_BIN_EXE_pinwarden"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(dir.path().join("pinwarden.toml"))
+        .env_remove("PINWARDEN_TOKEN")
+        .output()
+        .expect("serve");
+    assert_eq!(out.status.code(), Some(2), "loopback needs a token too");
     let mut child = Command::new(env!("CARGO_BIN_EXE_pinwarden"))
         .args([
             "serve",
@@ -475,19 +484,30 @@ async fn api_and_socket(cluster: &IpfsCluster, primary: &FaultProxy, backup: &Fa
         .expect("serve");
     let http = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{port}/v1/health");
-    let mut statuses = (0, 0);
+    let mut statuses = (0, 0, 0);
     for _ in 0..100 {
         let anon = http.get(&url).send().await;
         let authed = http.get(&url).bearer_auth(&token).send().await;
-        if let (Ok(a), Ok(b)) = (anon, authed) {
-            statuses = (a.status().as_u16(), b.status().as_u16());
+        // A page served from evil.example resolving to 127.0.0.1 (DNS rebinding).
+        let rebound = http
+            .get(&url)
+            .bearer_auth(&token)
+            .header("host", format!("evil.example:{port}"))
+            .send()
+            .await;
+        if let (Ok(a), Ok(b), Ok(c)) = (anon, authed, rebound) {
+            statuses = (
+                a.status().as_u16(),
+                b.status().as_u16(),
+                c.status().as_u16(),
+            );
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let _ = child.kill();
     let _ = child.wait();
-    assert_eq!(statuses, (401, 200));
+    assert_eq!(statuses, (401, 200, 403));
 }
 
 async fn lazy_local_fallback(cluster: &IpfsCluster, primary: &FaultProxy, backup: &FaultProxy) {

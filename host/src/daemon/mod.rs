@@ -10,6 +10,7 @@
 
 pub mod alerts;
 pub mod api;
+pub mod listen;
 pub mod metrics;
 pub mod observe;
 pub mod policy_slot;
@@ -90,6 +91,7 @@ impl Daemon {
             params,
             policy,
             fallback,
+            config.daemon.policy_dir.clone(),
         );
         let (events, _) = broadcast::channel(1024);
         let nodes = topology.infos();
@@ -179,27 +181,43 @@ pub struct Listeners {
 /// Serves until SIGTERM or SIGINT. SIGHUP reloads the policy.
 pub async fn serve(daemon: Arc<Daemon>, listen: Listeners) -> anyhow::Result<()> {
     use anyhow::Context;
-    use std::os::unix::fs::PermissionsExt;
 
-    let unix = bind_socket(&listen.socket)?;
-    std::fs::set_permissions(&listen.socket, std::fs::Permissions::from_mode(0o600))
-        .with_context(|| format!("chmod 0600 {}", listen.socket.display()))?;
+    let settings = &daemon.config.daemon;
+    let unix = listen::Capped::new(
+        listen::bind_private_socket(&listen.socket)?,
+        settings.max_connections,
+    );
     let tcp = match &listen.tcp {
         None => None,
         Some(addr) => {
             let parsed: std::net::SocketAddr = addr
                 .parse()
                 .with_context(|| format!("--listen {addr}: expected IP:PORT"))?;
-            if !parsed.ip().is_loopback() && listen.token.is_none() {
-                anyhow::bail!(
-                    "--listen {addr} is not a loopback address: set a bearer token (daemon.token_env) first"
+            if listen.token.is_none() {
+                if !(parsed.ip().is_loopback() && settings.insecure_loopback_tcp) {
+                    anyhow::bail!(
+                        "--listen {addr}: a TCP listener needs a bearer token (daemon.token_env, \
+                         default PINWARDEN_TOKEN); any local user or web page could reach it \
+                         otherwise. On loopback only, daemon.insecure_loopback_tcp = true opts out"
+                    );
+                }
+                tracing::warn!(
+                    listen = %addr,
+                    "TCP listener WITHOUT a bearer token (daemon.insecure_loopback_tcp): every \
+                     local user can submit, cancel and switch the policy"
                 );
             }
-            Some(
-                tokio::net::TcpListener::bind(parsed)
-                    .await
-                    .with_context(|| format!("cannot listen on {addr}"))?,
-            )
+            let listener = tokio::net::TcpListener::bind(parsed)
+                .await
+                .with_context(|| format!("cannot listen on {addr}"))?;
+            let hosts = listen::AllowedHosts::for_listener(
+                listener.local_addr().unwrap_or(parsed),
+                &settings.allowed_hosts,
+            );
+            Some((
+                listen::Capped::new(listener, settings.max_connections),
+                hosts,
+            ))
         }
     };
 
@@ -213,14 +231,16 @@ pub async fn serve(daemon: Arc<Daemon>, listen: Listeners) -> anyhow::Result<()>
             .with_graceful_shutdown(stopped(stop_rx.clone()))
             .into_future(),
     );
-    let tcp_server = tcp.map(|listener| {
+    let tcp_server = tcp.map(|(listener, hosts)| {
+        let router = api::router(Arc::clone(&daemon), listen.token.clone()).layer(
+            axum::middleware::from_fn(move |req, next| {
+                listen::check_host(hosts.clone(), req, next)
+            }),
+        );
         tokio::spawn(
-            axum::serve(
-                listener,
-                api::router(Arc::clone(&daemon), listen.token.clone()),
-            )
-            .with_graceful_shutdown(stopped(stop_rx.clone()))
-            .into_future(),
+            axum::serve(listener, router)
+                .with_graceful_shutdown(stopped(stop_rx.clone()))
+                .into_future(),
         )
     });
     let housekeeping = tokio::spawn(housekeeping(Arc::clone(&daemon), stop_rx.clone()));
@@ -253,24 +273,6 @@ pub async fn serve(daemon: Arc<Daemon>, listen: Listeners) -> anyhow::Result<()>
     daemon.topology.ledger().flush();
     let _ = std::fs::remove_file(&listen.socket);
     Ok(())
-}
-
-/// Binds the socket, replacing a stale file but never a live daemon's socket.
-fn bind_socket(path: &std::path::Path) -> anyhow::Result<tokio::net::UnixListener> {
-    use anyhow::Context;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
-    }
-    if path.exists() {
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            anyhow::bail!(
-                "{} is in use: another pinwarden daemon is running",
-                path.display()
-            );
-        }
-        std::fs::remove_file(path).with_context(|| format!("remove stale {}", path.display()))?;
-    }
-    tokio::net::UnixListener::bind(path).with_context(|| format!("cannot bind {}", path.display()))
 }
 
 /// SIGHUP reloads the policy; SIGTERM or SIGINT returns.
