@@ -628,26 +628,38 @@ async fn lazy_local_fallback(cluster: &IpfsCluster, primary: &FaultProxy, backup
     backup.set_mode(Mode::Pass).await;
 }
 
+/// The crash test is also the soak test: `PINWARDEN_SOAK_SCALE=15` runs 3,150 lazy jobs (150
+/// and 60 per unit of scale) with proportionally more SIGKILLs; CI runs scale 1.
 async fn crash_safety(cluster: &IpfsCluster, primary: &KuboClient, local: &KuboClient) {
+    let scale: usize = std::env::var("PINWARDEN_SOAK_SCALE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1usize)
+        .clamp(1, 100);
+    let t0 = Instant::now();
     let dir = tempfile::tempdir().expect("tempdir");
-    // No proxies here: the nodes themselves. Content on the primary pins normally; content on
-    // the (unconnected) local node only can be found by nobody else, so it ends in the local
-    // fallback after two rounds.
+    // The primary and the local node themselves; the backup is a faulty node (HTTP 500 on every
+    // call). Content on the primary pins normally; content on the (unconnected) local node only
+    // can be found by nobody else, so it ends in the local fallback after two rounds.
+    let faulty = FaultProxy::start(&cluster.api_url(BACKUP))
+        .await
+        .expect("proxy");
+    faulty.set_mode(Mode::Http500).await;
     config(
         dir.path(),
         &cluster.api_url(PRIMARY),
-        &cluster.api_url(BACKUP),
+        &faulty.url(),
         &cluster.api_url(LOCAL),
         "tank-mode",
     );
     let mut cids: Vec<(String, String)> = Vec::new();
-    for i in 0..150 {
+    for i in 0..150 * scale {
         cids.push((
             format!("crash-a{i}"),
             upload_tiny(primary, &format!("a{i}")).await,
         ));
     }
-    for i in 0..60 {
+    for i in 0..60 * scale {
         cids.push((
             format!("crash-b{i}"),
             upload_tiny(local, &format!("b{i}")).await,
@@ -705,13 +717,23 @@ async fn crash_safety(cluster: &IpfsCluster, primary: &KuboClient, local: &KuboC
         d.ready().await;
     }
     let jobs: Vec<String> = accepted.keys().cloned().collect();
-    let states = d.settle(&jobs, Duration::from_secs(180)).await;
-    eprintln!("crash test: {} jobs, {kills} SIGKILLs", jobs.len());
+    let submitted = t0.elapsed();
+    let states = d
+        .settle(&jobs, Duration::from_secs(180 * scale as u64))
+        .await;
+    eprintln!(
+        "crash/soak test: {} jobs, {kills} SIGKILLs, faulty backup ({} calls answered 500); \
+         uploaded and submitted in {:.1} s, all ended after {:.1} s",
+        jobs.len(),
+        faulty.counts().values().sum::<usize>(),
+        submitted.as_secs_f64(),
+        t0.elapsed().as_secs_f64()
+    );
     let mut by_state: BTreeMap<&str, usize> = BTreeMap::new();
     for s in states.values() {
         *by_state.entry(s.as_str()).or_default() += 1;
     }
-    assert_eq!(jobs.len(), 210, "every job was accepted");
+    assert_eq!(jobs.len(), 210 * scale, "every job was accepted");
     assert!(kills >= 5, "{kills}");
     for (job, state) in &states {
         let want = if job.contains("-b") {
