@@ -4,6 +4,9 @@
 #   scripts/bench.sh                      # everything: e2e overhead, CLI cold start, daemon
 #   scripts/bench.sh --only daemon        # one part (e2e, cold, daemon; comma-separated; also
 #                                         # check: the retrievability check alone, a diagnostic)
+#   scripts/bench.sh --only size          # not in "everything": pin + verify + check of 100 MB,
+#                                         # 600 MB, 2.5 GB sets (about 30 minutes, a few GB in
+#                                         # $TMPDIR; --sizes 100,600 for less)
 #   scripts/bench.sh --pins 10 --jobs 20000
 #
 # Options go to host/examples/bench_e2e.rs (see its header). The micro-benchmarks are separate:

@@ -17,14 +17,19 @@
 //!   so queued jobs stay queued. Needs no IPFS node.
 //! * `check` (diagnostic, not run by default): the retrievability check alone, pinwarden's
 //!   client against the plain one.
+//! * `size` (not run by default: about 25 minutes, a few GB of temporary space): pin + verify +
+//!   check against the content's size, locally, at `--rtt-ms` and over bitswap, next to a direct
+//!   baseline (see `bench_e2e/size.rs`).
 //!
-//! Each part that needs a node starts a js-ipfs node of its own (`pinwarden-testkit`), stopped
+//! Each part that needs a node starts js-ipfs nodes of its own (`pinwarden-testkit`), stopped
 //! when the part ends.
 //!
-//! Usage: `bench_e2e [--bin PATH] [--only e2e,cold,daemon,check] [--pins N] [--size-kb K]
-//! [--segments S] [--cold-runs N] [--jobs N] [--clients N] [--raw]`
+//! Usage: `bench_e2e [--bin PATH] [--only e2e,cold,daemon,check,size] [--pins N] [--size-kb K]
+//! [--segments S] [--cold-runs N] [--jobs N] [--clients N] [--raw] [--sizes MB,MB,..]
+//! [--rtt-ms MS] [--transfer-timeout-s S]`
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
+use futures::StreamExt;
 use pinwarden::executor::{RoundLimits, Status, Topology, run_round};
 use pinwarden::kubo::KuboClient;
 use pinwarden::policy::contract::Job;
@@ -38,6 +43,9 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+#[path = "bench_e2e/size.rs"]
+mod size;
 
 /// Multicodec of raw blocks (leaves: no links to follow).
 const RAW: u64 = 0x55;
@@ -53,6 +61,12 @@ struct Args {
     clients: usize,
     /// Print every sample, in run order.
     raw: bool,
+    /// `size`: the sets' sizes, in MB (10^6 bytes).
+    sizes: Vec<u64>,
+    /// `size`: the delay the proxies add to every request.
+    rtt_ms: u64,
+    /// `size`: the bound on the baseline's `pin/add` (pinwarden's default pin timeout).
+    transfer_timeout_s: u64,
 }
 
 impl Args {
@@ -67,6 +81,9 @@ impl Args {
             jobs: 100_000,
             clients: 8,
             raw: false,
+            sizes: vec![100, 600, 2500],
+            rtt_ms: 30,
+            transfer_timeout_s: 300,
         };
         let mut it = std::env::args().skip(1);
         while let Some(flag) = it.next() {
@@ -81,6 +98,14 @@ impl Args {
                 "--jobs" => args.jobs = value()?.parse()?,
                 "--clients" => args.clients = value()?.parse()?,
                 "--raw" => args.raw = true,
+                "--sizes" => {
+                    args.sizes = value()?
+                        .split(',')
+                        .map(str::parse)
+                        .collect::<Result<_, _>>()?
+                }
+                "--rtt-ms" => args.rtt_ms = value()?.parse()?,
+                "--transfer-timeout-s" => args.transfer_timeout_s = value()?.parse()?,
                 other => {
                     bail!("unknown argument {other} (see the comment at the top of bench_e2e.rs)")
                 }
@@ -98,6 +123,10 @@ impl Args {
 
     fn wants(&self, part: &str) -> bool {
         self.only.iter().any(|p| p == part)
+    }
+
+    fn transfer_timeout(&self) -> Duration {
+        Duration::from_secs(self.transfer_timeout_s)
     }
 }
 
@@ -135,6 +164,9 @@ async fn main() -> Result<()> {
     }
     if args.wants("daemon") {
         daemon(&args).await?;
+    }
+    if args.wants("size") {
+        size::size(&args).await?;
     }
     println!("\nload after: {}", loadavg());
     Ok(())
@@ -220,7 +252,8 @@ impl Direct {
     }
 
     /// The retrievability check pinwarden makes on js-ipfs: one `refs/local` listing, then
-    /// every block of the DAG must be in it; `refs` on each non-raw block gives its links.
+    /// every block of the DAG must be in it; the DAG is walked level by level, `refs` with up
+    /// to 100 non-raw blocks as `arg`s per call, 4 calls at once.
     async fn check_retrievable(&self, cid: &str) -> Result<()> {
         let t0 = Instant::now();
         let local: HashSet<Vec<u8>> = refs(&self.call("refs/local", &[]).await?)?
@@ -229,27 +262,40 @@ impl Direct {
             .collect();
         self.phase("refs/local", t0.elapsed());
         let t0 = Instant::now();
-        let local = &local;
-        let mut frontier = vec![cid::Cid::try_from(cid)?];
+        let root = cid::Cid::try_from(cid)?;
+        ensure!(
+            local.contains(root.hash().digest()),
+            "block {root} missing locally"
+        );
+        let mut seen: HashSet<Vec<u8>> = HashSet::from([root.hash().digest().to_vec()]);
+        let mut frontier = if root.codec() == RAW {
+            Vec::new()
+        } else {
+            vec![root]
+        };
         while !frontier.is_empty() {
             let level: Vec<cid::Cid> = std::mem::take(&mut frontier);
-            let calls = level.iter().map(|c| async move {
-                ensure!(
-                    local.contains(c.hash().digest()),
-                    "block {c} missing locally"
-                );
-                if c.codec() == RAW {
-                    return Ok(Vec::new());
+            let batches: Vec<Vec<(&str, String)>> = level
+                .chunks(100)
+                .map(|batch| batch.iter().map(|c| ("arg", c.to_string())).collect())
+                .collect();
+            let calls = futures::stream::iter(batches.iter().map(|args| async move {
+                let args: Vec<(&str, &str)> = args.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                refs(&self.call("refs", &args).await?)
+            }))
+            .buffer_unordered(4)
+            .collect::<Vec<_>>()
+            .await;
+            for links in calls {
+                for link in links? {
+                    ensure!(
+                        local.contains(link.hash().digest()),
+                        "block {link} missing locally"
+                    );
+                    if seen.insert(link.hash().digest().to_vec()) && link.codec() != RAW {
+                        frontier.push(link);
+                    }
                 }
-                let text = c.to_string();
-                refs(
-                    &self
-                        .call("refs", &[("arg", text.as_str()), ("offline", "true")])
-                        .await?,
-                )
-            });
-            for links in futures::future::join_all(calls).await {
-                frontier.extend(links?);
             }
         }
         self.phase("refs walk", t0.elapsed());

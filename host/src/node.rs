@@ -20,4 +20,9 @@ pub trait Node: Send + Sync {
     async fn swarm_addrs(&self) -> Result<Vec<String>, Outcome>;
     /// Dials the given addresses (one is enough).
     async fn connect(&self, addrs: &[String]) -> Outcome;
+    /// Replaces the connection to the peer behind `addrs` with a new one (a repeated provider
+    /// hint). By default, the same as [`Node::connect`].
+    async fn reconnect(&self, addrs: &[String]) -> Outcome {
+        self.connect(addrs).await
+    }
 }

@@ -16,8 +16,12 @@ pub struct PinBounds {
     pub pin: Duration,
     /// No progress for this long ends the pin as stalled.
     pub stall: Duration,
-    /// `pin ls` and the retrievability check, each.
+    /// `pin ls`.
     pub call: Duration,
+    /// The retrievability check: an outer safety bound. The node client ends a walk that stops
+    /// making progress by itself (`KuboConfig::check_idle_timeout`), and a walk's length
+    /// follows the DAG's size, so this is generous.
+    pub check: Duration,
 }
 
 /// `pin/add`, bounded by `pin` overall and `stall` without progress.
@@ -34,9 +38,9 @@ pub async fn verify(node: &dyn Node, cid: &str, call: Duration) -> Outcome {
         .unwrap_or(Outcome::Timeout)
 }
 
-/// Are all of the CID's blocks on the node?
-pub async fn check_retrievable(node: &dyn Node, cid: &str, call: Duration) -> Outcome {
-    timeout(call, node.check_retrievable(cid))
+/// Are all of the CID's blocks on the node? `bound` is a safety net (see [`PinBounds::check`]).
+pub async fn check_retrievable(node: &dyn Node, cid: &str, bound: Duration) -> Outcome {
+    timeout(bound, node.check_retrievable(cid))
         .await
         .unwrap_or(Outcome::Timeout)
 }
@@ -67,5 +71,5 @@ pub async fn pin_and_prove(
     };
     step(pin_step, pin(node, cid, bounds.pin, bounds.stall).await)?;
     step(verify_step, verify(node, cid, bounds.call).await)?;
-    step(check_step, check_retrievable(node, cid, bounds.call).await)
+    step(check_step, check_retrievable(node, cid, bounds.check).await)
 }

@@ -4,7 +4,8 @@
 //! * in-process: `sandbox` (the hostile guest), `simulator`, `observability`;
 //! * the `pinwarden` binary as an operator runs it: `cli_policy`, `cli_context`;
 //! * real js-ipfs nodes on loopback (`support::nodes`, needs `cd tests/ipfs-node && npm ci
-//!   --before=2024-12-14`): `kubo_client`, `fallback_migrate`, `e2e_pin`, `daemon`, `outage`.
+//!   --before=2024-12-14`): `kubo_client`, `fallback_migrate`, `e2e_pin`, `daemon`, `outage`,
+//!   `real_size` (256 MiB over bitswap: the longest, a few minutes).
 //!
 //! Run one module with a filter: `cargo test -p pinwarden --test it -- e2e_pin::`.
 
@@ -18,5 +19,6 @@ mod fallback_migrate;
 mod kubo_client;
 mod observability;
 mod outage;
+mod real_size;
 mod sandbox;
 mod simulator;

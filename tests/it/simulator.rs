@@ -366,3 +366,45 @@ fn the_outage_drain_scenario_drains_faster_with_breaker_and_hedging() {
     assert!(before < 200, "{before}");
     assert_eq!(after, 720, "the drain keeps up with a job every 5 s");
 }
+
+/// A backup's every attempt starts with a provider hint (the kit's default); the executor
+/// renews the connection for every hint after the first, and the trace says so.
+#[test]
+fn every_backup_attempt_gets_a_hint_and_repeated_hints_renew_the_connection() {
+    let text = r#"
+name = "backup-retries"
+description = "the primary refuses; the backup stalls twice, then pins"
+
+[[node]]
+name = "primary"
+role = "primary"
+pin = ["refused"]
+
+[[node]]
+name = "backup-1"
+role = "backup"
+pin = ["stall", "stall", "ok"]
+
+[expect]
+status = "pinned"
+nodes = ["backup-1"]
+pins = { primary = 5, backup-1 = 3 }
+"#;
+    let report = run_inline(text);
+    assert!(report.passed(), "{:?}", report.failures);
+    let round = report.final_round().expect("a round");
+    let hints: Vec<&str> = round
+        .trace
+        .iter()
+        .filter(|l| l.node.as_deref() == Some("backup-1") && l.text.starts_with("connect to"))
+        .map(|l| l.text.as_str())
+        .collect();
+    assert_eq!(
+        hints,
+        [
+            "connect to primary (provider hint)",
+            "connect to primary (provider hint), renewing the connection",
+            "connect to primary (provider hint), renewing the connection",
+        ]
+    );
+}

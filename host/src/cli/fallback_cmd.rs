@@ -228,6 +228,7 @@ fn migrate(cx: &Context, args: &MigrateArgs) -> CliResult {
                 stall: args.stall_timeout,
                 // pin ls and the block check may walk a large DAG: as long as a pin may take.
                 call: args.pin_timeout,
+                check: args.pin_timeout,
             },
             unpin_local: args.unpin_local,
             connect: !args.no_connect,

@@ -92,8 +92,12 @@ impl Topology {
 /// Host-side bounds of a round that no policy can lift.
 #[derive(Debug, Clone, Copy)]
 pub struct RoundLimits {
-    /// Bound for `verify`, `check-retrievable` and `connect`.
+    /// Bound for `verify` and `connect`.
     pub call_timeout: Duration,
+    /// Safety bound for `check-retrievable`. The walk's length follows the DAG's size (a few
+    /// seconds per GB), and the node client ends a walk that stops making progress
+    /// (`KuboConfig::check_idle_timeout`), so this only catches a client that never returns.
+    pub check_timeout: Duration,
     /// Bounds on what a decision may ask for (see [`rules`]).
     pub bounds: host_rules::Bounds,
     /// Total wall time one policy may spend deciding in a round (each call also has its own
@@ -108,6 +112,7 @@ impl Default for RoundLimits {
     fn default() -> Self {
         RoundLimits {
             call_timeout: Duration::from_secs(30),
+            check_timeout: Duration::from_secs(3600),
             bounds: host_rules::Bounds::default(),
             policy_time: Duration::from_secs(2),
             local_pin_timeout: Duration::from_secs(300),
@@ -321,7 +326,11 @@ impl Round<'_> {
                     Action::Pin(p) => self.pins_on(&p.node) + 1,
                     _ => 0,
                 };
-                self.note(node, describe_start(&action, attempt, budget));
+                let mut started = describe_start(&action, attempt, budget);
+                if self.renews(&action) {
+                    started.push_str(", renewing the connection");
+                }
+                self.note(node, started);
                 if let Some((name, kind)) = ledger_kind(&action) {
                     let guard = self.topology.ledger().start(name, kind);
                     self.in_flight.insert(index, guard);
@@ -392,10 +401,23 @@ impl Round<'_> {
         })
     }
 
+    /// A provider hint this round has already given the same node: the connection it made may
+    /// have stopped carrying blocks, so it is replaced rather than kept (see
+    /// [`Node::reconnect`]). A first hint leaves a working connection, which other jobs' transfers
+    /// may be using, alone.
+    fn renews(&self, action: &Action) -> bool {
+        let Action::Connect(c) = action else {
+            return false;
+        };
+        self.history
+            .iter()
+            .any(|e| matches!(&e.action, Action::Connect(earlier) if earlier.node == c.node))
+    }
+
     fn perform(&self, index: usize, action: &Action) -> BoxFuture<'static, (usize, Outcome)> {
         let cid = self.job.cid.clone();
         let client = |name: &str| self.topology.client(name).cloned();
-        let call = self.limits.call_timeout;
+        let (call, check) = (self.limits.call_timeout, self.limits.check_timeout);
         // The rules refused unknown nodes, so a missing client cannot happen; report it anyway.
         let unknown = || Outcome::Error("unknown node".into());
         match action.clone() {
@@ -429,18 +451,20 @@ impl Round<'_> {
                     };
                     (
                         index,
-                        prove::check_retrievable(node.as_ref(), &cid, call).await,
+                        prove::check_retrievable(node.as_ref(), &cid, check).await,
                     )
                 })
             }
             Action::Connect(c) => {
                 let (node, provider) = (client(&c.node), client(&c.provider));
+                let renew = self.renews(action);
                 Box::pin(async move {
                     let (Some(node), Some(provider)) = (node, provider) else {
                         return (index, unknown());
                     };
                     let dial = async {
                         match provider.swarm_addrs().await {
+                            Ok(addrs) if renew => node.reconnect(&addrs).await,
                             Ok(addrs) => node.connect(&addrs).await,
                             Err(outcome) => outcome,
                         }
@@ -474,6 +498,7 @@ impl Round<'_> {
             pin: self.limits.local_pin_timeout,
             stall: self.limits.local_stall_timeout,
             call: self.limits.call_timeout,
+            check: self.limits.check_timeout,
         };
         let started = self.now_ms();
         let cid = self.job.cid.clone();

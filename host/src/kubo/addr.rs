@@ -65,6 +65,14 @@ pub(super) fn normalise_swarm_addrs(addrs: Vec<String>, peer_id: &str) -> Vec<St
     out
 }
 
+/// The peer id at the end of a multiaddr (`.../p2p/<id>`), if any.
+pub(super) fn peer_id(addr: &str) -> Option<&str> {
+    let (_, id) = addr
+        .rsplit_once("/p2p/")
+        .or_else(|| addr.rsplit_once("/ipfs/"))?;
+    (!id.is_empty() && !id.contains('/')).then_some(id)
+}
+
 fn is_loopback(addr: &str) -> bool {
     addr.starts_with("/ip4/127.") || addr.starts_with("/ip6/::1/")
 }
@@ -101,6 +109,15 @@ mod tests {
         assert!(url("/ip4/127.0.0.1/udp/5001").is_err());
         assert!(url("ftp://h").is_err());
         assert!(url("not a url").is_err());
+    }
+
+    #[test]
+    fn peer_ids_of_multiaddrs() {
+        assert_eq!(peer_id("/ip4/127.0.0.1/tcp/4001/p2p/PEER"), Some("PEER"));
+        assert_eq!(peer_id("/ip4/127.0.0.1/tcp/4001/ipfs/PEER"), Some("PEER"));
+        assert_eq!(peer_id("/ip4/127.0.0.1/tcp/4001"), None);
+        assert_eq!(peer_id("/ip4/127.0.0.1/tcp/4001/p2p/"), None);
+        assert_eq!(peer_id("/p2p/PEER/p2p-circuit"), None);
     }
 
     #[test]

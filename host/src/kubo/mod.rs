@@ -26,6 +26,10 @@ mod flavour;
 mod ndjson;
 mod pin_stream;
 mod presence;
+#[cfg(test)]
+mod recorded;
+#[cfg(test)]
+mod replay;
 mod transport;
 mod upload;
 
@@ -59,8 +63,10 @@ pub struct KuboConfig {
     /// keep-alive connections after 5 s; reusing one at that instant fails the request, so the
     /// default stays below it.
     pub pool_idle_timeout: Duration,
-    /// Concurrent requests while checking that a DAG's blocks are present.
-    pub check_concurrency: usize,
+    /// The retrievability check (the node's own walk of the DAG, streamed, see `presence`) ends
+    /// as a timeout when it learns of no new block for this long. It has no overall limit of its
+    /// own, since a bigger DAG takes longer; the executor's safety bound still applies.
+    pub check_idle_timeout: Duration,
     /// Where to remember across processes whether the node is Kubo or js-ipfs
     /// (`node-flavours.json`). `None`: each client asks `id` when it first needs to know.
     pub data_dir: Option<PathBuf>,
@@ -73,7 +79,7 @@ impl Default for KuboConfig {
             call_timeout: Duration::from_secs(30),
             slow_call_timeout: Duration::from_secs(3600),
             pool_idle_timeout: Duration::from_secs(4),
-            check_concurrency: 8,
+            check_idle_timeout: Duration::from_secs(30),
             data_dir: None,
         }
     }
@@ -320,7 +326,7 @@ impl KuboClient {
             &self.name,
             flavour,
             root,
-            self.cfg.check_concurrency,
+            self.cfg.check_idle_timeout,
         )
         .await
     }
@@ -329,7 +335,8 @@ impl KuboClient {
 #[async_trait]
 impl Node for KuboClient {
     /// `pin/add?recursive=true&progress=true`, read line by line (see `pin_stream`). `Stalled`
-    /// when the progress counters have not increased for `stall` since the request was sent.
+    /// when nothing has shown progress for `stall`: the stream's counters (Kubo), or the node's
+    /// bitswap counters while no reply has arrived (js-ipfs answers only at the end).
     async fn pin(&self, cid: &str, stall: Duration) -> Outcome {
         pin_stream::pin(&self.rpc, &self.name, cid, stall)
             .await
@@ -341,8 +348,9 @@ impl Node for KuboClient {
         self.verify_inner(cid).await.unwrap_or_else(Outcome::from)
     }
 
-    /// Walks the DAG, `check_concurrency` requests at a time, without ever fetching a block
-    /// (see `presence`); the node's flavour decides how.
+    /// One streamed walk of the DAG by the node, without ever fetching a block (see
+    /// `presence`); the node's flavour decides how. `Timeout` when the walk learns of no new
+    /// block for `check_idle_timeout`.
     async fn check_retrievable(&self, cid: &str) -> Outcome {
         self.check_inner(cid).await.unwrap_or_else(Outcome::from)
     }
@@ -374,6 +382,30 @@ impl Node for KuboClient {
             }
         }
         last
+    }
+
+    /// `swarm/disconnect?arg=/p2p/<peer>` (an error, such as "not connected", is ignored), then
+    /// [`connect`](Node::connect).
+    ///
+    /// Why: dialling a peer already connected does nothing, and a connection can be up yet
+    /// useless. Under load, js-ipfs 0.66 runs out of streams on a connection ("Too many open
+    /// streams" in its muxer): bitswap messages are dropped and never sent again, so a transfer
+    /// stops for good while both sides stay connected (measured: 600 MB stops after 200–250 MB,
+    /// until the connection is replaced). A new connection makes both sides exchange their
+    /// whole wantlists again. The cost: other transfers between the same two nodes lose what
+    /// was in flight on the old connection, which is why only a repeated hint does this.
+    async fn reconnect(&self, addrs: &[String]) -> Outcome {
+        if let Some(peer) = addrs.iter().find_map(|a| addr::peer_id(a)) {
+            let target = format!("/p2p/{peer}");
+            let dropped: Result<Value, KuboError> = self
+                .rpc
+                .call_json("swarm/disconnect", &[("arg", &target)])
+                .await;
+            if let Err(e) = dropped {
+                tracing::debug!(node = %self.name, %target, error = %e, "swarm/disconnect failed");
+            }
+        }
+        self.connect(addrs).await
     }
 }
 

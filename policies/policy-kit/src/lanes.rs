@@ -1,8 +1,11 @@
 //! Reading the history one node at a time.
 //!
-//! A node's lane is the sequence of its events: optional provider hint (connect), then attempts
-//! of pin → verify (pin ls) → check-retrievable, with a backoff wait after each failed attempt.
-//! A claimed pin that `pin ls` does not confirm is a failed attempt, like a timeout.
+//! A node's lane is the sequence of its events: attempts of pin → verify (pin ls) →
+//! check-retrievable, with a backoff wait after each failed attempt. On a backup, every attempt
+//! starts with a provider hint (connect to the primary): the host renews the connection, since
+//! one that carried an earlier attempt may have stopped carrying blocks (js-ipfs loses bitswap
+//! messages under load and never asks again) or been closed. A claimed pin that `pin ls` does
+//! not confirm is a failed attempt, like a timeout.
 
 use crate::bindings::{Action, ConnectRequest, Event, Outcome, PinRequest, WaitRequest};
 use crate::params::Settings;
@@ -66,7 +69,7 @@ enum Phase {
 }
 
 /// The lane of `node` with `budget` pin attempts. `provider` is the node to connect to before
-/// the first pin (the primary, for backups), if a provider hint is wanted.
+/// every pin attempt (the primary, for backups), if a provider hint is wanted.
 pub fn lane(
     node: &str,
     provider: Option<&str>,
@@ -75,7 +78,6 @@ pub fn lane(
     budget: u32,
 ) -> Lane {
     let mut attempts = 0u32;
-    let mut connected = false;
     let mut phase = Phase::Start;
     for event in history
         .iter()
@@ -87,11 +89,8 @@ pub fn lane(
         let ok = matches!(outcome, Outcome::Ok);
         let failed = || Phase::Failed(describe_outcome(outcome));
         phase = match &event.action {
-            Action::Connect(_) => {
-                // A failed hint is not fatal: the node may find providers by itself.
-                connected = true;
-                Phase::Connected
-            }
+            // A failed hint is not fatal: the node may find providers by itself.
+            Action::Connect(_) => Phase::Connected,
             Action::Pin(_) => {
                 attempts += 1;
                 if ok { Phase::Pinned } else { failed() }
@@ -119,14 +118,15 @@ pub fn lane(
             ms: s.backoff_ms(attempts),
             node: Some(node.to_string()),
         })),
-        Phase::Start => match provider {
-            Some(provider) if !connected => Lane::Next(Action::Connect(ConnectRequest {
+        // Before every attempt, not only the first: see the module's comment.
+        Phase::Start | Phase::Waited => match provider {
+            Some(provider) => Lane::Next(Action::Connect(ConnectRequest {
                 node: node.to_string(),
                 provider: provider.to_string(),
             })),
-            _ => Lane::Next(pin()),
+            None => Lane::Next(pin()),
         },
-        Phase::Connected | Phase::Waited => Lane::Next(pin()),
+        Phase::Connected => Lane::Next(pin()),
     }
 }
 
@@ -163,6 +163,60 @@ mod tests {
         assert!(matches!(
             lane("b", Some("p"), &[], &settings(), 5),
             Lane::Next(Action::Connect(c)) if c.provider == "p"
+        ));
+    }
+
+    #[test]
+    fn every_attempt_on_a_backup_starts_with_a_fresh_hint() {
+        let hint = Action::Connect(ConnectRequest {
+            node: "b".into(),
+            provider: "p".into(),
+        });
+        let mut h = vec![done(hint.clone(), Outcome::Ok)];
+        assert!(matches!(
+            lane("b", Some("p"), &h, &settings(), 5),
+            Lane::Next(Action::Pin(_))
+        ));
+        h.push(done(pin("b"), Outcome::Stalled));
+        assert!(matches!(
+            lane("b", Some("p"), &h, &settings(), 5),
+            Lane::Next(Action::Wait(_))
+        ));
+        h.push(done(
+            Action::Wait(WaitRequest {
+                ms: 2_000,
+                node: Some("b".into()),
+            }),
+            Outcome::Ok,
+        ));
+        assert_eq!(lane("b", Some("p"), &h, &settings(), 5), Lane::Next(hint));
+        // A failed hint still lets the attempt run.
+        h.push(done(
+            Action::Connect(ConnectRequest {
+                node: "b".into(),
+                provider: "p".into(),
+            }),
+            Outcome::Unreachable("refused".into()),
+        ));
+        assert!(matches!(
+            lane("b", Some("p"), &h, &settings(), 5),
+            Lane::Next(Action::Pin(_))
+        ));
+        // Without a provider (the primary itself) there is no hint.
+        let h = [done(pin("p"), Outcome::Stalled)];
+        let waited = [
+            h[0].clone(),
+            done(
+                Action::Wait(WaitRequest {
+                    ms: 2_000,
+                    node: Some("p".into()),
+                }),
+                Outcome::Ok,
+            ),
+        ];
+        assert!(matches!(
+            lane("p", None, &waited, &settings(), 5),
+            Lane::Next(Action::Pin(_))
         ));
     }
 

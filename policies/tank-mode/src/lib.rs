@@ -184,6 +184,39 @@ mod tests {
         assert!(connect < first_backup_pin);
     }
 
+    /// A connection to the provider that carried an earlier attempt may have stopped carrying
+    /// blocks: every attempt on a backup is preceded by a fresh hint, not only the first.
+    #[test]
+    fn every_backup_attempt_is_preceded_by_a_provider_hint() {
+        let scripts: &[(&str, &[&str])] = &[
+            ("primary", &["refused"]),
+            ("backup-1", &["timeout", "http500", "ok"]),
+        ];
+        let r = play(&settings(&[]), false, 0, &topology(1, false), scripts);
+        assert_eq!(r.end, End::Succeeded(vec!["backup-1".into()]));
+        let lane: Vec<&Action> = r
+            .history
+            .iter()
+            .map(|e| &e.action)
+            .filter(|a| policy_kit::lanes::action_node(a) == Some("backup-1"))
+            .collect();
+        let pins: Vec<usize> = (0..lane.len())
+            .filter(|&i| matches!(lane[i], Action::Pin(_)))
+            .collect();
+        assert_eq!(pins.len(), 3);
+        for i in pins {
+            assert!(
+                i > 0 && matches!(lane[i - 1], Action::Connect(c) if c.provider == "primary"),
+                "attempt at {i} without a hint just before: {lane:?}"
+            );
+        }
+        // The primary itself never gets one.
+        assert!(!r.history.iter().any(|e| matches!(
+            &e.action,
+            Action::Connect(c) if c.node == "primary"
+        )));
+    }
+
     #[test]
     fn backoff_is_capped_at_max_delay() {
         let scripts: &[(&str, &[&str])] = &[("primary", &["refused"])];

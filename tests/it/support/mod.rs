@@ -6,4 +6,4 @@ pub mod nodes;
 pub mod policies;
 pub mod webhook;
 
-pub use pinwarden_testkit::{FaultProxy, IpfsCluster, Mode, XorShift, make_hls_dir};
+pub use pinwarden_testkit::{FaultProxy, IpfsCluster, Mode, XorShift, make_hls_dir, make_hls_set};

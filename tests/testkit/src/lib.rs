@@ -8,5 +8,5 @@
 pub mod ipfs;
 pub mod proxy;
 
-pub use ipfs::{IpfsCluster, XorShift, make_hls_dir};
+pub use ipfs::{IpfsCluster, XorShift, make_hls_dir, make_hls_set};
 pub use proxy::{FaultProxy, Mode};
