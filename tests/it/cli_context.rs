@@ -46,14 +46,8 @@ impl Daemon {
             child,
             data: data.to_path_buf(),
         };
-        let client = daemon.client();
-        for _ in 0..200 {
-            if client.health().await.is_ok() {
-                return daemon;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("daemon did not come up on {}", daemon.socket().display());
+        ready(&daemon.client()).await;
+        daemon
     }
 
     fn socket(&self) -> PathBuf {
@@ -63,6 +57,17 @@ impl Daemon {
     fn client(&self) -> DaemonClient {
         DaemonClient::unix(&self.socket()).expect("client")
     }
+}
+
+/// Waits (bounded) until the daemon answers on its socket.
+async fn ready(api: &DaemonClient) {
+    for _ in 0..200 {
+        if api.health().await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the daemon did not come up");
 }
 
 impl Drop for Daemon {
@@ -318,12 +323,7 @@ async fn sigterm_answers_waiting_clients_and_exits_promptly() {
     };
     let mut child = spawn();
     let api = DaemonClient::unix(&data.join("pinwarden.sock")).expect("client");
-    for _ in 0..200 {
-        if api.health().await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    ready(&api).await;
     let waiting = tokio::spawn(async move {
         let request = pinwarden::daemon::wire::SubmitRequest {
             cid: "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi".into(),
@@ -451,12 +451,7 @@ async fn a_full_disk_delays_a_rounds_record_but_loses_nothing() {
         .spawn()
         .expect("spawn pinwarden serve");
     let api = DaemonClient::unix(&data.join("pinwarden.sock")).expect("client");
-    for _ in 0..200 {
-        if api.health().await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    ready(&api).await;
     let submit = |job: &str| pinwarden::daemon::wire::SubmitRequest {
         cid: "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi".into(),
         job_id: job.into(),
