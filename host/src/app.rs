@@ -45,7 +45,12 @@ impl App {
         let fallback = if policy.source == Source::Builtin && policy.name == BUILTIN_FALLBACK {
             Arc::clone(&policy)
         } else {
-            registry.fallback_for(&params).map_err(|e| policy_err(&e))?
+            // Every configured parameter the fallback understands, not only those the custom
+            // policy declares (the local-fallback threshold, say): a contained job keeps them.
+            let configured = config.policy_params(|_| true);
+            registry
+                .fallback_for(&configured)
+                .map_err(|e| policy_err(&e))?
         };
 
         // One node-health ledger per process, remembered in the data directory so consecutive

@@ -53,7 +53,7 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct AlertRule {
     pub name: String,
-    /// pin_retries | verification_failures | local_fallbacks | policy_incidents
+    /// pin_retries | verification_failures | local_fallbacks | policy_incidents | breaker_opened
     pub signal: String,
     #[serde(default = "default_window")]
     pub window_secs: u64,
@@ -69,6 +69,7 @@ pub const ALERT_SIGNALS: &[&str] = &[
     "verification_failures",
     "local_fallbacks",
     "policy_incidents",
+    "breaker_opened",
 ];
 
 fn default_window() -> u64 {
@@ -97,6 +98,18 @@ pub struct DaemonConfig {
     pub retry_max_ms: u64,
     /// How often the configured policy file is checked for changes (0: no watch).
     pub watch_ms: u64,
+    /// The only directory `policy reload FILE` may load component files from (besides the
+    /// configured policy file). Unset: only built-in names and the configured file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_dir: Option<PathBuf>,
+    /// More Host names the TCP listener answers to (its own address and the loopback names on
+    /// its port always; anything else, a DNS-rebinding page say, gets 403).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub allowed_hosts: Vec<String>,
+    /// Connections open at once, per listener; more wait for one to close.
+    pub max_connections: usize,
+    /// Let a loopback TCP listener run without a bearer token (logged loudly at start).
+    pub insecure_loopback_tcp: bool,
 }
 
 impl Default for DaemonConfig {
@@ -110,6 +123,10 @@ impl Default for DaemonConfig {
             retry_base_ms: 60_000,
             retry_max_ms: 3_600_000,
             watch_ms: 1_000,
+            policy_dir: None,
+            allowed_hosts: Vec::new(),
+            max_connections: 256,
+            insecure_loopback_tcp: false,
         }
     }
 }
@@ -315,6 +332,9 @@ impl Config {
         }
         if self.daemon.concurrent_pins == 0 || self.daemon.concurrent_pins > 1_000 {
             return err("daemon.concurrent_pins: must be from 1 to 1000".into());
+        }
+        if self.daemon.max_connections == 0 || self.daemon.max_connections > 100_000 {
+            return err("daemon.max_connections: must be from 1 to 100000".into());
         }
         if self.daemon.retry_base_ms > self.daemon.retry_max_ms {
             return err("daemon.retry_base_ms: must not exceed daemon.retry_max_ms".into());
@@ -559,6 +579,23 @@ mod tests {
         ]);
         let err = Config::load(None, &env, &[]).expect_err("bad bool");
         assert!(err.0.starts_with("ENABLE_LOCAL_FALLBACK"), "{err}");
+    }
+
+    #[test]
+    fn alert_rules_may_watch_breaker_openings() {
+        let node = "[[node]]\nname = \"a\"\nurl = \"http://x\"\nrole = \"primary\"\n";
+        let rule = |signal: &str| {
+            format!("{node}[[alert]]\nname = \"down\"\nsignal = \"{signal}\"\nthreshold = 0\n")
+        };
+        let f = write(&rule("breaker_opened"));
+        let c = Config::load(Some(f.path()), &|_| None, &[]).expect("valid");
+        assert_eq!(c.alerts[0].signal, "breaker_opened");
+        let f = write(&rule("breaker_open"));
+        let err = Config::load(Some(f.path()), &|_| None, &[]).expect_err("unknown signal");
+        assert!(
+            err.0.contains("alert[0] (down).signal") && err.0.contains("breaker_opened"),
+            "{err}"
+        );
     }
 
     #[test]

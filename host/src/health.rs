@@ -22,6 +22,8 @@ pub const FILE: &str = "node-health.json";
 const WINDOW: usize = 20;
 /// Successful pin durations kept per node for the latency median.
 const LATENCIES: usize = 9;
+/// The failure name of a pin that lost the race to another node ([`Running::abandon`]).
+pub const ABANDONED: &str = "abandoned";
 
 /// What an action was, for the ledger.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,6 +128,9 @@ pub struct Ended<'a> {
     /// Set for failures: the outcome's short name (`timeout`, `not-pinned`, `abandoned`…).
     pub failure: Option<&'a str>,
     pub took: Duration,
+    /// The node's health as this action started, before it counted as in flight (what the
+    /// decision that started it saw): tells a failed half-open probe from a plain failure.
+    pub before: &'a NodeHealth,
     /// The node's health right after this outcome.
     pub health: &'a NodeHealth,
 }
@@ -241,22 +246,26 @@ impl Ledger {
     /// An action starts on `node`; the guard ends it (as failed and abandoned, if dropped).
     pub fn start(self: &Arc<Self>, node: &str, kind: Kind) -> Running {
         let now = Instant::now();
-        self.with(|s| {
+        let before = self.with(|s| {
             let e = s.nodes.entry(node.to_string()).or_default();
+            let before = e.health(now);
             e.in_flight += 1;
             e.last_start = Some(now);
             s.dirty = true;
+            before
         });
         Running {
             ledger: Arc::clone(self),
             node: node.to_string(),
             kind,
             started: now,
+            before,
             done: false,
         }
     }
 
-    fn end(&self, node: &str, kind: Kind, failure: Option<&str>, took: Duration) {
+    fn end(&self, run: &Running, failure: Option<&str>) {
+        let (node, kind, took) = (run.node.as_str(), run.kind, run.started.elapsed());
         let now = Instant::now();
         let health = self.with(|s| {
             let e = s.nodes.entry(node.to_string()).or_default();
@@ -284,6 +293,7 @@ impl Ledger {
             ok: failure.is_none(),
             failure,
             took,
+            before: &run.before,
             health: &health,
         };
         let observers = self.observers.lock().map(|o| o.clone()).unwrap_or_default();
@@ -335,6 +345,7 @@ pub struct Running {
     node: String,
     kind: Kind,
     started: Instant,
+    before: NodeHealth,
     done: bool,
 }
 
@@ -342,13 +353,12 @@ impl Running {
     /// Records the outcome: `failure` is `None` for ok, else the outcome's short name.
     pub fn ended(mut self, failure: Option<&str>) {
         self.done = true;
-        self.ledger
-            .end(&self.node, self.kind, failure, self.started.elapsed());
+        self.ledger.end(&self, failure);
     }
 
     /// The action lost: another node confirmed first while this one still ran.
     pub fn abandon(self) {
-        self.ended(Some("abandoned"));
+        self.ended(Some(ABANDONED));
     }
 }
 
@@ -526,6 +536,46 @@ mod tests {
         // A corrupt file means starting uninformed, not failing.
         std::fs::write(dir.join(FILE), b"{not json").expect("write");
         assert_eq!(Ledger::open(dir).health("primary").recent_total, 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn observers_hear_the_health_before_and_after_each_action() {
+        /// (failures before, in flight before, failures after, failure) per event.
+        type Event = (u32, u32, u32, Option<String>);
+        struct Heard(Mutex<Vec<Event>>);
+        impl Observer for Heard {
+            fn ended(&self, e: &Ended<'_>) {
+                if let Ok(mut all) = self.0.lock() {
+                    all.push((
+                        e.before.consecutive_failures,
+                        e.before.in_flight,
+                        e.health.consecutive_failures,
+                        e.failure.map(str::to_string),
+                    ));
+                }
+            }
+        }
+        let ledger = Arc::new(Ledger::in_memory());
+        let heard = Arc::new(Heard(Mutex::new(Vec::new())));
+        ledger.observe(heard.clone());
+        ledger.start("primary", Kind::Pin).ended(Some("timeout"));
+        let (a, b) = (
+            ledger.start("primary", Kind::Pin),
+            ledger.start("primary", Kind::Verify),
+        );
+        a.ended(Some("unreachable"));
+        b.abandon();
+        let heard = heard.0.lock().map(|h| h.clone()).unwrap_or_default();
+        let failed = |s: &str| Some(s.to_string());
+        assert_eq!(
+            heard,
+            [
+                (0, 0, 1, failed("timeout")),
+                (1, 0, 2, failed("unreachable")),
+                // Started while the other ran, before either failed.
+                (1, 1, 3, failed(ABANDONED)),
+            ]
+        );
     }
 
     #[test]

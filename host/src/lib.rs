@@ -13,6 +13,7 @@ pub mod executor;
 pub mod health;
 pub mod journal;
 pub mod kubo;
+pub mod lock;
 pub mod migrate;
 pub mod node;
 pub mod policy;

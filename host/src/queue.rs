@@ -6,10 +6,22 @@
 //! goes back to `queued` with a later `next_attempt_at`, so it is never dropped. On open, pins
 //! left `pinning` by a crash are queued again.
 //!
-//! Durability: WAL with `synchronous = NORMAL` survives a killed process (kill -9) without
-//! losing a committed row; it trades power-loss durability of the last commits for throughput.
+//! Pins are keyed by the content, not the spelling: CIDv0 and CIDv1 of the same content are one
+//! pin (`key`, the CIDv1 form), pinned as the first caller wrote it (`cid`); each job id keeps
+//! the form its caller sent.
+//!
+//! A pin is lazy while any of its job ids was submitted lazily (`jobs.lazy`): a blocking
+//! submission of the same CID gets the next round's answer (`urgent` moves the pin to the front)
+//! but never turns the pin into one that can end `failed` under its lazy jobs. Cancelling one
+//! job id detaches it; the pin goes on for the others, and ends only with its last job id.
+//!
+//! Durability: WAL with `synchronous = FULL`: a commit is on disk (fsynced) before it returns,
+//! so an acknowledged submission (202) survives a power loss, not only a killed process.
+//! Submissions are group-committed: one writer thread takes every submission waiting and
+//! commits them in one fsynced transaction (a savepoint each, so one conflict fails alone),
+//! which keeps enqueue throughput with an fsync per commit.
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::Mutex;
@@ -75,6 +87,10 @@ pub struct PinRow {
     pub reason: Option<String>,
     pub decided_by: Option<String>,
     pub job_ids: Vec<String>,
+    /// The CID as this job id's caller sent it, when that is another form (CIDv0 or CIDv1) of
+    /// the content than `cid`, the form being pinned (set on lookups by job id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_cid: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -96,7 +112,8 @@ pub enum Finish {
         confirmed: Vec<String>,
         decided_by: String,
     },
-    /// `retry_at_ms`: queue again at that time (lazy), or `None` to stop (blocking).
+    /// `retry_at_ms`: when to try again if the pin is still lazy (any lazy job id on it); a pin
+    /// with only blocking job ids has failed whatever it says.
     Failed {
         reason: String,
         decided_by: String,
@@ -112,11 +129,34 @@ pub enum QueueError {
     Db(#[from] rusqlite::Error),
     #[error("queue database lock poisoned")]
     Poisoned,
+    #[error("the queue's writer has stopped")]
+    WriterGone,
+    /// A group commit that failed, for every submission of the group.
+    #[error("queue database: {0}")]
+    Commit(String),
+}
+
+impl QueueError {
+    fn from_db(e: &rusqlite::Error) -> QueueError {
+        QueueError::Commit(e.to_string())
+    }
 }
 
 pub struct Queue {
     conn: Mutex<Connection>,
+    /// The group-commit writer's inbox (see [`Queue::submit`]).
+    writer: Mutex<std::sync::mpsc::Sender<Request>>,
 }
+
+/// A submission waiting for the writer, and where to send its result.
+struct Request {
+    submission: Submission,
+    now_ms: i64,
+    reply: std::sync::mpsc::SyncSender<Result<PinRow, QueueError>>,
+}
+
+/// Submissions committed together at most.
+const MAX_GROUP: usize = 512;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS pins (
@@ -130,13 +170,17 @@ CREATE TABLE IF NOT EXISTS pins (
     updated_at      INTEGER NOT NULL,
     confirmed       TEXT NOT NULL DEFAULT '[]',
     reason          TEXT,
-    decided_by      TEXT
+    decided_by      TEXT,
+    urgent          INTEGER NOT NULL DEFAULT 0,
+    key             TEXT
 ) STRICT;
 CREATE INDEX IF NOT EXISTS pins_due ON pins(state, lazy, next_attempt_at);
 CREATE TABLE IF NOT EXISTS jobs (
     job_id     TEXT PRIMARY KEY,
     cid        TEXT NOT NULL REFERENCES pins(cid) ON DELETE CASCADE,
-    created_at INTEGER NOT NULL
+    created_at INTEGER NOT NULL,
+    lazy       INTEGER NOT NULL DEFAULT 0,
+    sent_cid   TEXT
 ) STRICT;
 CREATE INDEX IF NOT EXISTS jobs_cid ON jobs(cid);
 ";
@@ -151,12 +195,10 @@ impl Queue {
             // A missing directory would surface as an opaque SQLite error.
             let _ = std::fs::create_dir_all(dir);
         }
-        let conn = Connection::open(path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let conn = connect(path)?;
         conn.execute_batch(SCHEMA)?;
+        migrate_columns(&conn)?;
+        let writer = spawn_writer(connect(path)?)?;
         let resumed = conn.execute(
             "UPDATE pins SET state = 'queued' WHERE state = 'pinning'",
             [],
@@ -166,6 +208,7 @@ impl Queue {
         }
         Ok(Queue {
             conn: Mutex::new(conn),
+            writer: Mutex::new(writer),
         })
     }
 
@@ -181,68 +224,28 @@ impl Queue {
     /// A CID that failed before is queued again; a blocking submission makes a queued lazy
     /// pin blocking (it gets picked first).
     pub fn submit(&self, s: &Submission, now_ms: i64) -> Result<PinRow, QueueError> {
-        self.with(|conn| {
-            let tx = conn.transaction()?;
-            let owner: Option<String> = tx
-                .query_row(
-                    "SELECT cid FROM jobs WHERE job_id = ?1",
-                    [&s.job_id],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            if let Some(cid) = owner.filter(|c| *c != s.cid) {
-                return Err(QueueError::JobConflict {
-                    job_id: s.job_id.clone(),
-                    cid,
-                });
-            }
-            let existing: Option<String> = tx
-                .query_row("SELECT state FROM pins WHERE cid = ?1", [&s.cid], |r| {
-                    r.get(0)
-                })
-                .optional()?;
-            match existing.as_deref().and_then(State::parse) {
-                None => {
-                    tx.execute(
-                        "INSERT INTO pins (cid, state, lazy, size_bytes, next_attempt_at, created_at, updated_at)
-                         VALUES (?1, 'queued', ?2, ?3, ?4, ?4, ?4)",
-                        params![s.cid, s.lazy, s.size_bytes as i64, now_ms],
-                    )?;
-                }
-                Some(State::Failed) => {
-                    tx.execute(
-                        "UPDATE pins SET state = 'queued', lazy = ?2, next_attempt_at = ?3,
-                         updated_at = ?3, reason = NULL WHERE cid = ?1",
-                        params![s.cid, s.lazy, now_ms],
-                    )?;
-                }
-                Some(State::Queued) if !s.lazy => {
-                    tx.execute(
-                        "UPDATE pins SET lazy = 0, next_attempt_at = MIN(next_attempt_at, ?2),
-                         updated_at = ?2 WHERE cid = ?1",
-                        params![s.cid, now_ms],
-                    )?;
-                }
-                Some(_) => {}
-            }
-            tx.execute(
-                "INSERT OR IGNORE INTO jobs (job_id, cid, created_at) VALUES (?1, ?2, ?3)",
-                params![s.job_id, s.cid, now_ms],
-            )?;
-            let row = fetch(&tx, &s.cid)?;
-            tx.commit()?;
-            row.ok_or(QueueError::Db(rusqlite::Error::QueryReturnedNoRows))
-        })
+        let (reply, answer) = std::sync::mpsc::sync_channel(1);
+        let request = Request {
+            submission: s.clone(),
+            now_ms,
+            reply,
+        };
+        self.writer
+            .lock()
+            .map_err(|_| QueueError::Poisoned)?
+            .send(request)
+            .map_err(|_| QueueError::WriterGone)?;
+        answer.recv().map_err(|_| QueueError::WriterGone)?
     }
 
     /// Takes the next due pin (blocking before lazy, oldest first) and marks it `pinning`.
     pub fn claim_due(&self, now_ms: i64) -> Result<Option<PinRow>, QueueError> {
         self.with(|conn| {
-            let tx = conn.transaction()?;
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let cid: Option<String> = tx
                 .query_row(
-                    "SELECT cid FROM pins WHERE state = 'queued' AND next_attempt_at <= ?1
-                     ORDER BY lazy, next_attempt_at, created_at LIMIT 1",
+                    "SELECT cid FROM pins WHERE state = 'queued' AND (next_attempt_at <= ?1 OR urgent = 1)
+                     ORDER BY urgent DESC, lazy, next_attempt_at, created_at LIMIT 1",
                     [now_ms],
                     |r| r.get(0),
                 )
@@ -292,7 +295,7 @@ impl Queue {
                     };
                     conn.execute(
                         "UPDATE pins SET state = ?2, confirmed = ?3, decided_by = ?4, reason = NULL,
-                         updated_at = ?5 WHERE cid = ?1 AND state = 'pinning'",
+                         urgent = 0, updated_at = ?5 WHERE cid = ?1 AND state = 'pinning'",
                         params![cid, state.as_str(), json(confirmed), decided_by, now_ms],
                     )?;
                 }
@@ -301,15 +304,16 @@ impl Queue {
                     decided_by,
                     retry_at_ms,
                 } => {
-                    let (state, next) = match retry_at_ms {
-                        Some(at) => (State::Queued, *at),
-                        None => (State::Failed, now_ms),
-                    };
+                    // Lazy now (any lazy job id, whatever the round was started as): queued
+                    // again at `retry_at_ms`. Otherwise the pin has failed.
                     conn.execute(
-                        "UPDATE pins SET state = ?2, failed_rounds = failed_rounds + 1, reason = ?3,
-                         decided_by = ?4, next_attempt_at = ?5, updated_at = ?6
+                        "UPDATE pins SET
+                           state = CASE WHEN lazy = 1 THEN 'queued' ELSE 'failed' END,
+                           next_attempt_at = CASE WHEN lazy = 1 THEN COALESCE(?4, ?5) ELSE ?5 END,
+                           failed_rounds = failed_rounds + 1, reason = ?2, decided_by = ?3,
+                           urgent = 0, updated_at = ?5
                          WHERE cid = ?1 AND state = 'pinning'",
-                        params![cid, state.as_str(), reason, decided_by, next, now_ms],
+                        params![cid, reason, decided_by, retry_at_ms, now_ms],
                     )?;
                 }
             }
@@ -320,20 +324,38 @@ impl Queue {
     /// The pin a job id points at.
     pub fn by_job(&self, job_id: &str) -> Result<Option<PinRow>, QueueError> {
         self.with(|conn| {
-            let cid: Option<String> = conn
-                .query_row("SELECT cid FROM jobs WHERE job_id = ?1", [job_id], |r| {
-                    r.get(0)
-                })
+            let found: Option<(String, Option<String>)> = conn
+                .query_row(
+                    "SELECT cid, sent_cid FROM jobs WHERE job_id = ?1",
+                    [job_id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
                 .optional()?;
-            match cid {
-                Some(cid) => fetch(conn, &cid),
-                None => Ok(None),
-            }
+            let Some((cid, sent)) = found else {
+                return Ok(None);
+            };
+            Ok(fetch(conn, &cid)?.map(|mut row| {
+                row.requested_cid = sent.filter(|s| *s != row.cid);
+                row
+            }))
         })
     }
 
+    /// The pin of `cid`'s content, whichever form (CIDv0 or CIDv1) it is written in.
     pub fn by_cid(&self, cid: &str) -> Result<Option<PinRow>, QueueError> {
-        self.with(|conn| fetch(conn, cid))
+        self.with(|conn| {
+            let pinned: Option<String> = conn
+                .query_row(
+                    "SELECT cid FROM pins WHERE key = ?1 OR cid = ?2",
+                    params![crate::journal::cid_key(cid), cid],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            match pinned {
+                Some(pinned) => fetch(conn, &pinned),
+                None => Ok(None),
+            }
+        })
     }
 
     /// Pins in `state` (all when `None`), most recently updated first.
@@ -359,21 +381,38 @@ impl Queue {
 
     /// Cancels a pin that has not ended: it becomes `failed` ("cancelled"). Returns the pin
     /// as it was before, or `None` for an unknown job.
-    pub fn cancel(&self, job_id: &str, now_ms: i64) -> Result<Option<PinRow>, QueueError> {
+    /// Cancels one job id. With other job ids on the same CID it is only detached and the pin
+    /// goes on for them; the last job id cancels the pin itself (it ends `failed`).
+    pub fn cancel(&self, job_id: &str, now_ms: i64) -> Result<Cancelled, QueueError> {
         let Some(row) = self.by_job(job_id)? else {
-            return Ok(None);
+            return Ok(Cancelled::NoSuchJob);
         };
-        if !row.state.is_final() {
-            self.with(|conn| {
-                conn.execute(
+        if row.state.is_final() {
+            return Ok(Cancelled::AlreadyEnded(row));
+        }
+        let detach = row.job_ids.iter().any(|j| j != job_id);
+        self.with(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            if detach {
+                tx.execute("DELETE FROM jobs WHERE job_id = ?1", [job_id])?;
+                recompute_lazy(&tx, &row.cid)?;
+            } else {
+                tx.execute(
                     "UPDATE pins SET state = 'failed', reason = 'cancelled by operator',
-                     updated_at = ?2 WHERE cid = ?1 AND state IN ('queued', 'pinning')",
+                     urgent = 0, updated_at = ?2 WHERE cid = ?1 AND state IN ('queued', 'pinning')",
                     params![row.cid, now_ms],
                 )?;
-                Ok(())
-            })?;
-        }
-        Ok(Some(row))
+                tx.execute("UPDATE jobs SET lazy = 0 WHERE job_id = ?1", [job_id])?;
+            }
+            tx.commit()?;
+            Ok(())
+        })?;
+        let after = self.by_cid(&row.cid)?.unwrap_or(row);
+        Ok(if detach {
+            Cancelled::Detached(after)
+        } else {
+            Cancelled::Pin(after)
+        })
     }
 
     /// Number of pins per state (every state present, zero included).
@@ -406,6 +445,129 @@ impl Queue {
                 [cutoff_ms],
             )?)
         })
+    }
+}
+
+/// Queues `s` (or attaches its job id to the CID's existing pin) inside `tx`.
+fn submit_in(tx: &Connection, s: &Submission, now_ms: i64) -> Result<PinRow, QueueError> {
+    let key = crate::journal::cid_key(&s.cid);
+    let owner: Option<String> = tx
+        .query_row("SELECT cid FROM jobs WHERE job_id = ?1", [&s.job_id], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    if let Some(cid) = owner.filter(|c| crate::journal::cid_key(c) != key) {
+        return Err(QueueError::JobConflict {
+            job_id: s.job_id.clone(),
+            cid,
+        });
+    }
+    // The same content in another spelling (CIDv0 vs CIDv1) is the same pin, pinned in the
+    // form its first caller sent.
+    let found: Option<(String, String)> = tx
+        .query_row(
+            "SELECT cid, state FROM pins WHERE key = ?1 OR cid = ?2",
+            params![key, s.cid],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let (cid, existing) = match found {
+        Some((cid, state)) => (cid, State::parse(&state)),
+        None => (s.cid.clone(), None),
+    };
+    match existing {
+        None => {
+            tx.execute(
+                "INSERT INTO pins (cid, key, state, lazy, urgent, size_bytes, next_attempt_at,
+                   created_at, updated_at)
+                 VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?6, ?6, ?6)",
+                params![cid, key, s.lazy, !s.lazy, s.size_bytes as i64, now_ms],
+            )?;
+        }
+        Some(State::Failed) => {
+            tx.execute(
+                "UPDATE pins SET state = 'queued', urgent = ?2, next_attempt_at = ?3,
+                 updated_at = ?3, reason = NULL WHERE cid = ?1",
+                params![cid, !s.lazy, now_ms],
+            )?;
+        }
+        // A blocking caller wants the next round's answer now, lazy jobs or not.
+        Some(State::Queued | State::Pinning) if !s.lazy => {
+            tx.execute(
+                "UPDATE pins SET urgent = 1, next_attempt_at = MIN(next_attempt_at, ?2),
+                 updated_at = ?2 WHERE cid = ?1",
+                params![cid, now_ms],
+            )?;
+        }
+        Some(_) => {}
+    }
+    tx.execute(
+        "INSERT OR IGNORE INTO jobs (job_id, cid, created_at, lazy, sent_cid)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![s.job_id, cid, now_ms, s.lazy, s.cid],
+    )?;
+    recompute_lazy(tx, &cid)?;
+    let row = fetch(tx, &cid)?;
+    row.ok_or(QueueError::Db(rusqlite::Error::QueryReturnedNoRows))
+}
+
+fn connect(path: &Path) -> Result<Connection, QueueError> {
+    let conn = Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(conn)
+}
+
+/// The group-commit writer: takes a submission, then every one waiting behind it (up to
+/// [`MAX_GROUP`]), commits them in one transaction and answers each. It ends with the queue.
+fn spawn_writer(mut conn: Connection) -> Result<std::sync::mpsc::Sender<Request>, QueueError> {
+    let (tx, rx) = std::sync::mpsc::channel::<Request>();
+    std::thread::Builder::new()
+        .name("queue-writer".into())
+        .spawn(move || {
+            while let Ok(first) = rx.recv() {
+                let mut group = vec![first];
+                while group.len() < MAX_GROUP {
+                    match rx.try_recv() {
+                        Ok(next) => group.push(next),
+                        Err(_) => break,
+                    }
+                }
+                let results = commit_group(&mut conn, &group);
+                for (request, result) in group.into_iter().zip(results) {
+                    // The caller may have gone (a cancelled request): nothing to tell.
+                    let _ = request.reply.send(result);
+                }
+            }
+        })
+        .map_err(|e| QueueError::Db(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
+    Ok(tx)
+}
+
+/// One transaction for the group; a savepoint per submission, so a conflict fails only its
+/// own. If the commit fails, every submission of the group fails (none was acknowledged).
+/// Write transactions here begin IMMEDIATE: two connections write this database (this writer
+/// and the worker's), and a deferred one that reads first can fail to upgrade to a write with
+/// SQLITE_BUSY, which the busy timeout does not cover.
+fn commit_group(conn: &mut Connection, group: &[Request]) -> Vec<Result<PinRow, QueueError>> {
+    let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+        Ok(tx) => tx,
+        Err(e) => return group.iter().map(|_| Err(QueueError::from_db(&e))).collect(),
+    };
+    let mut results = Vec::with_capacity(group.len());
+    for request in group {
+        let result = tx.savepoint().map_err(QueueError::Db).and_then(|sp| {
+            let row = submit_in(&sp, &request.submission, request.now_ms)?;
+            sp.commit()?;
+            Ok(row)
+        });
+        results.push(result);
+    }
+    match tx.commit() {
+        Ok(()) => results,
+        Err(e) => group.iter().map(|_| Err(QueueError::from_db(&e))).collect(),
     }
 }
 
@@ -446,7 +608,73 @@ fn read_row(r: &Row<'_>) -> rusqlite::Result<PinRow> {
         reason: r.get(9)?,
         decided_by: r.get(10)?,
         job_ids: Vec::new(),
+        requested_cid: None,
     })
+}
+
+/// What [`Queue::cancel`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cancelled {
+    NoSuchJob,
+    /// The pin had ended already (nothing changed).
+    AlreadyEnded(PinRow),
+    /// Other job ids want the CID: this one was detached and the pin goes on.
+    Detached(PinRow),
+    /// The last job id: the pin itself is cancelled (its round, if running, must stop).
+    Pin(PinRow),
+}
+
+/// A pin is lazy while any job id on it was submitted lazily.
+fn recompute_lazy(conn: &Connection, cid: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE pins SET lazy = (SELECT COALESCE(MAX(lazy), 0) FROM jobs WHERE jobs.cid = ?1)
+         WHERE cid = ?1 AND EXISTS (SELECT 1 FROM jobs WHERE jobs.cid = ?1)",
+        [cid],
+    )?;
+    Ok(())
+}
+
+/// Columns added after the first release, for queues created before them.
+fn migrate_columns(conn: &Connection) -> rusqlite::Result<()> {
+    let has = |table: &str, column: &str| -> rusqlite::Result<bool> {
+        let mut stmt = conn.prepare(&format!("PRAGMA table_info({table})"))?;
+        let names: Vec<String> = stmt
+            .query_map([], |r| r.get::<_, String>(1))?
+            .collect::<Result<_, _>>()?;
+        Ok(names.iter().any(|n| n == column))
+    };
+    if !has("pins", "urgent")? {
+        conn.execute_batch("ALTER TABLE pins ADD COLUMN urgent INTEGER NOT NULL DEFAULT 0;")?;
+    }
+    if !has("pins", "key")? {
+        conn.execute_batch("ALTER TABLE pins ADD COLUMN key TEXT;")?;
+    }
+    if !has("jobs", "sent_cid")? {
+        conn.execute_batch("ALTER TABLE jobs ADD COLUMN sent_cid TEXT;")?;
+    }
+    // Pins from before the content key: key them now. Should an old queue hold the same
+    // content twice, the later one keeps no key (it is still pinned, just not merged).
+    let unkeyed: Vec<String> = {
+        let mut stmt = conn.prepare("SELECT cid FROM pins WHERE key IS NULL")?;
+        stmt.query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?
+    };
+    for cid in unkeyed {
+        conn.execute(
+            "UPDATE pins SET key = ?2 WHERE cid = ?1
+             AND NOT EXISTS (SELECT 1 FROM pins WHERE key = ?2)",
+            params![cid, crate::journal::cid_key(&cid)],
+        )?;
+    }
+    conn.execute_batch("CREATE UNIQUE INDEX IF NOT EXISTS pins_key ON pins(key);")?;
+    if !has("jobs", "lazy")? {
+        // Until now a pin's laziness was the pin's own flag: give it to each of its job ids.
+        conn.execute_batch(
+            "ALTER TABLE jobs ADD COLUMN lazy INTEGER NOT NULL DEFAULT 0;
+             UPDATE jobs SET lazy = (SELECT lazy FROM pins WHERE pins.cid = jobs.cid);",
+        )?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -540,6 +768,193 @@ mod tests {
         // Submitting again re-queues it.
         let row = q.submit(&sub("c1", "j2", true), 5).expect("submit");
         assert_eq!(row.state, State::Queued);
+    }
+
+    fn failed_round(q: &Queue, cid: &str, at: i64) {
+        let failed = Finish::Failed {
+            reason: "CRITICAL".into(),
+            decided_by: "tank-mode".into(),
+            retry_at_ms: Some(at + 1_000),
+        };
+        q.finish(cid, &failed, at).expect("finish");
+    }
+
+    /// Issue 12, item 1: a blocking caller on a CID that lazy jobs want gets the round's answer,
+    /// and the pin stays queued for the lazy jobs instead of ending `failed` under them.
+    #[test]
+    fn a_blocking_submit_never_ends_a_pin_that_lazy_jobs_want() {
+        let (_d, q) = open();
+        q.submit(&sub("c1", "lazy-A", true), 1).expect("submit");
+        q.claim_due(1).expect("claim").expect("due");
+        failed_round(&q, "c1", 2); // lazy round 1: queued again at 1002
+        let row = q.submit(&sub("c1", "block-B", false), 3).expect("submit");
+        assert!(row.lazy, "still lazy: {row:?}");
+        // The blocking caller jumps the lazy backoff.
+        let claimed = q.claim_due(4).expect("claim").expect("urgent");
+        assert!(claimed.lazy);
+        failed_round(&q, "c1", 5);
+        let row = q.by_cid("c1").expect("get").expect("row");
+        assert_eq!(row.state, State::Queued, "{row:?}");
+        assert_eq!(row.failed_rounds, 2);
+        assert!(
+            q.claim_due(6).expect("claim").is_none(),
+            "the urgency went with the answered round"
+        );
+        // A CID with only blocking job ids fails for good, as before.
+        q.submit(&sub("c2", "block-C", false), 10).expect("submit");
+        q.claim_due(10).expect("claim").expect("due");
+        failed_round(&q, "c2", 11);
+        assert_eq!(
+            q.by_cid("c2").expect("get").expect("row").state,
+            State::Failed
+        );
+    }
+
+    #[test]
+    fn cancelling_one_job_id_leaves_the_pin_to_the_others() {
+        let (_d, q) = open();
+        q.submit(&sub("c1", "a", true), 1).expect("submit");
+        q.submit(&sub("c1", "b", false), 2).expect("submit");
+        match q.cancel("b", 3).expect("cancel") {
+            Cancelled::Detached(row) => {
+                assert_eq!(row.state, State::Queued);
+                assert_eq!(row.job_ids, ["a"]);
+                assert!(row.lazy);
+            }
+            other => panic!("expected detach, got {other:?}"),
+        }
+        assert!(q.by_job("b").expect("get").is_none());
+        match q.cancel("a", 4).expect("cancel") {
+            Cancelled::Pin(row) => assert_eq!(row.state, State::Failed),
+            other => panic!("expected the pin cancelled, got {other:?}"),
+        }
+        assert!(matches!(
+            q.cancel("a", 5).expect("cancel"),
+            Cancelled::AlreadyEnded(_)
+        ));
+        assert_eq!(q.cancel("nope", 6).expect("cancel"), Cancelled::NoSuchJob);
+    }
+
+    #[test]
+    fn a_queue_from_before_the_new_columns_is_migrated() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("queue.db");
+        {
+            let conn = Connection::open(&path).expect("open");
+            conn.execute_batch(
+                "CREATE TABLE pins (cid TEXT PRIMARY KEY, state TEXT NOT NULL, lazy INTEGER NOT NULL,
+                   size_bytes INTEGER NOT NULL, failed_rounds INTEGER NOT NULL DEFAULT 0,
+                   next_attempt_at INTEGER NOT NULL, created_at INTEGER NOT NULL,
+                   updated_at INTEGER NOT NULL, confirmed TEXT NOT NULL DEFAULT '[]', reason TEXT,
+                   decided_by TEXT) STRICT;
+                 CREATE TABLE jobs (job_id TEXT PRIMARY KEY, cid TEXT NOT NULL REFERENCES pins(cid)
+                   ON DELETE CASCADE, created_at INTEGER NOT NULL) STRICT;
+                 INSERT INTO pins VALUES ('c1', 'queued', 1, 0, 0, 1, 1, 1, '[]', NULL, NULL);
+                 INSERT INTO jobs VALUES ('old-lazy', 'c1', 1);",
+            )
+            .expect("old schema");
+        }
+        let q = Queue::open(&path).expect("migrates");
+        // The old lazy pin stays lazy when a blocking caller joins it.
+        let row = q
+            .submit(&sub("c1", "new-blocking", false), 2)
+            .expect("submit");
+        assert!(row.lazy, "{row:?}");
+    }
+
+    /// Submissions from many threads are group-committed; a conflict in a group fails alone.
+    #[test]
+    fn concurrent_submissions_are_committed_together_and_fail_alone() {
+        let (_d, q) = open();
+        q.submit(&sub("taken", "dup", true), 1).expect("submit");
+        let q = std::sync::Arc::new(q);
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let q = std::sync::Arc::clone(&q);
+                std::thread::spawn(move || {
+                    let mut conflicts = 0;
+                    for i in 0..50 {
+                        let job = if t == 3 && i == 7 {
+                            "dup".to_string()
+                        } else {
+                            format!("j{t}-{i}")
+                        };
+                        match q.submit(&sub(&format!("c{t}-{i}"), &job, true), 2) {
+                            Ok(_) => {}
+                            Err(QueueError::JobConflict { .. }) => conflicts += 1,
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                    conflicts
+                })
+            })
+            .collect();
+        // Meanwhile the worker's connection claims and finishes pins: two writers on one
+        // database, which must wait for each other, never fail with "database is locked".
+        let worker = {
+            let q = std::sync::Arc::clone(&q);
+            std::thread::spawn(move || {
+                let mut finished = 0;
+                for _ in 0..2_000 {
+                    match q.claim_due(10).expect("claim never fails") {
+                        Some(row) => {
+                            let done = Finish::Pinned {
+                                confirmed: vec!["primary".into()],
+                                decided_by: "tank-mode".into(),
+                            };
+                            q.finish(&row.cid, &done, 11).expect("finish never fails");
+                            finished += 1;
+                        }
+                        None => std::thread::yield_now(),
+                    }
+                    if finished >= 100 {
+                        break;
+                    }
+                }
+                finished
+            })
+        };
+        let conflicts: usize = threads.into_iter().map(|t| t.join().expect("thread")).sum();
+        assert!(worker.join().expect("worker") > 0);
+        assert_eq!(conflicts, 1);
+        assert_eq!(q.list(None, 1_000).expect("list").len(), 400);
+    }
+
+    /// An acknowledged submission is fsynced: power loss does not take it back.
+    #[test]
+    fn commits_are_fully_synchronous() {
+        let (_d, q) = open();
+        let level: i64 = q
+            .with(|c| Ok(c.pragma_query_value(None, "synchronous", |r| r.get(0))?))
+            .expect("pragma");
+        assert_eq!(level, 2, "FULL");
+    }
+
+    /// Issue 12, item 7: CIDv0 and CIDv1 of the same content are one pin; each job id keeps the
+    /// form its caller sent.
+    #[test]
+    fn cidv0_and_cidv1_of_the_same_content_are_one_pin() {
+        let (_d, q) = open();
+        let v0 = "QmcRD4wkPPi6dig81r5sLj9Zm1gDCL4zgpEj9CfuRrGbzF";
+        let v1 = cid::Cid::try_from(v0)
+            .and_then(|c| c.into_v1())
+            .expect("v1")
+            .to_string();
+        q.submit(&sub(v0, "enc-v0", true), 1).expect("submit");
+        let row = q.submit(&sub(&v1, "enc-v1", true), 2).expect("submit");
+        assert_eq!(row.cid, v0, "pinned as the first caller wrote it");
+        assert_eq!(row.job_ids, ["enc-v0", "enc-v1"]);
+        assert_eq!(q.list(None, 10).expect("list").len(), 1);
+        assert_eq!(
+            q.by_cid(&v1).expect("get").map(|r| r.cid).as_deref(),
+            Some(v0)
+        );
+        let seen = q.by_job("enc-v1").expect("get").expect("row");
+        assert_eq!(seen.requested_cid.as_deref(), Some(v1.as_str()));
+        assert_eq!(
+            q.by_job("enc-v0").expect("get").expect("row").requested_cid,
+            None
+        );
     }
 
     #[test]

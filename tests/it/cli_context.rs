@@ -46,14 +46,8 @@ impl Daemon {
             child,
             data: data.to_path_buf(),
         };
-        let client = daemon.client();
-        for _ in 0..200 {
-            if client.health().await.is_ok() {
-                return daemon;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("daemon did not come up on {}", daemon.socket().display());
+        ready(&daemon.client()).await;
+        daemon
     }
 
     fn socket(&self) -> PathBuf {
@@ -63,6 +57,17 @@ impl Daemon {
     fn client(&self) -> DaemonClient {
         DaemonClient::unix(&self.socket()).expect("client")
     }
+}
+
+/// Waits (bounded) until the daemon answers on its socket.
+async fn ready(api: &DaemonClient) {
+    for _ in 0..200 {
+        if api.health().await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the daemon did not come up");
 }
 
 impl Drop for Daemon {
@@ -116,8 +121,15 @@ async fn reload_reads_the_callers_relative_path_and_is_counted() {
     for dir in [&served_from, &caller] {
         std::fs::create_dir(dir).expect("mkdir");
     }
-    // The file exists only relative to the caller, not to the daemon's working directory.
+    // The file exists only relative to the caller, not to the daemon's working directory, and
+    // the daemon loads policy files from the caller's directory only (daemon.policy_dir).
     std::fs::write(caller.join("mine.wasm"), TANK_MODE).expect("write policy");
+    std::fs::write(served_from.join("elsewhere.wasm"), TANK_MODE).expect("write policy");
+    std::fs::write(
+        served_from.join("pinwarden.toml"),
+        format!("[daemon]\npolicy_dir = \"{}\"\n", caller.display()),
+    )
+    .expect("config");
     let data = root.path().join("state");
     let daemon = Daemon::start(&served_from, &data).await;
     let socket = daemon.socket().display().to_string();
@@ -139,6 +151,19 @@ async fn reload_reads_the_callers_relative_path_and_is_counted() {
         "{}",
         health.policy.source
     );
+    // A component outside daemon.policy_dir is refused, however it is named.
+    let outside = served_from.join("elsewhere.wasm").display().to_string();
+    let out = pinwarden(
+        &caller,
+        &["policy", "reload", &outside, "--socket", &socket],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2), "refused as bad input");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("daemon.policy_dir"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // The CLI's reload goes through the daemon's counted path, like SIGHUP does.
     let metrics = daemon.client().metrics().await.expect("metrics");
     let counted = metrics
@@ -146,6 +171,10 @@ async fn reload_reads_the_callers_relative_path_and_is_counted() {
         .find(|l| l.starts_with("pinwarden_policy_reloads_total{") && l.contains("ok"))
         .unwrap_or_else(|| panic!("no reload counter in:\n{metrics}"));
     assert!(counted.ends_with(" 1"), "{counted}");
+    assert!(
+        metrics.contains("pinwarden_policy_reloads_total{result=\"rejected\"} 1"),
+        "{metrics}"
+    );
 }
 
 #[test]
@@ -159,4 +188,323 @@ fn read_only_policy_commands_create_no_data_dir() {
         !cwd.path().join("data").exists(),
         "policy list/test created ./data"
     );
+}
+
+/// Two daemons on one data directory: the second is refused (exit 2) before it touches the
+/// queue, naming the directory and the first one's pid; the first keeps serving.
+#[tokio::test]
+async fn a_second_daemon_on_the_same_data_dir_is_refused() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let data = root.path().join("state");
+    let first = Daemon::start(root.path(), &data).await;
+    let out = Command::new(env!("CARGO_BIN_EXE_pinwarden"))
+        .current_dir(root.path())
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--socket")
+        .arg(root.path().join("other.sock"))
+        .env("IPFS_PRIMARY_API", "http://127.0.0.1:9")
+        .env_remove("PINWARDEN_DATA_DIR")
+        .stdin(Stdio::null())
+        .output()
+        .expect("second daemon");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(&data.display().to_string()), "{stderr}");
+    assert!(
+        stderr.contains(&format!("pid {}", first.child.id())),
+        "{stderr}"
+    );
+    assert!(!root.path().join("other.sock").exists());
+    first
+        .client()
+        .health()
+        .await
+        .expect("the first daemon still serves");
+}
+
+/// Issue 12, item 1, as reported: a lazy job, then a blocking one, on one CID whose only node
+/// refuses. The blocking caller gets the failed round (exit 1); the pin stays queued for the
+/// lazy job and is retried, never `failed` for good.
+#[tokio::test]
+async fn a_blocking_submit_does_not_end_a_lazy_pin() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let data = root.path().join("state");
+    // One attempt per round, lazy retries 50 ms apart, no local fallback.
+    std::fs::write(
+        root.path().join("pinwarden.toml"),
+        "[policy]\nparams = { attempts = 1 }\n[daemon]\nretry_base_ms = 50\nretry_max_ms = 100\n",
+    )
+    .expect("config");
+    let daemon = Daemon::start(root.path(), &data).await;
+    let socket = daemon.socket().display().to_string();
+    let cid = "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi";
+    let submit = |job: &str, wait: bool| {
+        let mut args = vec!["submit", cid, "--job-id", job, "--socket", &socket];
+        if wait {
+            args.push("--wait");
+        }
+        pinwarden(root.path(), &args, &[])
+    };
+    assert!(submit("lazy-A", false).status.success());
+    let out = submit("block-B", true);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the blocking caller hears the failed round: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).expect("job json");
+    assert_eq!(answer["state"], "queued", "{answer}");
+    assert!(
+        answer["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("CRITICAL"))
+    );
+    // The lazy job's pin goes on being retried.
+    let api = daemon.client();
+    let mut rounds = 0;
+    for _ in 0..100 {
+        let row = api.status("lazy-A").await.expect("status");
+        assert_ne!(row.state, pinwarden::queue::State::Failed, "{row:?}");
+        rounds = row.failed_rounds;
+        if rounds >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        rounds >= 3,
+        "still retried after the blocking answer ({rounds} rounds)"
+    );
+    // Cancelling the blocking job id leaves the lazy job's pin alone.
+    let row = api.cancel("block-B").await.expect("cancel");
+    assert_eq!(row.state, pinwarden::queue::State::Queued, "{row:?}");
+    assert_eq!(row.job_ids, ["lazy-A"]);
+}
+
+/// Issue 12, item 4: SIGTERM while a client waits on a pin that cannot finish. The client is
+/// answered 503 (the job is still queued), the daemon exits within its grace period, and the
+/// interrupted pin is there again after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_answers_waiting_clients_and_exits_promptly() {
+    // A "node" that accepts connections and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let node = format!("http://{}", silent.local_addr().expect("addr"));
+    silent.set_nonblocking(true).expect("nonblocking");
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let holder = {
+        let done = std::sync::Arc::clone(&done);
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok((stream, _)) = silent.accept() {
+                    held.push(stream);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    let root = tempfile::tempdir().expect("tempdir");
+    let data = root.path().join("state");
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_pinwarden"))
+            .current_dir(root.path())
+            .args(["serve", "--data-dir"])
+            .arg(&data)
+            .env("IPFS_PRIMARY_API", &node)
+            .env_remove("PINWARDEN_DATA_DIR")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn pinwarden serve")
+    };
+    let mut child = spawn();
+    let api = DaemonClient::unix(&data.join("pinwarden.sock")).expect("client");
+    ready(&api).await;
+    let waiting = tokio::spawn(async move {
+        let request = pinwarden::daemon::wire::SubmitRequest {
+            cid: "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi".into(),
+            job_id: "enc-waiting".into(),
+            size_bytes: 0,
+            wait: true,
+            timeout_ms: None,
+        };
+        api.submit(&request).await
+    });
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(term.success());
+    let answer = tokio::time::timeout(Duration::from_secs(30), waiting)
+        .await
+        .expect("the waiting client is answered, not left hanging")
+        .expect("task");
+    match answer {
+        Err(pinwarden::client::ClientError::Api { status, message }) => {
+            assert_eq!(status.as_u16(), 503, "{message}");
+            assert!(message.contains("still queued"), "{message}");
+        }
+        other => panic!("expected 503, got {other:?}"),
+    }
+    let mut exited = None;
+    for _ in 0..300 {
+        exited = child.try_wait().expect("wait");
+        if exited.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(exited.and_then(|s| s.code()), Some(0), "exited by itself");
+    // The interrupted pin is queued again on the next start.
+    let mut child = spawn();
+    let api = DaemonClient::unix(&data.join("pinwarden.sock")).expect("client");
+    let mut row = None;
+    for _ in 0..200 {
+        if let Ok(r) = api.status("enc-waiting").await {
+            row = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let row = row.expect("the job survived the restart");
+    assert!(!row.state.is_final(), "{row:?}");
+    let _ = child.kill();
+    let _ = child.wait();
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    holder.join().expect("holder");
+}
+
+/// A small tmpfs, unmounted when dropped (CI runs as root, as the brief's machines do).
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(dir).expect("mount point");
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .expect("run mount");
+        assert!(
+            status.success(),
+            "mounting a tmpfs needs root (CI and the dev machines run as root)"
+        );
+        Tmpfs(dir.to_path_buf())
+    }
+
+    /// Fills the file system; returns the filler to delete to free it again.
+    fn fill(&self) -> PathBuf {
+        use std::io::Write;
+        let filler = self.0.join("filler");
+        let mut file = std::fs::File::create(&filler).expect("filler");
+        let chunk = vec![0u8; 64 << 10];
+        for _ in 0..100_000 {
+            if file
+                .write_all(&chunk)
+                .and_then(|()| file.sync_all())
+                .is_err()
+            {
+                break;
+            }
+        }
+        filler
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Issue 12, item 3: the disk fills up while a round runs. Recording its end fails; the daemon
+/// says so and keeps trying instead of leaving the pin `pinning` until a restart; submissions
+/// meanwhile get a clear error; when space returns, the round's end is recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_delays_a_rounds_record_but_loses_nothing() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let data = root.path().join("state");
+    let disk = Tmpfs::mount(&data, "4m");
+    // A node that accepts and never answers, so the round is still running when the disk fills.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let node = format!("http://{}", silent.local_addr().expect("addr"));
+    std::fs::write(
+        root.path().join("pinwarden.toml"),
+        "[policy]\nparams = { attempts = 1, pin_timeout_ms = 2000, stall_timeout_ms = 2000 }\n",
+    )
+    .expect("config");
+    let log = std::fs::File::create(root.path().join("serve.log")).expect("log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pinwarden"))
+        .current_dir(root.path())
+        .args(["serve", "--data-dir"])
+        .arg(&data)
+        .env("IPFS_PRIMARY_API", &node)
+        .env_remove("PINWARDEN_DATA_DIR")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("spawn pinwarden serve");
+    let api = DaemonClient::unix(&data.join("pinwarden.sock")).expect("client");
+    ready(&api).await;
+    let submit = |job: &str| pinwarden::daemon::wire::SubmitRequest {
+        cid: "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi".into(),
+        job_id: job.into(),
+        size_bytes: 0,
+        wait: false,
+        timeout_ms: None,
+    };
+    api.submit(&submit("enc-1")).await.expect("submit");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let filler = disk.fill();
+    // While full: a submission is refused with a clear error (nothing half-written).
+    let refused = api.submit(&submit("enc-2")).await;
+    match refused {
+        Err(pinwarden::client::ClientError::Api { status, message }) => {
+            assert_eq!(status.as_u16(), 500, "{message}");
+            assert!(message.to_lowercase().contains("full"), "{message}");
+        }
+        other => panic!("expected a clear error on a full disk, got {other:?}"),
+    }
+    // The round ends (2 s pin timeout) but cannot be recorded: the daemon says so and waits.
+    let serve_log = || std::fs::read_to_string(root.path().join("serve.log")).unwrap_or_default();
+    let mut said = false;
+    for _ in 0..100 {
+        said = serve_log().contains("cannot record the end of a round");
+        if said {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(said, "{}", serve_log());
+    assert_eq!(
+        api.status("enc-1").await.expect("status").state,
+        pinwarden::queue::State::Pinning
+    );
+    // Space returns: the end of the round is recorded (lazy: queued again, one failed round).
+    std::fs::remove_file(&filler).expect("free space");
+    let mut row = None;
+    for _ in 0..200 {
+        let r = api.status("enc-1").await.expect("status");
+        if r.failed_rounds >= 1 {
+            row = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let row = row.expect("the round's end was recorded once space returned");
+    assert_eq!(row.state, pinwarden::queue::State::Queued, "{row:?}");
+    assert!(
+        api.submit(&submit("enc-2")).await.is_ok(),
+        "submissions work again"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    drop(silent);
+    drop(disk);
 }

@@ -249,6 +249,7 @@ concurrent_pins = 10
 retry_base_ms = 100
 retry_max_ms = 400
 watch_ms = 200
+policy_dir = "{data}"
 {extra}
 "#,
         data = dir.display(),
@@ -444,7 +445,8 @@ async fn api_and_socket(cluster: &IpfsCluster, primary: &FaultProxy, backup: &Fa
     backup.set_mode(Mode::Pass).await;
     drop(d);
 
-    // TCP: a bearer token is required; a non-loopback address without one is refused.
+    // TCP: a bearer token is required on every TCP listener, loopback included (unless the
+    // operator opts out for loopback, loudly); a foreign Host header is refused before that.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("port")
@@ -459,7 +461,14 @@ async fn api_and_socket(cluster: &IpfsCluster, primary: &FaultProxy, backup: &Fa
         .output()
         .expect("serve");
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not a loopback address"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs a bearer token"));
+    let out = Command::new(env!("CARGO_BIN_EXE_pinwarden"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(dir.path().join("pinwarden.toml"))
+        .env_remove("PINWARDEN_TOKEN")
+        .output()
+        .expect("serve");
+    assert_eq!(out.status.code(), Some(2), "loopback needs a token too");
     let mut child = Command::new(env!("CARGO_BIN_EXE_pinwarden"))
         .args([
             "serve",
@@ -475,19 +484,30 @@ async fn api_and_socket(cluster: &IpfsCluster, primary: &FaultProxy, backup: &Fa
         .expect("serve");
     let http = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{port}/v1/health");
-    let mut statuses = (0, 0);
+    let mut statuses = (0, 0, 0);
     for _ in 0..100 {
         let anon = http.get(&url).send().await;
         let authed = http.get(&url).bearer_auth(&token).send().await;
-        if let (Ok(a), Ok(b)) = (anon, authed) {
-            statuses = (a.status().as_u16(), b.status().as_u16());
+        // A page served from evil.example resolving to 127.0.0.1 (DNS rebinding).
+        let rebound = http
+            .get(&url)
+            .bearer_auth(&token)
+            .header("host", format!("evil.example:{port}"))
+            .send()
+            .await;
+        if let (Ok(a), Ok(b), Ok(c)) = (anon, authed, rebound) {
+            statuses = (
+                a.status().as_u16(),
+                b.status().as_u16(),
+                c.status().as_u16(),
+            );
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let _ = child.kill();
     let _ = child.wait();
-    assert_eq!(statuses, (401, 200));
+    assert_eq!(statuses, (401, 200, 403));
 }
 
 async fn lazy_local_fallback(cluster: &IpfsCluster, primary: &FaultProxy, backup: &FaultProxy) {
@@ -576,6 +596,10 @@ async fn lazy_local_fallback(cluster: &IpfsCluster, primary: &FaultProxy, backup
         "pinwarden_journal_pending 1",
         "pinwarden_jobs{state=\"local-fallback\"} 1",
         "pinwarden_pin_attempts_total{node=\"primary\",outcome=\"unreachable\"} 2",
+        // Fed live from the daemon's node-health ledger: two refused pins in a row, one
+        // short of the default breaker_failures.
+        "pinwarden_node_consecutive_failures{node=\"primary\"} 2",
+        "pinwarden_node_breaker_state{node=\"primary\"} 0",
     ] {
         assert!(text.contains(line), "missing {line}:\n{text}");
     }
@@ -604,26 +628,38 @@ async fn lazy_local_fallback(cluster: &IpfsCluster, primary: &FaultProxy, backup
     backup.set_mode(Mode::Pass).await;
 }
 
+/// The crash test is also the soak test: `PINWARDEN_SOAK_SCALE=15` runs 3,150 lazy jobs (150
+/// and 60 per unit of scale) with proportionally more SIGKILLs; CI runs scale 1.
 async fn crash_safety(cluster: &IpfsCluster, primary: &KuboClient, local: &KuboClient) {
+    let scale: usize = std::env::var("PINWARDEN_SOAK_SCALE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1usize)
+        .clamp(1, 100);
+    let t0 = Instant::now();
     let dir = tempfile::tempdir().expect("tempdir");
-    // No proxies here: the nodes themselves. Content on the primary pins normally; content on
-    // the (unconnected) local node only can be found by nobody else, so it ends in the local
-    // fallback after two rounds.
+    // The primary and the local node themselves; the backup is a faulty node (HTTP 500 on every
+    // call). Content on the primary pins normally; content on the (unconnected) local node only
+    // can be found by nobody else, so it ends in the local fallback after two rounds.
+    let faulty = FaultProxy::start(&cluster.api_url(BACKUP))
+        .await
+        .expect("proxy");
+    faulty.set_mode(Mode::Http500).await;
     config(
         dir.path(),
         &cluster.api_url(PRIMARY),
-        &cluster.api_url(BACKUP),
+        &faulty.url(),
         &cluster.api_url(LOCAL),
         "tank-mode",
     );
     let mut cids: Vec<(String, String)> = Vec::new();
-    for i in 0..150 {
+    for i in 0..150 * scale {
         cids.push((
             format!("crash-a{i}"),
             upload_tiny(primary, &format!("a{i}")).await,
         ));
     }
-    for i in 0..60 {
+    for i in 0..60 * scale {
         cids.push((
             format!("crash-b{i}"),
             upload_tiny(local, &format!("b{i}")).await,
@@ -681,13 +717,23 @@ async fn crash_safety(cluster: &IpfsCluster, primary: &KuboClient, local: &KuboC
         d.ready().await;
     }
     let jobs: Vec<String> = accepted.keys().cloned().collect();
-    let states = d.settle(&jobs, Duration::from_secs(180)).await;
-    eprintln!("crash test: {} jobs, {kills} SIGKILLs", jobs.len());
+    let submitted = t0.elapsed();
+    let states = d
+        .settle(&jobs, Duration::from_secs(180 * scale as u64))
+        .await;
+    eprintln!(
+        "crash/soak test: {} jobs, {kills} SIGKILLs, faulty backup ({} calls answered 500); \
+         uploaded and submitted in {:.1} s, all ended after {:.1} s",
+        jobs.len(),
+        faulty.counts().values().sum::<usize>(),
+        submitted.as_secs_f64(),
+        t0.elapsed().as_secs_f64()
+    );
     let mut by_state: BTreeMap<&str, usize> = BTreeMap::new();
     for s in states.values() {
         *by_state.entry(s.as_str()).or_default() += 1;
     }
-    assert_eq!(jobs.len(), 210, "every job was accepted");
+    assert_eq!(jobs.len(), 210 * scale, "every job was accepted");
     assert!(kills >= 5, "{kills}");
     for (job, state) in &states {
         let want = if job.contains("-b") {

@@ -1,17 +1,24 @@
 //! Metrics, spike alerts and structured logs.
 
-use crate::support::policies::{hostile, job, registry, round, script, topology};
+use crate::support::policies::{hostile, job, params, registry, round, script, topology};
 use crate::support::webhook::webhook_receiver;
-use pinwarden::config::AlertRule;
+use pinwarden::config::{AlertRule, Config};
 use pinwarden::daemon::alerts::Alerts;
 use pinwarden::daemon::metrics::Metrics;
+use pinwarden::daemon::observe::{BreakerParams, Live};
+use pinwarden::executor::{RoundLimits, Topology, run_round};
+use pinwarden::health::Kind;
 use pinwarden::queue::{Queue, Submission};
 
 use pinwarden::Role;
 use pinwarden::sim::node::{PinAnswer, SimNode};
 use serde_json::Value;
 use std::collections::BTreeSet;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The nodes of `support::policies::topology`.
+const NODES: [&str; 3] = ["primary", "backup-1", "local"];
 
 fn rendered(metrics: &Metrics) -> String {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -30,44 +37,22 @@ fn rendered(metrics: &Metrics) -> String {
     metrics.render(&queue, &dir.path().join("local-fallback-pins.jsonl"))
 }
 
-/// Metrics after rounds that exercise every family: a lying primary under a trapping policy,
-/// a dead primary (backup fallback), a lazy local fallback, and two reloads.
-fn busy_metrics() -> Metrics {
-    let registry = registry();
-    let metrics = Metrics::new();
-    let hostile = hostile(&registry, &[("mode", "trap"), ("after", "3")]);
-    let tank = registry
-        .fallback_for(&[("attempts".into(), "1".into())])
-        .expect("fallback");
-    let rounds = [
-        round(
-            &hostile,
-            &tank,
-            &topology(&[PinAnswer::Lie, PinAnswer::Ok]),
-            &job(false),
-        ),
-        round(&tank, &tank, &topology(&[PinAnswer::Refused]), &job(false)),
-    ];
-    for r in &rounds {
-        metrics.observe_round(r, Some("primary"));
-    }
-    let mut lazy = job(true);
-    lazy.failed_rounds = 5;
-    let mut local = pinwarden::executor::Topology::new();
-    let nodes: [(&str, Role, &[PinAnswer]); 2] = [
-        ("primary", Role::Primary, &[PinAnswer::Refused]),
-        ("local", Role::Local, &[]),
-    ];
-    for (name, role, pin) in nodes {
-        let node = SimNode::new(script(name, role, pin, false));
-        local.add(name, role, std::sync::Arc::new(node));
-    }
-    let r = round(&tank, &tank, &local, &lazy);
-    assert_eq!(r.status, pinwarden::executor::Status::LocalFallback);
-    metrics.observe_round(&r, Some("primary"));
-    metrics.observe_reload(true);
-    metrics.observe_reload(false);
-    metrics
+/// Feeds `metrics` (and `rules`) from `topology`'s ledger, as the daemon does from its own.
+fn observe(topology: &Topology, metrics: &Arc<Metrics>, rules: &[AlertRule]) -> Arc<Live> {
+    Live::attach(
+        topology.ledger(),
+        Arc::clone(metrics),
+        Arc::new(Alerts::new(rules)),
+        BreakerParams::default(),
+    )
+}
+
+/// The value of the sample `series` (exact name and labels) in an exposition.
+fn value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {series}:\n{text}"))
 }
 
 #[test]
@@ -76,21 +61,20 @@ fn metrics_count_attempts_outcomes_incidents_and_latency() {
     let policy = hostile(&registry, &[("mode", "trap"), ("after", "3")]);
     let fallback = registry.fallback_for(&[]).expect("fallback");
     // The primary lies once (a verification failure), then pins.
-    let result = round(
-        &policy,
-        &fallback,
-        &topology(&[PinAnswer::Lie, PinAnswer::Ok]),
-        &job(false),
-    );
-    let metrics = Metrics::new();
+    let topology = topology(&[PinAnswer::Lie, PinAnswer::Ok]);
+    let metrics = Arc::new(Metrics::new(&NODES));
+    observe(&topology, &metrics, &[]);
+    let result = round(&policy, &fallback, &topology, &job(false));
+    // The round adds what only it knows; its actions were counted as they ended, once.
     let signals = metrics.observe_round(&result, Some("primary"));
-    assert_eq!(signals.pin_retries, 1);
-    assert_eq!(signals.verification_failures, 1);
+    assert_eq!(signals.pin_retries, 0, "counted by the observer");
+    assert_eq!(signals.verification_failures, 0, "counted by the observer");
     assert_eq!(signals.policy_incidents, 1);
     let text = rendered(&metrics);
     for line in [
         "pinwarden_pin_attempts_total{node=\"primary\",outcome=\"ok\"} 2",
         "pinwarden_verification_failures_total{node=\"primary\",check=\"pin-ls\"} 1",
+        "pinwarden_node_pin_duration_seconds_count{node=\"primary\"} 2",
         "pinwarden_policy_incidents_total{policy=\"hostile\",kind=\"trap\"} 1",
         "pinwarden_rounds_total{state=\"pinned\"} 1",
         "pinwarden_jobs{state=\"queued\"} 1",
@@ -99,6 +83,9 @@ fn metrics_count_attempts_outcomes_incidents_and_latency() {
     ] {
         assert!(text.contains(line), "missing {line}:\n{text}");
     }
+    // Two simulated pins of 500 ms each (virtual time).
+    let pin_seconds = "pinwarden_node_pin_duration_seconds_sum{node=\"primary\"}";
+    assert_eq!(value(&text, pin_seconds), 1.0);
     let decisions = text
         .lines()
         .find(|l| l.starts_with("pinwarden_policy_decision_seconds_count"))
@@ -116,38 +103,161 @@ fn metrics_count_attempts_outcomes_incidents_and_latency() {
 }
 
 #[test]
-fn example_alert_rules_name_only_exposed_metrics() {
-    #[derive(serde::Deserialize)]
-    struct File {
-        groups: Vec<Group>,
+fn actions_count_while_their_round_still_runs() {
+    let registry = registry();
+    let tank = registry.resolve("tank-mode", &[]).expect("tank-mode");
+    // The primary refuses at once; the backup hangs until its pin times out, minutes later.
+    let mut topology = Topology::new();
+    let nodes: [(&str, Role, &[PinAnswer]); 2] = [
+        ("primary", Role::Primary, &[PinAnswer::Refused]),
+        ("backup-1", Role::Backup, &[PinAnswer::Timeout]),
+    ];
+    for (name, role, pin) in nodes {
+        topology.add(
+            name,
+            role,
+            Arc::new(SimNode::new(script(name, role, pin, false))),
+        );
     }
-    #[derive(serde::Deserialize)]
-    struct Group {
-        name: String,
-        rules: Vec<Rule>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Rule {
-        alert: String,
-        expr: String,
-        #[serde(rename = "for")]
-        for_: Option<String>,
-        labels: std::collections::BTreeMap<String, String>,
-        annotations: std::collections::BTreeMap<String, String>,
-    }
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../deploy/prometheus/pinwarden-alerts.yml"
+    let metrics = Arc::new(Metrics::new(&["primary", "backup-1"]));
+    let live = observe(&topology, &metrics, &[]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("runtime");
+    // Cut the round off after 20 s of virtual time: it never ends, so nothing round-level runs.
+    let cut = rt.block_on(async {
+        let (job, limits) = (job(false), RoundLimits::default());
+        let round = run_round(&tank, &tank, &job, &topology, &limits);
+        tokio::time::timeout(Duration::from_secs(20), round).await
+    });
+    assert!(cut.is_err(), "the round should still run: {cut:?}");
+    let _enter = rt.enter();
+    live.refresh(topology.ledger());
+    let text = rendered(&metrics);
+    let refused = "pinwarden_pin_attempts_total{node=\"primary\",outcome=\"unreachable\"}";
+    assert!(value(&text, refused) >= 1.0, "{text}");
+    assert!(
+        value(
+            &text,
+            "pinwarden_node_consecutive_failures{node=\"primary\"}"
+        ) >= 1.0
     );
-    let text = std::fs::read_to_string(path).expect("rules file");
-    let file: File = serde_yaml_ng::from_str(&text).expect("valid rules YAML");
-    // Families pinwarden exposes once each has happened at least once.
-    let exposed: BTreeSet<String> = rendered(&busy_metrics())
+    for state in ["pinned", "failed", "local-fallback"] {
+        let rounds = format!("pinwarden_rounds_total{{state=\"{state}\"}}");
+        assert_eq!(value(&text, &rounds), 0.0, "{state}");
+    }
+}
+
+/// A daemon as `pinwarden serve` builds it, on nodes nobody listens on (it never calls them).
+fn idle_daemon(dir: &std::path::Path) -> Arc<pinwarden::daemon::Daemon> {
+    let text = format!(
+        "data_dir = \"{}\"\n\
+         [[node]]\nname = \"primary\"\nurl = \"http://127.0.0.1:1\"\nrole = \"primary\"\n\
+         [[node]]\nname = \"backup-1\"\nurl = \"http://127.0.0.1:2\"\nrole = \"backup\"\n",
+        dir.display()
+    );
+    let path = dir.join("pinwarden.toml");
+    std::fs::write(&path, text).expect("config");
+    let config = Config::load(Some(&path), &|_| None, &[]).expect("valid config");
+    let app = pinwarden::app::App::new(config).expect("app");
+    pinwarden::daemon::Daemon::new(app).expect("daemon")
+}
+
+/// The families of an exposition (`# TYPE` lines), each checked to have a sample.
+fn families(text: &str) -> BTreeSet<String> {
+    let declared: BTreeSet<String> = text
         .lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))
         .filter_map(|l| l.split_whitespace().next())
         .map(str::to_string)
         .collect();
+    for family in &declared {
+        assert!(
+            text.lines()
+                .any(|l| !l.starts_with('#') && l.starts_with(family.as_str())),
+            "{family} has no series:\n{text}"
+        );
+    }
+    declared
+}
+
+#[test]
+fn an_idle_daemon_exposes_every_family_from_the_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = idle_daemon(dir.path());
+    let text = daemon.metrics_text();
+    let exposed = families(&text);
+    // Everything a busy instance declares, an idle one declares too, with a zero.
+    let busy = Arc::new(Metrics::new(&NODES));
+    busy.expect_policy("tank-mode");
+    let topology = topology(&[PinAnswer::Lie, PinAnswer::Ok]);
+    observe(&topology, &busy, &[]);
+    let registry = registry();
+    let tank = registry.fallback_for(&[]).expect("tank-mode");
+    let r = round(&tank, &tank, &topology, &job(false));
+    busy.observe_round(&r, Some("primary"));
+    assert_eq!(exposed, families(&rendered(&busy)));
+    assert!(exposed.len() >= 14, "{exposed:?}");
+    for line in [
+        "pinwarden_pin_attempts_total{node=\"backup-1\",outcome=\"timeout\"} 0",
+        "pinwarden_verification_failures_total{node=\"primary\",check=\"pin-ls\"} 0",
+        "pinwarden_node_breaker_state{node=\"primary\"} 0",
+        "pinwarden_node_breaker_openings_total{node=\"backup-1\"} 0",
+        "pinwarden_node_consecutive_failures{node=\"backup-1\"} 0",
+        "pinwarden_node_pin_duration_seconds_count{node=\"primary\"} 0",
+        "pinwarden_fallbacks_total{kind=\"backup\"} 0",
+        "pinwarden_rounds_total{state=\"failed\"} 0",
+        "pinwarden_policy_incidents_total{policy=\"tank-mode\",kind=\"trap\"} 0",
+        "pinwarden_policy_reloads_total{result=\"ok\"} 0",
+        "pinwarden_jobs{state=\"queued\"} 0",
+        "pinwarden_queue_depth 0",
+        "pinwarden_journal_pending 0",
+    ] {
+        assert!(text.contains(line), "missing {line}:\n{text}");
+    }
+    // The local node is not in the topology (the local fallback is off): no series for it.
+    assert!(!text.contains("node=\"local\""), "{text}");
+}
+
+#[derive(serde::Deserialize)]
+struct RulesFile {
+    groups: Vec<RuleGroup>,
+}
+
+#[derive(serde::Deserialize)]
+struct RuleGroup {
+    name: String,
+    rules: Vec<Rule>,
+}
+
+#[derive(serde::Deserialize)]
+struct Rule {
+    alert: String,
+    expr: String,
+    #[serde(rename = "for")]
+    for_: Option<String>,
+    labels: std::collections::BTreeMap<String, String>,
+    annotations: std::collections::BTreeMap<String, String>,
+}
+
+fn shipped_rules() -> RulesFile {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/prometheus/pinwarden-alerts.yml"
+    );
+    let text = std::fs::read_to_string(path).expect("rules file");
+    serde_yaml_ng::from_str(&text).expect("valid rules YAML")
+}
+
+#[test]
+fn example_alert_rules_name_only_exposed_metrics() {
+    let file = shipped_rules();
+    // Every family is exposed from the start, so a fresh instance declares them all.
+    let fresh = Metrics::new(&NODES);
+    fresh.expect_policy("tank-mode");
+    let exposed = families(&rendered(&fresh));
     assert!(!file.groups.is_empty());
     let mut checked = 0;
     for group in &file.groups {
@@ -183,7 +293,162 @@ fn example_alert_rules_name_only_exposed_metrics() {
             }
         }
     }
-    assert!(checked >= 6);
+    assert!(checked >= 7);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_node_down_rule_holds_for_a_node_whose_breaker_is_not_closed() {
+    let file = shipped_rules();
+    let rule = file
+        .groups
+        .iter()
+        .flat_map(|g| &g.rules)
+        .find(|r| r.alert == "PinwardenNodeDown")
+        .expect("a node-down rule");
+    // The rule is `<gauge> > <n>`: evaluate it on the exposition the way Prometheus would.
+    let parts: Vec<&str> = rule.expr.split_whitespace().collect();
+    let [gauge, ">", threshold] = parts[..] else {
+        panic!("expected `<gauge> > <n>`: {}", rule.expr);
+    };
+    let threshold: f64 = threshold.parse().expect("a number");
+    assert!(rule.for_.is_some(), "down for a while, not one failed call");
+    let topology = topology(&[]);
+    let metrics = Arc::new(Metrics::new(&NODES));
+    let live = observe(&topology, &metrics, &[]);
+    let ledger = topology.ledger();
+    let down =
+        |text: &str, node: &str| value(text, &format!("{gauge}{{node=\"{node}\"}}")) > threshold;
+    for _ in 0..host_rules::BREAKER_FAILURES {
+        ledger
+            .start("primary", Kind::Pin)
+            .ended(Some("unreachable"));
+    }
+    ledger.start("backup-1", Kind::Pin).ended(Some("timeout"));
+    live.refresh(ledger);
+    let text = rendered(&metrics);
+    assert!(down(&text, "primary"), "open:\n{text}");
+    assert!(
+        !down(&text, "backup-1"),
+        "one failure is no outage:\n{text}"
+    );
+    // Cooled down but not yet proven healthy: still down.
+    tokio::time::advance(Duration::from_millis(host_rules::BREAKER_COOLDOWN_MS)).await;
+    live.refresh(ledger);
+    assert!(down(&rendered(&metrics), "primary"), "half-open");
+    ledger.start("primary", Kind::Pin).ended(None);
+    live.refresh(ledger);
+    assert!(!down(&rendered(&metrics), "primary"), "a success closes it");
+}
+
+/// Log lines written on this thread while the subscriber is the default.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut all) = self.0.lock() {
+            all.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    /// Sends this thread's log lines here until the returned pair drops.
+    fn install(&self) -> (tracing::dispatcher::DefaultGuard, tracing::Dispatch) {
+        // tracing caches each callsite's interest process-wide; while only one scoped
+        // dispatcher is alive it asks just the registering thread's, so a concurrent test with
+        // none (the spike test fires the same ALERT line) could disable it for everyone. With
+        // a second one alive, every registration asks them all.
+        let second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
+        let writer = self.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        (tracing::subscriber::set_default(subscriber), second)
+    }
+
+    fn text(&self) -> String {
+        self.0
+            .lock()
+            .map(|all| String::from_utf8_lossy(&all).into_owned())
+            .unwrap_or_default()
+    }
+}
+
+#[tokio::test]
+async fn a_breaker_opening_logs_and_posts_the_node_to_the_webhook() {
+    let (addr, mut rx, server) = webhook_receiver().await;
+    let logs = Captured::default();
+    let _capturing = logs.install();
+    let rule = AlertRule {
+        name: "node-down".into(),
+        signal: "breaker_opened".into(),
+        window_secs: 600,
+        threshold: 0,
+        webhook: Some(format!("http://{addr}/hook")),
+    };
+    // A real round on this runtime (so the webhook call can go out): the primary refuses
+    // every pin, and the job's three attempts open its breaker.
+    let mut topology = Topology::new();
+    let nodes: [(&str, Role, &[PinAnswer]); 2] = [
+        ("primary", Role::Primary, &[PinAnswer::Refused]),
+        ("backup-1", Role::Backup, &[]),
+    ];
+    for (name, role, pin) in nodes {
+        let mut s = script(name, role, pin, false);
+        s.pin_ms = 10;
+        topology.add(name, role, Arc::new(SimNode::new(s)));
+    }
+    let metrics = Arc::new(Metrics::new(&["primary", "backup-1"]));
+    observe(&topology, &metrics, &[rule]);
+    let registry = registry();
+    let tank = registry
+        .resolve(
+            "tank-mode",
+            &params(&[
+                ("attempts", "3"),
+                ("base_delay_ms", "1"),
+                ("max_delay_ms", "1"),
+            ]),
+        )
+        .expect("tank-mode");
+    let result = run_round(
+        &tank,
+        &tank,
+        &job(false),
+        &topology,
+        &RoundLimits::default(),
+    )
+    .await;
+    assert_eq!(
+        result.status,
+        pinwarden::executor::Status::Pinned,
+        "{:?}",
+        result.trace
+    );
+    let posted = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("webhook called")
+        .expect("body");
+    assert_eq!(posted["alert"], "node-down");
+    assert_eq!(posted["signal"], "breaker_opened");
+    assert_eq!(posted["node"], "primary");
+    assert_eq!(posted["count"], 1);
+    let text = logs.text();
+    assert!(
+        text.contains("ALERT node-down") && text.contains("primary"),
+        "{text}"
+    );
+    assert!(text.contains("circuit breaker of primary opened"), "{text}");
+    let openings = "pinwarden_node_breaker_openings_total{node=\"primary\"}";
+    assert_eq!(value(&rendered(&metrics), openings), 1.0);
+    server.abort();
 }
 
 #[tokio::test]

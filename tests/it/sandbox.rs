@@ -3,11 +3,11 @@
 //! under the built-in tank-mode policy.
 
 use crate::support::policies::{
-    HOSTILE, LEGACY_V01, hostile, job, params, registry, round, script, topology,
+    HOSTILE, LEGACY_V01, hostile, job, params, registry, round, round_with, script, topology,
 };
 use pinwarden::Action;
 use pinwarden::Role;
-use pinwarden::executor::Status;
+use pinwarden::executor::{RoundLimits, Status};
 use pinwarden::policy::{IncidentKind, LoadError, Policy, Source};
 use pinwarden::sim::node::{PinAnswer, SimNode};
 
@@ -186,4 +186,86 @@ fn a_policy_built_for_contract_0_1_is_refused_naming_both_versions() {
     ] {
         assert!(message.contains(needle), "{needle} missing: {message}");
     }
+}
+
+/// A contained job keeps the parameters it was configured with that the fallback understands:
+/// a scenario that needs two nodes still gets two after its policy traps.
+#[test]
+fn containment_keeps_the_jobs_parameters() {
+    let registry = registry();
+    let policy = hostile(&registry, &[("mode", "trap"), ("after", "0")]);
+    let fallback = registry.fallback_for(&[]).expect("fallback");
+    let scenario = pinwarden::sim::Scenario::parse(
+        r#"
+name = "quorum-under-containment"
+[params]
+quorum = 2
+[[node]]
+name = "primary"
+role = "primary"
+[[node]]
+name = "backup-1"
+role = "backup"
+[[node]]
+name = "backup-2"
+role = "backup"
+[expect]
+status = "pinned"
+"#,
+        "inline",
+    )
+    .expect("scenario");
+    let report = pinwarden::sim::run(&policy, &fallback, &scenario, pinwarden::sim::Mode::Expect)
+        .expect("runs");
+    let round = report.final_round().expect("a round");
+    assert_eq!(round.status, Status::Pinned, "{:?}", round.reason);
+    assert_eq!(
+        round.confirmed.len(),
+        2,
+        "quorum 2 kept: {:?}",
+        round.confirmed
+    );
+    assert!(
+        round
+            .trace
+            .iter()
+            .any(|l| l.text.contains("continuing under tank-mode with")
+                && l.text.contains("quorum=2")),
+        "the trace says which parameters: {:#?}",
+        round.trace
+    );
+}
+
+/// What a policy returns is bounded: a 10 MB failure reason reaches the result, the trace (and,
+/// in the daemon, the queue and the logs) as a kilobyte and a marker.
+#[test]
+fn a_huge_reason_is_cut_before_it_is_stored() {
+    let registry = registry();
+    let policy = hostile(&registry, &[("mode", "huge-reason"), ("after", "0")]);
+    let fallback = registry.fallback_for(&[]).expect("fallback");
+    let result = round(&policy, &fallback, &topology(&[]), &job(false));
+    assert_eq!(result.status, Status::Failed);
+    let reason = result.reason.as_deref().unwrap_or_default();
+    assert!(reason.len() < 2048, "{} bytes", reason.len());
+    assert!(reason.ends_with("bytes cut by the host]"), "{reason}");
+    assert!(result.trace.iter().all(|l| l.text.len() < 4096));
+}
+
+/// A policy that is never too slow for one call's deadline but slow on every call is stopped
+/// by the round's policy-time budget, and the job goes on under the fallback.
+#[test]
+fn a_slow_policy_is_stopped_by_the_rounds_time_budget() {
+    let registry = registry();
+    let policy = hostile(&registry, &[("mode", "slow"), ("after", "0")]);
+    let fallback = registry.fallback_for(&[]).expect("fallback");
+    let limits = RoundLimits {
+        policy_time: std::time::Duration::from_millis(50),
+        ..RoundLimits::default()
+    };
+    let result = round_with(&policy, &fallback, &topology(&[]), &job(false), &limits);
+    assert_eq!(result.status, Status::Pinned, "{:?}", result.reason);
+    assert_eq!(result.decided_by, "tank-mode");
+    assert_eq!(result.incidents.len(), 1, "{:?}", result.incidents);
+    assert_eq!(result.incidents[0].kind, IncidentKind::Budget);
+    assert!(result.incidents[0].message.contains("budget 50 ms"));
 }

@@ -3,6 +3,7 @@
 use crate::support::policies::registry;
 use pinwarden::executor::Status;
 use pinwarden::sim::{self, Mode, Scenario};
+use std::time::Instant;
 
 /// Runs an inline scenario under built-in tank-mode.
 fn run_inline(text: &str) -> sim::Report {
@@ -26,7 +27,7 @@ fn run_builtin(policy_name: &str) -> Vec<sim::Report> {
 #[test]
 fn tank_mode_passes_every_builtin_scenario() {
     let reports = run_builtin("tank-mode");
-    assert_eq!(reports.len(), 7);
+    assert_eq!(reports.len(), 8);
     for r in &reports {
         assert!(r.passed(), "{}: {:?}", r.scenario, r.failures);
     }
@@ -121,6 +122,40 @@ fn scenario_files_are_validated() {
     let unknown_node = "name = \"x\"\n[[node]]\nname = \"p\"\nrole = \"primary\"\n[expect]\nstatus = \"pinned\"\nnodes = [\"q\"]\n";
     let err = Scenario::parse(unknown_node, "s.toml").unwrap_err();
     assert!(err.contains("unknown node 'q'"), "{err}");
+
+    let node = "name = \"x\"\n[[node]]\nname = \"p\"\nrole = \"primary\"\n";
+    let cases = [
+        (
+            "[jobs]\ncount = 0\n",
+            "[expect]\nstatus = \"pinned\"\n",
+            "jobs.count must be from 1",
+        ),
+        (
+            "",
+            "[[node.phase]]\nfrom_ms = 10\nuntil_ms = 5\n[expect]\nstatus = \"pinned\"\n",
+            "phase 1 ends before it starts",
+        ),
+        (
+            "",
+            "[expect]\nstatus = \"pinned\"\nmax_pins_while_open = { q = 1 }\n",
+            "unknown node 'q'",
+        ),
+        (
+            "",
+            "[expect]\nstatus = \"pinned\"\nall_pinned_on_backups_between = [0, 10]\n",
+            "no backup node",
+        ),
+        (
+            "",
+            "[expect]\nstatus = \"pinned\"\nlatency_ms = { p42 = 1 }\n",
+            "p42",
+        ),
+    ];
+    for (jobs, rest, needle) in cases {
+        let text = format!("{node}{jobs}{rest}");
+        let err = Scenario::parse(&text, "s.toml").unwrap_err();
+        assert!(err.contains(needle), "{text}: {err}");
+    }
 }
 
 #[test]
@@ -179,6 +214,157 @@ fn a_lazy_job_whose_local_fallback_fails_stays_retryable() {
         .filter(|r| r.trace.iter().any(|l| l.text.contains("LAZY PIN FALLBACK")))
         .count();
     assert_eq!(asked, 4);
+}
+
+fn outage_report(policy_name: &str, params: &[(String, String)]) -> (sim::Report, u128) {
+    let registry = registry();
+    let policy = registry.resolve(policy_name, params).expect("loads");
+    let fallback = registry.fallback_for(&[]).expect("fallback");
+    let scenario = Scenario::builtin()
+        .into_iter()
+        .find(|s| s.name == "supernode-outage")
+        .expect("built-in outage scenario");
+    let started = Instant::now();
+    let report = sim::run(&policy, &fallback, &scenario, Mode::Expect).expect("runs");
+    (report, started.elapsed().as_millis())
+}
+
+#[test]
+fn the_supernode_outage_drill_passes_under_tank_mode_defaults() {
+    let (report, wall_ms) = outage_report("tank-mode", &[]);
+    // Reported, not asserted: timing targets belong in the benchmarks.
+    println!(
+        "supernode-outage: {} jobs over {} ms of virtual time in {wall_ms} ms of wall time",
+        report.jobs.len(),
+        report.virtual_ms()
+    );
+    assert!(report.passed(), "{:?}", report.failures);
+    assert_eq!(report.jobs.len(), 60);
+    assert_eq!(report.ended(Status::Pinned), 60);
+    // One ledger across the jobs: the first jobs race the backup against the stalling
+    // primary (hedging) and abandon the primary's pin; later ones skip the open breaker.
+    let first = report.job_rounds(&report.jobs[0]);
+    assert!(
+        first[0]
+            .trace
+            .iter()
+            .any(|l| l.text.contains("pin abandoned")),
+        "{:#?}",
+        first[0].trace
+    );
+    assert_eq!(report.jobs[0].latency_ms(), 10_840, "hedged after 10 s");
+    let primary = report.node("primary").expect("primary");
+    let open = primary.pins_while_open();
+    assert!((1..=41).contains(&open), "{open} pins while open");
+    assert!(
+        primary.pins_cancelled() >= 3,
+        "the lost races were cancelled"
+    );
+    // Job 41 comes at minute 40, when the primary has recovered.
+    let after = report.job_end(&report.jobs[40]).expect("job 41 ended");
+    assert_eq!(after.confirmed, ["primary"]);
+}
+
+#[test]
+fn without_breaker_and_hedging_the_outage_expectations_fail_with_the_difference() {
+    let params = [
+        ("breaker_failures".to_string(), "0".to_string()),
+        ("hedge_after_ms".to_string(), "0".to_string()),
+    ];
+    let (report, _) = outage_report("tank-mode", &params);
+    assert!(!report.passed());
+    let failures = report.failures.join("\n");
+    // Every job waits out five stalls of the primary (5 × 60 s and the backoffs) first.
+    assert!(
+        failures.contains("max latency 330.840s (330840 ms), expected at most 11000 ms"),
+        "{failures}"
+    );
+    assert!(
+        failures.contains("p50 latency 330.840s (330840 ms), expected at most 2000 ms"),
+        "{failures}"
+    );
+    // The last jobs of the outage were still retrying the primary when it recovered.
+    assert!(
+        failures.contains("4 of 40 jobs submitted in [0, 2400000) ms not pinned on backups only; first: sim-job-37 (submitted at 2160.000s) (pinned on primary)"),
+        "{failures}"
+    );
+    // No breaker: nothing counts as sent through an open one.
+    assert_eq!(report.failures.len(), 3, "{failures}");
+}
+
+#[test]
+fn wrong_stream_expectations_fail_with_the_difference() {
+    let text = r#"
+        name = "short-outage"
+        [jobs]
+        count = 6
+        interval_ms = 60_000
+        [[node]]
+        name = "primary"
+        role = "primary"
+        [[node.phase]]
+        until_ms = 240_000
+        pin = ["stall"]
+        [[node]]
+        name = "backup-1"
+        role = "backup"
+        [expect]
+        status = "pinned"
+        latency_ms = { p90 = 1_000 }
+        all_pinned_on_backups_between = [0, 360_000]
+        max_pins_while_open = { primary = 0 }
+        confirmed_after = { primary = { from_ms = 0, min_jobs = 6 } }
+        nodes = ["backup-1"]
+    "#;
+    let report = run_inline(text);
+    let failures = report.failures.join("\n");
+    for needle in [
+        "p90 latency 10.840s (10840 ms), expected at most 1000 ms",
+        "2 of 6 jobs submitted in [0, 360000) ms not pinned on backups only; first: sim-job-5 (submitted at 240.000s) (pinned on primary)",
+        "1 pins on primary while its breaker was open, expected at most 0",
+        "2 jobs submitted from 0 ms on confirmed on primary, expected at least 6",
+        "2 of 6 jobs: first, sim-job-5 (submitted at 240.000s): confirmed on [\"primary\"], expected [\"backup-1\"]",
+    ] {
+        assert!(
+            failures.contains(needle),
+            "missing {needle:?} in:\n{failures}"
+        );
+    }
+    assert_eq!(report.failures.len(), 5, "{failures}");
+}
+
+/// The outage drain benchmark's scenario (BENCHMARKS.md): behind an hour-long stall, the
+/// breaker and hedging keep up with the arrivals; without them the jobs pile up.
+#[test]
+fn the_outage_drain_scenario_drains_faster_with_breaker_and_hedging() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/scenarios/outage-drain.toml"
+    );
+    let scenario = Scenario::from_file(std::path::Path::new(path)).expect("parses");
+    let registry = registry();
+    let fallback = registry.fallback_for(&[]).expect("fallback");
+    let drain = |params: &[(&str, &str)]| {
+        let params: Vec<(String, String)> = params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let policy = registry.resolve("tank-mode", &params).expect("loads");
+        let started = Instant::now();
+        let report = sim::run(&policy, &fallback, &scenario, Mode::Expect).expect("runs");
+        let wall_ms = started.elapsed().as_millis();
+        assert!(report.passed(), "{:?}", report.failures);
+        let (pinned, window) = report.pinned_while_arriving().expect("a stream");
+        println!(
+            "outage-drain {params:?}: {pinned} pinned in {window} ms, latency {:?}, {wall_ms} ms wall",
+            report.latency()
+        );
+        pinned
+    };
+    let before = drain(&[("breaker_failures", "0"), ("hedge_after_ms", "0")]);
+    let after = drain(&[]);
+    assert!(before < 200, "{before}");
+    assert_eq!(after, 720, "the drain keeps up with a job every 5 s");
 }
 
 /// A backup's every attempt starts with a provider hint (the kit's default); the executor

@@ -298,6 +298,17 @@ fn migrate(cx: &Context, args: &MigrateArgs) -> CliResult {
         return Ok(exit::OK);
     }
 
+    // One migration at a time per data dir (a running daemon is fine: it only appends to the
+    // journal, which migration only reads; migration alone appends to its records).
+    let lock_path = ledger.migrated_path.with_extension("jsonl.lock");
+    let _migrating = crate::lock::try_acquire(&lock_path).map_err(|e| match e {
+        crate::lock::LockError::Busy { pid, .. } => CliError::failed(format!(
+            "another `pinwarden fallback migrate` (pid {}) is migrating this journal; let it \
+             finish, then run again",
+            pid.as_deref().unwrap_or("?")
+        )),
+        other => CliError::bad_input(other),
+    })?;
     let log = MigrationLog::open(&ledger.migrated_path).map_err(|e| {
         CliError::bad_input(format!(
             "cannot open {}: {e}",

@@ -1,7 +1,7 @@
 //! `pinwarden policy list|check|test|encode`.
 
 use super::context::{CliError, CliResult, Context, exit};
-use crate::executor::Status;
+use crate::executor::{RoundResult, Status};
 use crate::policy::engine::SandboxLimits;
 use crate::policy::{Policy, PolicyEngine, Registry};
 use crate::sim::{self, Mode, Report, Scenario};
@@ -40,7 +40,7 @@ pub enum PolicyCommand {
         /// A policy parameter, key=value (repeatable); a scenario's own parameters win.
         #[arg(long = "param", value_name = "KEY=VALUE", value_parser = super::parse_param)]
         params: Vec<(String, String)>,
-        /// Only the PASS/FAIL lines, no traces.
+        /// Only the PASS/FAIL lines (and a job stream's figures), no traces.
         #[arg(short, long)]
         quiet: bool,
     },
@@ -209,7 +209,14 @@ fn print_report(report: &Report, quiet: bool) {
         println!("\nN/A   {}: {why}", report.scenario);
         return;
     }
-    if !quiet {
+    if report.stream.is_some() {
+        // A stream's traces would run to thousands of lines: one line per job, then its figures.
+        println!("\n== {}: {}", report.scenario, report.description);
+        if !quiet {
+            print_jobs(report);
+        }
+        print_figures(report);
+    } else if !quiet {
         println!("\n== {}: {}", report.scenario, report.description);
         let several = report.rounds.len() > 1;
         for (i, round) in report.rounds.iter().enumerate() {
@@ -221,15 +228,17 @@ fn print_report(report: &Report, quiet: bool) {
             }
         }
     }
-    let summary = report
-        .final_round()
-        .map(|r| match r.status {
-            Status::Pinned | Status::LocalFallback => {
-                format!("{} on {}", r.status, r.confirmed.join(", "))
-            }
-            Status::Failed => format!("failed: {}", r.reason.as_deref().unwrap_or("?")),
-        })
-        .unwrap_or_default();
+    let summary = if report.stream.is_some() {
+        let counts: Vec<String> = [Status::Pinned, Status::LocalFallback, Status::Failed]
+            .into_iter()
+            .map(|s| (s, report.ended(s)))
+            .filter(|(_, n)| *n > 0)
+            .map(|(s, n)| format!("{n} {s}"))
+            .collect();
+        format!("{} jobs, {}", report.jobs.len(), counts.join(", "))
+    } else {
+        report.final_round().map(ended_as).unwrap_or_default()
+    };
     let verdict = if report.passed() { "PASS" } else { "FAIL" };
     println!(
         "{verdict}  {}: {summary} after {} virtual",
@@ -238,6 +247,86 @@ fn print_report(report: &Report, quiet: bool) {
     );
     for failure in &report.failures {
         println!("      - {failure}");
+    }
+}
+
+fn ended_as(r: &RoundResult) -> String {
+    match r.status {
+        Status::Pinned | Status::LocalFallback => {
+            format!("{} on {}", r.status, r.confirmed.join(", "))
+        }
+        Status::Failed => format!("failed: {}", r.reason.as_deref().unwrap_or("?")),
+    }
+}
+
+/// One line per job of a stream: when it came, how long it took, where it ended.
+fn print_jobs(report: &Report) {
+    println!(
+        "  {:<16} {:>12} {:>12}  result (pin attempts)",
+        "job", "submitted", "latency"
+    );
+    for job in &report.jobs {
+        let rounds = report.job_rounds(job);
+        let Some(end) = rounds.last() else {
+            continue;
+        };
+        let attempts: Vec<String> = rounds
+            .iter()
+            .flat_map(|r| r.attempts())
+            .map(|(node, n)| format!("{node} {n}"))
+            .collect();
+        let lazy = if rounds.len() > 1 {
+            format!(", {} rounds", rounds.len())
+        } else {
+            String::new()
+        };
+        println!(
+            "  {:<16} {:>12} {:>12}  {} ({}{lazy})",
+            job.job_id,
+            format_ms(job.submitted_ms),
+            format_ms(job.latency_ms()),
+            ended_as(end),
+            attempts.join(", ")
+        );
+    }
+}
+
+/// A stream's figures: latency percentiles, outcomes, the drain rate, calls per node.
+fn print_figures(report: &Report) {
+    let l = report.latency();
+    println!(
+        "  latency      p50 {}  p90 {}  p99 {}  max {}",
+        format_ms(l.p50),
+        format_ms(l.p90),
+        format_ms(l.p99),
+        format_ms(l.max)
+    );
+    println!(
+        "  outcomes     {} pinned, {} local-fallback, {} failed; the last ended at {}",
+        report.ended(Status::Pinned),
+        report.ended(Status::LocalFallback),
+        report.ended(Status::Failed),
+        format_ms(report.virtual_ms())
+    );
+    if let Some((pinned, window)) = report.pinned_while_arriving() {
+        // Jobs per virtual minute, to one decimal, in integers.
+        let per_min_x10 = (pinned as u64 * 600_000 + window / 2) / window.max(1);
+        println!(
+            "  drain        {pinned} pinned while jobs arrived (first {}): {}.{}/min",
+            format_ms(window),
+            per_min_x10 / 10,
+            per_min_x10 % 10
+        );
+    }
+    for node in &report.nodes {
+        println!(
+            "  {:<12} {} pin calls ({} while its breaker was open, {} cancelled); confirmed {} jobs",
+            node.name,
+            node.pins.len(),
+            node.pins_while_open(),
+            node.pins_cancelled(),
+            report.confirmed_on(&node.name)
+        );
     }
 }
 

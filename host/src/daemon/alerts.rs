@@ -1,7 +1,8 @@
-//! Spike alerts: sliding-window rules over the signals rounds produce (pin retries,
-//! verification failures, local fallbacks, policy incidents). A rule fires when more than
-//! `threshold` events fall within `window_secs`: a WARN line, and a JSON POST to its webhook
-//! if it has one. It then stays quiet for one window, so a sustained spike alerts once a window.
+//! Spike alerts: sliding-window rules over the alert signals (pin retries, verification
+//! failures and breaker openings, heard as each node action ends; local fallbacks and policy
+//! incidents, as each round ends). A rule fires when more than `threshold` events fall within
+//! `window_secs`: a WARN line, and a JSON POST to its webhook if it has one. It then stays quiet
+//! for one window, so a sustained spike alerts once a window.
 
 use super::metrics::Signals;
 use crate::config::AlertRule;
@@ -30,6 +31,8 @@ pub struct Fired {
     pub rule: String,
     pub signal: String,
     pub count: usize,
+    /// The node whose event tripped the rule (node signals only).
+    pub node: Option<String>,
 }
 
 impl Alerts {
@@ -53,8 +56,17 @@ impl Alerts {
         }
     }
 
-    /// Feeds a round's signals to every rule; fires (and returns) the rules that tripped.
+    /// Feeds signals to every rule; fires (and returns) the rules that tripped.
     pub fn record(&self, signals: &Signals, now: Instant) -> Vec<Fired> {
+        self.record_on(None, signals, now)
+    }
+
+    /// [`Alerts::record`] for the signals of one node's action: a rule it trips names the node.
+    pub fn record_node(&self, node: &str, signals: &Signals, now: Instant) -> Vec<Fired> {
+        self.record_on(Some(node), signals, now)
+    }
+
+    fn record_on(&self, node: Option<&str>, signals: &Signals, now: Instant) -> Vec<Fired> {
         let mut fired = Vec::new();
         for window in &self.rules {
             let Ok(mut w) = window.lock() else { continue };
@@ -63,6 +75,7 @@ impl Alerts {
                 "verification_failures" => signals.verification_failures,
                 "local_fallbacks" => signals.local_fallbacks,
                 "policy_incidents" => signals.policy_incidents,
+                "breaker_opened" => signals.breaker_opened,
                 _ => 0,
             };
             if n == 0 {
@@ -90,19 +103,22 @@ impl Alerts {
                     rule: w.rule.name.clone(),
                     signal: w.rule.signal.clone(),
                     count,
+                    node: node.map(str::to_string),
                 };
+                let on = node.map(|n| format!(", last on {n}")).unwrap_or_default();
                 tracing::warn!(
                     alert = %f.rule,
                     signal = %f.signal,
                     count,
-                    "ALERT {}: {count} {} in the last {} s (threshold {})",
+                    node = node.unwrap_or("-"),
+                    "ALERT {}: {count} {} in the last {} s (threshold {}){on}",
                     f.rule,
                     f.signal,
                     w.rule.window_secs,
                     w.rule.threshold
                 );
                 if let Some(url) = w.rule.webhook.clone() {
-                    self.post(url, &w.rule, count);
+                    self.post(url, &w.rule, count, node);
                 }
                 fired.push(f);
             }
@@ -110,8 +126,8 @@ impl Alerts {
         fired
     }
 
-    fn post(&self, url: String, rule: &AlertRule, count: usize) {
-        let body = json!({
+    fn post(&self, url: String, rule: &AlertRule, count: usize, node: Option<&str>) {
+        let mut body = json!({
             "alert": rule.name,
             "signal": rule.signal,
             "count": count,
@@ -119,8 +135,17 @@ impl Alerts {
             "threshold": rule.threshold,
             "at": crate::journal::timestamp(std::time::SystemTime::now()),
         });
+        if let Some(node) = node {
+            body["node"] = json!(node);
+        }
+        // Signals may come from any thread that ends a node action; without a runtime there is
+        // nothing to send on (the WARN line is still written).
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::error!(%url, "alert webhook not called: no async runtime on this thread");
+            return;
+        };
         let http = self.http.clone();
-        tokio::spawn(async move {
+        runtime.spawn(async move {
             let sent = http
                 .post(&url)
                 .header("content-type", "application/json")
@@ -208,5 +233,30 @@ mod tests {
             ..Signals::default()
         };
         assert!(alerts.record(&retries, Instant::now()).is_empty());
+    }
+
+    #[test]
+    fn a_node_signal_names_its_node() {
+        let alerts = Alerts::new(&[AlertRule {
+            name: "node-down".into(),
+            signal: "breaker_opened".into(),
+            window_secs: 600,
+            threshold: 0,
+            webhook: None,
+        }]);
+        let opened = Signals {
+            breaker_opened: 1,
+            ..Signals::default()
+        };
+        let fired = alerts.record_node("backup-1", &opened, Instant::now());
+        assert_eq!(
+            fired,
+            [Fired {
+                rule: "node-down".into(),
+                signal: "breaker_opened".into(),
+                count: 1,
+                node: Some("backup-1".into()),
+            }]
+        );
     }
 }

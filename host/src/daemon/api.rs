@@ -1,13 +1,14 @@
 //! The daemon's HTTP/JSON API. Every error is `{"error": "..."}` with a 4xx/5xx status:
 //! 400 bad request, 401 missing or wrong token (TCP), 404 unknown job, 409 conflict,
-//! 422 policy rejected, 500 internal, 504 wait timed out.
+//! 422 policy rejected, 500 internal, 503 shutting down (a waiting submit; the job stays
+//! queued), 504 wait timed out.
 
 use super::wire::{
     ErrorReply, Health, JobReply, JobsReply, NodesReply, PolicyView, ReloadReply, ReloadRequest,
     SubmitRequest,
 };
 use super::{Daemon, now_ms};
-use crate::queue::{PinRow, QueueError, State, Submission};
+use crate::queue::{Cancelled, PinRow, QueueError, State, Submission};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, Request, State as Ctx};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -100,11 +101,17 @@ async fn submit(Ctx(d): Ctx<Shared>, body: Result<Json<SubmitRequest>, JsonRejec
         size_bytes: body.size_bytes,
         lazy: !body.wait,
     };
-    let row = match d.queue.submit(&submission, now_ms()) {
-        Ok(row) => row,
-        Err(e @ QueueError::JobConflict { .. }) => {
+    // The submission is durable (fsynced, group-committed) before the answer: wait for it
+    // off the async threads.
+    let daemon = Arc::clone(&d);
+    let submitted =
+        tokio::task::spawn_blocking(move || daemon.queue.submit(&submission, now_ms())).await;
+    let row = match submitted {
+        Ok(Ok(row)) => row,
+        Ok(Err(e @ QueueError::JobConflict { .. })) => {
             return error(StatusCode::CONFLICT, e.to_string());
         }
+        Ok(Err(e)) => return internal(e),
         Err(e) => return internal(e),
     };
     d.wake.notify_one();
@@ -115,16 +122,26 @@ async fn submit(Ctx(d): Ctx<Shared>, body: Result<Json<SubmitRequest>, JsonRejec
     if row.state.is_final() {
         return Json(JobReply { job: row }).into_response();
     }
+    // The caller waits for the next round's end: a final state, or, for a pin that lazy jobs
+    // keep queued, the failed round (its `failed_rounds` grows; the pin stays queued for them).
+    let rounds = row.failed_rounds;
+    let answered = |r: &PinRow| r.state.is_final() || r.failed_rounds > rounds;
     let limit = Duration::from_millis(body.timeout_ms.unwrap_or(3_600_000));
+    let mut stopping = d.stop.subscribe();
     let waited = tokio::time::timeout(limit, async {
         loop {
-            match events.recv().await {
-                Ok(r) if r.cid == row.cid && r.state.is_final() => return Some(r),
+            let event = tokio::select! {
+                event = events.recv() => event,
+                // The daemon is stopping: answer now (503) instead of holding its exit.
+                _ = stopping.wait_for(|s| *s) => return None,
+            };
+            match event {
+                Ok(r) if r.cid == row.cid && answered(&r) => return Some(r),
                 Ok(_) => {}
                 // Missed events: look at the queue itself.
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                     if let Ok(Some(r)) = d.queue.by_cid(&row.cid)
-                        && r.state.is_final()
+                        && answered(&r)
                     {
                         return Some(r);
                     }
@@ -139,7 +156,14 @@ async fn submit(Ctx(d): Ctx<Shared>, body: Result<Json<SubmitRequest>, JsonRejec
             job: with_job(r, &body.job_id),
         })
         .into_response(),
-        Ok(None) => error(StatusCode::INTERNAL_SERVER_ERROR, "daemon shutting down"),
+        Ok(None) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "the daemon is shutting down; job '{}' is still queued and resumes when it \
+                 starts again",
+                body.job_id
+            ),
+        ),
         Err(_) => error(
             StatusCode::GATEWAY_TIMEOUT,
             format!(
@@ -210,29 +234,30 @@ async fn list(
 }
 
 async fn cancel(Ctx(d): Ctx<Shared>, Path(job_id): Path<String>) -> Response {
-    match d.queue.cancel(&job_id, now_ms()) {
-        Ok(None) => error(StatusCode::NOT_FOUND, format!("no job '{job_id}'")),
-        Ok(Some(before)) if before.state.is_final() => error(
-            StatusCode::CONFLICT,
-            format!("job '{job_id}' already ended: {}", before.state),
-        ),
-        Ok(Some(before)) => {
+    let row = match d.queue.cancel(&job_id, now_ms()) {
+        Ok(Cancelled::NoSuchJob) => {
+            return error(StatusCode::NOT_FOUND, format!("no job '{job_id}'"));
+        }
+        Ok(Cancelled::AlreadyEnded(row)) => {
+            return error(
+                StatusCode::CONFLICT,
+                format!("job '{job_id}' already ended: {}", row.state),
+            );
+        }
+        // Other job ids still want the CID: the pin and its running round go on.
+        Ok(Cancelled::Detached(row)) => row,
+        Ok(Cancelled::Pin(row)) => {
             if let Ok(mut running) = d.running.lock()
-                && let Some(handle) = running.remove(&before.cid)
+                && let Some(handle) = running.remove(&row.cid)
             {
                 handle.abort();
             }
-            match d.queue.by_cid(&before.cid) {
-                Ok(Some(row)) => {
-                    let _ = d.events.send(row.clone());
-                    Json(JobReply { job: row }).into_response()
-                }
-                Ok(None) => error(StatusCode::NOT_FOUND, format!("no job '{job_id}'")),
-                Err(e) => internal(e),
-            }
+            row
         }
-        Err(e) => internal(e),
-    }
+        Err(e) => return internal(e),
+    };
+    let _ = d.events.send(row.clone());
+    Json(JobReply { job: row }).into_response()
 }
 
 pub fn health(d: &Daemon) -> Result<Health, QueueError> {
@@ -267,8 +292,7 @@ async fn nodes(Ctx(d): Ctx<Shared>) -> Response {
 }
 
 async fn metrics(Ctx(d): Ctx<Shared>) -> Response {
-    let journal = crate::journal::journal_path(&d.config.data_dir);
-    let text = d.metrics.render(&d.queue, &journal);
+    let text = d.metrics_text();
     (
         [(
             header::CONTENT_TYPE,

@@ -1,19 +1,70 @@
 //! Prometheus metrics for `/metrics` (OpenMetrics text), and the signals spike alerts watch.
 //!
-//! Counters are fed from each round's result (its history says every attempt and outcome);
-//! gauges (jobs by state, queue depth, journal backlog) are read fresh at scrape time.
+//! What a node did is counted the moment each action ends ([`Metrics::action_ended`], fed by
+//! the daemon's ledger observer, `super::observe`), so a long round shows up while it runs.
+//! What only a whole round knows stays round-level ([`Metrics::observe_round`]): how rounds
+//! ended, fallbacks, policy incidents and decision latency. Gauges (jobs by state, queue depth,
+//! journal backlog, node breakers) are read fresh at scrape time.
+//!
+//! Every family is exposed from the start, with zero-valued series for the configured nodes and
+//! every label value known up front: a rule's `increase()` over a series that first appears at
+//! 1 reads 0, and a dashboard should show "none yet" rather than nothing.
 
 use crate::executor::{RoundResult, Status};
-use crate::policy::contract::{Action, Outcome};
+use crate::health::{self, Ended};
+use crate::policy::IncidentKind;
 use crate::queue::{Queue, State};
+use host_rules::Breaker;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::path::Path;
 use std::sync::Mutex;
+
+/// A pin attempt's `outcome` label values: `ok`, the failure names of
+/// [`crate::executor::failure_name`], and a pin abandoned because another node confirmed first.
+pub const PIN_OUTCOMES: &[&str] = &[
+    "ok",
+    "not-pinned",
+    "timeout",
+    "stalled",
+    "unreachable",
+    "http-error",
+    "unretrievable",
+    "error",
+    health::ABANDONED,
+];
+
+/// The `check` label of verification failures: `verify` is `pin ls`, then the block check.
+const CHECKS: [(health::Kind, &str); 2] = [
+    (health::Kind::Verify, "pin-ls"),
+    (health::Kind::CheckRetrievable, "retrievable"),
+];
+
+const INCIDENT_KINDS: [IncidentKind; 5] = [
+    IncidentKind::Trap,
+    IncidentKind::Timeout,
+    IncidentKind::Memory,
+    IncidentKind::InvalidAction,
+    IncidentKind::Rejected,
+];
+
+/// The value of `pinwarden_node_breaker_state`: 0 closed, 1 half-open, 2 open.
+pub fn breaker_value(breaker: Breaker) -> i64 {
+    match breaker {
+        Breaker::Closed => 0,
+        Breaker::HalfOpen => 1,
+        Breaker::Open => 2,
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NodeLabel {
+    node: String,
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct NodeOutcome {
@@ -48,21 +99,31 @@ struct ResultLabel {
     result: String,
 }
 
-/// What one round contributes to the alert signals.
+/// Events for the alert signals (see `config::ALERT_SIGNALS`).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Signals {
-    /// Pin attempts beyond the first on a node.
+    /// Pin attempts that failed (each means another try: on that node, another one, or the
+    /// local node). A pin abandoned because another node confirmed first is no retry.
     pub pin_retries: u64,
     /// `pin ls` or retrievability checks that failed.
     pub verification_failures: u64,
     pub local_fallbacks: u64,
     pub policy_incidents: u64,
+    /// A node's circuit breaker opened (from closed, or again after a failed half-open probe).
+    pub breaker_opened: u64,
 }
+
+type HistogramFamily = Family<NodeLabel, Histogram, fn() -> Histogram>;
 
 pub struct Metrics {
     registry: Mutex<Registry>,
+    nodes: Vec<String>,
     pin_attempts: Family<NodeOutcome, Counter>,
     verification_failures: Family<NodeCheck, Counter>,
+    node_breaker: Family<NodeLabel, Gauge>,
+    node_openings: Family<NodeLabel, Counter>,
+    node_failures: Family<NodeLabel, Gauge>,
+    node_pin_seconds: HistogramFamily,
     fallbacks: Family<Kind, Counter>,
     rounds: Family<StateLabel, Counter>,
     decision_seconds: Histogram,
@@ -80,23 +141,32 @@ type JournalStamp = (FileStamp, FileStamp);
 
 impl Default for Metrics {
     fn default() -> Self {
-        Metrics::new()
+        Metrics::new::<&str>(&[])
     }
 }
 
+/// Buckets of successful pin durations: 0.1 s .. ~55 min, doubling.
+fn pin_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.1, 2.0, 16))
+}
+
 impl Metrics {
-    pub fn new() -> Metrics {
+    /// Every family, with zero-valued series for `nodes` (the topology's node names).
+    pub fn new<S: AsRef<str>>(nodes: &[S]) -> Metrics {
         let mut registry = Registry::with_prefix("pinwarden");
         let m = Metrics {
             registry: Mutex::new(Registry::default()),
+            nodes: nodes.iter().map(|n| n.as_ref().to_string()).collect(),
             pin_attempts: Family::default(),
             verification_failures: Family::default(),
+            node_breaker: Family::default(),
+            node_openings: Family::default(),
+            node_failures: Family::default(),
+            node_pin_seconds: Family::new_with_constructor(pin_histogram),
             fallbacks: Family::default(),
             rounds: Family::default(),
             // 1 µs .. ~1 s, doubling.
-            decision_seconds: Histogram::new(
-                prometheus_client::metrics::histogram::exponential_buckets(1e-6, 2.0, 20),
-            ),
+            decision_seconds: Histogram::new(exponential_buckets(1e-6, 2.0, 20)),
             incidents: Family::default(),
             reloads: Family::default(),
             jobs: Family::default(),
@@ -106,13 +176,33 @@ impl Metrics {
         };
         registry.register(
             "pin_attempts",
-            "pin/add attempts by node and outcome",
+            "pin/add attempts by node and outcome, counted as each ends",
             m.pin_attempts.clone(),
         );
         registry.register(
             "verification_failures",
             "claimed pins that pin ls did not list, or whose blocks were missing",
             m.verification_failures.clone(),
+        );
+        registry.register(
+            "node_breaker_state",
+            "circuit breaker of a node as the active policy's parameters define it: 0 closed, 1 half-open, 2 open",
+            m.node_breaker.clone(),
+        );
+        registry.register(
+            "node_breaker_openings",
+            "times a node's breaker opened (from closed, or again after a failed half-open probe): openings between scrapes the state gauge would miss",
+            m.node_openings.clone(),
+        );
+        registry.register(
+            "node_consecutive_failures",
+            "actions that failed on a node since its last success",
+            m.node_failures.clone(),
+        );
+        registry.register(
+            "node_pin_duration_seconds",
+            "wall time of successful pin/add calls, by node",
+            m.node_pin_seconds.clone(),
         );
         registry.register(
             "fallbacks",
@@ -146,54 +236,126 @@ impl Metrics {
             "local-fallback journal entries not yet migrated",
             m.journal_pending.clone(),
         );
+        m.zero_series();
         if let Ok(mut slot) = m.registry.lock() {
             *slot = registry;
         }
         m
     }
 
-    /// Counts what a round did (`primary`: the primary node's name); returns its contribution
-    /// to the alert signals.
-    pub fn observe_round(&self, result: &RoundResult, primary: Option<&str>) -> Signals {
-        let mut signals = Signals::default();
-        let mut pins_per_node: std::collections::HashMap<&str, u64> = Default::default();
-        for event in &result.history {
-            let Some(outcome) = &event.outcome else {
-                continue;
-            };
-            match &event.action {
-                Action::Pin(p) => {
-                    let n = pins_per_node.entry(p.node.as_str()).or_default();
-                    *n += 1;
-                    if *n > 1 {
-                        signals.pin_retries += 1;
-                    }
-                    self.pin_attempts
-                        .get_or_create(&NodeOutcome {
-                            node: p.node.clone(),
-                            outcome: outcome_label(outcome).into(),
+    /// Creates the series known up front, at zero.
+    fn zero_series(&self) {
+        for node in &self.nodes {
+            for outcome in PIN_OUTCOMES {
+                self.pin_attempts.get_or_create_owned(&NodeOutcome {
+                    node: node.clone(),
+                    outcome: (*outcome).into(),
+                });
+            }
+            for (_, check) in CHECKS {
+                self.verification_failures.get_or_create_owned(&NodeCheck {
+                    node: node.clone(),
+                    check: check.into(),
+                });
+            }
+            let label = NodeLabel { node: node.clone() };
+            self.node_breaker.get_or_create_owned(&label);
+            self.node_openings.get_or_create_owned(&label);
+            self.node_failures.get_or_create_owned(&label);
+            self.node_pin_seconds.get_or_create_owned(&label);
+        }
+        for kind in ["backup", "local"] {
+            self.fallbacks
+                .get_or_create_owned(&Kind { kind: kind.into() });
+        }
+        for status in [Status::Pinned, Status::Failed, Status::LocalFallback] {
+            self.rounds.get_or_create_owned(&StateLabel {
+                state: status.to_string(),
+            });
+        }
+        for result in ["ok", "rejected"] {
+            self.reloads.get_or_create_owned(&ResultLabel {
+                result: result.into(),
+            });
+        }
+        for state in State::ALL {
+            self.jobs.get_or_create_owned(&StateLabel {
+                state: state.to_string(),
+            });
+        }
+    }
+
+    /// Zero-valued incident series for a policy (the configured one and its fallback, at start
+    /// and after each reload): incidents are what the rules must not miss.
+    pub fn expect_policy(&self, policy: &str) {
+        for kind in INCIDENT_KINDS {
+            self.incidents.get_or_create_owned(&PolicyKind {
+                policy: policy.into(),
+                kind: kind.to_string(),
+            });
+        }
+    }
+
+    /// The node names the per-node series were created for.
+    pub fn nodes(&self) -> &[String] {
+        &self.nodes
+    }
+
+    /// Counts one ended node action: pin attempts by outcome (and the duration of successful
+    /// ones), failed verifications.
+    pub fn action_ended(&self, e: &Ended<'_>) {
+        match e.kind {
+            health::Kind::Pin => {
+                self.pin_attempts
+                    .get_or_create(&NodeOutcome {
+                        node: e.node.into(),
+                        outcome: e.failure.unwrap_or("ok").into(),
+                    })
+                    .inc();
+                if e.ok {
+                    self.node_pin_seconds
+                        .get_or_create(&NodeLabel {
+                            node: e.node.into(),
                         })
-                        .inc();
+                        .observe(e.took.as_secs_f64());
                 }
-                Action::Verify(node) | Action::CheckRetrievable(node)
-                    if *outcome != Outcome::Ok =>
-                {
-                    let check = if matches!(event.action, Action::Verify(_)) {
-                        "pin-ls"
-                    } else {
-                        "retrievable"
-                    };
-                    signals.verification_failures += 1;
+            }
+            kind if !e.ok => {
+                if let Some((_, check)) = CHECKS.iter().find(|(k, _)| *k == kind) {
                     self.verification_failures
                         .get_or_create(&NodeCheck {
-                            node: node.clone(),
-                            check: check.into(),
+                            node: e.node.into(),
+                            check: (*check).into(),
                         })
                         .inc();
                 }
-                _ => {}
             }
+            _ => {}
         }
+    }
+
+    /// Sets a node's breaker and failure-streak gauges.
+    pub fn set_node(&self, node: &str, breaker: Breaker, consecutive_failures: u32) {
+        let label = NodeLabel { node: node.into() };
+        self.node_breaker
+            .get_or_create(&label)
+            .set(breaker_value(breaker));
+        self.node_failures
+            .get_or_create(&label)
+            .set(i64::from(consecutive_failures));
+    }
+
+    /// Counts a breaker opening (see `super::observe`).
+    pub fn breaker_opened(&self, node: &str) {
+        self.node_openings
+            .get_or_create(&NodeLabel { node: node.into() })
+            .inc();
+    }
+
+    /// Counts what a round as a whole did (`primary`: the primary node's name); returns its
+    /// contribution to the alert signals. Node actions were counted as they ended.
+    pub fn observe_round(&self, result: &RoundResult, primary: Option<&str>) -> Signals {
+        let mut signals = Signals::default();
         for ns in &result.decision_nanos {
             self.decision_seconds.observe(*ns as f64 / 1e9);
         }
@@ -239,7 +401,8 @@ impl Metrics {
             .inc();
     }
 
-    /// The exposition text, with the gauges refreshed from the queue and the journal.
+    /// The exposition text, with the gauges refreshed from the queue and the journal (node
+    /// gauges are the caller's: see `super::observe::Live::refresh`).
     pub fn render(&self, queue: &Queue, journal: &Path) -> String {
         if let Ok(counts) = queue.counts() {
             let mut depth = 0;
@@ -295,15 +458,105 @@ impl Metrics {
     }
 }
 
-fn outcome_label(outcome: &Outcome) -> &'static str {
-    match outcome {
-        Outcome::Ok => "ok",
-        Outcome::NotPinned => "not-pinned",
-        Outcome::Timeout => "timeout",
-        Outcome::Stalled => "stalled",
-        Outcome::Unreachable(_) => "unreachable",
-        Outcome::HttpError(_) => "http-error",
-        Outcome::Unretrievable(_) => "unretrievable",
-        Outcome::Error(_) => "error",
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every family `/metrics` must list from the start.
+    const FAMILIES: &[&str] = &[
+        "pinwarden_pin_attempts",
+        "pinwarden_verification_failures",
+        "pinwarden_node_breaker_state",
+        "pinwarden_node_breaker_openings",
+        "pinwarden_node_consecutive_failures",
+        "pinwarden_node_pin_duration_seconds",
+        "pinwarden_fallbacks",
+        "pinwarden_rounds",
+        "pinwarden_policy_decision_seconds",
+        "pinwarden_policy_incidents",
+        "pinwarden_policy_reloads",
+        "pinwarden_jobs",
+        "pinwarden_queue_depth",
+        "pinwarden_journal_pending",
+    ];
+
+    fn render(m: &Metrics) -> String {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let queue = Queue::open(&dir.path().join("q.db")).expect("queue");
+        m.render(&queue, &dir.path().join("journal.jsonl"))
+    }
+
+    #[test]
+    fn a_fresh_instance_exposes_every_family_with_zeros() {
+        let m = Metrics::new(&["primary", "backup-1"]);
+        m.expect_policy("tank-mode");
+        let text = render(&m);
+        let declared: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        assert_eq!(declared.len(), FAMILIES.len(), "{text}");
+        for family in FAMILIES {
+            assert!(declared.contains(family), "{family} not declared:\n{text}");
+            // A sample, not just the header: rules see a zero before the first event.
+            let samples = text
+                .lines()
+                .filter(|l| !l.starts_with('#') && l.starts_with(family))
+                .count();
+            assert!(samples > 0, "{family} has no series:\n{text}");
+        }
+        for line in [
+            "pinwarden_pin_attempts_total{node=\"backup-1\",outcome=\"ok\"} 0",
+            "pinwarden_pin_attempts_total{node=\"primary\",outcome=\"abandoned\"} 0",
+            "pinwarden_verification_failures_total{node=\"primary\",check=\"retrievable\"} 0",
+            "pinwarden_node_breaker_state{node=\"primary\"} 0",
+            "pinwarden_node_breaker_openings_total{node=\"backup-1\"} 0",
+            "pinwarden_node_consecutive_failures{node=\"backup-1\"} 0",
+            "pinwarden_node_pin_duration_seconds_count{node=\"primary\"} 0",
+            "pinwarden_fallbacks_total{kind=\"local\"} 0",
+            "pinwarden_rounds_total{state=\"local-fallback\"} 0",
+            "pinwarden_policy_incidents_total{policy=\"tank-mode\",kind=\"trap\"} 0",
+            "pinwarden_policy_reloads_total{result=\"rejected\"} 0",
+            "pinwarden_jobs{state=\"pinning\"} 0",
+            "pinwarden_queue_depth 0",
+            "pinwarden_journal_pending 0",
+        ] {
+            assert!(text.contains(line), "missing {line}:\n{text}");
+        }
+    }
+
+    #[test]
+    fn pin_outcomes_name_every_failure() {
+        use crate::policy::contract::{HttpError, Outcome};
+        let outcomes = [
+            Outcome::Ok,
+            Outcome::NotPinned,
+            Outcome::Timeout,
+            Outcome::Stalled,
+            Outcome::Unreachable(String::new()),
+            Outcome::HttpError(HttpError {
+                status: 500,
+                message: String::new(),
+            }),
+            Outcome::Unretrievable(String::new()),
+            Outcome::Error(String::new()),
+        ];
+        // Stops compiling when `Outcome` gains a variant: list it above and in PIN_OUTCOMES.
+        for outcome in &outcomes {
+            match outcome {
+                Outcome::Ok
+                | Outcome::NotPinned
+                | Outcome::Timeout
+                | Outcome::Stalled
+                | Outcome::Unreachable(_)
+                | Outcome::HttpError(_)
+                | Outcome::Unretrievable(_)
+                | Outcome::Error(_) => {}
+            }
+            let name = crate::executor::failure_name(outcome).unwrap_or("ok");
+            assert!(PIN_OUTCOMES.contains(&name), "{name}");
+        }
+        assert_eq!(PIN_OUTCOMES.len(), outcomes.len() + 1, "and abandoned");
     }
 }

@@ -5,11 +5,14 @@
 //! * [`api`]: the HTTP endpoints.
 //! * [`worker`]: claims due pins from the queue and runs their rounds.
 //! * [`policy_slot`]: the atomically swappable policy.
-//! * [`metrics`], [`alerts`]: `/metrics` and sliding-window spike alerts.
+//! * [`metrics`], [`alerts`]: `/metrics` and sliding-window spike alerts; [`observe`] feeds
+//!   both as each node action ends.
 
 pub mod alerts;
 pub mod api;
+pub mod listen;
 pub mod metrics;
+pub mod observe;
 pub mod policy_slot;
 pub mod wire;
 pub mod worker;
@@ -42,10 +45,16 @@ pub struct Daemon {
     pub wake: Notify,
     /// Rounds in flight, by CID, so a cancel can stop them.
     pub running: Mutex<HashMap<String, AbortHandle>>,
-    pub metrics: metrics::Metrics,
-    pub alerts: alerts::Alerts,
+    pub metrics: Arc<metrics::Metrics>,
+    pub alerts: Arc<alerts::Alerts>,
+    /// The ledger observer behind the node metrics and signals.
+    pub live: Arc<observe::Live>,
     /// The primary node's name (metrics tell backup takeovers by it).
     pub primary: Option<String>,
+    /// This daemon's exclusive hold on the data directory (released at exit, even kill -9).
+    pub lock: crate::lock::Held,
+    /// Set when the daemon stops: waiting clients are answered at once, rounds end.
+    pub stop: tokio::sync::watch::Sender<bool>,
 }
 
 impl Daemon {
@@ -59,6 +68,18 @@ impl Daemon {
             local,
             ..
         } = app;
+        // Before touching the queue: a second daemon on this directory would re-queue the
+        // first one's in-flight pins and run them twice.
+        let lock =
+            crate::lock::try_acquire(&config.data_dir.join(LOCK_FILE)).map_err(|e| match e {
+                crate::lock::LockError::Busy { pid, .. } => anyhow::anyhow!(
+                    "data directory {} is in use by another pinwarden daemon (pid {}): stop it, \
+                     or give this one another --data-dir",
+                    config.data_dir.display(),
+                    pid.as_deref().unwrap_or("?")
+                ),
+                other => anyhow::anyhow!("{other}"),
+            })?;
         let queue = Queue::open(&config.data_dir.join("queue.db"))?;
         let journal = Arc::new(Journal::open(crate::journal::journal_path(
             &config.data_dir,
@@ -70,18 +91,33 @@ impl Daemon {
             params,
             policy,
             fallback,
+            config.daemon.policy_dir.clone(),
         );
         let (events, _) = broadcast::channel(1024);
-        let alerts = alerts::Alerts::new(&config.alerts);
-        let primary = topology
-            .infos()
-            .into_iter()
+        let nodes = topology.infos();
+        let primary = nodes
+            .iter()
             .find(|n| n.role == crate::Role::Primary)
-            .map(|n| n.name);
+            .map(|n| n.name.clone());
+        let names: Vec<String> = nodes.into_iter().map(|n| n.name).collect();
+        let metrics = Arc::new(metrics::Metrics::new(&names));
+        let alerts = Arc::new(alerts::Alerts::new(&config.alerts));
+        let (active, fallback) = slot.current();
+        metrics.expect_policy(&active.name);
+        metrics.expect_policy(&fallback.name);
+        let live = observe::Live::attach(
+            topology.ledger(),
+            Arc::clone(&metrics),
+            Arc::clone(&alerts),
+            observe::BreakerParams::of(&active),
+        );
         Ok(Arc::new(Daemon {
+            stop: tokio::sync::watch::Sender::new(false),
+            lock,
             primary,
             alerts,
-            metrics: metrics::Metrics::new(),
+            metrics,
+            live,
             config,
             queue,
             journal,
@@ -105,9 +141,27 @@ impl Daemon {
     ) -> Result<Arc<crate::policy::Policy>, String> {
         let result = self.policy.reload(spec, params);
         self.metrics.observe_reload(result.is_ok());
+        if let Ok(policy) = &result {
+            self.live.set_params(observe::BreakerParams::of(policy));
+            self.metrics.expect_policy(&policy.name);
+            self.metrics.expect_policy(&self.policy.current().1.name);
+        }
         result
     }
+
+    /// The `/metrics` text, node gauges refreshed from the ledger as of now.
+    pub fn metrics_text(&self) -> String {
+        self.live.refresh(self.topology.ledger());
+        let journal = crate::journal::journal_path(&self.config.data_dir);
+        self.metrics.render(&self.queue, &journal)
+    }
 }
+
+/// How long open requests get to finish once the daemon stops.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// The daemon's lock file in the data directory.
+pub const LOCK_FILE: &str = "pinwarden.lock";
 
 /// Milliseconds since the Unix epoch (the queue's clock).
 pub fn now_ms() -> i64 {
@@ -127,31 +181,47 @@ pub struct Listeners {
 /// Serves until SIGTERM or SIGINT. SIGHUP reloads the policy.
 pub async fn serve(daemon: Arc<Daemon>, listen: Listeners) -> anyhow::Result<()> {
     use anyhow::Context;
-    use std::os::unix::fs::PermissionsExt;
 
-    let unix = bind_socket(&listen.socket)?;
-    std::fs::set_permissions(&listen.socket, std::fs::Permissions::from_mode(0o600))
-        .with_context(|| format!("chmod 0600 {}", listen.socket.display()))?;
+    let settings = &daemon.config.daemon;
+    let unix = listen::Capped::new(
+        listen::bind_private_socket(&listen.socket)?,
+        settings.max_connections,
+    );
     let tcp = match &listen.tcp {
         None => None,
         Some(addr) => {
             let parsed: std::net::SocketAddr = addr
                 .parse()
                 .with_context(|| format!("--listen {addr}: expected IP:PORT"))?;
-            if !parsed.ip().is_loopback() && listen.token.is_none() {
-                anyhow::bail!(
-                    "--listen {addr} is not a loopback address: set a bearer token (daemon.token_env) first"
+            if listen.token.is_none() {
+                if !(parsed.ip().is_loopback() && settings.insecure_loopback_tcp) {
+                    anyhow::bail!(
+                        "--listen {addr}: a TCP listener needs a bearer token (daemon.token_env, \
+                         default PINWARDEN_TOKEN); any local user or web page could reach it \
+                         otherwise. On loopback only, daemon.insecure_loopback_tcp = true opts out"
+                    );
+                }
+                tracing::warn!(
+                    listen = %addr,
+                    "TCP listener WITHOUT a bearer token (daemon.insecure_loopback_tcp): every \
+                     local user can submit, cancel and switch the policy"
                 );
             }
-            Some(
-                tokio::net::TcpListener::bind(parsed)
-                    .await
-                    .with_context(|| format!("cannot listen on {addr}"))?,
-            )
+            let listener = tokio::net::TcpListener::bind(parsed)
+                .await
+                .with_context(|| format!("cannot listen on {addr}"))?;
+            let hosts = listen::AllowedHosts::for_listener(
+                listener.local_addr().unwrap_or(parsed),
+                &settings.allowed_hosts,
+            );
+            Some((
+                listen::Capped::new(listener, settings.max_connections),
+                hosts,
+            ))
         }
     };
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stop_rx = daemon.stop.subscribe();
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
@@ -161,14 +231,16 @@ pub async fn serve(daemon: Arc<Daemon>, listen: Listeners) -> anyhow::Result<()>
             .with_graceful_shutdown(stopped(stop_rx.clone()))
             .into_future(),
     );
-    let tcp_server = tcp.map(|listener| {
+    let tcp_server = tcp.map(|(listener, hosts)| {
+        let router = api::router(Arc::clone(&daemon), listen.token.clone()).layer(
+            axum::middleware::from_fn(move |req, next| {
+                listen::check_host(hosts.clone(), req, next)
+            }),
+        );
         tokio::spawn(
-            axum::serve(
-                listener,
-                api::router(Arc::clone(&daemon), listen.token.clone()),
-            )
-            .with_graceful_shutdown(stopped(stop_rx.clone()))
-            .into_future(),
+            axum::serve(listener, router)
+                .with_graceful_shutdown(stopped(stop_rx.clone()))
+                .into_future(),
         )
     });
     let housekeeping = tokio::spawn(housekeeping(Arc::clone(&daemon), stop_rx.clone()));
@@ -181,34 +253,26 @@ pub async fn serve(daemon: Arc<Daemon>, listen: Listeners) -> anyhow::Result<()>
 
     wait_for_stop(&daemon).await?;
     tracing::info!("shutting down: in-flight pins resume on the next start");
-    let _ = stop_tx.send(true);
+    let _ = daemon.stop.send(true);
     let _ = worker.await;
-    let _ = unix_server.await;
-    if let Some(t) = tcp_server {
-        let _ = t.await;
+    // Waiting clients were answered 503 when the stop was signalled; a request that still has
+    // not finished after the grace period is cut off rather than holding the exit.
+    let servers = async {
+        let _ = unix_server.await;
+        if let Some(t) = tcp_server {
+            let _ = t.await;
+        }
+    };
+    if tokio::time::timeout(SHUTDOWN_GRACE, servers).await.is_err() {
+        tracing::warn!(
+            "requests still open after {} s: closing them",
+            SHUTDOWN_GRACE.as_secs()
+        );
     }
     housekeeping.abort();
     daemon.topology.ledger().flush();
     let _ = std::fs::remove_file(&listen.socket);
     Ok(())
-}
-
-/// Binds the socket, replacing a stale file but never a live daemon's socket.
-fn bind_socket(path: &std::path::Path) -> anyhow::Result<tokio::net::UnixListener> {
-    use anyhow::Context;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
-    }
-    if path.exists() {
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            anyhow::bail!(
-                "{} is in use: another pinwarden daemon is running",
-                path.display()
-            );
-        }
-        std::fs::remove_file(path).with_context(|| format!("remove stale {}", path.display()))?;
-    }
-    tokio::net::UnixListener::bind(path).with_context(|| format!("cannot bind {}", path.display()))
 }
 
 /// SIGHUP reloads the policy; SIGTERM or SIGINT returns.

@@ -18,6 +18,8 @@ pub struct PolicySlot {
     spec: String,
     /// Every configured parameter; each policy gets those it declares.
     params: Vec<(String, String)>,
+    /// The only directory a reload may load other component files from.
+    policy_dir: Option<std::path::PathBuf>,
     active: ArcSwap<Policy>,
     fallback: ArcSwap<Policy>,
     pub reloads: AtomicU64,
@@ -31,11 +33,13 @@ impl PolicySlot {
         params: Vec<(String, String)>,
         active: Arc<Policy>,
         fallback: Arc<Policy>,
+        policy_dir: Option<std::path::PathBuf>,
     ) -> Self {
         PolicySlot {
             registry,
             spec,
             params,
+            policy_dir,
             active: ArcSwap::new(active),
             fallback: ArcSwap::new(fallback),
             reloads: AtomicU64::new(0),
@@ -77,12 +81,39 @@ impl PolicySlot {
         result
     }
 
+    /// Built-in names and the configured policy may always be loaded; another file only from
+    /// `daemon.policy_dir`, so whoever can reach the API cannot run any `.wasm` on the disk.
+    fn may_load(&self, spec: &str) -> Result<(), String> {
+        if spec == self.spec || Registry::builtin_names().any(|n| n == spec) {
+            return Ok(());
+        }
+        let Some(dir) = &self.policy_dir else {
+            return Err(format!(
+                "{spec}: policy files other than the configured one are loaded only from \
+                 daemon.policy_dir, and none is configured"
+            ));
+        };
+        let inside = std::fs::canonicalize(spec)
+            .ok()
+            .zip(std::fs::canonicalize(dir).ok())
+            .is_some_and(|(file, dir)| file.starts_with(dir));
+        if inside {
+            Ok(())
+        } else {
+            Err(format!(
+                "{spec}: policy files are loaded only from daemon.policy_dir ({})",
+                dir.display()
+            ))
+        }
+    }
+
     fn try_reload(
         &self,
         spec: Option<&str>,
         params: Option<&[(String, String)]>,
     ) -> Result<Arc<Policy>, String> {
         let spec = spec.unwrap_or(&self.spec);
+        self.may_load(spec)?;
         let bare = self
             .registry
             .resolve(spec, &[])
@@ -99,9 +130,14 @@ impl PolicySlot {
         let policy = bare
             .with_params(&params)
             .map_err(|e| format!("{spec}: {}", e.message))?;
+        // The fallback gets every configured parameter it understands (the new policy's own
+        // values winning), not only those the new policy declares.
+        let mut configured = self.params.clone();
+        configured.retain(|(k, _)| !params.iter().any(|(p, _)| p == k));
+        configured.extend(params.iter().cloned());
         let fallback = self
             .registry
-            .fallback_for(&params)
+            .fallback_for(&configured)
             .map_err(|e| e.to_string())?;
         sim::check_contract(&policy, &fallback).map_err(|e| format!("{spec}: {e}"))?;
         let policy = Arc::new(policy);

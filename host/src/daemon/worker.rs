@@ -74,6 +74,8 @@ async fn round(daemon: &Daemon, row: PinRow) {
         failed_rounds: row.failed_rounds,
     };
     let result = run_round(&policy, &fallback, &job, &daemon.topology, &daemon.limits).await;
+    // Only what the round as a whole did: its node actions (pin attempts, verifications,
+    // breakers) were counted and signalled as each ended, by `observe::Live`.
     let signals = daemon
         .metrics
         .observe_round(&result, daemon.primary.as_deref());
@@ -100,9 +102,7 @@ async fn round(daemon: &Daemon, row: PinRow) {
             failed(daemon, &job, reason, &result)
         }
     };
-    if let Err(e) = daemon.queue.finish(&job.cid, &finish, now_ms()) {
-        tracing::error!(cid = %job.cid, job_id = %job.job_id, "cannot record the end of a round: {e}");
-    }
+    record(daemon, &job, &finish).await;
     if let Ok(mut running) = daemon.running.lock() {
         running.remove(&job.cid);
     }
@@ -112,11 +112,31 @@ async fn round(daemon: &Daemon, row: PinRow) {
     }
 }
 
-/// A failed round: lazy pins are queued again after a growing delay, blocking ones end.
+/// Records the end of a round, retrying until the queue takes it (a busy or full disk): a
+/// round left `pinning` would wait for a restart, and a journaled local fallback must be
+/// recorded. The delay grows to 10 s; a daemon stopping meanwhile re-queues it on start.
+async fn record(daemon: &Daemon, job: &Job, finish: &Finish) {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match daemon.queue.finish(&job.cid, finish, now_ms()) {
+            Ok(()) => return,
+            Err(e) => tracing::error!(
+                cid = %job.cid,
+                job_id = %job.job_id,
+                "cannot record the end of a round ({e}); retrying in {} ms",
+                delay.as_millis()
+            ),
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(10));
+    }
+}
+
+/// A failed round: queued again after a growing delay while any job id on the pin is lazy
+/// (decided by the queue when it records it), else the pin has failed.
 fn failed(daemon: &Daemon, job: &Job, reason: String, result: &RoundResult) -> Finish {
-    let retry_at_ms = job
-        .lazy
-        .then(|| now_ms() + daemon.config.daemon.retry_delay_ms(job.failed_rounds) as i64);
+    let retry_at_ms =
+        Some(now_ms() + daemon.config.daemon.retry_delay_ms(job.failed_rounds) as i64);
     tracing::warn!(cid = %job.cid, job_id = %job.job_id, lazy = job.lazy, "round failed: {reason}");
     Finish::Failed {
         reason,

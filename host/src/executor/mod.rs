@@ -100,6 +100,9 @@ pub struct RoundLimits {
     pub check_timeout: Duration,
     /// Bounds on what a decision may ask for (see [`rules`]).
     pub bounds: host_rules::Bounds,
+    /// Total wall time one policy may spend deciding in a round (each call also has its own
+    /// deadline): a policy that takes 150 ms per decision must not hold a slot for minutes.
+    pub policy_time: Duration,
     /// Timeouts of the local-fallback pin (the action carries none).
     pub local_pin_timeout: Duration,
     pub local_stall_timeout: Duration,
@@ -111,6 +114,7 @@ impl Default for RoundLimits {
             call_timeout: Duration::from_secs(30),
             check_timeout: Duration::from_secs(3600),
             bounds: host_rules::Bounds::default(),
+            policy_time: Duration::from_secs(2),
             local_pin_timeout: Duration::from_secs(300),
             local_stall_timeout: Duration::from_secs(60),
         }
@@ -232,6 +236,8 @@ impl Round<'_> {
             },
         };
         let mut started_by_current = 0usize;
+        // Decision time of the policy in charge (a fallback starts with a fresh budget).
+        let mut spent = Duration::ZERO;
         let attempts_of = |p: &Policy| p.param("attempts").and_then(|v| v.parse::<u32>().ok());
         let mut budget = attempts_of(current);
 
@@ -244,8 +250,24 @@ impl Round<'_> {
             }
             let asked = std::time::Instant::now();
             let decided = session.decide(self.job, &self.infos, &self.history, now);
+            let took = asked.elapsed();
+            spent += took;
             self.decision_nanos
-                .push(u64::try_from(asked.elapsed().as_nanos()).unwrap_or(u64::MAX));
+                .push(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX));
+            let decided = decided.and_then(|actions| {
+                if spent > self.limits.policy_time {
+                    return Err(Incident {
+                        policy: current.name.clone(),
+                        kind: IncidentKind::Budget,
+                        message: format!(
+                            "spent {} ms deciding in this round (budget {} ms)",
+                            spent.as_millis(),
+                            self.limits.policy_time.as_millis()
+                        ),
+                    });
+                }
+                Ok(actions)
+            });
             let decided = decided.and_then(|actions| {
                 rules::check(
                     &actions,
@@ -279,6 +301,7 @@ impl Round<'_> {
                     current = fallback;
                     budget = attempts_of(current);
                     started_by_current = 0;
+                    spent = Duration::ZERO;
                     continue;
                 }
             };
@@ -353,10 +376,20 @@ impl Round<'_> {
             incident.message,
             fallback.name
         );
+        let params: Vec<String> = fallback
+            .params
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let with = if params.is_empty() {
+            "its defaults".to_string()
+        } else {
+            params.join(", ")
+        };
         self.note(
             None,
             format!(
-                "POLICY INCIDENT ({}) in '{}': {}; continuing under {}",
+                "POLICY INCIDENT ({}) in '{}': {}; continuing under {} with {with}",
                 incident.kind, incident.policy, incident.message, fallback.name
             ),
         );

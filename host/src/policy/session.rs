@@ -23,6 +23,8 @@ pub enum IncidentKind {
     InvalidAction,
     /// `configure` refused the parameters.
     Rejected,
+    /// The round's total decision time ran out (each call was under its deadline).
+    Budget,
 }
 
 impl fmt::Display for IncidentKind {
@@ -33,6 +35,7 @@ impl fmt::Display for IncidentKind {
             IncidentKind::Memory => "memory",
             IncidentKind::InvalidAction => "invalid-action",
             IncidentKind::Rejected => "rejected",
+            IncidentKind::Budget => "budget",
         })
     }
 }
@@ -129,16 +132,27 @@ impl Session {
     }
 
     pub fn describe(&mut self) -> Result<PolicyInfo, Incident> {
-        self.call(|b, s| b.call_describe(s))
+        let mut info = self.call(|b, s| b.call_describe(s))?;
+        bound(&mut info.name);
+        bound(&mut info.description);
+        for p in &mut info.params {
+            bound(&mut p.name);
+            bound(&mut p.default_value);
+            bound(&mut p.description);
+        }
+        Ok(info)
     }
 
     pub fn configure(&mut self, params: &[(String, String)]) -> Result<(), Incident> {
         let policy = self.policy.clone();
         self.call(|b, s| b.call_configure(s, params))?
-            .map_err(|message| Incident {
-                policy,
-                kind: IncidentKind::Rejected,
-                message,
+            .map_err(|mut message| {
+                bound(&mut message);
+                Incident {
+                    policy,
+                    kind: IncidentKind::Rejected,
+                    message,
+                }
             })
     }
 
@@ -149,7 +163,11 @@ impl Session {
         history: &[Event],
         now_ms: u64,
     ) -> Result<Vec<Action>, Incident> {
-        self.call(|b, s| b.call_decide(s, job, nodes, history, now_ms))
+        let mut actions = self.call(|b, s| b.call_decide(s, job, nodes, history, now_ms))?;
+        for action in &mut actions {
+            bound_action(action);
+        }
+        Ok(actions)
     }
 
     fn call<R>(
@@ -168,6 +186,43 @@ impl Session {
             self.poisoned = true;
             classify(&self.policy, &self.store, e)
         })
+    }
+}
+
+/// The most text a policy can hand the host in one string (a reason, a node name, a
+/// description): what it returns goes to the queue, logs and status replies, so a policy must
+/// not be able to fill them. Longer strings are cut, with a marker saying so.
+pub const MAX_POLICY_TEXT: usize = 1024;
+
+fn bound(text: &mut String) {
+    if text.len() <= MAX_POLICY_TEXT {
+        return;
+    }
+    let cut = text.len();
+    let mut end = MAX_POLICY_TEXT;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push_str(&format!("… [{} bytes cut by the host]", cut - end));
+}
+
+fn bound_action(action: &mut Action) {
+    match action {
+        Action::Pin(p) => bound(&mut p.node),
+        Action::Verify(n) | Action::CheckRetrievable(n) => bound(n),
+        Action::Connect(c) => {
+            bound(&mut c.node);
+            bound(&mut c.provider);
+        }
+        Action::Wait(w) => {
+            if let Some(n) = &mut w.node {
+                bound(n);
+            }
+        }
+        Action::Succeed(nodes) => nodes.iter_mut().for_each(bound),
+        Action::Fail(reason) => bound(reason),
+        Action::LocalFallback => {}
     }
 }
 
@@ -202,5 +257,21 @@ fn classify(policy: &str, store: &Store<HostState>, error: wasmtime::Error) -> I
         policy: policy.to_string(),
         kind,
         message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_text_is_cut_on_a_char_boundary_with_a_marker() {
+        let mut short = "fine".to_string();
+        bound(&mut short);
+        assert_eq!(short, "fine");
+        let mut long = "é".repeat(MAX_POLICY_TEXT);
+        bound(&mut long);
+        assert!(long.len() < MAX_POLICY_TEXT + 64, "{}", long.len());
+        assert!(long.ends_with("bytes cut by the host]"), "{long}");
     }
 }

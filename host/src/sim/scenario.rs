@@ -1,5 +1,5 @@
-//! Scenario files: scripted nodes, a job, policy parameters and the expected end.
-//! The format is documented in the README; the built-in scenarios are examples of it.
+//! Scenario files: scripted nodes, a job (or a stream of them), policy parameters and the
+//! expected end. The format is documented in the README; the built-in scenarios are examples.
 
 use super::node::NodeScript;
 use crate::executor::Status;
@@ -7,7 +7,8 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// The built-in scenarios: the seed's five flows, quorum 2-of-3 and the lazy local fallback.
+/// The built-in scenarios: the seed's five flows, quorum 2-of-3, the lazy local fallback and
+/// the supernode-outage drill.
 pub const BUILTIN: &[(&str, &str)] = &[
     (
         "happy-path",
@@ -34,6 +35,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "lazy-local-fallback",
         include_str!("../../scenarios/lazy-local-fallback.toml"),
     ),
+    (
+        "supernode-outage",
+        include_str!("../../scenarios/supernode-outage.toml"),
+    ),
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -44,6 +49,8 @@ pub struct Scenario {
     pub description: String,
     #[serde(default)]
     pub job: JobSpec,
+    /// A stream of such jobs on virtual time; absent: the one job.
+    pub jobs: Option<Stream>,
     /// Policy parameters this scenario needs (they win over `--param`).
     #[serde(default)]
     pub params: BTreeMap<String, toml::Value>,
@@ -78,18 +85,79 @@ impl Default for JobSpec {
     }
 }
 
+/// Jobs submitted one every `interval_ms` (the first at 0), each a separate job of its own
+/// rounds, all on one topology and so one node-health ledger, as a daemon runs them.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stream {
+    pub count: u32,
+    #[serde(default)]
+    pub interval_ms: u64,
+    /// Rounds running at once (the daemon's `concurrent_pins`); later jobs wait for a slot.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+}
+
+fn default_concurrency() -> usize {
+    crate::config::DaemonConfig::default().concurrent_pins
+}
+
+impl Default for Stream {
+    fn default() -> Self {
+        Stream {
+            count: 1,
+            interval_ms: 0,
+            concurrency: default_concurrency(),
+        }
+    }
+}
+
+/// Jobs beyond this make a benchmark, not a scenario.
+pub const MAX_JOBS: u32 = 10_000;
+/// Submissions span at most this much virtual time.
+const MAX_SPAN_MS: u64 = 30 * 24 * 3_600_000;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Expect {
+    /// How every job ends.
     pub status: Status,
-    /// Confirmed nodes (any order).
+    /// Confirmed nodes of every job (any order).
     pub nodes: Option<Vec<String>>,
     pub reason_starts_with: Option<String>,
-    /// Pin attempts per node, over all rounds.
+    /// Pin attempts per node, over all rounds of all jobs.
     #[serde(default)]
     pub pins: BTreeMap<String, usize>,
-    /// Rounds run (lazy jobs).
+    /// Rounds run by every job (lazy jobs).
     pub rounds: Option<usize>,
+    /// Upper bounds on per-job latency (submitted to ended), in ms.
+    #[serde(default)]
+    pub latency_ms: LatencyBounds,
+    /// Every job submitted in `[from_ms, until_ms)` ends pinned on backup nodes only.
+    pub all_pinned_on_backups_between: Option<[u64; 2]>,
+    /// Pin calls per node started while its circuit breaker was open, at most.
+    #[serde(default)]
+    pub max_pins_while_open: BTreeMap<String, usize>,
+    /// Per node: at least `min_jobs` of the jobs submitted from `from_ms` on are confirmed there.
+    #[serde(default)]
+    pub confirmed_after: BTreeMap<String, ConfirmedAfter>,
+}
+
+/// Percentiles are nearest-rank over the jobs.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LatencyBounds {
+    pub p50: Option<u64>,
+    pub p90: Option<u64>,
+    pub p99: Option<u64>,
+    pub max: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmedAfter {
+    pub from_ms: u64,
+    pub min_jobs: usize,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -137,6 +205,11 @@ impl Scenario {
             .collect()
     }
 
+    /// The jobs to run: the `[jobs]` stream, or the one job.
+    pub fn stream(&self) -> Stream {
+        self.jobs.unwrap_or_default()
+    }
+
     /// Parameters as the strings `configure` takes.
     pub fn param_pairs(&self) -> Vec<(String, String)> {
         self.params
@@ -160,13 +233,16 @@ impl Scenario {
             if !names.insert(&node.name) {
                 return Err(format!("node '{}' is defined twice", node.name));
             }
+            node.check()?;
         }
-        for name in self
-            .expect
+        let expect = &self.expect;
+        for name in expect
             .nodes
             .iter()
             .flatten()
-            .chain(self.expect.pins.keys())
+            .chain(expect.pins.keys())
+            .chain(expect.max_pins_while_open.keys())
+            .chain(expect.confirmed_after.keys())
         {
             if !names.contains(name) {
                 return Err(format!("[expect] names unknown node '{name}'"));
@@ -174,6 +250,27 @@ impl Scenario {
         }
         if self.job.max_rounds == 0 || self.job.max_rounds > 100 {
             return Err("job.max_rounds must be from 1 to 100".into());
+        }
+        if let Some(stream) = &self.jobs {
+            if stream.count == 0 || stream.count > MAX_JOBS {
+                return Err(format!("jobs.count must be from 1 to {MAX_JOBS}"));
+            }
+            if stream.concurrency == 0 || stream.concurrency > 1_000 {
+                return Err("jobs.concurrency must be from 1 to 1000".into());
+            }
+            if u64::from(stream.count).saturating_mul(stream.interval_ms) > MAX_SPAN_MS {
+                return Err("jobs: count × interval_ms must stay within 30 days".into());
+            }
+        }
+        if let Some([from, until]) = expect.all_pinned_on_backups_between {
+            if from >= until {
+                return Err("expect.all_pinned_on_backups_between: [from_ms, until_ms] must have from_ms < until_ms".into());
+            }
+            if !self.nodes.iter().any(|n| n.role == crate::Role::Backup) {
+                return Err(
+                    "expect.all_pinned_on_backups_between: the scenario has no backup node".into(),
+                );
+            }
         }
         Ok(())
     }

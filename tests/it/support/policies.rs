@@ -44,6 +44,7 @@ pub fn script(name: &str, role: Role, pin: &[PinAnswer], offline: bool) -> NodeS
         pin_ms: 500,
         offline,
         retrievable: true,
+        phases: Vec::new(),
     }
 }
 
@@ -74,16 +75,21 @@ pub fn job(lazy: bool) -> Job {
 
 /// One round on a paused (virtual-time) runtime.
 pub fn round(policy: &Policy, fallback: &Policy, topology: &Topology, job: &Job) -> RoundResult {
+    round_with(policy, fallback, topology, job, &RoundLimits::default())
+}
+
+/// [`round`] under other host limits.
+pub fn round_with(
+    policy: &Policy,
+    fallback: &Policy,
+    topology: &Topology,
+    job: &Job,
+    limits: &RoundLimits,
+) -> RoundResult {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)
         .build()
         .expect("runtime");
-    rt.block_on(run_round(
-        policy,
-        fallback,
-        job,
-        topology,
-        &RoundLimits::default(),
-    ))
+    rt.block_on(run_round(policy, fallback, job, topology, limits))
 }

@@ -4,10 +4,10 @@
 //! says: `trap`, `loop` (never returns), `oom` (grows memory without bound), `unknown-node`,
 //! `absurd-wait`, `bogus-succeed` (claims nodes it never pinned), `over-quorum` (claims more
 //! nodes than exist), `nothing` (returns no action while nothing runs). `configure-trap` traps
-//! in `configure` itself. Modes are numbers so the kit's integer parameters carry them.
+//! in `configure` itself. `huge-reason` fails with a 10 MB reason; `slow` spends a few
+//! milliseconds of busy work on every decision and only ever waits (a round-budget eater).
 
 use policy_kit::bindings::{Guest, PinRequest, WaitRequest};
-use policy_kit::params::{ATTEMPTS, BASE_DELAY_MS, MAX_DELAY_MS, PIN_TIMEOUT_MS, STALL_TIMEOUT_MS};
 use policy_kit::plan::{nodes_with, plan};
 use policy_kit::{Action, Event, Job, Node, PolicyInfo, Role, Settings};
 use std::sync::Mutex;
@@ -23,24 +23,29 @@ const MODES: &[&str] = &[
     "over-quorum",
     "nothing",
     "configure-trap",
+    "huge-reason",
+    "slow",
 ];
 
 struct Hostile;
 
 static STATE: Mutex<(usize, usize)> = Mutex::new((0, 0)); // (mode index, after)
+/// The kit's standard parameters, which it accepts like a real custom policy would.
+static SETTINGS: Mutex<Option<Settings>> = Mutex::new(None);
 
 impl Guest for Hostile {
     fn describe() -> PolicyInfo {
         PolicyInfo {
             name: "hostile".into(),
             description: format!("misbehaves on purpose; modes: {}", MODES.join(", ")),
-            params: Vec::new(),
+            params: policy_kit::params::describe(policy_kit::params::ALL),
         }
     }
 
     fn configure(params: Vec<(String, String)>) -> Result<(), String> {
         let mut mode = 0;
         let mut after = 0;
+        let mut standard = Vec::new();
         for (k, v) in params {
             match k.as_str() {
                 "mode" => {
@@ -54,8 +59,12 @@ impl Guest for Hostile {
                         .parse()
                         .map_err(|_| format!("parameter 'after': bad '{v}'"))?
                 }
-                _ => return Err(format!("unknown parameter '{k}'")),
+                _ => standard.push((k, v)),
             }
+        }
+        let settings = Settings::parse("hostile", policy_kit::params::ALL, &standard)?;
+        if let Ok(mut s) = SETTINGS.lock() {
+            *s = Some(settings);
         }
         if MODES[mode] == "configure-trap" {
             panic!("hostile policy traps in configure");
@@ -69,13 +78,11 @@ impl Guest for Hostile {
     fn decide(job: Job, nodes: Vec<Node>, history: Vec<Event>, now_ms: u64) -> Vec<Action> {
         let (mode, after) = STATE.lock().map(|s| *s).unwrap_or((0, 0));
         if history.len() < after || mode == 0 {
-            let s = Settings::defaults(&[
-                ATTEMPTS,
-                BASE_DELAY_MS,
-                MAX_DELAY_MS,
-                PIN_TIMEOUT_MS,
-                STALL_TIMEOUT_MS,
-            ]);
+            let s = SETTINGS
+                .lock()
+                .ok()
+                .and_then(|s| s.clone())
+                .unwrap_or_else(|| Settings::defaults(policy_kit::params::ALL));
             let candidates: Vec<&str> = nodes_with(&nodes, Role::Primary)
                 .chain(nodes_with(&nodes, Role::Backup))
                 .collect();
@@ -107,6 +114,17 @@ impl Guest for Hostile {
                 let mut all: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
                 all.push(nodes[0].name.clone());
                 vec![Action::Succeed(all)]
+            }
+            "huge-reason" => vec![Action::Fail("x".repeat(10 << 20))],
+            "slow" => {
+                let mut x = now_ms;
+                for i in 0..3_000_000u64 {
+                    x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(i));
+                }
+                vec![Action::Wait(WaitRequest {
+                    ms: 1 + x % 2,
+                    node: None,
+                })]
             }
             _ => Vec::new(),
         }
