@@ -28,20 +28,43 @@ pub fn action_node(action: &Action) -> Option<&str> {
     crate::script::act(action).node()
 }
 
-/// Failed actions on `node` in this round that the ledger's consecutive count includes (pins,
+/// The events of `node` in `history`, in order: a lane's input.
+pub fn events_of<'h>(node: &str, history: &'h [Event]) -> Vec<&'h Event> {
+    by_node(history, &[node]).pop().unwrap_or_default()
+}
+
+/// The events of each of `nodes` in `history`, in order, in one pass.
+///
+/// A decision reads each node's events several times; sorting the history out once keeps the
+/// decision linear in its length. Names are compared without `memcmp`, which wasm does a byte
+/// at a time behind a call: node names are short and most compares fail on the length or the
+/// last byte ("backup-1", "backup-2").
+pub fn by_node<'h>(history: &'h [Event], nodes: &[&str]) -> Vec<Vec<&'h Event>> {
+    let mut buckets: Vec<Vec<&Event>> = nodes.iter().map(|_| Vec::new()).collect();
+    for event in history {
+        let Some(name) = action_node(&event.action) else {
+            continue;
+        };
+        if let Some(i) = nodes.iter().position(|n| same_name(n, name)) {
+            buckets[i].push(event);
+        }
+    }
+    buckets
+}
+
+fn same_name(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    a.len() == b.len() && a.last() == b.last() && a.iter().zip(b).all(|(x, y)| x == y)
+}
+
+/// Failed actions among a node's `events` that the ledger's consecutive count includes (pins,
 /// verifications, checks; not waits, not provider hints).
-pub fn failures_on(node: &str, history: &[Event]) -> u32 {
-    let failed = history.iter().filter(|e| {
-        action_node(&e.action) == Some(node)
-            && !matches!(e.action, Action::Wait(_) | Action::Connect(_))
+pub fn failures_on(events: &[&Event]) -> u32 {
+    let failed = events.iter().filter(|e| {
+        !matches!(e.action, Action::Wait(_) | Action::Connect(_))
             && e.outcome.as_ref().is_some_and(|o| *o != Outcome::Ok)
     });
     u32::try_from(failed.count()).unwrap_or(u32::MAX)
-}
-
-/// Whether this round has done anything on `node` yet.
-pub fn touched(node: &str, history: &[Event]) -> bool {
-    history.iter().any(|e| action_node(&e.action) == Some(node))
 }
 
 /// Short human description of an outcome, for failure summaries.
@@ -58,36 +81,35 @@ pub fn describe_outcome(outcome: &Outcome) -> String {
     }
 }
 
-enum Phase {
+enum Phase<'h> {
     Start,
     Connected,
     Pinned,
     Verified,
     Confirmed,
-    Failed(String),
+    /// Described only if it ends the lane: most failures are followed by another attempt.
+    Failed(&'h Outcome),
     Waited,
 }
 
-/// The lane of `node` with `budget` pin attempts. `provider` is the node to connect to before
-/// every pin attempt (the primary, for backups), if a provider hint is wanted.
+/// The lane of `node` with `budget` pin attempts, from the node's `events` (see
+/// [`events_of`]). `provider` is the node to connect to before every pin attempt (the primary,
+/// for backups), if a provider hint is wanted.
 pub fn lane(
     node: &str,
     provider: Option<&str>,
-    history: &[Event],
+    events: &[&Event],
     s: &Settings,
     budget: u32,
 ) -> Lane {
     let mut attempts = 0u32;
     let mut phase = Phase::Start;
-    for event in history
-        .iter()
-        .filter(|e| action_node(&e.action) == Some(node))
-    {
+    for event in events {
         let Some(outcome) = &event.outcome else {
             return Lane::Busy;
         };
         let ok = matches!(outcome, Outcome::Ok);
-        let failed = || Phase::Failed(describe_outcome(outcome));
+        let failed = || Phase::Failed(outcome);
         phase = match &event.action {
             // A failed hint is not fatal: the node may find providers by itself.
             Action::Connect(_) => Phase::Connected,
@@ -113,7 +135,10 @@ pub fn lane(
         Phase::Confirmed => Lane::Confirmed,
         Phase::Pinned => Lane::Next(Action::Verify(node.to_string())),
         Phase::Verified => Lane::Next(Action::CheckRetrievable(node.to_string())),
-        Phase::Failed(last) if attempts >= budget => Lane::Exhausted { attempts, last },
+        Phase::Failed(last) if attempts >= budget => Lane::Exhausted {
+            attempts,
+            last: describe_outcome(last),
+        },
         Phase::Failed(_) => Lane::Next(Action::Wait(WaitRequest {
             ms: s.backoff_ms(attempts),
             node: Some(node.to_string()),
@@ -157,11 +182,11 @@ mod tests {
     #[test]
     fn fresh_lane_pins_or_hints_first() {
         assert!(matches!(
-            lane("p", None, &[], &settings(), 5),
+            lane("p", None, &events_of("p", &[]), &settings(), 5),
             Lane::Next(Action::Pin(_))
         ));
         assert!(matches!(
-            lane("b", Some("p"), &[], &settings(), 5),
+            lane("b", Some("p"), &events_of("b", &[]), &settings(), 5),
             Lane::Next(Action::Connect(c)) if c.provider == "p"
         ));
     }
@@ -174,12 +199,12 @@ mod tests {
         });
         let mut h = vec![done(hint.clone(), Outcome::Ok)];
         assert!(matches!(
-            lane("b", Some("p"), &h, &settings(), 5),
+            lane("b", Some("p"), &events_of("b", &h), &settings(), 5),
             Lane::Next(Action::Pin(_))
         ));
         h.push(done(pin("b"), Outcome::Stalled));
         assert!(matches!(
-            lane("b", Some("p"), &h, &settings(), 5),
+            lane("b", Some("p"), &events_of("b", &h), &settings(), 5),
             Lane::Next(Action::Wait(_))
         ));
         h.push(done(
@@ -189,7 +214,10 @@ mod tests {
             }),
             Outcome::Ok,
         ));
-        assert_eq!(lane("b", Some("p"), &h, &settings(), 5), Lane::Next(hint));
+        assert_eq!(
+            lane("b", Some("p"), &events_of("b", &h), &settings(), 5),
+            Lane::Next(hint)
+        );
         // A failed hint still lets the attempt run.
         h.push(done(
             Action::Connect(ConnectRequest {
@@ -199,7 +227,7 @@ mod tests {
             Outcome::Unreachable("refused".into()),
         ));
         assert!(matches!(
-            lane("b", Some("p"), &h, &settings(), 5),
+            lane("b", Some("p"), &events_of("b", &h), &settings(), 5),
             Lane::Next(Action::Pin(_))
         ));
         // Without a provider (the primary itself) there is no hint.
@@ -215,7 +243,7 @@ mod tests {
             ),
         ];
         assert!(matches!(
-            lane("p", None, &waited, &settings(), 5),
+            lane("p", None, &events_of("p", &waited), &settings(), 5),
             Lane::Next(Action::Pin(_))
         ));
     }
@@ -227,7 +255,7 @@ mod tests {
             done(Action::Verify("p".into()), Outcome::NotPinned),
         ];
         assert_eq!(
-            lane("p", None, &h, &settings(), 5),
+            lane("p", None, &events_of("p", &h), &settings(), 5),
             Lane::Next(Action::Wait(WaitRequest {
                 ms: 2_000,
                 node: Some("p".into())
@@ -239,16 +267,19 @@ mod tests {
     fn confirmed_needs_verify_and_retrievability() {
         let mut h = vec![done(pin("p"), Outcome::Ok)];
         assert!(matches!(
-            lane("p", None, &h, &settings(), 5),
+            lane("p", None, &events_of("p", &h), &settings(), 5),
             Lane::Next(Action::Verify(_))
         ));
         h.push(done(Action::Verify("p".into()), Outcome::Ok));
         assert!(matches!(
-            lane("p", None, &h, &settings(), 5),
+            lane("p", None, &events_of("p", &h), &settings(), 5),
             Lane::Next(Action::CheckRetrievable(_))
         ));
         h.push(done(Action::CheckRetrievable("p".into()), Outcome::Ok));
-        assert_eq!(lane("p", None, &h, &settings(), 5), Lane::Confirmed);
+        assert_eq!(
+            lane("p", None, &events_of("p", &h), &settings(), 5),
+            Lane::Confirmed
+        );
     }
 
     #[test]
@@ -258,7 +289,7 @@ mod tests {
             h.push(done(pin("p"), Outcome::Timeout));
         }
         assert_eq!(
-            lane("p", None, &h, &settings(), 5),
+            lane("p", None, &events_of("p", &h), &settings(), 5),
             Lane::Exhausted {
                 attempts: 5,
                 last: "timeout".into()
@@ -274,7 +305,13 @@ mod tests {
             started_ms: 0,
             ended_ms: None,
         }];
-        assert_eq!(lane("p", None, &h, &settings(), 5), Lane::Busy);
-        assert!(matches!(lane("q", None, &h, &settings(), 5), Lane::Next(_)));
+        assert_eq!(
+            lane("p", None, &events_of("p", &h), &settings(), 5),
+            Lane::Busy
+        );
+        assert!(matches!(
+            lane("q", None, &events_of("q", &h), &settings(), 5),
+            Lane::Next(_)
+        ));
     }
 }

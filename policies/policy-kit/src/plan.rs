@@ -8,12 +8,14 @@
 
 use crate::bindings::{Action, Event, Job, Node, Role, WaitRequest};
 use crate::health::{self, Breaker};
-use crate::lanes::{Lane, failures_on, lane, touched};
+use crate::lanes::{Lane, by_node, failures_on, lane};
 use crate::params::Settings;
 
 /// A candidate's lane in this round.
 struct Planned<'a> {
     node: &'a Node,
+    /// The node's events in this round.
+    events: Vec<&'a Event>,
     lane: Lane,
     /// Already started in this round: it keeps going, whatever the quorum says.
     started: bool,
@@ -36,24 +38,27 @@ pub fn plan(
         .iter()
         .filter_map(|&name| nodes.iter().find(|n| n.name == name))
         .collect();
-    let lane_of = |node: &Node, budget: u32| {
+    let lane_of = |node: &Node, events: &[&Event], budget: u32| {
         // Backups get a provider hint: connect them to the primary, which has the blocks.
         let hint = provider.filter(|&p| p != node.name);
-        lane(&node.name, hint, history, s, budget)
+        lane(&node.name, hint, events, s, budget)
     };
     // Every breaker open: the last resort is one attempt on each node, not no attempt at all.
     // (This round's own failures only open breakers further, so once true it stays true.)
     let all_open = candidates
         .iter()
         .all(|&node| health::breaker(node, s) == Breaker::Open);
+    let names: Vec<&str> = candidates.iter().map(|n| n.name.as_str()).collect();
     let lanes: Vec<Planned> = candidates
         .iter()
-        .filter_map(|&node| {
-            let started = touched(&node.name, history);
-            let budget = budget(node, history, s, started).or(all_open.then_some(1))?;
+        .zip(by_node(history, &names))
+        .filter_map(|(&node, events)| {
+            let started = !events.is_empty();
+            let budget = budget(node, &events, s, started).or(all_open.then_some(1))?;
             Some(Planned {
                 node,
-                lane: lane_of(node, budget),
+                lane: lane_of(node, &events, budget),
+                events,
                 started,
             })
         })
@@ -82,7 +87,7 @@ pub fn plan(
     let slow = alive
         .iter()
         .take(quorum)
-        .filter(|p| pin_running_past_hedge(p.node, history, now_ms, s))
+        .filter(|p| pin_running_past_hedge(p.node, &p.events, now_ms, s))
         .count();
     let active: Vec<&&Planned> = alive
         .iter()
@@ -116,12 +121,12 @@ pub fn plan(
 /// failed `breaker_failures` times before this round (then it was a probe: one attempt). The
 /// ledger's count includes this round's own failures, which are subtracted here, so a single
 /// job's retries follow the attempt budget and the breaker acts across jobs.
-fn budget(node: &Node, history: &[Event], s: &Settings, started: bool) -> Option<u32> {
+fn budget(node: &Node, events: &[&Event], s: &Settings, started: bool) -> Option<u32> {
     if started {
         let before = node
             .health
             .consecutive_failures
-            .saturating_sub(failures_on(&node.name, history));
+            .saturating_sub(failures_on(events));
         let probe = s.breaker_failures > 0 && before >= s.breaker_failures;
         return Some(if probe { 1 } else { s.attempts });
     }
@@ -133,16 +138,16 @@ fn budget(node: &Node, history: &[Event], s: &Settings, started: bool) -> Option
 }
 
 /// Whether `node` is a primary whose running pin has passed its hedge delay.
-fn pin_running_past_hedge(node: &Node, history: &[Event], now_ms: u64, s: &Settings) -> bool {
+fn pin_running_past_hedge(node: &Node, events: &[&Event], now_ms: u64, s: &Settings) -> bool {
     if node.role != Role::Primary {
         return false;
     }
     let Some(delay) = health::hedge_delay_ms(node, s) else {
         return false;
     };
-    history.iter().any(|e| {
+    events.iter().any(|e| {
         e.outcome.is_none()
-            && matches!(&e.action, Action::Pin(p) if p.node == node.name)
+            && matches!(&e.action, Action::Pin(_))
             && now_ms.saturating_sub(e.started_ms) >= delay
     })
 }
