@@ -24,34 +24,8 @@ pub struct App {
 impl App {
     /// Loads the policy and builds the node clients; every error names what is wrong (exit 2).
     pub fn new(config: Config) -> Result<App, ConfigError> {
-        let engine = PolicyEngine::new(
-            SandboxLimits::default(),
-            Some(config.data_dir.join("policy-cache")),
-        )
-        .map_err(|e| ConfigError(format!("cannot start the WebAssembly engine: {e:#}")))?;
-        let registry = Registry::new(engine);
-        let policy_err = |e: &dyn std::fmt::Display| {
-            ConfigError(format!("policy.name '{}': {e}", config.policy.name))
-        };
-        let bare = registry
-            .resolve(&config.policy.name, &[])
-            .map_err(|e| policy_err(&e))?;
-        let params = config.policy_params(|k| bare.declares(k));
-        let policy =
-            Arc::new(bare.with_params(&params).map_err(|e| {
-                ConfigError(format!("policy.params ({}): {}", bare.name, e.message))
-            })?);
-        // When the policy is the built-in fallback itself, one compiled copy serves as both.
-        let fallback = if policy.source == Source::Builtin && policy.name == BUILTIN_FALLBACK {
-            Arc::clone(&policy)
-        } else {
-            // Every configured parameter the fallback understands, not only those the custom
-            // policy declares (the local-fallback threshold, say): a contained job keeps them.
-            let configured = config.policy_params(|_| true);
-            registry
-                .fallback_for(&configured)
-                .map_err(|e| policy_err(&e))?
-        };
+        let cache = config.data_dir.join("policy-cache");
+        let (registry, policy, fallback) = load_policies(&config, Some(cache))?;
 
         // One node-health ledger per process, remembered in the data directory so consecutive
         // one-shot `pinwarden pin` processes learn from each other.
@@ -83,19 +57,59 @@ impl App {
     }
 }
 
+/// The configured policy with its parameters, and the built-in fallback a contained job moves
+/// to, loaded the way every command loads them (`cache`: where compiled components are kept).
+/// Errors name the key at fault (exit 2).
+pub fn load_policies(
+    config: &Config,
+    cache: Option<std::path::PathBuf>,
+) -> Result<(Registry, Arc<Policy>, Arc<Policy>), ConfigError> {
+    let engine = PolicyEngine::new(SandboxLimits::default(), cache)
+        .map_err(|e| ConfigError(format!("cannot start the WebAssembly engine: {e:#}")))?;
+    let registry = Registry::new(engine);
+    let policy_err = |e: &dyn std::fmt::Display| {
+        ConfigError(format!("policy.name '{}': {e}", config.policy.name))
+    };
+    let bare = registry
+        .resolve(&config.policy.name, &[])
+        .map_err(|e| policy_err(&e))?;
+    let params = config.policy_params(|k| bare.declares(k));
+    let policy = Arc::new(
+        bare.with_params(&params)
+            .map_err(|e| ConfigError(format!("policy.params ({}): {}", bare.name, e.message)))?,
+    );
+    // When the policy is the built-in fallback itself, one compiled copy serves as both.
+    let fallback = if policy.source == Source::Builtin && policy.name == BUILTIN_FALLBACK {
+        Arc::clone(&policy)
+    } else {
+        // Every configured parameter the fallback understands, not only those the custom
+        // policy declares (the local-fallback threshold, say): a contained job keeps them.
+        let configured = config.policy_params(|_| true);
+        registry
+            .fallback_for(&configured)
+            .map_err(|e| policy_err(&e))?
+    };
+    Ok((registry, policy, fallback))
+}
+
 /// The RPC client of a configured node, with its credentials. With the data dir, one-shot
 /// processes remember the node's flavour there (see `kubo::KuboConfig::data_dir`).
 pub fn client_for(
     node: &NodeConfig,
     data_dir: Option<&std::path::Path>,
 ) -> Result<KuboClient, ConfigError> {
-    let auth = node
-        .credentials()
-        .map_err(|m| ConfigError(format!("node {}: {m}", node.name)))?;
     let config = KuboConfig {
         data_dir: data_dir.map(std::path::Path::to_path_buf),
         ..KuboConfig::default()
     };
+    client_with(node, config)
+}
+
+/// [`client_for`] with explicit time bounds (`pinwarden doctor` asks with short ones).
+pub fn client_with(node: &NodeConfig, config: KuboConfig) -> Result<KuboClient, ConfigError> {
+    let auth = node
+        .credentials()
+        .map_err(|m| ConfigError(format!("node {}: {m}", node.name)))?;
     KuboClient::with_config(node.name.clone(), &node.url, auth, config)
         .map_err(|e| ConfigError(format!("node {}.url: {e}", node.name)))
 }

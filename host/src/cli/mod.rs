@@ -7,6 +7,7 @@
 
 pub mod context;
 mod daemon_cmd;
+mod doctor_cmd;
 mod fallback_cmd;
 mod nodes_cmd;
 mod pin_cmd;
@@ -78,6 +79,10 @@ pub enum Command {
     /// failure, recent success rate, pin time, and its circuit breaker.
     #[command(after_long_help = nodes_cmd::after_help())]
     Nodes(nodes_cmd::NodesArgs),
+    /// Check the configured topology before the first video: each node reachable, credentials
+    /// accepted, version, disk usage; each backup able to reach the primary; the local node,
+    /// data directory and policy. Exit 0 all OK or WARN, 1 a check failed.
+    Doctor(doctor_cmd::DoctorArgs),
     /// Show the effective configuration (file, environment, defaults), secrets masked.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -115,6 +120,7 @@ pub fn main() -> ExitCode {
         Command::Status(args) => daemon_cmd::status(&cx, args),
         Command::Jobs(args) => daemon_cmd::jobs(&cx, args),
         Command::Nodes(args) => nodes_cmd::run(&cx, &args),
+        Command::Doctor(args) => doctor_cmd::run(&cx, &args),
         Command::Policy(policy_cmd::PolicyCommand::Reload { policy, socket }) => {
             daemon_cmd::reload(&cx, policy, socket.as_deref())
         }

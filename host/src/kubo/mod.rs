@@ -95,6 +95,27 @@ pub struct PeerInfo {
     pub agent_version: String,
 }
 
+/// What `version` says about a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeVersion {
+    /// `0.32.1` (Kubo) or `0.18.1` (js-ipfs: the version of ipfs-core).
+    pub version: String,
+    /// The repository format version.
+    pub repo: String,
+    /// `amd64/linux` (Kubo only).
+    pub system: Option<String>,
+}
+
+/// What `repo/stat` says of a node's repository, in bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepoStat {
+    pub repo_size: u64,
+    /// The configured limit (Kubo's `Datastore.StorageMax`); `None` when there is none (js-ipfs
+    /// reports 2^53 - 1).
+    pub storage_max: Option<u64>,
+    pub num_objects: u64,
+}
+
 /// The UnixFS type of an object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ObjectKind {
@@ -196,6 +217,50 @@ impl KuboClient {
             id: reply.id,
             addresses,
             agent_version: reply.agent_version,
+        })
+    }
+
+    /// `version`: the implementation's version and its repository format.
+    pub async fn version(&self) -> Result<NodeVersion, KuboError> {
+        #[derive(Deserialize)]
+        struct VersionReply {
+            #[serde(rename = "Version")]
+            version: String,
+            #[serde(rename = "Repo", default)]
+            repo: String,
+            #[serde(rename = "System", default)]
+            system: Option<String>,
+        }
+        let reply: VersionReply = self.rpc.call_json("version", &[]).await?;
+        Ok(NodeVersion {
+            version: reply.version,
+            repo: reply.repo,
+            system: reply.system.filter(|s| !s.is_empty()),
+        })
+    }
+
+    /// `repo/stat?size-only=true`: repository size against its limit. Kubo answers numbers,
+    /// js-ipfs decimal strings; both are read.
+    pub async fn repo_stat(&self) -> Result<RepoStat, KuboError> {
+        #[derive(Deserialize)]
+        struct RepoStatReply {
+            #[serde(rename = "RepoSize", deserialize_with = "lenient_u64")]
+            repo_size: u64,
+            #[serde(rename = "StorageMax", default, deserialize_with = "lenient_u64")]
+            storage_max: u64,
+            #[serde(rename = "NumObjects", default, deserialize_with = "lenient_u64")]
+            num_objects: u64,
+        }
+        /// js-ipfs's "no limit": `Number.MAX_SAFE_INTEGER`.
+        const NO_LIMIT: u64 = (1 << 53) - 1;
+        let reply: RepoStatReply = self
+            .rpc
+            .call_json("repo/stat", &[("size-only", "true")])
+            .await?;
+        Ok(RepoStat {
+            repo_size: reply.repo_size,
+            storage_max: Some(reply.storage_max).filter(|&m| m > 0 && m < NO_LIMIT),
+            num_objects: reply.num_objects,
         })
     }
 
@@ -409,6 +474,23 @@ impl Node for KuboClient {
     }
 }
 
+/// A count that arrives as a JSON number (Kubo) or a decimal string (js-ipfs).
+fn lenient_u64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Count {
+        Number(u64),
+        Text(String),
+    }
+    match Count::deserialize(d)? {
+        Count::Number(n) => Ok(n),
+        Count::Text(t) => t
+            .trim()
+            .parse()
+            .map_err(|_| serde::de::Error::custom(format!("not a count: '{t}'"))),
+    }
+}
+
 /// js-ipfs: `path '<cid>' is not pinned` (pin/ls) or `<cid> is not pinned` (pin/rm);
 /// Kubo: `path '<cid>' is not pinned`, `... is not pinned recursively`.
 fn is_not_pinned(message: &str) -> bool {
@@ -472,6 +554,54 @@ mod tests {
         // Without a data dir there is no cache to consult.
         let client = KuboClient::new("n", &url, None).unwrap();
         assert!(client.flavour().await.is_err());
+    }
+
+    #[tokio::test]
+    async fn version_and_repo_stat_read_both_implementations() {
+        use super::recorded::*;
+        use super::replay::{Replay, Reply};
+        let js = Replay::start(|path, _| match path.split('?').next() {
+            Some("/api/v0/version") => Reply::whole(JS_JSON_HEAD, JS_VERSION),
+            _ => Reply::whole(JS_JSON_HEAD, JS_REPO_STAT),
+        })
+        .await;
+        let client = KuboClient::new("js", js.url(), None).unwrap();
+        let v = client.version().await.unwrap();
+        assert_eq!((v.version.as_str(), v.repo.as_str()), ("0.18.1", "12"));
+        assert_eq!(v.system, None);
+        let stat = client.repo_stat().await.unwrap();
+        assert_eq!((stat.repo_size, stat.storage_max), (1710, None));
+        assert!(js.calls().iter().any(|c| c.contains("size-only=true")));
+
+        let kubo = Replay::start(|path, _| match path.split('?').next() {
+            Some("/api/v0/version") => Reply::whole(JS_JSON_HEAD, KUBO_VERSION),
+            _ => Reply::whole(JS_JSON_HEAD, KUBO_REPO_STAT),
+        })
+        .await;
+        let client = KuboClient::new("kubo", kubo.url(), None).unwrap();
+        let v = client.version().await.unwrap();
+        assert_eq!(v.system.as_deref(), Some("amd64/linux"));
+        let stat = client.repo_stat().await.unwrap();
+        assert_eq!(stat.storage_max, Some(10_000_000_000));
+        assert_eq!(stat.num_objects, 48_210);
+    }
+
+    #[tokio::test]
+    async fn a_refused_token_is_an_http_403_with_kubos_text() {
+        use super::recorded::*;
+        use super::replay::{Replay, Reply};
+        let kubo = Replay::start(|_, _| Reply::whole(KUBO_FORBIDDEN_HEAD, KUBO_FORBIDDEN)).await;
+        let client =
+            KuboClient::new("kubo", kubo.url(), Some(Auth::Bearer("wrong".into()))).unwrap();
+        match client.version().await {
+            Err(KuboError::Http {
+                status: 403,
+                message,
+            }) => {
+                assert!(message.contains("Access Denied"), "{message}")
+            }
+            other => panic!("expected HTTP 403, got {other:?}"),
+        }
     }
 
     #[test]

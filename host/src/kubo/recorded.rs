@@ -97,3 +97,23 @@ pub(super) fn kubo_ref(cid: &str) -> String {
 pub(super) fn ref_error(message: &str) -> String {
     format!(r#"{{"Ref":"","Err":"{message}"}}"#)
 }
+
+/// js-ipfs 0.66.1 (ipfs-core 0.18.1) `version` and `repo/stat`, captured on this machine: numbers
+/// as decimal strings, and `Number.MAX_SAFE_INTEGER` for "no storage limit".
+pub(super) const JS_VERSION: &str = r#"{"Version":"0.18.1","Commit":"","Repo":"12","ipfs-core":"0.18.1","interface-ipfs-core":"^0.158.1","ipfs-http-client":"^60.0.1"}"#;
+pub(super) const JS_REPO_STAT: &str = r#"{"NumObjects":"1","RepoSize":"1710","RepoPath":"/tmp/jsn/repo","Version":"12","StorageMax":"9007199254740991"}"#;
+
+/// Kubo `version` (`core/commands/version.go`: `VersionOutput{Version, Commit, Repo, System,
+/// Golang}`) and `repo/stat` (`corerepo.Stat`: `SizeStat{RepoSize, StorageMax}`, `NumObjects`,
+/// `RepoPath`, `Version`, numbers as JSON numbers; `StorageMax` from `Datastore.StorageMax`,
+/// 10 GB by default).
+pub(super) const KUBO_VERSION: &str =
+    r#"{"Version":"0.32.1","Commit":"","Repo":"16","System":"amd64/linux","Golang":"go1.23.3"}"#;
+pub(super) const KUBO_REPO_STAT: &str = r#"{"RepoSize":9321000000,"StorageMax":10000000000,"NumObjects":48210,"RepoPath":"/data/ipfs","Version":"fs-repo@16"}"#;
+
+/// Kubo with `API.Authorizations` set, asked without the right `Authorization` header
+/// (`core/corehttp/commands.go`, `withAuthSecrets`).
+pub(super) const KUBO_FORBIDDEN_HEAD: &str = "HTTP/1.1 403 Forbidden
+Content-Type: text/plain; charset=utf-8
+X-Content-Type-Options: nosniff";
+pub(super) const KUBO_FORBIDDEN: &str = "Kubo RPC Access Denied: Please provide a valid authorization token as defined in the API.Authorizations configuration.";

@@ -113,6 +113,11 @@ impl Replay {
         Replay { url, calls, task }
     }
 
+    /// `http://127.0.0.1:<port>`.
+    pub(super) fn url(&self) -> &str {
+        &self.url
+    }
+
     /// An [`Rpc`] to this server with the default configuration.
     pub(super) fn rpc(&self) -> Rpc {
         crate::install_crypto_provider();

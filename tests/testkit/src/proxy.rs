@@ -42,7 +42,16 @@ pub enum Mode {
     /// `pin/add` answers 200, one progress line, then an `X-Stream-Error` trailer carrying this
     /// message (Kubo's way of reporting a late failure). Other calls pass.
     PinStreamError(String),
+    /// A Kubo with `API.Authorizations`: requests without `Authorization: Bearer <token>` get
+    /// its 403 (`core/corehttp/commands.go`, `withAuthSecrets`); the others pass.
+    RequireToken(String),
+    /// `id` answers with the node's swarm addresses replaced by one nobody listens on (same
+    /// peer id): a node behind a firewall or NAT that its peers cannot dial. Other calls pass.
+    UnreachableSwarm,
 }
+
+/// Kubo's answer to a request without the right token.
+pub const KUBO_ACCESS_DENIED: &str = "Kubo RPC Access Denied: Please provide a valid authorization token as defined in the API.Authorizations configuration.";
 
 /// The running proxy. Dropping it stops it (listener and connections).
 pub struct FaultProxy {
@@ -280,6 +289,29 @@ async fn handle(
         Mode::Delay(d) => {
             tokio::time::sleep(d).await;
             Ok(forward(&shared, req).await)
+        }
+        Mode::RequireToken(token) => {
+            let given = req.headers().get(header::AUTHORIZATION);
+            if given.and_then(|v| v.to_str().ok()) == Some(format!("Bearer {token}").as_str()) {
+                Ok(forward(&shared, req).await)
+            } else {
+                let mut denied = json(StatusCode::FORBIDDEN, KUBO_ACCESS_DENIED.into());
+                denied.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; charset=utf-8"),
+                );
+                Ok(denied)
+            }
+        }
+        Mode::UnreachableSwarm if path == "/api/v0/id" => {
+            let answer = forward(&shared, req).await;
+            let body = answer.into_body().collect().await.map_err(|_| Refused)?;
+            let mut id: serde_json::Value =
+                serde_json::from_slice(&body.to_bytes()).map_err(|_| Refused)?;
+            let peer = id["ID"].as_str().unwrap_or_default().to_string();
+            // Port 1 on loopback: nothing listens there, a dial is refused at once.
+            id["Addresses"] = serde_json::json!([format!("/ip4/127.0.0.1/tcp/1/p2p/{peer}")]);
+            Ok(json(StatusCode::OK, id.to_string()))
         }
         _ => Ok(forward(&shared, req).await),
     }

@@ -1,0 +1,643 @@
+//! `pinwarden doctor`: checks a topology before the first video does.
+//!
+//! Every configured node: does it answer, does it accept the credentials, what is it (Kubo or
+//! js-ipfs, which version), how full is its repository. Every backup: can it connect to the
+//! primary (the provider hint the policies rely on: a backup fetches the video from the primary
+//! over bitswap). Then the local node when the local fallback needs it, the data directory and
+//! the policy with its parameters. Each check ends OK, WARN (works, but look) or FAIL (pins
+//! will fail), with the reason and a hint. The checks only read, except the provider hint,
+//! which opens the same swarm connection a job's first backup attempt would.
+
+use crate::Outcome;
+use crate::Role;
+use crate::app::{client_with, load_policies};
+use crate::config::{Config, NodeConfig};
+use crate::kubo::{KuboClient, KuboConfig, KuboError, PeerInfo, RepoStat};
+use crate::node::Node;
+use serde::Serialize;
+use std::path::Path;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Ok,
+    Warn,
+    Fail,
+}
+
+impl Level {
+    pub fn label(self) -> &'static str {
+        match self {
+            Level::Ok => "OK",
+            Level::Warn => "WARN",
+            Level::Fail => "FAIL",
+        }
+    }
+}
+
+/// One line of the report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Check {
+    /// A node's name, `data-dir` or `policy`.
+    pub subject: String,
+    /// `reachable`, `auth`, `version`, `disk`, `provider`, `writable`, `loadable`, `present`.
+    pub check: &'static str,
+    pub level: Level,
+    pub detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// No check failed.
+    pub ok: bool,
+    pub checks: Vec<Check>,
+}
+
+impl Report {
+    fn new(checks: Vec<Check>) -> Report {
+        Report {
+            ok: checks.iter().all(|c| c.level != Level::Fail),
+            checks,
+        }
+    }
+
+    pub fn count(&self, level: Level) -> usize {
+        self.checks.iter().filter(|c| c.level == level).count()
+    }
+}
+
+/// Thresholds of the checks.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Warn when a node's repository uses more than this share of its `StorageMax`.
+    pub disk_warn_percent: u8,
+    /// Bound of each call to a node.
+    pub timeout: Duration,
+    /// Warn when the data directory's file system has less free space than this.
+    pub min_free_bytes: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            disk_warn_percent: 90,
+            timeout: Duration::from_secs(10),
+            min_free_bytes: 512 << 20,
+        }
+    }
+}
+
+/// Runs every check of `config`.
+pub async fn examine(config: &Config, opts: &Options) -> Report {
+    let nodes = futures::future::join_all(config.nodes.iter().map(|n| node_checks(n, opts))).await;
+    let primary_info = config.nodes.iter().zip(&nodes).find_map(|(n, seen)| {
+        (n.role == Role::Primary)
+            .then(|| seen.info.clone())
+            .flatten()
+    });
+    let mut checks = Vec::new();
+    let mut provider_checks = Vec::new();
+    for (node, seen) in config.nodes.iter().zip(nodes) {
+        checks.extend(seen.checks);
+        if node.role == Role::Backup
+            && let Some(client) = seen.client
+        {
+            provider_checks.push(provider_check(node, client, primary_info.clone()));
+        }
+    }
+    checks.extend(futures::future::join_all(provider_checks).await);
+    if config.local_fallback.enabled && !config.nodes.iter().any(|n| n.role == Role::Local) {
+        checks.push(Check {
+            subject: "local".into(),
+            check: "present",
+            level: Level::Fail,
+            detail: "the local fallback is enabled but no node has role = \"local\"".into(),
+            hint: Some(
+                "add the encoder's own node (IPFS_LOCAL_API) or disable the fallback \
+                 (ENABLE_LOCAL_FALLBACK=false)"
+                    .into(),
+            ),
+        });
+    }
+    checks.push(data_dir_check(&config.data_dir, opts.min_free_bytes));
+    checks.push(policy_check(config));
+    Report::new(checks)
+}
+
+/// What the checks of one node learned.
+struct NodeSeen {
+    checks: Vec<Check>,
+    /// Set when the node answered with accepted credentials.
+    client: Option<KuboClient>,
+    info: Option<PeerInfo>,
+}
+
+async fn node_checks(node: &NodeConfig, opts: &Options) -> NodeSeen {
+    let subject = node.name.clone();
+    let check = |check, level, detail: String, hint: Option<String>| Check {
+        subject: subject.clone(),
+        check,
+        level,
+        detail,
+        hint,
+    };
+    let cfg = KuboConfig {
+        connect_timeout: opts.timeout.min(Duration::from_secs(5)),
+        call_timeout: opts.timeout,
+        ..KuboConfig::default()
+    };
+    let client = match client_with(node, cfg) {
+        Ok(c) => c,
+        Err(e) => {
+            return NodeSeen {
+                checks: vec![check(
+                    "reachable",
+                    Level::Fail,
+                    e.to_string(),
+                    Some("fix the node's entry in the configuration".into()),
+                )],
+                client: None,
+                info: None,
+            };
+        }
+    };
+    let mut checks = Vec::new();
+    let info = match client.id().await {
+        Ok(info) => info,
+        Err(KuboError::Http { status, message }) if status == 401 || status == 403 => {
+            checks.push(check(
+                "reachable",
+                Level::Ok,
+                format!("{} answers", client.api_url()),
+                None,
+            ));
+            checks.push(check(
+                "auth",
+                Level::Fail,
+                format!(
+                    "credentials refused (HTTP {status}: {})",
+                    first_line(&message)
+                ),
+                Some(credentials_hint(node)),
+            ));
+            return NodeSeen {
+                checks,
+                client: None,
+                info: None,
+            };
+        }
+        Err(e) => {
+            let hint = match e {
+                KuboError::Unreachable(_) | KuboError::Timeout => format!(
+                    "is the node running, its API listening at {}? Check `url` of node '{}'",
+                    node.url, node.name
+                ),
+                _ => format!("{} does not answer like a Kubo RPC API", node.url),
+            };
+            checks.push(check("reachable", Level::Fail, e.to_string(), Some(hint)));
+            return NodeSeen {
+                checks,
+                client: None,
+                info: None,
+            };
+        }
+    };
+    checks.push(check(
+        "reachable",
+        Level::Ok,
+        format!(
+            "{} answers (peer {})",
+            client.api_url(),
+            short_peer(&info.id)
+        ),
+        None,
+    ));
+    let auth = if has_credentials(node) {
+        "credentials accepted"
+    } else {
+        "no credentials configured; none asked"
+    };
+    checks.push(check("auth", Level::Ok, auth.into(), None));
+    checks.push(version_check(&client, &info, &check).await);
+    checks.push(disk_check(&client, opts.disk_warn_percent, &check).await);
+    NodeSeen {
+        checks,
+        client: Some(client),
+        info: Some(info),
+    }
+}
+
+async fn version_check(
+    client: &KuboClient,
+    info: &PeerInfo,
+    check: &impl Fn(&'static str, Level, String, Option<String>) -> Check,
+) -> Check {
+    let agent = info.agent_version.as_str();
+    let implementation = if agent.starts_with("kubo") || agent.starts_with("go-ipfs") {
+        Some("Kubo")
+    } else if agent.starts_with("js-ipfs") {
+        Some("js-ipfs")
+    } else {
+        None
+    };
+    match (client.version().await, implementation) {
+        (Ok(v), Some(name)) => {
+            let system = v.system.map(|s| format!(", {s}")).unwrap_or_default();
+            check(
+                "version",
+                Level::Ok,
+                format!(
+                    "{name} {} (agent {agent}, repo {}{system})",
+                    v.version, v.repo
+                ),
+                None,
+            )
+        }
+        (Ok(v), None) => check(
+            "version",
+            Level::Warn,
+            format!(
+                "unknown implementation: agent '{agent}', version {}",
+                v.version
+            ),
+            Some("pinwarden speaks the Kubo RPC API and is tested with Kubo and js-ipfs".into()),
+        ),
+        (Err(e), _) => check(
+            "version",
+            Level::Fail,
+            format!("`version` failed: {e}"),
+            Some("the node answers `id` but not `version`: is this a Kubo RPC API?".into()),
+        ),
+    }
+}
+
+async fn disk_check(
+    client: &KuboClient,
+    warn_percent: u8,
+    check: &impl Fn(&'static str, Level, String, Option<String>) -> Check,
+) -> Check {
+    let stat = match client.repo_stat().await {
+        Ok(s) => s,
+        Err(e) => {
+            return check(
+                "disk",
+                Level::Warn,
+                format!("`repo/stat` failed: {e}"),
+                Some("repository usage unknown: watch the node's disk by other means".into()),
+            );
+        }
+    };
+    let (level, detail, hint) = disk_verdict(&stat, warn_percent);
+    check("disk", level, detail, hint)
+}
+
+fn disk_verdict(stat: &RepoStat, warn_percent: u8) -> (Level, String, Option<String>) {
+    let used = format_bytes(stat.repo_size);
+    let Some(max) = stat.storage_max else {
+        return (
+            Level::Ok,
+            format!("{used} used, no storage limit configured"),
+            None,
+        );
+    };
+    let percent = stat.repo_size.saturating_mul(100) / max.max(1);
+    let detail = format!("{used} of {} used ({percent}%)", format_bytes(max));
+    if percent >= u64::from(warn_percent) {
+        (
+            Level::Warn,
+            format!("{detail}, above {warn_percent}%"),
+            Some(
+                "a node that runs out of disk fails pins: run `ipfs repo gc`, add disk, or raise \
+                 Datastore.StorageMax"
+                    .into(),
+            ),
+        )
+    } else {
+        (Level::Ok, detail, None)
+    }
+}
+
+async fn provider_check(
+    backup: &NodeConfig,
+    client: KuboClient,
+    primary: Option<PeerInfo>,
+) -> Check {
+    let check = |level, detail: String, hint: Option<String>| Check {
+        subject: backup.name.clone(),
+        check: "provider",
+        level,
+        detail,
+        hint,
+    };
+    let Some(primary) = primary else {
+        return check(
+            Level::Warn,
+            "not checked: the primary did not answer".into(),
+            Some("fix the primary first, then run doctor again".into()),
+        );
+    };
+    if primary.addresses.is_empty() {
+        return check(
+            Level::Fail,
+            "the primary reports no swarm address to connect to".into(),
+            Some("give the primary a swarm listener (Addresses.Swarm)".into()),
+        );
+    }
+    match client.connect(&primary.addresses).await {
+        Outcome::Ok => check(
+            Level::Ok,
+            format!("connects to the primary (peer {})", short_peer(&primary.id)),
+            None,
+        ),
+        outcome => check(
+            Level::Fail,
+            format!(
+                "cannot connect to the primary at {}: {}",
+                primary.addresses.join(", "),
+                outcome_text(&outcome)
+            ),
+            Some(
+                "a backup fetches the video from the primary over bitswap: let it reach one of \
+                 the primary's swarm addresses (firewall, Addresses.Announce)"
+                    .into(),
+            ),
+        ),
+    }
+}
+
+fn data_dir_check(dir: &Path, min_free: u64) -> Check {
+    let check = |level, detail: String, hint: Option<String>| Check {
+        subject: "data-dir".into(),
+        check: "writable",
+        level,
+        detail,
+        hint,
+    };
+    let hint = Some(format!(
+        "pinwarden keeps its queue, journal and node health in {}: make it writable by the \
+         service's user, or set data_dir / --data-dir",
+        dir.display()
+    ));
+    // The directory itself when it exists, else the first ancestor that does (it will be
+    // created there). A relative path is the working directory's.
+    let absolute = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let Some(existing) = absolute.ancestors().find(|a| a.exists()) else {
+        return check(
+            Level::Fail,
+            format!("{}: no such path", dir.display()),
+            hint,
+        );
+    };
+    let probe = existing.join(format!(".pinwarden-doctor-{}", std::process::id()));
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, b"probe"));
+    let _ = std::fs::remove_file(&probe);
+    if let Err(e) = written {
+        return check(
+            Level::Fail,
+            format!("cannot write in {}: {e}", existing.display()),
+            hint,
+        );
+    }
+    let place = if existing == absolute {
+        format!("{} is writable", dir.display())
+    } else {
+        format!(
+            "{} does not exist yet; it will be created in {}",
+            dir.display(),
+            existing.display()
+        )
+    };
+    match free_bytes(existing) {
+        Some(free) if free < min_free => check(
+            Level::Warn,
+            format!("{place}, but only {} free", format_bytes(free)),
+            Some("a full disk stops the queue and the local-fallback journal: free space".into()),
+        ),
+        Some(free) => check(
+            Level::Ok,
+            format!("{place}, {} free", format_bytes(free)),
+            None,
+        ),
+        None => check(Level::Ok, place, None),
+    }
+}
+
+fn free_bytes(path: &Path) -> Option<u64> {
+    let st = rustix::fs::statvfs(path).ok()?;
+    Some(st.f_bavail.saturating_mul(st.f_frsize))
+}
+
+fn policy_check(config: &Config) -> Check {
+    let check = |level, detail: String, hint: Option<String>| Check {
+        subject: "policy".into(),
+        check: "loadable",
+        level,
+        detail,
+        hint,
+    };
+    // No compiled-policy cache: doctor must not write into the data directory it checks.
+    match load_policies(config, None) {
+        Ok((_, policy, _)) => {
+            let params = if policy.params.is_empty() {
+                "default parameters".to_string()
+            } else {
+                let list: Vec<String> = policy
+                    .params
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                list.join(", ")
+            };
+            check(
+                Level::Ok,
+                format!("{} ({}), {params}", policy.name, policy.source),
+                None,
+            )
+        }
+        Err(e) => check(
+            Level::Fail,
+            e.to_string(),
+            Some(format!(
+                "try `pinwarden policy check {}` and its parameter table (`pinwarden policy list`)",
+                config.policy.name
+            )),
+        ),
+    }
+}
+
+fn has_credentials(node: &NodeConfig) -> bool {
+    node.bearer_token.is_some() || node.bearer_token_env.is_some() || node.basic_user.is_some()
+}
+
+fn credentials_hint(node: &NodeConfig) -> String {
+    if has_credentials(node) {
+        format!(
+            "check the token of node '{}' (bearer_token / bearer_token_env / basic_*) against \
+             the node's API.Authorizations",
+            node.name
+        )
+    } else {
+        format!(
+            "the node wants credentials: set bearer_token_env (or basic_user and \
+             basic_password_env) for node '{}'",
+            node.name
+        )
+    }
+}
+
+fn outcome_text(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Unreachable(m) => format!("unreachable: {m}"),
+        Outcome::HttpError(e) => format!("HTTP {}: {}", e.status, first_line(&e.message)),
+        Outcome::Error(m) | Outcome::Unretrievable(m) => first_line(m).to_string(),
+        Outcome::Timeout => "timed out".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// `1.7 KiB`, `9.3 GiB`.
+fn format_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or("").trim()
+}
+
+fn short_peer(id: &str) -> String {
+    match id.char_indices().nth(12) {
+        Some((i, _)) => format!("{}…", &id[..i]),
+        None => id.to_string(),
+    }
+}
+
+/// The report as text: one line per check, then a summary line.
+pub fn render(report: &Report) -> String {
+    let width = report
+        .checks
+        .iter()
+        .map(|c| c.subject.len())
+        .max()
+        .unwrap_or(0);
+    let mut out = String::new();
+    for c in &report.checks {
+        out.push_str(&format!(
+            "{:<4}  {:<width$}  {:<9}  {}",
+            c.level.label(),
+            c.subject,
+            c.check,
+            c.detail
+        ));
+        if let Some(hint) = &c.hint {
+            out.push_str(&format!(" (hint: {hint})"));
+        }
+        out.push('\n');
+    }
+    out.push_str(&format!(
+        "{} OK, {} WARN, {} FAIL\n",
+        report.count(Level::Ok),
+        report.count(Level::Warn),
+        report.count(Level::Fail)
+    ));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_as_people_write_them() {
+        assert_eq!(format_bytes(512), "512 B");
+        assert_eq!(format_bytes(1710), "1.7 KiB");
+        assert_eq!(format_bytes(9_321_000_000), "8.7 GiB");
+    }
+
+    #[test]
+    fn a_report_fails_on_any_fail_and_renders_one_line_per_check() {
+        let line = |level| Check {
+            subject: "primary".into(),
+            check: "disk",
+            level,
+            detail: "d".into(),
+            hint: Some("h".into()),
+        };
+        let report = Report::new(vec![line(Level::Ok), line(Level::Warn)]);
+        assert!(report.ok);
+        let report = Report::new(vec![line(Level::Ok), line(Level::Fail)]);
+        assert!(!report.ok);
+        let text = render(&report);
+        assert_eq!(text.lines().count(), 3, "{text}");
+        assert!(
+            text.starts_with("OK    primary  disk       d (hint: h)"),
+            "{text}"
+        );
+        assert!(text.ends_with("1 OK, 0 WARN, 1 FAIL\n"), "{text}");
+    }
+
+    #[test]
+    fn disk_usage_warns_above_the_threshold_of_the_limit() {
+        // Kubo's recorded `repo/stat`: 9.3 GB of a 10 GB StorageMax.
+        let kubo = RepoStat {
+            repo_size: 9_321_000_000,
+            storage_max: Some(10_000_000_000),
+            num_objects: 48_210,
+        };
+        let (level, detail, hint) = disk_verdict(&kubo, 90);
+        assert_eq!(level, Level::Warn, "{detail}");
+        assert!(detail.contains("(93%)"), "{detail}");
+        assert!(hint.is_some_and(|h| h.contains("StorageMax")));
+        assert_eq!(disk_verdict(&kubo, 95).0, Level::Ok);
+        let js = RepoStat {
+            storage_max: None,
+            ..kubo
+        };
+        let (level, detail, _) = disk_verdict(&js, 1);
+        assert_eq!(level, Level::Ok);
+        assert!(detail.contains("no storage limit"), "{detail}");
+    }
+
+    #[test]
+    fn a_relative_data_dir_is_the_working_directorys() {
+        let c = data_dir_check(Path::new("no-such-dir-here/data"), 0);
+        assert_eq!(c.level, Level::Ok, "{c:?}");
+        assert!(c.detail.contains("will be created"), "{c:?}");
+    }
+
+    #[test]
+    fn a_missing_data_dir_is_checked_where_it_will_be_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = data_dir_check(&dir.path().join("a/b"), 0);
+        assert_eq!(c.level, Level::Ok, "{c:?}");
+        assert!(c.detail.contains("will be created"), "{c:?}");
+        assert!(
+            !dir.path().join("a").exists(),
+            "doctor created the directory"
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "probe left behind"
+        );
+        let c = data_dir_check(dir.path(), u64::MAX);
+        assert_eq!(c.level, Level::Warn, "{c:?}");
+    }
+}
