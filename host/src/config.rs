@@ -80,9 +80,12 @@ fn default_window() -> u64 {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DaemonConfig {
-    /// Unix socket (mode 0600). Default: `<data_dir>/pinwarden.sock`.
+    /// Unix socket. Default: `<data_dir>/pinwarden.sock`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub socket: Option<PathBuf>,
+    /// The socket's permissions: "0600" (the daemon's user only) or "0660" (its group too:
+    /// run the daemon with the encoder's group, see deploy/systemd). Nothing wider.
+    pub socket_mode: String,
     /// Optional TCP listener, e.g. "127.0.0.1:7070"; a non-loopback one needs a token.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listen: Option<String>,
@@ -116,6 +119,7 @@ impl Default for DaemonConfig {
     fn default() -> Self {
         DaemonConfig {
             socket: None,
+            socket_mode: "0600".into(),
             listen: None,
             token_env: None,
             concurrent_pins: 10,
@@ -132,6 +136,15 @@ impl Default for DaemonConfig {
 }
 
 impl DaemonConfig {
+    /// `socket_mode` as permission bits, if it is one of the two allowed.
+    pub fn socket_mode_bits(&self) -> Option<u32> {
+        match self.socket_mode.trim() {
+            "0600" | "600" => Some(0o600),
+            "0660" | "660" => Some(0o660),
+            _ => None,
+        }
+    }
+
     /// Delay before lazy round `failed_rounds + 1`.
     pub fn retry_delay_ms(&self, failed_rounds: u32) -> u64 {
         let factor = 1u64.checked_shl(failed_rounds.min(32)).unwrap_or(u64::MAX);
@@ -329,6 +342,13 @@ impl Config {
             crate::kubo::api_url(&node.url).map_err(|e| ConfigError(format!("{key}.url: {e}")))?;
             node.credentials()
                 .map_err(|m| ConfigError(format!("{key}: {m}")))?;
+        }
+        if self.daemon.socket_mode_bits().is_none() {
+            return err(format!(
+                "daemon.socket_mode: '{}' is not allowed: use \"0600\" (the daemon's user) or \
+                 \"0660\" (its group too)",
+                self.daemon.socket_mode
+            ));
         }
         if self.daemon.concurrent_pins == 0 || self.daemon.concurrent_pins > 1_000 {
             return err("daemon.concurrent_pins: must be from 1 to 1000".into());
@@ -566,6 +586,10 @@ mod tests {
             (
                 "[[node]]\nname = \"a\"\nurl = \"http://x\"\nrole = \"primary\"\nbearer_token_env = \"PINWARDEN_TEST_UNSET_VAR\"\n",
                 "PINWARDEN_TEST_UNSET_VAR is not set",
+            ),
+            (
+                "[[node]]\nname = \"a\"\nurl = \"http://x\"\nrole = \"primary\"\n[daemon]\nsocket_mode = \"0666\"\n",
+                "daemon.socket_mode: '0666' is not allowed",
             ),
         ];
         for (text, needle) in cases {

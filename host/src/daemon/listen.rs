@@ -20,10 +20,10 @@ use tokio::time::Sleep;
 /// A connection that has sent nothing this long after connecting is closed.
 pub const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Binds the Unix socket at `path` with mode 0600 from its first moment: it is created inside
-/// a fresh 0700 directory beside `path`, restricted, then renamed into place. A stale socket
-/// is replaced; a live daemon's never is.
-pub fn bind_private_socket(path: &Path) -> anyhow::Result<tokio::net::UnixListener> {
+/// Binds the Unix socket at `path` with `mode` (0600, or 0660 to let the daemon's group in)
+/// from its first moment: it is created inside a fresh 0700 directory beside `path`,
+/// restricted, then renamed into place. A stale socket is replaced; a live daemon's never is.
+pub fn bind_private_socket(path: &Path, mode: u32) -> anyhow::Result<tokio::net::UnixListener> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     let dir = path
         .parent()
@@ -49,8 +49,8 @@ pub fn bind_private_socket(path: &Path) -> anyhow::Result<tokio::net::UnixListen
     let bound = tokio::net::UnixListener::bind(&staged)
         .with_context(|| format!("cannot bind {}", path.display()))
         .and_then(|listener| {
-            std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o600))
-                .with_context(|| format!("chmod 0600 {}", path.display()))?;
+            std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(mode))
+                .with_context(|| format!("chmod {mode:o} {}", path.display()))?;
             std::fs::rename(&staged, path)
                 .with_context(|| format!("move the socket to {}", path.display()))?;
             Ok(listener)
@@ -269,7 +269,7 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("pinwarden.sock");
-        let _listener = bind_private_socket(&path).expect("bind");
+        let _listener = bind_private_socket(&path, 0o600).expect("bind");
         let mode = std::fs::metadata(&path)
             .expect("socket")
             .permissions()
@@ -282,6 +282,23 @@ mod tests {
             .collect();
         assert_eq!(names, ["pinwarden.sock"]);
         // A live socket is never replaced.
-        assert!(bind_private_socket(&path).is_err());
+        assert!(bind_private_socket(&path, 0o600).is_err());
+    }
+
+    #[tokio::test]
+    async fn group_access_is_0660_and_nothing_wider() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("pinwarden.sock");
+        let _listener = bind_private_socket(&path, 0o660).expect("bind");
+        let mode = std::fs::metadata(&path)
+            .expect("socket")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o660);
+        let mut config = crate::config::DaemonConfig::default();
+        assert_eq!(config.socket_mode_bits(), Some(0o600));
+        config.socket_mode = "0666".into();
+        assert_eq!(config.socket_mode_bits(), None);
     }
 }

@@ -184,7 +184,7 @@ pub async fn serve(daemon: Arc<Daemon>, listen: Listeners) -> anyhow::Result<()>
 
     let settings = &daemon.config.daemon;
     let unix = listen::Capped::new(
-        listen::bind_private_socket(&listen.socket)?,
+        listen::bind_private_socket(&listen.socket, settings.socket_mode_bits().unwrap_or(0o600))?,
         settings.max_connections,
     );
     let tcp = match &listen.tcp {
