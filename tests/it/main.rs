@@ -21,6 +21,7 @@ mod kubo_client;
 mod node_client;
 mod observability;
 mod outage;
+mod packaging;
 mod real_size;
 mod sandbox;
 mod simulator;

@@ -10,6 +10,7 @@ mod daemon_cmd;
 mod doctor_cmd;
 mod fallback_cmd;
 mod nodes_cmd;
+mod package_cmd;
 mod pin_cmd;
 mod policy_cmd;
 
@@ -92,6 +93,10 @@ pub enum Command {
     /// Inspect and migrate the local-fallback journal (data/local-fallback-pins.jsonl).
     #[command(subcommand)]
     Fallback(fallback_cmd::FallbackCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(package_cmd::CompletionsArgs),
+    /// Print the man page (roff), or write one per command with --out-dir.
+    Man(package_cmd::ManArgs),
 }
 
 #[derive(Subcommand)]
@@ -125,6 +130,8 @@ pub fn main() -> ExitCode {
             daemon_cmd::reload(&cx, policy, socket.as_deref())
         }
         Command::Fallback(cmd) => fallback_cmd::run(&cx, cmd),
+        Command::Completions(args) => package_cmd::completions(&args),
+        Command::Man(args) => package_cmd::man(&args),
         Command::Policy(cmd) => policy_cmd::run(&cx, cmd),
     };
     ExitCode::from(result.unwrap_or_else(|e| {
