@@ -53,6 +53,18 @@ fn trap_mid_job_hands_over_the_history() {
 }
 
 #[test]
+fn stack_overflow_is_contained_and_called_so() {
+    let registry = registry();
+    let policy = hostile(&registry, &[("mode", "recurse"), ("after", "0")]);
+    let fallback = registry.fallback_for(&[]).expect("fallback");
+    let result = round(&policy, &fallback, &topology(&[]), &job(false));
+    assert_eq!(result.status, Status::Pinned, "{:?}", result.reason);
+    let incident = &result.incidents[0];
+    assert_eq!(incident.kind, IncidentKind::Trap, "{incident}");
+    assert!(incident.message.contains("stack overflow"), "{incident}");
+}
+
+#[test]
 fn endless_loop_hits_the_deadline() {
     contained("loop", "0", IncidentKind::Timeout);
 }

@@ -248,10 +248,23 @@ fn classify(policy: &str, store: &Store<HostState>, error: wasmtime::Error) -> I
         // backtrace that wasmtime attaches goes to the debug log, not into one-line messages.
         tracing::debug!(policy, "policy trap: {error:?}");
         let root = error.root_cause().to_string();
-        (
-            IncidentKind::Trap,
-            root.lines().next().unwrap_or("trap").to_string(),
-        )
+        let fault = error
+            .chain()
+            .find_map(|cause| fault_address(&cause.to_string()));
+        let message = match (error.downcast_ref::<Trap>(), fault) {
+            (Some(Trap::StackOverflow), _) => {
+                "stack overflow: the call stack is exhausted (recursion too deep)".to_string()
+            }
+            // A Rust guest keeps its stack at the bottom of linear memory, growing down: an
+            // overflow wraps the stack pointer below address 0, and the first access lands just
+            // under (or past) 4 GiB. wasmtime calls that an out-of-bounds access.
+            (Some(Trap::MemoryOutOfBounds), Some(address)) if address >= 0xFFFF_0000 => format!(
+                "stack overflow: the guest's stack ran below address 0 (recursion too deep or \
+                 unbounded; wasmtime reports a memory fault at wasm address {address:#x})"
+            ),
+            _ => root.lines().next().unwrap_or("trap").to_string(),
+        };
+        (IncidentKind::Trap, message)
     };
     Incident {
         policy: policy.to_string(),
@@ -260,9 +273,29 @@ fn classify(policy: &str, store: &Store<HostState>, error: wasmtime::Error) -> I
     }
 }
 
+/// The address in wasmtime's "memory fault at wasm address 0x… in linear memory of size 0x…".
+fn fault_address(text: &str) -> Option<u64> {
+    let hex = text
+        .split("memory fault at wasm address 0x")
+        .nth(1)?
+        .split(|c: char| !c.is_ascii_hexdigit())
+        .next()?;
+    u64::from_str_radix(hex, 16).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fault_addresses_are_read_from_wasmtimes_message() {
+        let text = "memory fault at wasm address 0x100000138 in linear memory of size 0x120000";
+        assert_eq!(fault_address(text), Some(0x1_0000_0138));
+        assert_eq!(
+            fault_address("wasm trap: out of bounds memory access"),
+            None
+        );
+    }
 
     #[test]
     fn long_text_is_cut_on_a_char_boundary_with_a_marker() {

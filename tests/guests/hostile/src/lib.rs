@@ -25,7 +25,15 @@ const MODES: &[&str] = &[
     "configure-trap",
     "huge-reason",
     "slow",
+    "recurse",
 ];
+
+/// Recursion with no end, each frame holding a buffer on the shadow stack (in linear memory).
+#[inline(never)]
+fn deeper(depth: u64) -> u64 {
+    let frame = std::hint::black_box([depth; 64]);
+    deeper(depth + 1).wrapping_add(frame[(depth % 64) as usize])
+}
 
 struct Hostile;
 
@@ -126,6 +134,7 @@ impl Guest for Hostile {
                     node: None,
                 })]
             }
+            "recurse" => vec![Action::Fail(deeper(now_ms).to_string())],
             _ => Vec::new(),
         }
     }
