@@ -20,6 +20,7 @@ mod fallback_migrate;
 mod kubo_client;
 mod node_client;
 mod observability;
+mod openapi;
 mod outage;
 mod packaging;
 mod real_size;

@@ -1,7 +1,10 @@
-//! The daemon's HTTP/JSON API. Every error is `{"error": "..."}` with a 4xx/5xx status:
-//! 400 bad request, 401 missing or wrong token (TCP), 404 unknown job, 409 conflict,
-//! 422 policy rejected, 500 internal, 503 shutting down (a waiting submit; the job stays
-//! queued), 504 wait timed out.
+//! The daemon's HTTP/JSON API, described by `host/openapi.json` (served at
+//! `GET /v1/openapi.json`; `tests/it/openapi.rs` holds the two together). Errors are
+//! `{"error": "..."}` with a 4xx/5xx status: 400 bad request, 401 missing or wrong token (TCP),
+//! 403 a foreign Host (TCP), 404 unknown job or route, 405 method, 409 conflict, 422 policy
+//! rejected, 500 internal, 503 shutting down (a waiting submit; the job stays queued), 504 wait
+//! timed out. Two come from axum as text: 400 for a path key that is not UTF-8, 413 for a
+//! reload body over 2 MiB.
 
 use super::wire::{
     ErrorReply, Health, JobReply, JobsReply, NodesReply, PolicyView, ReloadReply, ReloadRequest,
@@ -32,6 +35,9 @@ pub fn router(daemon: Shared, token: Option<String>) -> Router {
         .route("/v1/nodes", get(nodes))
         .route("/v1/policy/reload", post(reload))
         .route("/metrics", get(metrics))
+        .route("/v1/openapi.json", get(openapi))
+        .method_not_allowed_fallback(wrong_method)
+        .fallback(no_route)
         .with_state(daemon);
     match token {
         Some(token) => router.layer(middleware::from_fn(move |req: Request, next: Next| {
@@ -40,6 +46,36 @@ pub fn router(daemon: Shared, token: Option<String>) -> Router {
         })),
         None => router,
     }
+}
+
+/// The API's description (`host/openapi.json`), served as it is in the repository; a test
+/// checks it against what the routes really answer.
+pub const OPENAPI: &str = include_str!("../../openapi.json");
+
+/// Unknown paths answer like every other error: JSON naming the problem.
+async fn no_route(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        format!(
+            "no route {method} {}: the API is described at GET /v1/openapi.json",
+            uri.path()
+        ),
+    )
+}
+
+/// A known path asked with another method (axum adds the `Allow` header).
+async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!(
+            "{method} is not served on {} (the Allow header lists what is)",
+            uri.path()
+        ),
+    )
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
 async fn bearer(token: &str, req: Request, next: Next) -> Response {
