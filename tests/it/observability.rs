@@ -210,6 +210,7 @@ fn an_idle_daemon_exposes_every_family_from_the_start() {
         "pinwarden_fallbacks_total{kind=\"backup\"} 0",
         "pinwarden_rounds_total{state=\"failed\"} 0",
         "pinwarden_policy_incidents_total{policy=\"tank-mode\",kind=\"trap\"} 0",
+        "pinwarden_policy_incidents_total{policy=\"tank-mode\",kind=\"budget\"} 0",
         "pinwarden_policy_reloads_total{result=\"ok\"} 0",
         "pinwarden_jobs{state=\"queued\"} 0",
         "pinwarden_queue_depth 0",
@@ -273,27 +274,116 @@ fn example_alert_rules_name_only_exposed_metrics() {
                     rule.alert
                 );
             }
-            let names: Vec<&str> = rule
-                .expr
-                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                .filter(|w| w.starts_with("pinwarden_"))
-                .collect();
-            assert!(!names.is_empty(), "{}: no pinwarden metric", rule.alert);
-            for name in names {
-                let family = ["_total", "_bucket", "_count", "_sum"]
-                    .iter()
-                    .find_map(|s| name.strip_suffix(s))
-                    .unwrap_or(name);
-                assert!(
-                    exposed.contains(family),
-                    "{}: {name} is not exposed ({exposed:?})",
-                    rule.alert
-                );
-                checked += 1;
-            }
+            checked += assert_exposed(&rule.expr, &exposed, &rule.alert);
         }
     }
     assert!(checked >= 7);
+}
+
+/// The metric families a PromQL expression names.
+fn families_in(expr: &str) -> Vec<&str> {
+    expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("pinwarden_"))
+        .map(|name| {
+            ["_total", "_bucket", "_count", "_sum"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .unwrap_or(name)
+        })
+        .collect()
+}
+
+/// Asserts every family `expr` names is exposed; returns how many it names.
+fn assert_exposed(expr: &str, exposed: &BTreeSet<String>, what: &str) -> usize {
+    let names = families_in(expr);
+    assert!(!names.is_empty(), "{what}: no pinwarden metric in {expr}");
+    for family in &names {
+        assert!(
+            exposed.contains(*family),
+            "{what}: {family} is not exposed ({exposed:?})"
+        );
+    }
+    names.len()
+}
+
+#[test]
+fn the_grafana_dashboard_queries_only_exposed_metrics_and_labels() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/grafana/pinwarden.json"
+    );
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("dashboard")).expect("JSON");
+    let busy = Metrics::new(&NODES);
+    busy.expect_policy("tank-mode");
+    let text = rendered(&busy);
+    let exposed = families(&text);
+    // Every query: panel targets and the templating variables' PromQL.
+    let mut queries: Vec<(String, String)> = Vec::new();
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        let title = panel["title"].as_str().unwrap_or("?").to_string();
+        if panel["type"] == "row" {
+            continue;
+        }
+        let targets = panel["targets"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        assert!(!targets.is_empty(), "panel '{title}' has no query");
+        for t in targets {
+            let expr = t["expr"].as_str().expect("targets[].expr").to_string();
+            queries.push((title.clone(), expr));
+        }
+    }
+    for var in dashboard["templating"]["list"]
+        .as_array()
+        .expect("templating")
+    {
+        if var["type"] == "query" {
+            let q = &var["query"];
+            let expr = q.as_str().or_else(|| q["query"].as_str()).expect("query");
+            queries.push((format!("variable {}", var["name"]), expr.to_string()));
+        }
+    }
+    let mut used = BTreeSet::new();
+    for (what, expr) in &queries {
+        assert_exposed(expr, &exposed, what);
+        used.extend(families_in(expr).into_iter().map(str::to_string));
+        // Every label a selector or a `by (...)` names exists on the families the query reads.
+        let labels = expr
+            .split(['{', ','])
+            .skip(1)
+            .filter_map(|part| part.split(['=', '!']).next())
+            .chain(
+                expr.split("by (")
+                    .skip(1)
+                    .flat_map(|p| p.split(')').next().unwrap_or("").split(',')),
+            )
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+        for label in labels {
+            // `instance` and `job` are added by Prometheus when it scrapes; `le` is a bucket's.
+            let known = ["le", "instance", "job"].contains(&label)
+                || families_in(expr).iter().any(|f| {
+                    text.lines()
+                        .any(|l| l.starts_with(f) && l.contains(&format!("{label}=\"")))
+                });
+            assert!(known, "{what}: label '{label}' is on no series of {expr}");
+        }
+    }
+    // The issue's list: queue, jobs by state, attempts by node and outcome, verification
+    // failures, fallbacks, policy incidents, decision latency.
+    for family in [
+        "pinwarden_queue_depth",
+        "pinwarden_jobs",
+        "pinwarden_pin_attempts",
+        "pinwarden_verification_failures",
+        "pinwarden_fallbacks",
+        "pinwarden_policy_incidents",
+        "pinwarden_policy_decision_seconds",
+    ] {
+        assert!(used.contains(family), "the dashboard shows no {family}");
+    }
 }
 
 #[tokio::test(start_paused = true)]

@@ -100,3 +100,103 @@ fn man_pages_render_for_every_command() {
     let text = String::from_utf8_lossy(&rendered.stdout);
     assert!(text.contains("provider"), "{text}");
 }
+
+#[test]
+fn the_systemd_unit_verifies_and_its_command_line_parses() {
+    let unit = std::fs::read_to_string(repo().join("deploy/systemd/pinwarden.service"))
+        .expect("deploy/systemd/pinwarden.service");
+    let exec = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart=/usr/local/bin/pinwarden "))
+        .expect("ExecStart=/usr/local/bin/pinwarden ...");
+    for line in [
+        "User=pinwarden",
+        "Restart=on-failure",
+        "RuntimeDirectory=pinwarden",
+        "StateDirectory=pinwarden",
+        "EnvironmentFile=-/etc/pinwarden/pinwarden.env",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+    ] {
+        assert!(unit.lines().any(|l| l == line), "the unit lacks {line}");
+    }
+    // wasmtime maps compiled policies executable: this setting would stop every policy.
+    assert!(
+        !unit
+            .lines()
+            .any(|l| l.starts_with("MemoryDenyWriteExecute=yes"))
+    );
+    // The unit as installed, pointing at the binary under test (verify wants it executable).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let local = dir.path().join("pinwarden.service");
+    let binary = env!("CARGO_BIN_EXE_pinwarden");
+    std::fs::write(
+        &local,
+        unit.replace(
+            "ExecStart=/usr/local/bin/pinwarden ",
+            &format!("ExecStart={binary} "),
+        ),
+    )
+    .expect("write unit");
+    let verify = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&local)
+        .output()
+        .expect("systemd-analyze is required (Debian: apt-get install systemd)");
+    assert!(verify.status.success(), "{verify:?}");
+    // verify exits 0 on an unknown key or a bad value, and says so on stderr.
+    assert_eq!(
+        String::from_utf8_lossy(&verify.stderr).trim(),
+        "",
+        "{verify:?}"
+    );
+    // ExecStart's arguments are ones `pinwarden serve` accepts.
+    let mut args: Vec<&str> = exec.split_whitespace().collect();
+    args.push("--help");
+    let parsed = pinwarden(&args);
+    assert!(parsed.status.success(), "{exec}: {parsed:?}");
+}
+
+#[test]
+fn the_environment_file_names_variables_pinwarden_reads() {
+    let env = std::fs::read_to_string(repo().join("deploy/systemd/pinwarden.env"))
+        .expect("deploy/systemd/pinwarden.env");
+    let mut vars: Vec<(String, String)> = env
+        .lines()
+        .filter_map(|l| l.trim_start_matches('#').split_once('='))
+        .filter(|(k, _)| !k.is_empty() && k.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    for seed in [
+        "IPFS_PRIMARY_API",
+        "IPFS_BACKUP_APIS",
+        "ENABLE_LOCAL_FALLBACK",
+        "LOCAL_FALLBACK_THRESHOLD",
+    ] {
+        assert!(
+            vars.iter().any(|(k, _)| k == seed),
+            "the env file lacks {seed}"
+        );
+    }
+    // Every example, uncommented, is read: `config show` reflects each one.
+    vars.retain(|(k, _)| k != "RUST_LOG" && k != "PINWARDEN_TOKEN" && k != "SUPERNODE_TOKEN");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(env!("CARGO_BIN_EXE_pinwarden"))
+        .current_dir(dir.path())
+        .args(["config", "show"])
+        .env_remove("PINWARDEN_CONFIG")
+        .env_remove("PINWARDEN_DATA_DIR")
+        .envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .expect("run pinwarden");
+    assert!(out.status.success(), "{out:?}");
+    let shown = String::from_utf8_lossy(&out.stdout);
+    for (key, value) in &vars {
+        let first = value.split(',').next().unwrap_or(value);
+        let seen = shown.contains(first) || (value == "true" && shown.contains("enabled = true"));
+        assert!(
+            seen,
+            "{key}={value} is not in the effective configuration:\n{shown}"
+        );
+    }
+}
