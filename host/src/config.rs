@@ -158,8 +158,17 @@ fn default_data_dir() -> PathBuf {
     PathBuf::from("data")
 }
 
+/// `$HOSTNAME`, else the kernel's host name (a systemd service has no `$HOSTNAME`).
 fn default_node_name() -> String {
-    std::env::var("HOSTNAME").unwrap_or_else(|_| "pinwarden".into())
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.trim().is_empty())
+        .or_else(|| {
+            let uname = rustix::system::uname();
+            let name = uname.nodename().to_string_lossy().trim().to_string();
+            (!name.is_empty()).then_some(name)
+        })
+        .unwrap_or_else(|| "pinwarden".into())
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]

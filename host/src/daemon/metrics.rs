@@ -44,12 +44,13 @@ const CHECKS: [(health::Kind, &str); 2] = [
     (health::Kind::CheckRetrievable, "retrievable"),
 ];
 
-const INCIDENT_KINDS: [IncidentKind; 5] = [
+const INCIDENT_KINDS: [IncidentKind; 6] = [
     IncidentKind::Trap,
     IncidentKind::Timeout,
     IncidentKind::Memory,
     IncidentKind::InvalidAction,
     IncidentKind::Rejected,
+    IncidentKind::Budget,
 ];
 
 /// The value of `pinwarden_node_breaker_state`: 0 closed, 1 half-open, 2 open.
