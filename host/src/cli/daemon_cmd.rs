@@ -12,11 +12,13 @@ use std::path::{Path, PathBuf};
 
 #[derive(Args)]
 pub struct ServeArgs {
-    /// Unix socket to serve on (mode 0600). Default: daemon.socket, else <data_dir>/pinwarden.sock.
+    /// Unix socket to serve on (mode daemon.socket_mode: 0600, or 0660 for the daemon's group).
+    /// Default: daemon.socket, else <data_dir>/pinwarden.sock.
     #[arg(long)]
     pub socket: Option<PathBuf>,
-    /// Also serve on TCP, e.g. 127.0.0.1:7070. Requires a bearer token (daemon.token_env or
-    /// PINWARDEN_TOKEN) unless the address is loopback.
+    /// Also serve on TCP, e.g. 127.0.0.1:7070. Requires a bearer token of at least 16
+    /// characters (PINWARDEN_TOKEN, or the variable daemon.token_env names), on loopback too
+    /// unless daemon.insecure_loopback_tcp is set.
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
 }

@@ -39,7 +39,7 @@ pub struct Cli {
 pub struct GlobalArgs {
     /// Configuration file (TOML). Default: ./pinwarden.toml when present. The seeds' variables
     /// (IPFS_PRIMARY_API, IPFS_BACKUP_APIS, IPFS_LOCAL_API, ENABLE_LOCAL_FALLBACK,
-    /// LOCAL_FALLBACK_THRESHOLD, NODE_NAME) override it; --param overrides both.
+    /// LOCAL_FALLBACK_THRESHOLD, NODE_NAME) override it; a command's --param overrides both.
     #[arg(long, global = true, env = "PINWARDEN_CONFIG")]
     pub config: Option<PathBuf>,
     /// State directory (queue database, journal, compiled-policy cache). Default: the config's
