@@ -212,6 +212,14 @@ fn check_accepts_a_good_component_and_names_what_is_wrong_with_bad_ones() {
     }
 }
 
+/// PASS, FAIL and N/A lines of a `policy test` run.
+fn verdicts(stdout: &str) -> usize {
+    stdout
+        .lines()
+        .filter(|l| l.starts_with("PASS  ") || l.starts_with("FAIL  ") || l.starts_with("N/A  "))
+        .count()
+}
+
 #[test]
 fn worked_example_encode_check_and_test_a_custom_policy() {
     // The README's worked example, step for step (the build script already compiled the
@@ -244,6 +252,26 @@ fn worked_example_encode_check_and_test_a_custom_policy() {
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert!(
         stdout.contains("PASS  primary-busy: pinned on backup-1"),
+        "{stdout}"
+    );
+    // Only the given file ran, and the output says so.
+    assert_eq!(verdicts(&stdout), 1, "{stdout}");
+    assert!(
+        stdout.contains("--builtins adds the built-in scenarios"),
+        "{stdout}"
+    );
+    // With --builtins the built-ins run too. Their [expect] is tank-mode's strategy, which
+    // this policy does not follow: some fail, and the output says why `policy check` passed.
+    let out = pinwarden(
+        &["policy", "test", &o, "--scenario", scenario, "--builtins"],
+        dir.path(),
+    );
+    let (stdout, _) = text(&out);
+    assert!(verdicts(&stdout) > 1, "{stdout}");
+    assert!(stdout.contains("PASS  primary-busy"), "{stdout}");
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("describe tank-mode's choices") && stdout.contains("policy check"),
         "{stdout}"
     );
     // The same scenario fails tank-mode, which pins on the primary: the expectation bites.

@@ -3,7 +3,7 @@
 use super::context::{CliError, CliResult, Context, exit};
 use crate::executor::{RoundResult, Status};
 use crate::policy::engine::SandboxLimits;
-use crate::policy::{Policy, PolicyEngine, Registry};
+use crate::policy::{BUILTIN_FALLBACK, Policy, PolicyEngine, Registry, Source};
 use crate::sim::{self, Mode, Report, Scenario};
 use crate::trace::format_ms;
 use clap::Subcommand;
@@ -31,12 +31,17 @@ pub enum PolicyCommand {
     /// Run a policy through scenarios in the simulator: the real executor with scripted nodes
     /// and a virtual clock. Prints the decision trace and PASS/FAIL per scenario; exit 0 only
     /// if every scenario passes.
+    #[command(after_long_help = TEST_HELP)]
     Test {
         /// A built-in policy name (tank-mode, single-backup) or a component file.
         policy: String,
-        /// A scenario file (TOML, see the README); repeatable. Default: the built-in scenarios.
+        /// A scenario file (TOML, see the README); repeatable. Given, only these files run;
+        /// without it, the built-in scenarios.
         #[arg(long = "scenario", value_name = "FILE")]
         scenarios: Vec<PathBuf>,
+        /// Run the built-in scenarios too, besides the --scenario files.
+        #[arg(long)]
+        builtins: bool,
         /// A policy parameter, key=value (repeatable); a scenario's own parameters win.
         #[arg(long = "param", value_name = "KEY=VALUE", value_parser = super::parse_param)]
         params: Vec<(String, String)>,
@@ -64,6 +69,13 @@ pub enum PolicyCommand {
     },
 }
 
+const TEST_HELP: &str = "\
+`policy test` checks each scenario's [expect] table: what a scenario's author expects of the
+policy under test. The built-in scenarios expect tank-mode's choices (which node, how many
+attempts), so a policy with another strategy fails some of them by design. What every policy
+must do is checked by `policy check` (no incident, and each built-in scenario's [contract]);
+test your own strategy with scenario files whose [expect] describes it.";
+
 fn bad_input(e: impl std::fmt::Display) -> CliError {
     CliError::bad_input(e)
 }
@@ -82,9 +94,10 @@ pub fn run(cx: &Context, cmd: PolicyCommand) -> CliResult {
         PolicyCommand::Test {
             policy,
             scenarios,
+            builtins,
             params,
             quiet,
-        } => test(&registry, &policy, &scenarios, &params, quiet),
+        } => test(&registry, &policy, &scenarios, builtins, &params, quiet),
         PolicyCommand::Encode { input, output } => encode(&registry, &input, &output),
         // Dispatched to the daemon client before we get here.
         PolicyCommand::Reload { .. } => Err(bad_input("policy reload needs the daemon")),
@@ -157,19 +170,20 @@ fn test(
     registry: &Registry,
     spec: &str,
     files: &[PathBuf],
+    builtins: bool,
     params: &[(String, String)],
     quiet: bool,
 ) -> CliResult {
     let policy = registry.resolve(spec, params).map_err(bad_input)?;
-    let scenarios = if files.is_empty() {
-        Scenario::builtin()
-    } else {
-        files
-            .iter()
-            .map(|f| Scenario::from_file(f))
-            .collect::<Result<_, _>>()
-            .map_err(bad_input)?
-    };
+    let mut scenarios: Vec<Scenario> = files
+        .iter()
+        .map(|f| Scenario::from_file(f))
+        .collect::<Result<_, _>>()
+        .map_err(bad_input)?;
+    let with_builtins = builtins || files.is_empty();
+    if with_builtins {
+        scenarios.extend(Scenario::builtin());
+    }
     let fallback = registry.fallback_for(params).map_err(failed)?;
     println!(
         "policy {} ({}, {})",
@@ -197,6 +211,16 @@ fn test(
         "\n{passed} passed, {failures} failed{na} ({} ms wall time)",
         started.elapsed().as_millis()
     );
+    if !with_builtins {
+        println!("(only the --scenario files ran; --builtins adds the built-in scenarios)");
+    } else if failures > 0 && !(policy.source == Source::Builtin && policy.name == BUILTIN_FALLBACK)
+    {
+        println!(
+            "note: the built-in scenarios' [expect] describe tank-mode's choices; a policy with \
+             another strategy may fail them by design. `pinwarden policy check` checks what every \
+             policy must do. See `pinwarden policy test --help`."
+        );
+    }
     Ok(if failures == 0 {
         exit::OK
     } else {
