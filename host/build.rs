@@ -1,6 +1,6 @@
 //! Builds the policy guest crates to wasm32 and encodes them as components, so a plain
 //! `cargo build` / `cargo test` is all a newcomer types. The built-ins are embedded with
-//! `include_bytes!`; the hostile test guest and the example policy are only used by the tests.
+//! `include_bytes!`; the hostile test guests and the example policies are only used by the tests.
 //!
 //! The guests are built by a nested cargo in their own target directory (next to this build's)
 //! so it never waits on the outer build's lock, and optimised (profile `guest`) because
@@ -24,6 +24,7 @@ const GUESTS: &[&str] = &[
     "hostile-policy",
     "legacy-v01-policy",
     "backups-first",
+    "no-kit",
 ];
 const TARGET: &str = "wasm32-unknown-unknown";
 /// The workspace profile for guests (see the root Cargo.toml).

@@ -291,6 +291,43 @@ fn worked_example_encode_check_and_test_a_custom_policy() {
 }
 
 #[test]
+fn the_no_kit_example_policy_builds_checks_and_passes_its_own_scenario() {
+    // examples/policies/no-kit: plain wit-bindgen, no policy-kit, built by the build script as
+    // `cargo build --target wasm32-unknown-unknown` would (the README's no-kit path).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let module = Path::new(GUEST_MODULES).join("no_kit.wasm");
+    let output = dir.path().join("no-kit.wasm");
+    let (m, o) = (module.to_string_lossy(), output.to_string_lossy());
+    let out = pinwarden(&["policy", "encode", &m, "-o", &o], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+
+    let out = pinwarden(&["policy", "check", &o], dir.path());
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stdout.contains("valid policy 'no-kit'"), "{stdout}");
+    // Its own parameter validation is what `configure` answers.
+    let out = pinwarden(
+        &["policy", "check", &o, "--param", "pin_timeout_ms=5"],
+        dir.path(),
+    );
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("pin_timeout_ms: 5 is outside"), "{stderr}");
+
+    let scenario = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/policies/no-kit/primary-lies.toml"
+    );
+    let out = pinwarden(&["policy", "test", &o, "--scenario", scenario], dir.path());
+    let (stdout, _) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("PASS  no-kit-primary-lies: pinned on backup-1"),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn config_show_prints_the_effective_config_with_secrets_masked() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("pinwarden.toml");

@@ -30,6 +30,7 @@ const MODES: &[&str] = &[
 
 /// Recursion with no end, each frame holding a buffer on the shadow stack (in linear memory).
 #[inline(never)]
+#[allow(unconditional_recursion)] // the point: it overflows the stack
 fn deeper(depth: u64) -> u64 {
     let frame = std::hint::black_box([depth; 64]);
     deeper(depth + 1).wrapping_add(frame[(depth % 64) as usize])
