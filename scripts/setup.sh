@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what pinwarden's demo and tests need on a fresh machine (idempotent):
 #   - the wasm32 target the policies compile to (also named in rust-toolchain.toml);
-#   - js-ipfs (real IPFS daemons speaking the Kubo RPC API) from the committed lockfile.
+#   - js-ipfs (real IPFS daemons speaking the Kubo RPC API) from the committed lockfile;
+#   - systemd-analyze and groff for the packaging tests (Debian packages, when missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,4 +21,17 @@ echo "==> js-ipfs for the real-node tests and the demo"
 if ! cmp -s tests/ipfs-node/package-lock.json tests/ipfs-node/node_modules/.pinwarden-lock; then
   (cd tests/ipfs-node && npm ci --no-audit --no-fund --loglevel=error)
   cp tests/ipfs-node/package-lock.json tests/ipfs-node/node_modules/.pinwarden-lock
+fi
+
+echo "==> packaging checks: systemd-analyze (the service unit), groff (the man pages)"
+# tests/it/packaging.rs verifies deploy/systemd/pinwarden.service with systemd-analyze and
+# renders the man pages with groff. Debian packages; installed only when missing.
+missing=()
+command -v systemd-analyze >/dev/null || missing+=(systemd)
+command -v groff >/dev/null || missing+=(groff-base)
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi

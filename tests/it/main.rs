@@ -1,11 +1,14 @@
 //! pinwarden's integration tests, in one binary (one link of wasmtime and cranelift instead of
 //! one per file). Each module is one former test binary; `support` is what they share.
 //!
-//! * in-process: `sandbox` (the hostile guest), `simulator`, `observability`;
-//! * the `pinwarden` binary as an operator runs it: `cli_policy`, `cli_context`;
-//! * real js-ipfs nodes on loopback (`support::nodes`, needs `cd tests/ipfs-node && npm ci
-//!   --before=2024-12-14`): `kubo_client`, `fallback_migrate`, `e2e_pin`, `daemon`, `outage`,
-//!   `real_size` (256 MiB over bitswap: the longest, a few minutes).
+//! * in-process: `sandbox` (the hostile guest), `simulator`, `observability` (with the
+//!   Grafana dashboard's queries);
+//! * the `pinwarden` binary as an operator runs it: `cli_policy`, `cli_context`, `packaging`
+//!   (completions, man pages, the systemd unit), `openapi` (the API document against a daemon);
+//! * real js-ipfs nodes on loopback (`support::nodes`, installed by `scripts/setup.sh`):
+//!   `kubo_client`, `fallback_migrate`, `e2e_pin`, `daemon`, `doctor`, `node_client` (the
+//!   Node.js client, run by `node`), `outage`, `real_size` (256 MiB over bitswap: the longest,
+//!   a few minutes).
 //!
 //! Run one module with a filter: `cargo test -p pinwarden --test it -- e2e_pin::`.
 
