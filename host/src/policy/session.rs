@@ -4,7 +4,7 @@
 //! what to do (the executor continues the job under the built-in tank-mode policy). A store
 //! whose instance trapped is never entered again.
 
-use super::contract::{Action, Event, Job, Node, PolicyBindings, PolicyInfo};
+use super::contract::{Action, Event, HistoryChange, Job, Node, PolicyBindings, PolicyInfo};
 use super::engine::{EPOCH_TICK, SandboxLimits};
 use std::fmt;
 use wasmtime::{ResourceLimiter, Store, Trap};
@@ -93,6 +93,8 @@ pub struct Session {
     limits: SandboxLimits,
     /// After a trap the instance is in an undefined state and must not be entered again.
     poisoned: bool,
+    /// The history as the instance holds it: `decide` sends only what differs.
+    sent: Vec<Event>,
 }
 
 impl Session {
@@ -124,6 +126,7 @@ impl Session {
             bindings,
             limits,
             poisoned: false,
+            sent: Vec::new(),
         })
     }
 
@@ -156,6 +159,10 @@ impl Session {
             })
     }
 
+    /// The policy's next actions for `history` (the round's, whole). The guest receives only
+    /// the events that changed since this instance's previous call (the contract's
+    /// `history-change`s): copying the whole history into the sandbox on every call made a
+    /// decision's cost grow with it (about 0.14 µs per event).
     pub fn decide(
         &mut self,
         job: &Job,
@@ -163,7 +170,14 @@ impl Session {
         history: &[Event],
         now_ms: u64,
     ) -> Result<Vec<Action>, Incident> {
-        let mut actions = self.call(|b, s| b.call_decide(s, job, nodes, history, now_ms))?;
+        let changes = changes_since(&self.sent, history);
+        let mut actions = self.call(|b, s| b.call_decide(s, job, nodes, &changes, now_ms))?;
+        for change in changes {
+            match self.sent.get_mut(change.index as usize) {
+                Some(slot) => *slot = change.event,
+                None => self.sent.push(change.event),
+            }
+        }
         for action in &mut actions {
             bound_action(action);
         }
@@ -187,6 +201,24 @@ impl Session {
             classify(&self.policy, &self.store, e)
         })
     }
+}
+
+/// What turns `sent` into `history`: each event that is new or differs, by index. (A session
+/// serves one round, whose history only grows and whose events only gain an outcome.)
+fn changes_since(sent: &[Event], history: &[Event]) -> Vec<HistoryChange> {
+    debug_assert!(
+        sent.len() <= history.len(),
+        "a round's history never shrinks"
+    );
+    history
+        .iter()
+        .enumerate()
+        .filter(|(i, event)| sent.get(*i) != Some(event))
+        .map(|(i, event)| HistoryChange {
+            index: u32::try_from(i).unwrap_or(u32::MAX),
+            event: event.clone(),
+        })
+        .collect()
 }
 
 /// The most text a policy can hand the host in one string (a reason, a node name, a
@@ -286,6 +318,29 @@ fn fault_address(text: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_new_and_ended_events_are_sent() {
+        use super::super::contract::{Outcome, WaitRequest};
+        let event = |ms, outcome| Event {
+            action: Action::Wait(WaitRequest { ms, node: None }),
+            outcome,
+            started_ms: 0,
+            ended_ms: None,
+        };
+        let sent = vec![event(1, Some(Outcome::Ok)), event(2, None)];
+        let history = vec![
+            event(1, Some(Outcome::Ok)),
+            event(2, Some(Outcome::Ok)),
+            event(3, None),
+        ];
+        let changes = changes_since(&sent, &history);
+        let indices: Vec<u32> = changes.iter().map(|c| c.index).collect();
+        assert_eq!(indices, [1, 2]);
+        assert_eq!(changes[0].event, history[1]);
+        assert!(changes_since(&history, &history).is_empty());
+        assert_eq!(changes_since(&[], &history).len(), 3);
+    }
 
     #[test]
     fn fault_addresses_are_read_from_wasmtimes_message() {

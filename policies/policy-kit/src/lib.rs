@@ -37,7 +37,7 @@ pub mod bindings {
 #[doc(hidden)]
 pub use generated::*;
 
-pub use bindings::{Action, Event, Job, Node, Outcome, PolicyInfo, Role};
+pub use bindings::{Action, Event, HistoryChange, Job, Node, Outcome, PolicyInfo, Role};
 pub use params::{ParamSpec, Settings};
 
 use std::sync::Mutex;
@@ -60,6 +60,32 @@ pub fn load_settings(specs: &[ParamSpec]) -> Settings {
         .ok()
         .and_then(|slot| slot.clone())
         .unwrap_or_else(|| Settings::defaults(specs))
+}
+
+/// The round's history as this instance has received it (one instance serves one round).
+static HISTORY: Mutex<Vec<Event>> = Mutex::new(Vec::new());
+
+/// Applies `decide`'s changes to the history kept from earlier calls: an index inside the
+/// history replaces that event (its action ended), the next index appends. (The host never
+/// skips an index; one past the end is appended all the same.)
+pub fn apply_changes(history: &mut Vec<Event>, changes: Vec<HistoryChange>) {
+    for change in changes {
+        match history.get_mut(change.index as usize) {
+            Some(slot) => *slot = change.event,
+            None => history.push(change.event),
+        }
+    }
+}
+
+/// `changes` applied to this instance's history, then `f` of the whole history: how a
+/// hand-written `Guest::decide` (the hostile test guest, say) gets the history the kit's
+/// policies see.
+pub fn with_history<R>(changes: Vec<HistoryChange>, f: impl FnOnce(&[Event]) -> R) -> R {
+    let mut kept = HISTORY
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    apply_changes(&mut kept, changes);
+    f(&kept)
 }
 
 /// What a policy crate provides; the kit turns it into the WIT `Guest` implementation.
@@ -98,7 +124,10 @@ impl<P: Policy> bindings::Guest for P {
         Ok(())
     }
 
-    fn decide(job: Job, nodes: Vec<Node>, history: Vec<Event>, now_ms: u64) -> Vec<Action> {
-        P::decide(&load_settings(P::PARAMS), &job, &nodes, &history, now_ms)
+    fn decide(job: Job, nodes: Vec<Node>, changes: Vec<HistoryChange>, now_ms: u64) -> Vec<Action> {
+        let settings = load_settings(P::PARAMS);
+        with_history(changes, |history| {
+            P::decide(&settings, &job, &nodes, history, now_ms)
+        })
     }
 }

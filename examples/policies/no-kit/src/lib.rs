@@ -5,8 +5,9 @@
 //! confirms it and its blocks are found, which is also what the host demands before it accepts
 //! `succeed`. Any failure moves on to the next node; when none is left, `fail`.
 //!
-//! The host calls `decide` with the whole history each time an action ends, so the policy
-//! keeps no state: the next step is read off the last event.
+//! The host calls `decide` each time an action ends, with the changes to the round's history
+//! since the previous call; the policy keeps the history (one instance serves one round) and
+//! reads the next step off its last event.
 
 // wit-bindgen's generated export shims take the flattened arguments of `decide`.
 #![allow(clippy::too_many_arguments)]
@@ -18,9 +19,10 @@ wit_bindgen::generate!({
 });
 
 // `generate!` already brought the world's `use`d types into this module (`Job`, `Node`,
-// `Event`, `Action`, `PolicyInfo`): importing them again fails with E0255. Everything else of
-// the interface is imported from its module.
-use pinwarden::policy::types::{ConnectRequest, Outcome, ParamInfo, PinRequest, Role};
+// `HistoryChange`, `Action`, `PolicyInfo`): importing them again fails with E0255. Everything
+// else of the interface is imported from its module.
+use pinwarden::policy::types::{ConnectRequest, Event, Outcome, ParamInfo, PinRequest, Role};
+use std::sync::Mutex;
 
 /// How long one pin may take, and without progress.
 const PIN_TIMEOUT_MS: u64 = 300_000;
@@ -60,10 +62,29 @@ impl Guest for NoKit {
         Ok(())
     }
 
-    fn decide(_job: Job, nodes: Vec<Node>, history: Vec<Event>, _now_ms: u64) -> Vec<Action> {
+    fn decide(
+        _job: Job,
+        nodes: Vec<Node>,
+        changes: Vec<HistoryChange>,
+        _now_ms: u64,
+    ) -> Vec<Action> {
+        let mut history = HISTORY
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // A change at an index we hold replaces that event (its action ended); the next
+        // index appends.
+        for change in changes {
+            match history.get_mut(change.index as usize) {
+                Some(slot) => *slot = change.event,
+                None => history.push(change.event),
+            }
+        }
         decide(&nodes, &history)
     }
 }
+
+/// The round's history, as received so far.
+static HISTORY: Mutex<Vec<Event>> = Mutex::new(Vec::new());
 
 /// Set by `configure`, read by `decide` (one instance serves one job).
 static PIN_TIMEOUT: std::sync::atomic::AtomicU64 =

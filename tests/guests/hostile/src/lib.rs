@@ -9,7 +9,7 @@
 
 use policy_kit::bindings::{Guest, PinRequest, WaitRequest};
 use policy_kit::plan::{nodes_with, plan};
-use policy_kit::{Action, Event, Job, Node, PolicyInfo, Role, Settings};
+use policy_kit::{Action, Event, HistoryChange, Job, Node, PolicyInfo, Role, Settings};
 use std::sync::Mutex;
 
 const MODES: &[&str] = &[
@@ -84,60 +84,65 @@ impl Guest for Hostile {
         Ok(())
     }
 
-    fn decide(job: Job, nodes: Vec<Node>, history: Vec<Event>, now_ms: u64) -> Vec<Action> {
-        let (mode, after) = STATE.lock().map(|s| *s).unwrap_or((0, 0));
-        if history.len() < after || mode == 0 {
-            let s = SETTINGS
-                .lock()
-                .ok()
-                .and_then(|s| s.clone())
-                .unwrap_or_else(|| Settings::defaults(policy_kit::params::ALL));
-            let candidates: Vec<&str> = nodes_with(&nodes, Role::Primary)
-                .chain(nodes_with(&nodes, Role::Backup))
-                .collect();
-            return plan(&job, &nodes, &history, now_ms, &s, &candidates);
-        }
-        match MODES[mode] {
-            "trap" => panic!("hostile policy traps at {now_ms} ms"),
-            "loop" => loop {
-                std::hint::black_box(now_ms);
-            },
-            "oom" => {
-                let mut hoard: Vec<Vec<u8>> = Vec::new();
-                loop {
-                    hoard.push(vec![1u8; 1 << 20]);
-                    std::hint::black_box(&hoard);
-                }
+    fn decide(job: Job, nodes: Vec<Node>, changes: Vec<HistoryChange>, now_ms: u64) -> Vec<Action> {
+        policy_kit::with_history(changes, |history| misbehave(job, nodes, history, now_ms))
+    }
+}
+
+/// The decision, on the whole history: the kit's plan until `after` events, then the mode.
+fn misbehave(job: Job, nodes: Vec<Node>, history: &[Event], now_ms: u64) -> Vec<Action> {
+    let (mode, after) = STATE.lock().map(|s| *s).unwrap_or((0, 0));
+    if history.len() < after || mode == 0 {
+        let s = SETTINGS
+            .lock()
+            .ok()
+            .and_then(|s| s.clone())
+            .unwrap_or_else(|| Settings::defaults(policy_kit::params::ALL));
+        let candidates: Vec<&str> = nodes_with(&nodes, Role::Primary)
+            .chain(nodes_with(&nodes, Role::Backup))
+            .collect();
+        return plan(&job, &nodes, history, now_ms, &s, &candidates);
+    }
+    match MODES[mode] {
+        "trap" => panic!("hostile policy traps at {now_ms} ms"),
+        "loop" => loop {
+            std::hint::black_box(now_ms);
+        },
+        "oom" => {
+            let mut hoard: Vec<Vec<u8>> = Vec::new();
+            loop {
+                hoard.push(vec![1u8; 1 << 20]);
+                std::hint::black_box(&hoard);
             }
-            "unknown-node" => vec![Action::Pin(PinRequest {
-                node: "nowhere".into(),
-                timeout_ms: 1_000,
-                stall_timeout_ms: 1_000,
-            })],
-            "absurd-wait" => vec![Action::Wait(WaitRequest {
-                ms: 10 * 365 * 24 * 3_600_000,
+        }
+        "unknown-node" => vec![Action::Pin(PinRequest {
+            node: "nowhere".into(),
+            timeout_ms: 1_000,
+            stall_timeout_ms: 1_000,
+        })],
+        "absurd-wait" => vec![Action::Wait(WaitRequest {
+            ms: 10 * 365 * 24 * 3_600_000,
+            node: None,
+        })],
+        "bogus-succeed" => vec![Action::Succeed(vec![nodes[0].name.clone()])],
+        "over-quorum" => {
+            let mut all: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
+            all.push(nodes[0].name.clone());
+            vec![Action::Succeed(all)]
+        }
+        "huge-reason" => vec![Action::Fail("x".repeat(10 << 20))],
+        "slow" => {
+            let mut x = now_ms;
+            for i in 0..3_000_000u64 {
+                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(i));
+            }
+            vec![Action::Wait(WaitRequest {
+                ms: 1 + x % 2,
                 node: None,
-            })],
-            "bogus-succeed" => vec![Action::Succeed(vec![nodes[0].name.clone()])],
-            "over-quorum" => {
-                let mut all: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
-                all.push(nodes[0].name.clone());
-                vec![Action::Succeed(all)]
-            }
-            "huge-reason" => vec![Action::Fail("x".repeat(10 << 20))],
-            "slow" => {
-                let mut x = now_ms;
-                for i in 0..3_000_000u64 {
-                    x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(i));
-                }
-                vec![Action::Wait(WaitRequest {
-                    ms: 1 + x % 2,
-                    node: None,
-                })]
-            }
-            "recurse" => vec![Action::Fail(deeper(now_ms).to_string())],
-            _ => Vec::new(),
+            })]
         }
+        "recurse" => vec![Action::Fail(deeper(now_ms).to_string())],
+        _ => Vec::new(),
     }
 }
 
