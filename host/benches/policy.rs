@@ -1,12 +1,15 @@
 //! Micro-benchmarks of the policy engine and the queue (criterion): `cargo bench -p pinwarden
 //! --bench policy`. Results and targets are recorded in BENCHMARKS.md.
 //!
-//! * `decide/*`: one `decide` call of the built-in tank-mode policy through wasm (a configured
-//!   [`Session`]) versus the same Rust code compiled natively (`tank_mode::TankMode`), on the
-//!   same data: the first decision (no history), a mid-job history of 6 events, a long one of
-//!   17 events and the worst case of the default budget (44 events: every attempt on three
-//!   nodes refuted). `native-owned-args` is the native call as the guest's WIT glue makes it
-//!   (owned copies of the arguments, settings read back from `configure`).
+//! * `decide/*`: one `decide` call of the built-in tank-mode policy through wasm (a round's
+//!   [`Session`], which sends the guest only the event that changed since its previous call)
+//!   versus the same Rust code compiled natively (`tank_mode::TankMode`), on the same data:
+//!   the first decision (no history), a mid-job history of 6 events, a long one of 17 events
+//!   and the worst case of the default budget (44 events: every attempt on three nodes
+//!   refuted). `wasm-whole-history` is a new instance's first decision (the whole history
+//!   sent: after a policy swap or a containment). `native-owned-args` is the native call as
+//!   the guest's WIT glue makes it (owned copies of the arguments, the kit keeping the
+//!   history, settings read back from `configure`).
 //! * `session/instantiate+configure`: what every job pays before its first decision;
 //!   `session/call-floor-configure-empty`: the fixed cost of any call into the sandbox.
 //! * `simulate/all-builtin-scenarios`: the simulator over every built-in scenario.
@@ -167,11 +170,22 @@ fn criterion() -> Criterion {
         .configure_from_args()
 }
 
+/// `history` with its last event's end moved by `ms`: the same decision, but one event that
+/// differs from what a session holds (one action ended since the previous call).
+macro_rules! nudged {
+    ($history:expr, $ms:expr) => {{
+        let mut h = $history.clone();
+        if let Some(last) = h.last_mut() {
+            last.ended_ms = last.ended_ms.map(|e| e + $ms);
+        }
+        h
+    }};
+}
+
 fn bench_decide(c: &mut Criterion, policy: &Policy) {
     let (job, nodes, mid, long, worst) = inputs!(pinwarden::policy::contract);
     let (n_job, n_nodes, n_mid, n_long, n_worst) = inputs!(policy_kit::bindings);
     let settings = policy_kit::Settings::defaults(TankMode::PARAMS);
-    let mut session: Session = policy.session().expect("session");
 
     let (empty, n_empty) = (Vec::new(), Vec::new());
     for (label, history, n_history) in [
@@ -180,28 +194,54 @@ fn bench_decide(c: &mut Criterion, policy: &Policy) {
         ("long-17-events", &long, &n_long),
         ("worst-44-events", &worst, &n_worst),
     ] {
+        // A round's session, as the executor has it: it holds the history up to the previous
+        // decision, and the last event has just ended. Each iteration sends one changed event
+        // (alternating between two ends of the last event, 1 ms apart).
+        let mut session: Session = policy.session().expect("session");
+        let (a, b) = (nudged!(history, 0), nudged!(history, 1));
         // Both sides must take the same decision, or the comparison means nothing.
-        let wasm = session
-            .decide(&job, &nodes, history, NOW_MS)
-            .expect("decide");
+        let wasm = session.decide(&job, &nodes, &a, NOW_MS).expect("decide");
+        let again = session.decide(&job, &nodes, &b, NOW_MS).expect("decide");
         let native = TankMode::decide(&settings, &n_job, &n_nodes, n_history, NOW_MS);
         assert_eq!(format!("{wasm:?}"), format!("{native:?}"), "{label}");
+        assert_eq!(
+            wasm, again,
+            "{label}: a 1 ms later end changes the decision"
+        );
 
         let mut group = c.benchmark_group(format!("decide/{label}"));
-        group.bench_function("wasm", |b| {
-            b.iter(|| {
+        let mut flip = false;
+        group.bench_function("wasm", |bench| {
+            bench.iter(|| {
+                flip = !flip;
+                let h = if flip { &a } else { &b };
                 session
-                    .decide(
-                        black_box(&job),
-                        black_box(&nodes),
-                        black_box(history),
-                        NOW_MS,
-                    )
+                    .decide(black_box(&job), black_box(&nodes), black_box(h), NOW_MS)
                     .expect("decide")
             })
         });
-        group.bench_function("native", |b| {
-            b.iter(|| {
+        // A new instance's first decision: the whole history crosses into the sandbox (after
+        // a live policy swap or a containment; a round's first decision has no history).
+        group.bench_function("wasm-whole-history", |bench| {
+            bench.iter_batched(
+                || policy.session().expect("session"),
+                |mut fresh| {
+                    let decided = fresh
+                        .decide(
+                            black_box(&job),
+                            black_box(&nodes),
+                            black_box(history),
+                            NOW_MS,
+                        )
+                        .expect("decide");
+                    // Returned, so the instance is dropped outside the measurement.
+                    (fresh, decided)
+                },
+                criterion::BatchSize::SmallInput,
+            )
+        });
+        group.bench_function("native", |bench| {
+            bench.iter(|| {
                 TankMode::decide(
                     black_box(&settings),
                     black_box(&n_job),
@@ -212,13 +252,39 @@ fn bench_decide(c: &mut Criterion, policy: &Policy) {
             })
         });
         // The native call as the WIT glue makes it inside the guest: owned arguments (what
-        // the canonical ABI lifts into guest memory) and the settings read from `configure`.
-        group.bench_function("native-owned-args", |b| {
-            b.iter(|| {
+        // the canonical ABI lifts into guest memory: the job, the nodes, one changed event),
+        // the kit keeping the history, and the settings read from `configure`.
+        let last = n_history.len().saturating_sub(1);
+        let change = |ms: u64| -> Vec<policy_kit::HistoryChange> {
+            nudged!(n_history, ms)
+                .into_iter()
+                .enumerate()
+                .skip(last)
+                .map(|(i, event)| policy_kit::HistoryChange {
+                    index: i as u32,
+                    event,
+                })
+                .collect()
+        };
+        let whole: Vec<policy_kit::HistoryChange> = n_history
+            .iter()
+            .cloned()
+            .enumerate()
+            .map(|(i, event)| policy_kit::HistoryChange {
+                index: i as u32,
+                event,
+            })
+            .collect();
+        policy_kit::with_history(whole, |_| ());
+        let (ca, cb) = (change(0), change(1));
+        let mut flip = false;
+        group.bench_function("native-owned-args", |bench| {
+            bench.iter(|| {
+                flip = !flip;
                 <TankMode as policy_kit::bindings::Guest>::decide(
                     black_box(n_job.clone()),
                     black_box(n_nodes.clone()),
-                    black_box(n_history.clone()),
+                    black_box(if flip { ca.clone() } else { cb.clone() }),
                     NOW_MS,
                 )
             })
@@ -333,20 +399,23 @@ fn summary() {
         "worst-44-events",
     ] {
         let group = format!("decide_{label}");
-        if let (Some(w), Some(n), Some(o)) = (
+        if let (Some(w), Some(n), Some(o), Some(whole)) = (
             mean_ns(&format!("{group}/wasm")),
             mean_ns(&format!("{group}/native")),
             mean_ns(&format!("{group}/native-owned-args")),
+            mean_ns(&format!("{group}/wasm-whole-history")),
         ) {
             println!(
                 "decide {label}: wasm {:.2} µs, native {:.2} µs, native with owned args {:.2} µs; \
-                 wasm/native {:.2}x [target <= 5 µs: {}; <= 3x native: {}]",
+                 wasm/native {:.2}x [target <= 5 µs: {}; <= 3x native: {}]; \
+                 a new instance's first decision (whole history) {:.2} µs",
                 w / 1e3,
                 n / 1e3,
                 o / 1e3,
                 w / n,
                 verdict(w <= 5_000.0),
                 verdict(w / n <= 3.0),
+                whole / 1e3,
             );
         }
     }
