@@ -70,7 +70,19 @@ pub struct Thresholds {
     pub cooldown_ms: u64,
 }
 
+impl Default for Thresholds {
+    /// The kit's defaults, for a policy without breaker parameters.
+    fn default() -> Self {
+        Thresholds {
+            failures: host_rules::BREAKER_FAILURES,
+            cooldown_ms: host_rules::BREAKER_COOLDOWN_MS,
+        }
+    }
+}
+
 impl Thresholds {
+    /// The policy's values (configured, else its declared defaults); the kit's defaults for a
+    /// parameter it does not declare or that does not parse.
     pub fn of(policy: &crate::policy::Policy) -> Thresholds {
         let param = |name: &str| policy.param(name).and_then(|v| v.parse::<u64>().ok());
         Thresholds {

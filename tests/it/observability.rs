@@ -5,9 +5,10 @@ use crate::support::webhook::webhook_receiver;
 use pinwarden::config::{AlertRule, Config};
 use pinwarden::daemon::alerts::Alerts;
 use pinwarden::daemon::metrics::Metrics;
-use pinwarden::daemon::observe::{BreakerParams, Live};
+use pinwarden::daemon::observe::Live;
 use pinwarden::executor::{RoundLimits, Topology, run_round};
 use pinwarden::health::Kind;
+use pinwarden::health::Thresholds;
 use pinwarden::queue::{Queue, Submission};
 
 use pinwarden::Role;
@@ -43,7 +44,7 @@ fn observe(topology: &Topology, metrics: &Arc<Metrics>, rules: &[AlertRule]) -> 
         topology.ledger(),
         Arc::clone(metrics),
         Arc::new(Alerts::new(rules)),
-        BreakerParams::default(),
+        Thresholds::default(),
     )
 }
 

@@ -109,7 +109,7 @@ impl Daemon {
             topology.ledger(),
             Arc::clone(&metrics),
             Arc::clone(&alerts),
-            observe::BreakerParams::of(&active),
+            crate::health::Thresholds::of(&active),
         );
         Ok(Arc::new(Daemon {
             stop: tokio::sync::watch::Sender::new(false),
@@ -142,7 +142,7 @@ impl Daemon {
         let result = self.policy.reload(spec, params);
         self.metrics.observe_reload(result.is_ok());
         if let Ok(policy) = &result {
-            self.live.set_params(observe::BreakerParams::of(policy));
+            self.live.set_params(crate::health::Thresholds::of(policy));
             self.metrics.expect_policy(&policy.name);
             self.metrics.expect_policy(&self.policy.current().1.name);
         }

@@ -8,58 +8,16 @@
 
 use super::alerts::Alerts;
 use super::metrics::{Metrics, Signals};
-use crate::health::{self, Ended, Kind, Ledger, Observer};
-use crate::policy::Policy;
-use crate::policy::contract::NodeHealth;
+use crate::health::{self, Ended, Kind, Ledger, Observer, Thresholds};
 use host_rules::Breaker;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-
-host_rules::view_of_health!(fn breaker_view(NodeHealth));
-
-/// A policy's circuit-breaker parameters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BreakerParams {
-    pub failures: u32,
-    pub cooldown_ms: u64,
-}
-
-impl Default for BreakerParams {
-    fn default() -> Self {
-        BreakerParams {
-            failures: host_rules::BREAKER_FAILURES,
-            cooldown_ms: host_rules::BREAKER_COOLDOWN_MS,
-        }
-    }
-}
-
-impl BreakerParams {
-    /// The policy's values (configured, else its declared defaults); the host-rules defaults
-    /// for a parameter it does not declare or that does not parse.
-    pub fn of(policy: &Policy) -> BreakerParams {
-        let d = BreakerParams::default();
-        BreakerParams {
-            failures: policy
-                .param("breaker_failures")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(d.failures),
-            cooldown_ms: policy
-                .param("breaker_cooldown_ms")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(d.cooldown_ms),
-        }
-    }
-
-    pub fn breaker(&self, health: &NodeHealth) -> Breaker {
-        host_rules::breaker(&breaker_view(health), self.failures, self.cooldown_ms)
-    }
-}
 
 /// The observer. One per daemon, on the topology's ledger.
 pub struct Live {
     metrics: Arc<Metrics>,
     alerts: Arc<Alerts>,
-    params: Mutex<BreakerParams>,
+    params: Mutex<Thresholds>,
     /// Each node's breaker right after its last ended action: an opening is a change to open.
     last: Mutex<HashMap<String, Breaker>>,
 }
@@ -71,7 +29,7 @@ impl Live {
         ledger: &Ledger,
         metrics: Arc<Metrics>,
         alerts: Arc<Alerts>,
-        params: BreakerParams,
+        params: Thresholds,
     ) -> Arc<Live> {
         let last = ledger
             .snapshot()
@@ -90,13 +48,13 @@ impl Live {
     }
 
     /// After a policy swap: the new policy's breaker is the one to report.
-    pub fn set_params(&self, params: BreakerParams) {
+    pub fn set_params(&self, params: Thresholds) {
         if let Ok(mut p) = self.params.lock() {
             *p = params;
         }
     }
 
-    fn params(&self) -> BreakerParams {
+    fn params(&self) -> Thresholds {
         self.params.lock().map(|p| *p).unwrap_or_default()
     }
 
@@ -165,12 +123,7 @@ mod tests {
     fn live(ledger: &Ledger, rules: &[AlertRule]) -> (Arc<Live>, Arc<Metrics>) {
         let metrics = Arc::new(Metrics::new(&["primary", "backup-1"]));
         let alerts = Arc::new(Alerts::new(rules));
-        let live = Live::attach(
-            ledger,
-            Arc::clone(&metrics),
-            alerts,
-            BreakerParams::default(),
-        );
+        let live = Live::attach(ledger, Arc::clone(&metrics), alerts, Thresholds::default());
         (live, metrics)
     }
 
@@ -300,7 +253,7 @@ mod tests {
         }
         assert_eq!((state(), openings()), (2.0, 3.0));
         // The policy's parameters decide: a disabled breaker never reads open.
-        live.set_params(BreakerParams {
+        live.set_params(Thresholds {
             failures: 0,
             cooldown_ms: 0,
         });
@@ -337,13 +290,13 @@ mod tests {
                 .collect();
             registry.fallback_for(&params).expect("tank-mode")
         };
-        assert_eq!(BreakerParams::of(&tank(&[])), BreakerParams::default());
+        assert_eq!(Thresholds::of(&tank(&[])), Thresholds::default());
         assert_eq!(
-            BreakerParams::of(&tank(&[
+            Thresholds::of(&tank(&[
                 ("breaker_failures", "5"),
                 ("breaker_cooldown_ms", "1000")
             ])),
-            BreakerParams {
+            Thresholds {
                 failures: 5,
                 cooldown_ms: 1_000
             }
