@@ -3,10 +3,10 @@
 //! On the shared cluster: primary and backup are two nodes of its mesh, the local node is its
 //! isolated node (content uploaded there alone must end in the local fallback).
 
-use crate::support::nodes::{ISOLATED, MESH, shared_cluster, step};
+use crate::support::nodes::{ISOLATED, MESH, shared_cluster, step, upload_tiny};
 use crate::support::policies::{GUEST_MODULES, HOSTILE, TANK_MODE};
 use crate::support::webhook::webhook_receiver;
-use crate::support::{FaultProxy, IpfsCluster, Mode, XorShift, make_hls_dir};
+use crate::support::{FaultProxy, IpfsCluster, Mode, XorShift};
 use pinwarden::Outcome;
 use pinwarden::client::{ClientError, DaemonClient};
 use pinwarden::daemon::wire::{ReloadRequest, SubmitRequest};
@@ -217,26 +217,8 @@ fn config(dir: &Path, primary: &str, backup: &str, local: &str, policy: &str) {
 }
 
 fn config_with(dir: &Path, primary: &str, backup: &str, local: &str, policy: &str, extra: &str) {
-    let text = format!(
-        r#"data_dir = "{data}"
-node_name = "encoder-node-1"
-
-[[node]]
-name = "primary"
-url = "{primary}"
-role = "primary"
-
-[[node]]
-name = "backup-1"
-url = "{backup}"
-role = "backup"
-
-[[node]]
-name = "local"
-url = "{local}"
-role = "local"
-
-[policy]
+    let rest = format!(
+        r#"[policy]
 name = "{policy}"
 params = {{ attempts = 1, base_delay_ms = 50, max_delay_ms = 100, pin_timeout_ms = 3000, stall_timeout_ms = 1200 }}
 
@@ -254,12 +236,12 @@ policy_dir = "{data}"
 "#,
         data = dir.display(),
     );
-    std::fs::write(dir.join("pinwarden.toml"), text).expect("config");
-}
-
-async fn upload_tiny(client: &KuboClient, name: &str) -> String {
-    let (_tmp, dir) = make_hls_dir(name, 4 << 10, 1).expect("dir");
-    client.add_dir(&dir).await.expect("upload")
+    let nodes = [
+        ("primary", "primary", primary),
+        ("backup-1", "backup", backup),
+        ("local", "local", local),
+    ];
+    crate::support::config::write(dir, &nodes, &rest);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,8 +4,7 @@
 //! its TCP listener and token, and the two CIDs in its environment. Node's output (and the
 //! daemon's log) is shown on failure. Needs Node.js on PATH, like every real-node module.
 
-use crate::support::make_hls_dir;
-use crate::support::nodes::{MESH, shared_cluster, step};
+use crate::support::nodes::{MESH, shared_cluster, step, upload_tiny};
 use pinwarden::client::DaemonClient;
 use pinwarden::kubo::KuboClient;
 use std::path::{Path, PathBuf};
@@ -63,36 +62,19 @@ impl Drop for Served {
 /// content no node has fails a waiting submit within seconds. Breakers and hedging are off:
 /// the failing pins must not steer the others away from the primary.
 fn config(dir: &Path, primary: &str, backup: &str) {
-    let text = format!(
-        r#"data_dir = "{data}"
-node_name = "encoder-node-1"
-
-[[node]]
-name = "primary"
-url = "{primary}"
-role = "primary"
-
-[[node]]
-name = "backup-1"
-url = "{backup}"
-role = "backup"
-
-[policy]
+    let rest = r#"[policy]
 name = "tank-mode"
-params = {{ attempts = 2, base_delay_ms = 50, max_delay_ms = 100, pin_timeout_ms = 5000, stall_timeout_ms = 2000, breaker_failures = 0, hedge_after_ms = 0 }}
+params = { attempts = 2, base_delay_ms = 50, max_delay_ms = 100, pin_timeout_ms = 5000, stall_timeout_ms = 2000, breaker_failures = 0, hedge_after_ms = 0 }
 
 [daemon]
 retry_base_ms = 100
 retry_max_ms = 400
-"#,
-        data = dir.display(),
-    );
-    std::fs::write(dir.join("pinwarden.toml"), text).expect("config");
-}
-
-async fn upload_tiny(client: &KuboClient, name: &str) -> String {
-    let (_tmp, dir) = make_hls_dir(name, 4 << 10, 1).expect("dir");
-    client.add_dir(&dir).await.expect("upload")
+"#;
+    let nodes = [
+        ("primary", "primary", primary),
+        ("backup-1", "backup", backup),
+    ];
+    crate::support::config::write(dir, &nodes, rest);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -689,30 +689,20 @@ async fn the_openapi_document_is_the_served_api() {
         .expect("port")
         .port();
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        dir.path().join("pinwarden.toml"),
-        format!(
-            r#"data_dir = "{data}"
-node_name = "openapi-test"
-
-[[node]]
-name = "primary"
-url = "http://{node_addr}"
-role = "primary"
-
-[policy]
+    let url = format!("http://{node_addr}");
+    crate::support::config::write(
+        dir.path(),
+        &[("primary", "primary", &url)],
+        r#"[policy]
 name = "tank-mode"
-params = {{ attempts = 1, pin_timeout_ms = 6000, stall_timeout_ms = 3000, breaker_failures = 0 }}
+params = { attempts = 1, pin_timeout_ms = 6000, stall_timeout_ms = 3000, breaker_failures = 0 }
 
 [daemon]
 retry_base_ms = 600000
 retry_max_ms = 600000
 watch_ms = 0
 "#,
-            data = dir.path().display(),
-        ),
-    )
-    .expect("config");
+    );
     let mut daemon = Daemon::start(dir.path(), port);
     let socket = dir.path().join("pinwarden.sock");
     let api = Api::unix(&socket);
@@ -979,7 +969,7 @@ watch_ms = 0
     // getHealth, listNodes, getMetrics
     let r = api.call("GET", "/v1/health", Body::None).await;
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.json()["node_name"], "openapi-test");
+    assert_eq!(r.json()["node_name"], "encoder-node-1");
     doc.check("getHealth", &r);
     let r = api.call("GET", "/v1/nodes", Body::None).await;
     assert_eq!(r.status, 200, "{}", r.text());

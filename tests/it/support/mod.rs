@@ -1,7 +1,8 @@
 //! What the test modules share, in one place: policies and simulated rounds ([`policies`]),
-//! real js-ipfs nodes ([`nodes`], on top of the dev-only crate `pinwarden-testkit`), and a
-//! webhook receiver ([`webhook`]).
+//! real js-ipfs nodes ([`nodes`], on top of the dev-only crate `pinwarden-testkit`),
+//! configuration files ([`config`]) and a webhook receiver ([`webhook`]).
 
+pub mod config;
 pub mod nodes;
 pub mod policies;
 pub mod webhook;

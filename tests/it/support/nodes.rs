@@ -87,3 +87,9 @@ pub fn ghost_cid() -> String {
     let hash = cid::multihash::Multihash::<64>::wrap(0x12, &digest).expect("sha2-256 multihash");
     cid::Cid::new_v1(0x55, hash).to_string()
 }
+
+/// Uploads a small HLS-like directory (4 KiB, fresh random bytes) to `client`: a new CID.
+pub async fn upload_tiny(client: &KuboClient, name: &str) -> String {
+    let (_tmp, dir) = pinwarden_testkit::make_hls_dir(name, 4 << 10, 1).expect("dir");
+    client.add_dir(&dir).await.expect("upload")
+}
