@@ -3,6 +3,7 @@
 //! On the shared cluster: primary and backup are two nodes of its mesh, the local node is its
 //! isolated node (content uploaded there alone must end in the local fallback).
 
+use crate::support::config::spawn_serve;
 use crate::support::nodes::{ISOLATED, MESH, shared_cluster, step, upload_tiny};
 use crate::support::policies::{GUEST_MODULES, HOSTILE, TANK_MODE};
 use crate::support::webhook::webhook_receiver;
@@ -62,21 +63,12 @@ impl Served {
     }
 
     fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("serve.log"))
-            .expect("log");
-        let child = Command::new(env!("CARGO_BIN_EXE_pinwarden"))
-            .args(["serve", "--log-format", "json", "--config"])
-            .arg(self.dir.join("pinwarden.toml"))
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn pinwarden serve");
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let child = spawn_serve(&self.dir, &["--log-format", "json"], &env);
         self.child = Some(child);
     }
 

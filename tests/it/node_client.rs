@@ -21,19 +21,6 @@ const TOKEN: &str = "node-client-test-token-0123456789";
 /// has to fail on both nodes).
 const NODE_LIMIT: Duration = Duration::from_secs(300);
 
-/// Variables the daemon reads over its config file: none may leak in from the caller's shell.
-const OVERRIDES: &[&str] = &[
-    "IPFS_PRIMARY_API",
-    "IPFS_BACKUP_APIS",
-    "IPFS_LOCAL_API",
-    "ENABLE_LOCAL_FALLBACK",
-    "LOCAL_FALLBACK_THRESHOLD",
-    "NODE_NAME",
-    "PINWARDEN_POLICY",
-    "PINWARDEN_CONFIG",
-    "PINWARDEN_DATA_DIR",
-];
-
 /// A `pinwarden serve` process, killed (SIGKILL) and reaped on drop.
 struct Served {
     child: Option<Child>,
@@ -115,29 +102,11 @@ async fn node_client_against_a_real_daemon() {
         .port();
     let tcp = format!("127.0.0.1:{port}");
     let log_path = dir.path().join("serve.log");
-    let log = std::fs::File::create(&log_path).expect("log");
-    let mut serve = Command::new(env!("CARGO_BIN_EXE_pinwarden"));
-    serve
-        .args([
-            "serve",
-            "--log-format",
-            "json",
-            "--listen",
-            &tcp,
-            "--config",
-        ])
-        .arg(dir.path().join("pinwarden.toml"));
-    for var in OVERRIDES {
-        serve.env_remove(var);
-    }
-    let child = serve
-        .env("PINWARDEN_TOKEN", TOKEN)
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("log"))
-        .stderr(log)
-        .spawn()
-        .expect("spawn pinwarden serve");
+    let child = crate::support::config::spawn_serve(
+        dir.path(),
+        &["--log-format", "json", "--listen", &tcp],
+        &[("PINWARDEN_TOKEN", TOKEN)],
+    );
     let served = Served {
         child: Some(child),
         log: log_path,

@@ -18,7 +18,7 @@
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 /// The document as shipped (and as the daemon embeds it).
@@ -76,22 +76,12 @@ struct Daemon {
 
 impl Daemon {
     fn start(dir: &Path, port: u16) -> Daemon {
-        let log = std::fs::File::create(dir.join("serve.log")).expect("log");
-        let child = Command::new(env!("CARGO_BIN_EXE_pinwarden"))
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--config",
-            ])
-            .arg(dir.join("pinwarden.toml"))
-            .env("PINWARDEN_TOKEN", TOKEN)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn pinwarden serve");
+        let listen = format!("127.0.0.1:{port}");
+        let child = crate::support::config::spawn_serve(
+            dir,
+            &["--listen", &listen],
+            &[("PINWARDEN_TOKEN", TOKEN)],
+        );
         Daemon {
             child: Some(child),
             dir: dir.to_path_buf(),
