@@ -63,8 +63,6 @@ async fn run() -> anyhow::Result<()> {
     }
     println!("  primary as seen by pinwarden: {}", primary.url());
 
-    banner("encoding done: uploading a 4 MB HLS rendition once, to the primary");
-    let (_tmp, dir) = make_hls_dir("rendition-720p", 4 << 20, 8)?;
     let data_dir = tempfile::tempdir()?;
     let env = [
         ("IPFS_PRIMARY_API", primary.url()),
@@ -74,6 +72,26 @@ async fn run() -> anyhow::Result<()> {
         ),
         ("PINWARDEN_DATA_DIR", data_dir.path().display().to_string()),
     ];
+
+    banner("before the first video: $ pinwarden doctor");
+    let doctor = |env: [(&'static str, String); 3]| {
+        let pinwarden = pinwarden.clone();
+        async move {
+            tokio::process::Command::new(&pinwarden)
+                .args(["doctor", "--timeout", "3s"])
+                .envs(env)
+                .status()
+                .await
+        }
+    };
+    let healthy = doctor(env.clone()).await?;
+    anyhow::ensure!(
+        healthy.success(),
+        "pinwarden doctor found a problem ({healthy})"
+    );
+
+    banner("encoding done: uploading a 4 MB HLS rendition once, to the primary");
+    let (_tmp, dir) = make_hls_dir("rendition-720p", 4 << 20, 8)?;
     let add = tokio::process::Command::new(&pinwarden)
         .arg("add")
         .arg(&dir)
@@ -132,6 +150,12 @@ async fn run() -> anyhow::Result<()> {
     anyhow::ensure!(
         clients[1].verify(&cid).await == Outcome::Ok,
         "backup-1 should hold the pin"
+    );
+    banner("$ pinwarden doctor   (what an operator would see now)");
+    let after = doctor(env.clone()).await?;
+    anyhow::ensure!(
+        after.code() == Some(1),
+        "doctor should FAIL on the dead supernode (exit 1), got {after}"
     );
     banner("done: the video survived a lying, then dead, supernode. Stopping the nodes.");
     drop(primary);
