@@ -5,8 +5,9 @@
 //! primary (the provider hint the policies rely on: a backup fetches the video from the primary
 //! over bitswap). Then the local node when the local fallback needs it, the data directory and
 //! the policy with its parameters. Each check ends OK, WARN (works, but look) or FAIL (pins
-//! will fail), with the reason and a hint. The checks only read, except the provider hint,
-//! which opens the same swarm connection a job's first backup attempt would.
+//! will fail), with the reason and a hint. The checks only read, but for two: the provider
+//! check opens the swarm connection a job's first backup attempt would (when none is open),
+//! and the data-directory check writes and removes a probe file.
 
 use crate::Outcome;
 use crate::Role;
@@ -105,7 +106,12 @@ pub async fn examine(config: &Config, opts: &Options) -> Report {
         if node.role == Role::Backup
             && let Some(client) = seen.client
         {
-            provider_checks.push(provider_check(node, client, primary_info.clone()));
+            provider_checks.push(provider_check(
+                node,
+                client,
+                primary_info.clone(),
+                opts.timeout,
+            ));
         }
     }
     checks.extend(futures::future::join_all(provider_checks).await);
@@ -291,6 +297,8 @@ async fn disk_check(
         }
     };
     let (level, detail, hint) = disk_verdict(&stat, warn_percent);
+    // Kubo's StorageMax is the garbage collector's watermark, not a hard limit: the point of
+    // the warning is a node filling up, which pins then fail on.
     check("disk", level, detail, hint)
 }
 
@@ -304,14 +312,18 @@ fn disk_verdict(stat: &RepoStat, warn_percent: u8) -> (Level, String, Option<Str
         );
     };
     let percent = stat.repo_size.saturating_mul(100) / max.max(1);
-    let detail = format!("{used} of {} used ({percent}%)", format_bytes(max));
+    let detail = format!(
+        "{used} of {} StorageMax used ({percent}%)",
+        format_bytes(max)
+    );
     if percent >= u64::from(warn_percent) {
         (
             Level::Warn,
             format!("{detail}, above {warn_percent}%"),
             Some(
-                "a node that runs out of disk fails pins: run `ipfs repo gc`, add disk, or raise \
-                 Datastore.StorageMax"
+                "StorageMax is Kubo's garbage-collection watermark: above it, check the node's \
+                 disk (a node that runs out of disk fails pins); run `ipfs repo gc`, add disk, \
+                 or raise Datastore.StorageMax"
                     .into(),
             ),
         )
@@ -324,6 +336,7 @@ async fn provider_check(
     backup: &NodeConfig,
     client: KuboClient,
     primary: Option<PeerInfo>,
+    timeout: Duration,
 ) -> Check {
     let check = |level, detail: String, hint: Option<String>| Check {
         subject: backup.name.clone(),
@@ -346,10 +359,31 @@ async fn provider_check(
             Some("give the primary a swarm listener (Addresses.Swarm)".into()),
         );
     }
-    match client.connect(&primary.addresses).await {
+    // Dialling a peer already connected returns the open connection without a dial (libp2p,
+    // Kubo alike), so say which it was rather than claim a dial that did not happen.
+    if let Ok(peers) = client.peers().await
+        && peers.iter().any(|p| p == &primary.id)
+    {
+        return check(
+            Level::Ok,
+            format!(
+                "connected to the primary (peer {}): an open connection, not dialled again",
+                short_peer(&primary.id)
+            ),
+            None,
+        );
+    }
+    // Each address is bounded by the call timeout; bound them all together too.
+    let dialled = tokio::time::timeout(
+        timeout.saturating_mul(2),
+        client.connect(&primary.addresses),
+    )
+    .await
+    .unwrap_or(Outcome::Timeout);
+    match dialled {
         Outcome::Ok => check(
             Level::Ok,
-            format!("connects to the primary (peer {})", short_peer(&primary.id)),
+            format!("dials the primary (peer {})", short_peer(&primary.id)),
             None,
         ),
         outcome => check(
@@ -396,8 +430,12 @@ fn data_dir_check(dir: &Path, min_free: u64) -> Check {
         .write(true)
         .create_new(true)
         .open(&probe)
-        .and_then(|mut f| std::io::Write::write_all(&mut f, b"probe"));
-    let _ = std::fs::remove_file(&probe);
+        .and_then(|mut f| {
+            // Created by us: ours to remove, whatever the write does.
+            let wrote = std::io::Write::write_all(&mut f, b"probe");
+            let _ = std::fs::remove_file(&probe);
+            wrote
+        });
     if let Err(e) = written {
         return check(
             Level::Fail,

@@ -239,6 +239,27 @@ impl KuboClient {
         })
     }
 
+    /// `swarm/peers`: the peer ids this node is connected to now.
+    pub async fn peers(&self) -> Result<Vec<String>, KuboError> {
+        #[derive(Deserialize)]
+        struct PeersReply {
+            #[serde(rename = "Peers", default)]
+            peers: Option<Vec<PeerEntry>>,
+        }
+        #[derive(Deserialize)]
+        struct PeerEntry {
+            #[serde(rename = "Peer")]
+            peer: String,
+        }
+        let reply: PeersReply = self.rpc.call_json("swarm/peers", &[]).await?;
+        Ok(reply
+            .peers
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| p.peer)
+            .collect())
+    }
+
     /// `repo/stat?size-only=true`: repository size against its limit. Kubo answers numbers,
     /// js-ipfs decimal strings; both are read.
     pub async fn repo_stat(&self) -> Result<RepoStat, KuboError> {
@@ -584,6 +605,21 @@ mod tests {
         let stat = client.repo_stat().await.unwrap();
         assert_eq!(stat.storage_max, Some(10_000_000_000));
         assert_eq!(stat.num_objects, 48_210);
+    }
+
+    #[tokio::test]
+    async fn swarm_peers_lists_connected_peer_ids_or_none() {
+        use super::recorded::*;
+        use super::replay::{Replay, Reply};
+        let one = Replay::start(|_, _| Reply::whole(JS_JSON_HEAD, JS_SWARM_PEERS)).await;
+        let client = KuboClient::new("js", one.url(), None).unwrap();
+        assert_eq!(
+            client.peers().await.unwrap(),
+            ["12D3KooWB7bD9fNKzeywxFXz7sTnbYY3ySmV6v5GcpNNCQtbZB39"]
+        );
+        let none = Replay::start(|_, _| Reply::whole(JS_JSON_HEAD, KUBO_NO_PEERS)).await;
+        let client = KuboClient::new("kubo", none.url(), None).unwrap();
+        assert!(client.peers().await.unwrap().is_empty());
     }
 
     #[tokio::test]

@@ -103,6 +103,12 @@ pub(super) fn ref_error(message: &str) -> String {
 pub(super) const JS_VERSION: &str = r#"{"Version":"0.18.1","Commit":"","Repo":"12","ipfs-core":"0.18.1","interface-ipfs-core":"^0.158.1","ipfs-http-client":"^60.0.1"}"#;
 pub(super) const JS_REPO_STAT: &str = r#"{"NumObjects":"1","RepoSize":"1710","RepoPath":"/tmp/jsn/repo","Version":"12","StorageMax":"9007199254740991"}"#;
 
+/// js-ipfs `swarm/peers` of a node with one connection (the shape Kubo answers too:
+/// `core/commands/swarm.go`, `connInfos{Peers []connInfo{Addr, Peer, ...}}`), and of one with
+/// none (Kubo: `{"Peers":null}`).
+pub(super) const JS_SWARM_PEERS: &str = r#"{"Peers":[{"Addr":"/ip4/127.0.0.1/tcp/45004","Peer":"12D3KooWB7bD9fNKzeywxFXz7sTnbYY3ySmV6v5GcpNNCQtbZB39"}]}"#;
+pub(super) const KUBO_NO_PEERS: &str = r#"{"Peers":null}"#;
+
 /// Kubo `version` (`core/commands/version.go`: `VersionOutput{Version, Commit, Repo, System,
 /// Golang}`) and `repo/stat` (`corerepo.Stat`: `SizeStat{RepoSize, StorageMax}`, `NumObjects`,
 /// `RepoPath`, `Version`, numbers as JSON numbers; `StorageMax` from `Datastore.StorageMax`,
