@@ -170,6 +170,16 @@ impl Session {
         history: &[Event],
         now_ms: u64,
     ) -> Result<Vec<Action>, Incident> {
+        if self.sent.len() > history.len() {
+            // A session serves one round, whose history only grows: the instance would keep
+            // events the host no longer has. Never entered again.
+            self.poisoned = true;
+            return Err(Incident {
+                policy: self.policy.clone(),
+                kind: IncidentKind::InvalidAction,
+                message: "host error: a round's history shrank under its policy instance".into(),
+            });
+        }
         let changes = changes_since(&self.sent, history);
         let mut actions = self.call(|b, s| b.call_decide(s, job, nodes, &changes, now_ms))?;
         for change in changes {
@@ -206,10 +216,6 @@ impl Session {
 /// What turns `sent` into `history`: each event that is new or differs, by index. (A session
 /// serves one round, whose history only grows and whose events only gain an outcome.)
 fn changes_since(sent: &[Event], history: &[Event]) -> Vec<HistoryChange> {
-    debug_assert!(
-        sent.len() <= history.len(),
-        "a round's history never shrinks"
-    );
     history
         .iter()
         .enumerate()

@@ -131,3 +131,50 @@ impl<P: Policy> bindings::Guest for P {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bindings::WaitRequest;
+
+    fn event(ms: u64, outcome: Option<Outcome>) -> Event {
+        Event {
+            action: Action::Wait(WaitRequest { ms, node: None }),
+            outcome,
+            started_ms: 0,
+            ended_ms: None,
+        }
+    }
+
+    #[test]
+    fn changes_append_or_replace_by_index() {
+        let mut history = Vec::new();
+        let change = |index, event| HistoryChange { index, event };
+        apply_changes(
+            &mut history,
+            vec![
+                change(0, event(1, Some(Outcome::Ok))),
+                change(1, event(2, None)),
+            ],
+        );
+        assert_eq!(history.len(), 2);
+        // The running wait ended, and a new action started.
+        apply_changes(
+            &mut history,
+            vec![
+                change(1, event(2, Some(Outcome::Ok))),
+                change(2, event(3, None)),
+            ],
+        );
+        assert_eq!(
+            history,
+            [
+                event(1, Some(Outcome::Ok)),
+                event(2, Some(Outcome::Ok)),
+                event(3, None)
+            ]
+        );
+        apply_changes(&mut history, Vec::new());
+        assert_eq!(history.len(), 3);
+    }
+}
