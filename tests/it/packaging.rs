@@ -192,11 +192,39 @@ fn the_environment_file_names_variables_pinwarden_reads() {
     assert!(out.status.success(), "{out:?}");
     let shown = String::from_utf8_lossy(&out.stdout);
     for (key, value) in &vars {
+        // What each variable sets, as `config show` prints it.
         let first = value.split(',').next().unwrap_or(value);
-        let seen = shown.contains(first) || (value == "true" && shown.contains("enabled = true"));
+        let expected = match key.as_str() {
+            "IPFS_PRIMARY_API" | "IPFS_BACKUP_APIS" | "IPFS_LOCAL_API" => {
+                format!("url = \"{first}\"")
+            }
+            "ENABLE_LOCAL_FALLBACK" => format!("enabled = {value}"),
+            "LOCAL_FALLBACK_THRESHOLD" => format!("threshold = {value}"),
+            "NODE_NAME" => format!("node_name = \"{value}\""),
+            "PINWARDEN_POLICY" => format!("name = \"{value}\""),
+            other => panic!("the env file names {other}: add what it sets to this test"),
+        };
         assert!(
-            seen,
-            "{key}={value} is not in the effective configuration:\n{shown}"
+            shown.lines().any(|l| l.trim() == expected),
+            "{key}={value}: no line `{expected}` in the effective configuration:\n{shown}"
         );
     }
+    // The policy's example value is the default: prove the variable is read at all.
+    let out = Command::new(env!("CARGO_BIN_EXE_pinwarden"))
+        .current_dir(dir.path())
+        .args(["config", "show"])
+        .env_remove("PINWARDEN_CONFIG")
+        .env_remove("PINWARDEN_DATA_DIR")
+        .envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env("PINWARDEN_POLICY", "single-backup")
+        .output()
+        .expect("run pinwarden");
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.trim() == "name = \"single-backup\""),
+        "{shown}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
