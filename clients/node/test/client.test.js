@@ -10,7 +10,7 @@
 //     PINWARDEN_TCP         optional host:port of the daemon's TCP listener, with
 //     PINWARDEN_TOKEN       its bearer token
 //   The daemon is expected to give up on unreachable content within seconds (the Rust test
-//   configures attempts = 1 and short pin timeouts), for the failed-pin test.
+//   configures attempts = 2 and short pin timeouts), for the failed-pin test.
 // * Against small fake daemons on private sockets, for answers a healthy daemon does not give
 //   on demand (503 while shutting down, a hung request, a non-JSON error).
 //

@@ -109,7 +109,7 @@ fn decide(nodes: &[Node], history: &[Event]) -> Vec<Action> {
         Action::Pin(p) => (p.node.as_str(), Step::Pin),
         Action::Verify(n) => (n.as_str(), Step::Verify),
         Action::CheckRetrievable(n) => (n.as_str(), Step::Check),
-        // Another policy ran this round before us (a live swap): start over from the top.
+        // Not an action of ours (this policy never waits): start over from the top.
         _ => return start(&order, 0),
     };
     match (outcome, step) {
