@@ -129,13 +129,7 @@ async fn add(
         .as_str()
         .ok_or_else(|| anyhow!("pinwarden add: {}", run.stderr))?
         .to_string();
-    let blocks = Node::new(a)?
-        .count_lines(
-            "refs",
-            &[("arg", &cid), ("recursive", "true"), ("unique", "true")],
-        )
-        .await?
-        + 1;
+    let blocks = count_blocks(a, &cid).await?;
     rows.push(Row {
         size: label.to_string(),
         place: format!("add to A ({blocks} blocks)"),
@@ -149,6 +143,17 @@ async fn add(
     Ok((cid, blocks))
 }
 
+/// The blocks of `cid`'s DAG on node `api`: its unique refs and the root.
+async fn count_blocks(api: &str, cid: &str) -> Result<u64> {
+    let refs = Node::new(api)?
+        .count_lines(
+            "refs",
+            &[("arg", cid), ("recursive", "true"), ("unique", "true")],
+        )
+        .await?;
+    Ok(refs + 1)
+}
+
 /// A fresh set of `mb` MB added to A with js-ipfs' CLI (CIDv0, dag-pb leaves); its CID and
 /// number of blocks.
 async fn add_v0(a: &str, mb: u64, label: &str, rows: &mut Vec<Row>) -> Result<(String, u64)> {
@@ -158,13 +163,7 @@ async fn add_v0(a: &str, mb: u64, label: &str, rows: &mut Vec<Row>) -> Result<(S
     let cid = tokio::task::spawn_blocking(move || add_with_js_ipfs_cli(&api, &dir)).await??;
     let took = started.elapsed();
     drop(tmp);
-    let blocks = Node::new(a)?
-        .count_lines(
-            "refs",
-            &[("arg", &cid), ("recursive", "true"), ("unique", "true")],
-        )
-        .await?
-        + 1;
+    let blocks = count_blocks(a, &cid).await?;
     rows.push(Row {
         size: label.to_string(),
         place: format!("add to A, CIDv0 ({blocks} blocks)"),
