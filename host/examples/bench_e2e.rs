@@ -185,6 +185,23 @@ fn loadavg() -> String {
 // ---------------------------------------------------------------------------------------------
 // A plain HTTP client making the same Kubo RPC calls pinwarden makes: the baseline.
 
+/// The baselines' HTTP client. js-ipfs closes idle keep-alive connections after 5 s; stay
+/// below, as pinwarden does.
+fn rpc_client() -> Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .pool_idle_timeout(Duration::from_secs(4))
+        .build()?)
+}
+
+/// `{api}/api/v0/{path}?{args}`.
+fn rpc_url(api: &str, path: &str, args: &[(&str, &str)]) -> Result<reqwest::Url> {
+    let mut url = reqwest::Url::parse(&format!("{}/api/v0/{path}", api.trim_end_matches('/')))?;
+    if !args.is_empty() {
+        url.query_pairs_mut().extend_pairs(args);
+    }
+    Ok(url)
+}
+
 struct Direct {
     http: reqwest::Client,
     api: String,
@@ -195,21 +212,18 @@ struct Direct {
 impl Direct {
     fn new(api: &str) -> Result<Direct> {
         Ok(Direct {
-            // js-ipfs closes idle keep-alive connections after 5 s; stay below, as pinwarden does.
-            http: reqwest::Client::builder()
-                .pool_idle_timeout(Duration::from_secs(4))
-                .build()?,
-            api: api.trim_end_matches('/').to_string(),
+            http: rpc_client()?,
+            api: api.to_string(),
             phases: std::sync::Mutex::new(Vec::new()),
         })
     }
 
     async fn call(&self, path: &str, args: &[(&str, &str)]) -> Result<bytes::Bytes> {
-        let mut url = reqwest::Url::parse(&format!("{}/api/v0/{path}", self.api))?;
-        if !args.is_empty() {
-            url.query_pairs_mut().extend_pairs(args);
-        }
-        let response = self.http.post(url).send().await?;
+        let response = self
+            .http
+            .post(rpc_url(&self.api, path, args)?)
+            .send()
+            .await?;
         let status = response.status();
         let body = response.bytes().await?;
         ensure!(

@@ -362,17 +362,13 @@ impl Baseline {
 impl Node {
     fn new(api: &str) -> Result<Node> {
         Ok(Node {
-            http: reqwest::Client::builder()
-                .pool_idle_timeout(Duration::from_secs(4))
-                .build()?,
-            api: api.trim_end_matches('/').to_string(),
+            http: super::rpc_client()?,
+            api: api.to_string(),
         })
     }
 
     fn post(&self, path: &str, args: &[(&str, &str)]) -> Result<reqwest::RequestBuilder> {
-        let mut url = reqwest::Url::parse(&format!("{}/api/v0/{path}", self.api))?;
-        url.query_pairs_mut().extend_pairs(args);
-        Ok(self.http.post(url))
+        Ok(self.http.post(super::rpc_url(&self.api, path, args)?))
     }
 
     async fn call(&self, path: &str, args: &[(&str, &str)]) -> Result<Value> {
