@@ -70,6 +70,17 @@ async fn ready(api: &DaemonClient) {
     panic!("the daemon did not come up");
 }
 
+/// A temporary root with two working directories: `daemon` (where the daemon is started) and
+/// `caller` (where a client command runs).
+fn two_places() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let root = tempfile::tempdir().expect("tempdir");
+    let (served_from, caller) = (root.path().join("daemon"), root.path().join("caller"));
+    for dir in [&served_from, &caller] {
+        std::fs::create_dir(dir).expect("mkdir");
+    }
+    (root, served_from, caller)
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -79,11 +90,7 @@ impl Drop for Daemon {
 
 #[tokio::test]
 async fn client_commands_find_the_daemon_through_the_data_dir() {
-    let root = tempfile::tempdir().expect("tempdir");
-    let (served_from, caller) = (root.path().join("daemon"), root.path().join("caller"));
-    for dir in [&served_from, &caller] {
-        std::fs::create_dir(dir).expect("mkdir");
-    }
+    let (root, served_from, caller) = two_places();
     let data = root.path().join("state");
     let daemon = Daemon::start(&served_from, &data).await;
     let data_arg = data.display().to_string();
@@ -116,11 +123,7 @@ async fn client_commands_find_the_daemon_through_the_data_dir() {
 
 #[tokio::test]
 async fn reload_reads_the_callers_relative_path_and_is_counted() {
-    let root = tempfile::tempdir().expect("tempdir");
-    let (served_from, caller) = (root.path().join("daemon"), root.path().join("caller"));
-    for dir in [&served_from, &caller] {
-        std::fs::create_dir(dir).expect("mkdir");
-    }
+    let (root, served_from, caller) = two_places();
     // The file exists only relative to the caller, not to the daemon's working directory, and
     // the daemon loads policy files from the caller's directory only (daemon.policy_dir).
     std::fs::write(caller.join("mine.wasm"), TANK_MODE).expect("write policy");
