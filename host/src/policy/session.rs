@@ -311,7 +311,8 @@ fn classify(policy: &str, store: &Store<HostState>, error: wasmtime::Error) -> I
     }
 }
 
-/// The address in wasmtime's "memory fault at wasm address 0x… in linear memory of size 0x…".
+/// The address in wasmtime's "memory fault at wasm address 0x… in linear memory of size 0x…",
+/// read from the error chain's text: the type behind it (`vm::WasmFault`) is not public.
 fn fault_address(text: &str) -> Option<u64> {
     let hex = text
         .split("memory fault at wasm address 0x")
