@@ -100,7 +100,7 @@ fn run() -> Result<(), String> {
         return Err(format!("cargo build of the guests failed:\n{stderr}{hint}"));
     }
 
-    // Tests and the README's worked example use the raw core modules too.
+    // Tests and the worked example (docs/policies/worked-example.md) use the raw core modules too.
     println!(
         "cargo:rustc-env=PINWARDEN_GUEST_MODULES={}",
         guest_target.join(TARGET).join(PROFILE).display()

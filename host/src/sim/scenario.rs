@@ -1,5 +1,5 @@
 //! Scenario files: scripted nodes, a job (or a stream of them), policy parameters and the
-//! expected end. The format is documented in the README; the built-in scenarios are examples.
+//! expected end. The format is documented in docs/policies/simulator.md; the built-in scenarios are examples.
 
 use super::node::NodeScript;
 use crate::executor::Status;

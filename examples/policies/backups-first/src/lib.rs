@@ -1,4 +1,4 @@
-//! Example custom policy (see the README's worked example): the primary is busy serving
+//! Example custom policy (see docs/policies/worked-example.md): the primary is busy serving
 //! uploads, so pin on the backups first and use the primary only as the last resort.
 //! Quorum, verification, backoff and the local fallback come from `policy-kit`.
 
