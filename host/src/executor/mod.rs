@@ -9,16 +9,18 @@
 //! `pin ls` confirmed and whose blocks are present). A misbehaving policy is contained: the
 //! round continues under the built-in fallback policy, which reads the same history.
 
+mod in_charge;
 pub mod rules;
 
 use crate::health::{self, Ledger};
 use crate::node::Node;
 use crate::policy::contract::{Action, Event, Job, Node as NodeInfo, Outcome, Role};
-use crate::policy::{Incident, IncidentKind, Policy, Session};
+use crate::policy::{Incident, Policy};
 use crate::prove::{self, PinBounds};
 use crate::trace::{TraceLine, describe_outcome, describe_start, format_ms};
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
+use in_charge::{InCharge, Rank};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -177,7 +179,8 @@ impl RoundResult {
     }
 }
 
-type Running = FuturesUnordered<BoxFuture<'static, (usize, Outcome)>>;
+/// The node actions under way, each answering with its history index and outcome.
+type Performing = FuturesUnordered<BoxFuture<'static, (usize, Outcome)>>;
 
 /// Runs one round of `job` under `policy`, falling back to `fallback` if `policy` misbehaves.
 pub async fn run_round(
@@ -220,153 +223,147 @@ struct Round<'a> {
 }
 
 impl Round<'_> {
-    async fn run(mut self, policy: &Policy, fallback: &Policy) -> RoundResult {
-        let mut running: Running = FuturesUnordered::new();
-        let mut current = policy;
-        let mut session = match policy.session() {
-            Ok(s) => s,
+    /// The round's story: the policy in charge decides; a terminal decision ends the round,
+    /// anything else is started and the round waits for the next outcome before asking again.
+    /// A policy that misbehaves hands the round to the fallback.
+    async fn run<'p>(mut self, policy: &'p Policy, fallback: &'p Policy) -> RoundResult {
+        let mut charge = match InCharge::open(policy, Rank::Chosen) {
+            Ok(charge) => charge,
             Err(incident) => match self.contain(incident, fallback) {
-                Ok(s) => {
-                    current = fallback;
-                    s
-                }
-                Err(reason) => {
-                    return self.finish(Status::Failed, Vec::new(), Some(reason), fallback);
-                }
+                Ok(charge) => charge,
+                Err(reason) => return self.finish(Status::Failed, vec![], Some(reason), fallback),
             },
         };
-        let mut started_by_current = 0usize;
-        // Decision time of the policy in charge (a fallback starts with a fresh budget).
-        let mut spent = Duration::ZERO;
-        let attempts_of = |p: &Policy| p.param("attempts").and_then(|v| v.parse::<u32>().ok());
-        let mut budget = attempts_of(current);
-
+        let mut performing = Performing::new();
         self.note_health();
         loop {
             let now = self.now_ms();
-            self.infos = self.topology.infos();
-            if self.nodes_seen.is_empty() {
-                self.nodes_seen = self.infos.clone();
-            }
-            let asked = std::time::Instant::now();
-            let decided = session.decide(self.job, &self.infos, &self.history, now);
-            let took = asked.elapsed();
-            spent += took;
-            self.decision_nanos
-                .push(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX));
-            let decided = decided.and_then(|actions| {
-                if spent > self.limits.policy_time {
-                    return Err(Incident {
-                        policy: current.name.clone(),
-                        kind: IncidentKind::Budget,
-                        message: format!(
-                            "spent {} ms deciding in this round (budget {} ms)",
-                            spent.as_millis(),
-                            self.limits.policy_time.as_millis()
-                        ),
-                    });
-                }
-                Ok(actions)
-            });
-            let decided = decided.and_then(|actions| {
-                rules::check(
-                    &actions,
-                    &self.history,
-                    &self.infos,
-                    self.limits.bounds,
-                    started_by_current,
-                )
-                .map_err(|message| Incident {
-                    policy: current.name.clone(),
-                    kind: IncidentKind::InvalidAction,
-                    message,
-                })
-                .map(|()| actions)
-            });
-            let actions = match decided {
+            let actions = match self.decide(&mut charge, now) {
                 Ok(actions) => actions,
-                Err(incident) => {
-                    if std::ptr::eq(current, fallback) {
-                        let reason =
-                            format!("CRITICAL: the fallback policy failed too: {incident}");
-                        self.incidents.push(incident);
-                        return self.finish(Status::Failed, Vec::new(), Some(reason), current);
+                Err(incident) => match self.hand_over(&charge, incident, fallback) {
+                    Ok(next) => {
+                        charge = next;
+                        continue;
                     }
-                    session = match self.contain(incident, fallback) {
-                        Ok(s) => s,
-                        Err(reason) => {
-                            return self.finish(Status::Failed, Vec::new(), Some(reason), fallback);
-                        }
-                    };
-                    current = fallback;
-                    budget = attempts_of(current);
-                    started_by_current = 0;
-                    spent = Duration::ZERO;
-                    continue;
-                }
+                    Err(reason) => {
+                        return self.finish(Status::Failed, vec![], Some(reason), fallback);
+                    }
+                },
             };
-
             match actions.as_slice() {
-                [Action::Succeed(nodes)] => {
-                    self.abandon_running_pins(nodes);
-                    self.note(None, format!("pinned and verified on {}", nodes.join(", ")));
-                    return self.finish(Status::Pinned, nodes.clone(), None, current);
-                }
-                [Action::Fail(reason)] => {
-                    self.note(None, format!("round failed: {reason}"));
-                    return self.finish(Status::Failed, Vec::new(), Some(reason.clone()), current);
-                }
-                [Action::LocalFallback] => return self.local_fallback(current).await,
+                [Action::Succeed(nodes)] => return self.succeed(nodes.clone(), charge.policy),
+                [Action::Fail(reason)] => return self.fail(reason.clone(), charge.policy),
+                [Action::LocalFallback] => return self.local_fallback(charge.policy).await,
                 _ => {}
             }
-            for action in actions {
-                let index = self.history.len();
-                let node = action.node().map(str::to_string);
-                let attempt = match &action {
-                    Action::Pin(p) => self.pins_on(&p.node) + 1,
-                    _ => 0,
-                };
-                let mut started = describe_start(&action, attempt, budget);
-                if self.renews(&action) {
-                    started.push_str(", renewing the connection");
-                }
-                self.note(node, started);
-                if let Some((name, kind)) = ledger_kind(&action) {
-                    let guard = self.topology.ledger().start(name, kind);
-                    self.in_flight.insert(index, guard);
-                }
-                running.push(self.perform(index, &action));
-                self.history.push(Event {
-                    action,
-                    outcome: None,
-                    started_ms: now,
-                    ended_ms: None,
-                });
-                started_by_current += 1;
-            }
-
-            // The rules refused an empty decision with nothing running, so this resolves.
-            let Some((index, outcome)) = running.next().await else {
-                continue;
-            };
-            let now = self.now_ms();
-            if let Some(guard) = self.in_flight.remove(&index) {
-                guard.ended(failure_name(&outcome));
-            }
-            let event = &mut self.history[index];
-            event.outcome = Some(outcome.clone());
-            event.ended_ms = Some(now);
-            // A finished backoff says nothing new; the next start line shows time moved on.
-            if !matches!(event.action, Action::Wait(_)) {
-                let node = event.action.node().map(str::to_string);
-                let what = event.action.name();
-                self.note(node, format!("{what} -> {}", describe_outcome(&outcome)));
-            }
+            self.start_all(actions, now, &mut charge, &mut performing);
+            self.record_next(&mut performing).await;
         }
     }
 
-    /// Logs and records an incident and opens a session of the fallback policy.
-    fn contain(&mut self, incident: Incident, fallback: &Policy) -> Result<Session, String> {
+    /// The policy in charge's next actions for the round as it stands (`Err`: an incident).
+    fn decide(&mut self, charge: &mut InCharge<'_>, now: u64) -> Result<Vec<Action>, Incident> {
+        self.infos = self.topology.infos();
+        if self.nodes_seen.is_empty() {
+            self.nodes_seen = self.infos.clone();
+        }
+        let decision = charge.decide(self.job, &self.infos, &self.history, now, self.limits);
+        self.decision_nanos
+            .push(u64::try_from(decision.took.as_nanos()).unwrap_or(u64::MAX));
+        decision.actions
+    }
+
+    /// After `incident`, the fallback takes the round over; if the fallback itself misbehaved,
+    /// nothing can, and the round ends (`Err` with the reason).
+    fn hand_over<'p>(
+        &mut self,
+        from: &InCharge<'p>,
+        incident: Incident,
+        fallback: &'p Policy,
+    ) -> Result<InCharge<'p>, String> {
+        if from.rank == Rank::Fallback {
+            let reason = format!("CRITICAL: the fallback policy failed too: {incident}");
+            self.incidents.push(incident);
+            return Err(reason);
+        }
+        self.contain(incident, fallback)
+    }
+
+    /// Starts `actions` together, each recorded in the history as it starts.
+    fn start_all(
+        &mut self,
+        actions: Vec<Action>,
+        now: u64,
+        charge: &mut InCharge<'_>,
+        performing: &mut Performing,
+    ) {
+        let budget = charge.attempts();
+        for action in actions {
+            let index = self.history.len();
+            let node = action.node().map(str::to_string);
+            let attempt = match &action {
+                Action::Pin(p) => self.pins_on(&p.node) + 1,
+                _ => 0,
+            };
+            let mut started = describe_start(&action, attempt, budget);
+            if self.renews(&action) {
+                started.push_str(", renewing the connection");
+            }
+            self.note(node, started);
+            if let Some((name, kind)) = ledger_kind(&action) {
+                let guard = self.topology.ledger().start(name, kind);
+                self.in_flight.insert(index, guard);
+            }
+            performing.push(self.perform(index, &action));
+            self.history.push(Event {
+                action,
+                outcome: None,
+                started_ms: now,
+                ended_ms: None,
+            });
+            charge.started_one();
+        }
+    }
+
+    /// Waits for the next action under way to end and records its outcome.
+    async fn record_next(&mut self, performing: &mut Performing) {
+        // The rules refused an empty decision with nothing running, so this resolves.
+        let Some((index, outcome)) = performing.next().await else {
+            return;
+        };
+        let now = self.now_ms();
+        if let Some(guard) = self.in_flight.remove(&index) {
+            guard.ended(failure_name(&outcome));
+        }
+        let event = &mut self.history[index];
+        event.outcome = Some(outcome.clone());
+        event.ended_ms = Some(now);
+        // A finished backoff says nothing new; the next start line shows time moved on.
+        if !matches!(event.action, Action::Wait(_)) {
+            let node = event.action.node().map(str::to_string);
+            let what = event.action.name();
+            self.note(node, format!("{what} -> {}", describe_outcome(&outcome)));
+        }
+    }
+
+    fn succeed(mut self, nodes: Vec<String>, by: &Policy) -> RoundResult {
+        self.abandon_running_pins(&nodes);
+        self.note(None, format!("pinned and verified on {}", nodes.join(", ")));
+        self.finish(Status::Pinned, nodes, None, by)
+    }
+
+    fn fail(mut self, reason: String, by: &Policy) -> RoundResult {
+        self.note(None, format!("round failed: {reason}"));
+        self.finish(Status::Failed, Vec::new(), Some(reason), by)
+    }
+
+    /// Logs and records an incident and puts the fallback policy in charge (`Err`: it cannot
+    /// start, and the round ends with that reason).
+    fn contain<'p>(
+        &mut self,
+        incident: Incident,
+        fallback: &'p Policy,
+    ) -> Result<InCharge<'p>, String> {
         tracing::warn!(
             policy = %incident.policy,
             kind = %incident.kind,
@@ -394,7 +391,7 @@ impl Round<'_> {
             ),
         );
         self.incidents.push(incident);
-        fallback.session().map_err(|i| {
+        InCharge::open(fallback, Rank::Fallback).map_err(|i| {
             let reason = format!("CRITICAL: the fallback policy cannot start: {i}");
             self.incidents.push(i);
             reason
