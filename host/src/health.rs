@@ -329,13 +329,7 @@ impl Ledger {
         };
         let result = serde_json::to_vec(&saved)
             .map_err(std::io::Error::other)
-            .and_then(|bytes| {
-                if let Some(dir) = path.parent() {
-                    std::fs::create_dir_all(dir)?;
-                }
-                let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-                std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path))
-            });
+            .and_then(|bytes| crate::atomic_file::write(path, &bytes));
         if let Err(e) = result {
             tracing::debug!(file = %path.display(), "cannot save node health: {e}");
         }

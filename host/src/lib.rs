@@ -5,6 +5,8 @@
 //! scripted nodes under a virtual clock.
 
 pub mod app;
+pub mod atomic_file;
+pub mod cid_identity;
 pub mod cli;
 pub mod client;
 pub mod config;

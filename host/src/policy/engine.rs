@@ -2,7 +2,7 @@
 
 use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 use wasmtime::Engine;
 use wasmtime::component::Component;
@@ -100,7 +100,7 @@ impl PolicyEngine {
         if let Err(e) = component
             .serialize()
             .map_err(anyhow::Error::from)
-            .and_then(|artifact| write_atomically(&path, &artifact))
+            .and_then(|artifact| Ok(crate::atomic_file::write(&path, &artifact)?))
         {
             tracing::debug!(path = %path.display(), "cannot cache compiled policy: {e}");
         }
@@ -123,16 +123,4 @@ pub fn content_hash(bytes: &[u8]) -> String {
     let digest = Sha256::digest(bytes);
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
     format!("sha256:{hex}")
-}
-
-/// Writes through a temporary file and a rename, so a reader never sees half a file.
-fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let dir = path
-        .parent()
-        .ok_or_else(|| anyhow::anyhow!("no parent directory"))?;
-    std::fs::create_dir_all(dir)?;
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)?;
-    Ok(())
 }
