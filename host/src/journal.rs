@@ -261,12 +261,12 @@ pub fn backlog<'a>(entries: &'a [Entry], migrations: &[Migration]) -> Backlog<'a
     let migrated: HashSet<String> = migrations
         .iter()
         .filter(|m| m.verified)
-        .map(|m| cid_key(&m.hash))
+        .map(|m| crate::cid_identity::key(&m.hash))
         .collect();
     let mut seen = HashSet::new();
     let mut backlog = Backlog::default();
     for entry in entries {
-        let key = cid_key(&entry.hash);
+        let key = crate::cid_identity::key(&entry.hash);
         if !seen.insert(key.clone()) {
             continue;
         }
@@ -282,18 +282,6 @@ pub fn backlog<'a>(entries: &'a [Entry], migrations: &[Migration]) -> Backlog<'a
 /// The journal entries whose CID has no migration record, each CID once, in journal order.
 pub fn pending<'a>(entries: &'a [Entry], migrations: &[Migration]) -> Vec<&'a Entry> {
     backlog(entries, migrations).pending
-}
-
-/// A CID's comparison key: its CIDv1 text, or the trimmed text when it is not a CID.
-pub fn cid_key(hash: &str) -> String {
-    let hash = hash.trim();
-    match cid::Cid::try_from(hash) {
-        Ok(c) => c
-            .into_v1()
-            .map(|v1| v1.to_string())
-            .unwrap_or_else(|_| c.to_string()),
-        Err(_) => hash.to_string(),
-    }
 }
 
 /// The journal, open for appending. Shared (`Arc`) by the workers that fall back.

@@ -347,7 +347,7 @@ impl Queue {
             let pinned: Option<String> = conn
                 .query_row(
                     "SELECT cid FROM pins WHERE key = ?1 OR cid = ?2",
-                    params![crate::journal::cid_key(cid), cid],
+                    params![crate::cid_identity::key(cid), cid],
                     |r| r.get(0),
                 )
                 .optional()?;
@@ -450,13 +450,13 @@ impl Queue {
 
 /// Queues `s` (or attaches its job id to the CID's existing pin) inside `tx`.
 fn submit_in(tx: &Connection, s: &Submission, now_ms: i64) -> Result<PinRow, QueueError> {
-    let key = crate::journal::cid_key(&s.cid);
+    let key = crate::cid_identity::key(&s.cid);
     let owner: Option<String> = tx
         .query_row("SELECT cid FROM jobs WHERE job_id = ?1", [&s.job_id], |r| {
             r.get(0)
         })
         .optional()?;
-    if let Some(cid) = owner.filter(|c| crate::journal::cid_key(c) != key) {
+    if let Some(cid) = owner.filter(|c| crate::cid_identity::key(c) != key) {
         return Err(QueueError::JobConflict {
             job_id: s.job_id.clone(),
             cid,
@@ -663,7 +663,7 @@ fn migrate_columns(conn: &Connection) -> rusqlite::Result<()> {
         conn.execute(
             "UPDATE pins SET key = ?2 WHERE cid = ?1
              AND NOT EXISTS (SELECT 1 FROM pins WHERE key = ?2)",
-            params![cid, crate::journal::cid_key(&cid)],
+            params![cid, crate::cid_identity::key(&cid)],
         )?;
     }
     conn.execute_batch("CREATE UNIQUE INDEX IF NOT EXISTS pins_key ON pins(key);")?;

@@ -34,14 +34,14 @@ mod transport;
 mod upload;
 
 pub use addr::api_url;
+pub use flavour::Flavour;
 pub use transport::{Auth, KuboError};
 
 use crate::Outcome;
 use crate::node::Node;
 use addr::normalise_swarm_addrs;
 use async_trait::async_trait;
-use cid::Cid;
-use flavour::{Flavour, FlavourCache};
+use flavour::FlavourCache;
 use serde::Deserialize;
 use serde_json::Value;
 use std::fmt;
@@ -386,7 +386,7 @@ impl KuboClient {
         match reply {
             Ok(PinLs { keys }) => {
                 let listed = keys.unwrap_or_default().iter().any(|(key, info)| {
-                    same_cid(key, cid)
+                    crate::cid_identity::same(key, cid)
                         && info.get("Type").and_then(Value::as_str) == Some("recursive")
                 });
                 Ok(if listed {
@@ -518,15 +518,6 @@ fn is_not_pinned(message: &str) -> bool {
     message.contains("not pinned")
 }
 
-/// Two CID strings name the same content: equal codec and multihash, whatever the version or
-/// base (js-ipfs answers `zdj7…` for a `bafy…` request). Unparseable ones compare as text.
-fn same_cid(a: &str, b: &str) -> bool {
-    match (Cid::try_from(a), Cid::try_from(b)) {
-        (Ok(x), Ok(y)) => x.codec() == y.codec() && x.hash() == y.hash(),
-        _ => a == b,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -534,16 +525,6 @@ mod tests {
     pub(super) const V1: &str = "bafybeibdjhavaqzfimtkey4h5yikxe3y4k3efygimktbyy52aku4sofwfq";
     /// The same CID as js-ipfs prints it (base58btc).
     pub(super) const V1_B58: &str = "zdj7WXoeaUHDdpgxdu2bSLnmaRk6mDZSfafsNAzdYV8bpK8if";
-
-    #[test]
-    fn cids_compare_by_content_not_text() {
-        assert!(same_cid(V1, V1_B58));
-        assert!(!same_cid(
-            V1,
-            "bafkreiauizm3jdzufublskmja6vtf7hqi6nmtsm2buuty7box6g7ge65ci"
-        ));
-        assert!(same_cid("not-a-cid", "not-a-cid"));
-    }
 
     /// A loopback URL nobody listens on: any call to it is refused.
     fn closed_port_url() -> String {

@@ -17,7 +17,6 @@
 //! The call has no timeout of its own: the executor bounds it with the pin's overall timeout.
 
 use super::ndjson::{Chunk, Lines, error_message, stream_error_header};
-use super::same_cid;
 use super::transport::{KuboError, Rpc, classify, garbage, status_error};
 use crate::Outcome;
 use serde_json::Value;
@@ -258,7 +257,7 @@ impl PinProgress {
 
     fn outcome(&self, cid: &str) -> Outcome {
         match &self.pins {
-            Some(pins) if pins.iter().any(|p| same_cid(p, cid)) => Outcome::Ok,
+            Some(pins) if pins.iter().any(|p| crate::cid_identity::same(p, cid)) => Outcome::Ok,
             Some(pins) => Outcome::Error(format!(
                 "pin/add answered with pins {pins:?}, which do not include {cid}"
             )),
