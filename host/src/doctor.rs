@@ -242,13 +242,7 @@ async fn version_check(
     check: &impl Fn(&'static str, Level, String, Option<String>) -> Check,
 ) -> Check {
     let agent = info.agent_version.as_str();
-    let implementation = if agent.starts_with("kubo") || agent.starts_with("go-ipfs") {
-        Some("Kubo")
-    } else if agent.starts_with("js-ipfs") {
-        Some("js-ipfs")
-    } else {
-        None
-    };
+    let implementation = crate::kubo::Flavour::recognise(agent).map(crate::kubo::Flavour::name);
     match (client.version().await, implementation) {
         (Ok(v), Some(name)) => {
             let system = v.system.map(|s| format!(", {s}")).unwrap_or_default();

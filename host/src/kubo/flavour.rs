@@ -19,7 +19,6 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The cache file, in the data directory.
@@ -30,7 +29,7 @@ const MAX_AGE: Duration = Duration::from_secs(3600);
 /// Kubo or js-ipfs, as far as this client cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub(super) enum Flavour {
+pub enum Flavour {
     /// Honours `offline=true` (Kubo, and anything that is not js-ipfs).
     Kubo,
     /// Ignores `offline`: presence comes from `refs/local`.
@@ -38,12 +37,29 @@ pub(super) enum Flavour {
 }
 
 impl Flavour {
-    /// From `id`'s `AgentVersion` (`kubo/0.x.y/...`, `js-ipfs/0.x.y`).
-    pub(super) fn from_agent(agent_version: &str) -> Flavour {
-        if agent_version.starts_with("js-ipfs") {
-            Flavour::JsIpfs
+    /// The implementation `id`'s `AgentVersion` names (`kubo/0.x.y/...`, `go-ipfs/...`,
+    /// `js-ipfs/0.x.y`), or `None` for one pinwarden does not know (doctor warns about it).
+    pub fn recognise(agent_version: &str) -> Option<Flavour> {
+        if agent_version.starts_with("kubo") || agent_version.starts_with("go-ipfs") {
+            Some(Flavour::Kubo)
+        } else if agent_version.starts_with("js-ipfs") {
+            Some(Flavour::JsIpfs)
         } else {
-            Flavour::Kubo
+            None
+        }
+    }
+
+    /// The dialect to speak to a node: an implementation pinwarden does not know gets Kubo's,
+    /// the RPC API's reference.
+    pub(super) fn from_agent(agent_version: &str) -> Flavour {
+        Flavour::recognise(agent_version).unwrap_or(Flavour::Kubo)
+    }
+
+    /// The implementation's name, as doctor prints it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Flavour::Kubo => "Kubo",
+            Flavour::JsIpfs => "js-ipfs",
         }
     }
 }
@@ -118,7 +134,7 @@ impl FlavourCache {
         );
         let mut bytes = serde_json::to_vec_pretty(&entries)?;
         bytes.push(b'\n');
-        write_atomically(&self.path, &bytes)
+        crate::atomic_file::write(&self.path, &bytes)
     }
 }
 
@@ -141,21 +157,6 @@ fn unix_secs(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    // Unique per process and per write: several clients of one process may write at once.
-    static SEQ: AtomicU64 = AtomicU64::new(0);
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let seq = SEQ.fetch_add(1, Ordering::Relaxed);
-    let tmp = path.with_extension(format!("json.{}-{seq}.tmp", std::process::id()));
-    let written = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,6 +176,8 @@ mod tests {
         assert_eq!(Flavour::from_agent("js-ipfs/0.66.1"), Flavour::JsIpfs);
         assert_eq!(Flavour::from_agent("kubo/0.29.0/"), Flavour::Kubo);
         assert_eq!(Flavour::from_agent(""), Flavour::Kubo);
+        assert_eq!(Flavour::recognise("go-ipfs/0.4.23/"), Some(Flavour::Kubo));
+        assert_eq!(Flavour::recognise("iroh/0.1"), None);
     }
 
     #[test]

@@ -263,13 +263,9 @@ async fn simulate(
     let mut topology = Topology::new();
     // The breaker as the policy configures it (host defaults for a policy without one), so
     // "pins while open" means what the policy's own breaker means.
-    let param = |name: &str| policy.param(name).and_then(|v| v.parse::<u64>().ok());
     let watch = BreakerWatch {
         ledger: Arc::clone(topology.ledger()),
-        failures: param("breaker_failures")
-            .and_then(|v| u32::try_from(v).ok())
-            .unwrap_or(host_rules::BREAKER_FAILURES),
-        cooldown_ms: param("breaker_cooldown_ms").unwrap_or(host_rules::BREAKER_COOLDOWN_MS),
+        thresholds: crate::health::Thresholds::of(policy),
     };
     let nodes: Vec<Arc<SimNode>> = scenario
         .nodes

@@ -8,7 +8,7 @@
 use crate::Outcome;
 use crate::health::Ledger;
 use crate::node::Node;
-use crate::policy::contract::{HttpError, NodeHealth};
+use crate::policy::contract::HttpError;
 use async_trait::async_trait;
 use serde::Deserialize;
 use std::collections::HashSet;
@@ -127,11 +127,8 @@ const QUERY_MS: u64 = 20;
 #[derive(Clone)]
 pub struct BreakerWatch {
     pub ledger: Arc<Ledger>,
-    pub failures: u32,
-    pub cooldown_ms: u64,
+    pub thresholds: crate::health::Thresholds,
 }
-
-host_rules::view_of_health!(fn rules_view(NodeHealth));
 
 /// One `pin/add` the node was asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -240,8 +237,7 @@ impl SimNode {
     fn breaker_open(&self) -> bool {
         self.watch.as_ref().is_some_and(|w| {
             let health = w.ledger.health(&self.script.name);
-            host_rules::breaker(&rules_view(&health), w.failures, w.cooldown_ms)
-                != host_rules::Breaker::Closed
+            w.thresholds.breaker(&health) != host_rules::Breaker::Closed
         })
     }
 
