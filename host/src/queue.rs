@@ -21,7 +21,8 @@
 //! commits them in one fsynced transaction (a savepoint each, so one conflict fails alone),
 //! which keeps enqueue throughput with an fsync per commit.
 
-use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
+use rusqlite::{Connection, OptionalExtension, Row, ToSql, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::Mutex;
@@ -59,6 +60,11 @@ impl State {
         State::ALL.into_iter().find(|st| st.as_str() == s)
     }
 
+    /// Every state's name, for messages: "queued, pinning, ...".
+    pub fn names() -> String {
+        State::ALL.map(State::as_str).join(", ")
+    }
+
     /// A state no worker will change any more.
     pub fn is_final(self) -> bool {
         matches!(self, State::Pinned | State::Failed | State::LocalFallback)
@@ -70,6 +76,32 @@ impl std::fmt::Display for State {
         f.write_str(self.as_str())
     }
 }
+
+/// The one mapping between states and the `state` column: every query binds a `State`, so no
+/// state name is written in SQL.
+impl ToSql for State {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+impl FromSql for State {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        State::parse(value.as_str()?).ok_or_else(|| FromSqlError::Other(Box::new(UnknownState)))
+    }
+}
+
+/// A `state` column holding no state's name.
+#[derive(Debug)]
+struct UnknownState;
+
+impl std::fmt::Display for UnknownState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "not a queue state ({})", State::names())
+    }
+}
+
+impl std::error::Error for UnknownState {}
 
 /// One CID's pin and the job ids waiting on it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -134,6 +166,19 @@ pub enum QueueError {
     /// A group commit that failed, for every submission of the group.
     #[error("queue database: {0}")]
     Commit(String),
+    /// A row that does not decode: said, never read as something else.
+    #[error("queue row of CID {cid} is unreadable: column {column} holds {value}: {why}")]
+    Corrupt {
+        cid: String,
+        column: String,
+        value: String,
+        why: String,
+    },
+    #[error("cannot start the queue's writer thread: {0}")]
+    Spawn(std::io::Error),
+    /// A queue call on the blocking pool that panicked or was cancelled (the daemon's door).
+    #[error("queue task: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 impl QueueError {
@@ -200,8 +245,8 @@ impl Queue {
         migrate_columns(&conn)?;
         let writer = spawn_writer(connect(path)?)?;
         let resumed = conn.execute(
-            "UPDATE pins SET state = 'queued' WHERE state = 'pinning'",
-            [],
+            "UPDATE pins SET state = ?1 WHERE state = ?2",
+            [State::Queued, State::Pinning],
         )?;
         if resumed > 0 {
             tracing::info!(resumed, "re-queued pins interrupted by a restart");
@@ -244,9 +289,9 @@ impl Queue {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let cid: Option<String> = tx
                 .query_row(
-                    "SELECT cid FROM pins WHERE state = 'queued' AND (next_attempt_at <= ?1 OR urgent = 1)
+                    "SELECT cid FROM pins WHERE state = ?2 AND (next_attempt_at <= ?1 OR urgent = 1)
                      ORDER BY urgent DESC, lazy, next_attempt_at, created_at LIMIT 1",
-                    [now_ms],
+                    params![now_ms, State::Queued],
                     |r| r.get(0),
                 )
                 .optional()?;
@@ -254,8 +299,8 @@ impl Queue {
                 return Ok(None);
             };
             tx.execute(
-                "UPDATE pins SET state = 'pinning', updated_at = ?2 WHERE cid = ?1",
-                params![cid, now_ms],
+                "UPDATE pins SET state = ?3, updated_at = ?2 WHERE cid = ?1",
+                params![cid, now_ms, State::Pinning],
             )?;
             let row = fetch(&tx, &cid)?;
             tx.commit()?;
@@ -267,8 +312,8 @@ impl Queue {
     pub fn next_due_ms(&self) -> Result<Option<i64>, QueueError> {
         self.with(|conn| {
             Ok(conn.query_row(
-                "SELECT MIN(next_attempt_at) FROM pins WHERE state = 'queued'",
-                [],
+                "SELECT MIN(next_attempt_at) FROM pins WHERE state = ?1",
+                [State::Queued],
                 |r| r.get(0),
             )?)
         })
@@ -295,8 +340,15 @@ impl Queue {
                     };
                     conn.execute(
                         "UPDATE pins SET state = ?2, confirmed = ?3, decided_by = ?4, reason = NULL,
-                         urgent = 0, updated_at = ?5 WHERE cid = ?1 AND state = 'pinning'",
-                        params![cid, state.as_str(), json(confirmed), decided_by, now_ms],
+                         urgent = 0, updated_at = ?5 WHERE cid = ?1 AND state = ?6",
+                        params![
+                            cid,
+                            state,
+                            json(confirmed),
+                            decided_by,
+                            now_ms,
+                            State::Pinning
+                        ],
                     )?;
                 }
                 Finish::Failed {
@@ -308,12 +360,21 @@ impl Queue {
                     // again at `retry_at_ms`. Otherwise the pin has failed.
                     conn.execute(
                         "UPDATE pins SET
-                           state = CASE WHEN lazy = 1 THEN 'queued' ELSE 'failed' END,
+                           state = CASE WHEN lazy = 1 THEN ?6 ELSE ?7 END,
                            next_attempt_at = CASE WHEN lazy = 1 THEN COALESCE(?4, ?5) ELSE ?5 END,
                            failed_rounds = failed_rounds + 1, reason = ?2, decided_by = ?3,
                            urgent = 0, updated_at = ?5
-                         WHERE cid = ?1 AND state = 'pinning'",
-                        params![cid, reason, decided_by, retry_at_ms, now_ms],
+                         WHERE cid = ?1 AND state = ?8",
+                        params![
+                            cid,
+                            reason,
+                            decided_by,
+                            retry_at_ms,
+                            now_ms,
+                            State::Queued,
+                            State::Failed,
+                            State::Pinning
+                        ],
                     )?;
                 }
             }
@@ -323,22 +384,7 @@ impl Queue {
 
     /// The pin a job id points at.
     pub fn by_job(&self, job_id: &str) -> Result<Option<PinRow>, QueueError> {
-        self.with(|conn| {
-            let found: Option<(String, Option<String>)> = conn
-                .query_row(
-                    "SELECT cid, sent_cid FROM jobs WHERE job_id = ?1",
-                    [job_id],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()?;
-            let Some((cid, sent)) = found else {
-                return Ok(None);
-            };
-            Ok(fetch(conn, &cid)?.map(|mut row| {
-                row.requested_cid = sent.filter(|s| *s != row.cid);
-                row
-            }))
-        })
+        self.with(|conn| by_job_in(conn, job_id))
     }
 
     /// The pin of `cid`'s content, whichever form (CIDv0 or CIDv1) it is written in.
@@ -366,11 +412,14 @@ impl Queue {
                  ORDER BY updated_at DESC LIMIT ?2"
             );
             let mut stmt = conn.prepare(&sql)?;
-            let rows = stmt
-                .query_map(params![state.map(State::as_str), limit], read_row)?
-                .collect::<Result<Vec<_>, _>>()?;
+            let mut rows = stmt.query(params![state, limit])?;
+            let mut pins = Vec::new();
+            while let Some(r) = rows.next()? {
+                pins.push(read_row(r)?);
+            }
+            drop(rows);
             drop(stmt);
-            rows.into_iter()
+            pins.into_iter()
                 .map(|mut row| {
                     row.job_ids = job_ids(conn, &row.cid)?;
                     Ok(row)
@@ -379,73 +428,94 @@ impl Queue {
         })
     }
 
-    /// Cancels a pin that has not ended: it becomes `failed` ("cancelled"). Returns the pin
-    /// as it was before, or `None` for an unknown job.
     /// Cancels one job id. With other job ids on the same CID it is only detached and the pin
-    /// goes on for them; the last job id cancels the pin itself (it ends `failed`).
+    /// goes on for them; the last job id cancels the pin itself, which ends `failed`
+    /// ("cancelled by operator"). The pin is read and changed in one write transaction, so a
+    /// job id attached meanwhile is either seen (detach) or attached after (the pin re-queued).
     pub fn cancel(&self, job_id: &str, now_ms: i64) -> Result<Cancelled, QueueError> {
-        let Some(row) = self.by_job(job_id)? else {
-            return Ok(Cancelled::NoSuchJob);
-        };
-        if row.state.is_final() {
-            return Ok(Cancelled::AlreadyEnded(row));
-        }
-        let detach = row.job_ids.iter().any(|j| j != job_id);
         self.with(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let Some(row) = by_job_in(&tx, job_id)? else {
+                return Ok(Cancelled::NoSuchJob);
+            };
+            if row.state.is_final() {
+                return Ok(Cancelled::AlreadyEnded(row));
+            }
+            let detach = row.job_ids.iter().any(|j| j != job_id);
             if detach {
                 tx.execute("DELETE FROM jobs WHERE job_id = ?1", [job_id])?;
                 recompute_lazy(&tx, &row.cid)?;
             } else {
                 tx.execute(
-                    "UPDATE pins SET state = 'failed', reason = 'cancelled by operator',
-                     urgent = 0, updated_at = ?2 WHERE cid = ?1 AND state IN ('queued', 'pinning')",
-                    params![row.cid, now_ms],
+                    "UPDATE pins SET state = ?3, reason = 'cancelled by operator',
+                     urgent = 0, updated_at = ?2 WHERE cid = ?1 AND state IN (?4, ?5)",
+                    params![
+                        row.cid,
+                        now_ms,
+                        State::Failed,
+                        State::Queued,
+                        State::Pinning
+                    ],
                 )?;
                 tx.execute("UPDATE jobs SET lazy = 0 WHERE job_id = ?1", [job_id])?;
             }
+            let after = fetch(&tx, &row.cid)?.unwrap_or(row);
             tx.commit()?;
-            Ok(())
-        })?;
-        let after = self.by_cid(&row.cid)?.unwrap_or(row);
-        Ok(if detach {
-            Cancelled::Detached(after)
-        } else {
-            Cancelled::Pin(after)
+            Ok(if detach {
+                Cancelled::Detached(after)
+            } else {
+                Cancelled::Pin(after)
+            })
         })
     }
 
     /// Number of pins per state (every state present, zero included).
     pub fn counts(&self) -> Result<Vec<(State, u64)>, QueueError> {
         self.with(|conn| {
-            let mut stmt = conn.prepare("SELECT state, COUNT(*) FROM pins GROUP BY state")?;
-            let found: Vec<(String, i64)> = stmt
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<Result<_, _>>()?;
-            Ok(State::ALL
+            let mut stmt = conn.prepare_cached("SELECT COUNT(*) FROM pins WHERE state = ?1")?;
+            State::ALL
                 .into_iter()
                 .map(|st| {
-                    let n = found
-                        .iter()
-                        .find(|(s, _)| s == st.as_str())
-                        .map(|(_, n)| *n as u64)
-                        .unwrap_or(0);
-                    (st, n)
+                    let n: i64 = stmt.query_row([st], |r| r.get(0))?;
+                    Ok((st, n as u64))
                 })
-                .collect())
+                .collect()
         })
     }
 
     /// Deletes finished pins (and their job ids) last updated before `cutoff_ms`.
     pub fn prune_finished(&self, cutoff_ms: i64) -> Result<usize, QueueError> {
         self.with(|conn| {
-            Ok(conn.execute(
-                "DELETE FROM pins WHERE state IN ('pinned', 'failed', 'local-fallback')
-                 AND updated_at < ?1",
-                [cutoff_ms],
-            )?)
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut pruned = 0;
+            for state in State::ALL.into_iter().filter(|s| s.is_final()) {
+                pruned += tx.execute(
+                    "DELETE FROM pins WHERE state = ?1 AND updated_at < ?2",
+                    params![state, cutoff_ms],
+                )?;
+            }
+            tx.commit()?;
+            Ok(pruned)
         })
     }
+}
+
+/// The pin a job id points at, with the CID as that job id's caller sent it.
+fn by_job_in(conn: &Connection, job_id: &str) -> Result<Option<PinRow>, QueueError> {
+    let found: Option<(String, Option<String>)> = conn
+        .query_row(
+            "SELECT cid, sent_cid FROM jobs WHERE job_id = ?1",
+            [job_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let Some((cid, sent)) = found else {
+        return Ok(None);
+    };
+    Ok(fetch(conn, &cid)?.map(|mut row| {
+        row.requested_cid = sent.filter(|s| *s != row.cid);
+        row
+    }))
 }
 
 /// Queues `s` (or attaches its job id to the CID's existing pin) inside `tx`.
@@ -464,31 +534,40 @@ fn submit_in(tx: &Connection, s: &Submission, now_ms: i64) -> Result<PinRow, Que
     }
     // The same content in another spelling (CIDv0 vs CIDv1) is the same pin, pinned in the
     // form its first caller sent.
-    let found: Option<(String, String)> = tx
+    let found: Option<String> = tx
         .query_row(
-            "SELECT cid, state FROM pins WHERE key = ?1 OR cid = ?2",
+            "SELECT cid FROM pins WHERE key = ?1 OR cid = ?2",
             params![key, s.cid],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| r.get(0),
         )
         .optional()?;
-    let (cid, existing) = match found {
-        Some((cid, state)) => (cid, State::parse(&state)),
-        None => (s.cid.clone(), None),
+    let existing = match &found {
+        Some(cid) => fetch(tx, cid)?,
+        None => None,
     };
-    match existing {
+    let cid = found.unwrap_or_else(|| s.cid.clone());
+    match existing.map(|row| row.state) {
         None => {
             tx.execute(
                 "INSERT INTO pins (cid, key, state, lazy, urgent, size_bytes, next_attempt_at,
                    created_at, updated_at)
-                 VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?6, ?6, ?6)",
-                params![cid, key, s.lazy, !s.lazy, s.size_bytes as i64, now_ms],
+                 VALUES (?1, ?2, ?7, ?3, ?4, ?5, ?6, ?6, ?6)",
+                params![
+                    cid,
+                    key,
+                    s.lazy,
+                    !s.lazy,
+                    s.size_bytes as i64,
+                    now_ms,
+                    State::Queued
+                ],
             )?;
         }
         Some(State::Failed) => {
             tx.execute(
-                "UPDATE pins SET state = 'queued', urgent = ?2, next_attempt_at = ?3,
+                "UPDATE pins SET state = ?4, urgent = ?2, next_attempt_at = ?3,
                  updated_at = ?3, reason = NULL WHERE cid = ?1",
-                params![cid, !s.lazy, now_ms],
+                params![cid, !s.lazy, now_ms, State::Queued],
             )?;
         }
         // A blocking caller wants the next round's answer now, lazy jobs or not.
@@ -542,7 +621,7 @@ fn spawn_writer(mut conn: Connection) -> Result<std::sync::mpsc::Sender<Request>
                 }
             }
         })
-        .map_err(|e| QueueError::Db(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
+        .map_err(QueueError::Spawn)?;
     Ok(tx)
 }
 
@@ -572,15 +651,14 @@ fn commit_group(conn: &mut Connection, group: &[Request]) -> Vec<Result<PinRow, 
 }
 
 fn fetch(conn: &Connection, cid: &str) -> Result<Option<PinRow>, QueueError> {
-    let sql = format!("SELECT {COLUMNS} FROM pins WHERE cid = ?1");
-    let row = conn.query_row(&sql, [cid], read_row).optional()?;
-    match row {
-        Some(mut row) => {
-            row.job_ids = job_ids(conn, cid)?;
-            Ok(Some(row))
-        }
-        None => Ok(None),
-    }
+    let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM pins WHERE cid = ?1"))?;
+    let mut rows = stmt.query([cid])?;
+    let Some(r) = rows.next()? else {
+        return Ok(None);
+    };
+    let mut row = read_row(r)?;
+    row.job_ids = job_ids(conn, cid)?;
+    Ok(Some(row))
 }
 
 fn job_ids(conn: &Connection, cid: &str) -> Result<Vec<String>, QueueError> {
@@ -592,24 +670,58 @@ fn job_ids(conn: &Connection, cid: &str) -> Result<Vec<String>, QueueError> {
     Ok(ids)
 }
 
-fn read_row(r: &Row<'_>) -> rusqlite::Result<PinRow> {
-    let state: String = r.get(1)?;
-    let confirmed: String = r.get(8)?;
+/// A `pins` row (in [`COLUMNS`] order), without its job ids. A column that does not decode
+/// is [`QueueError::Corrupt`], naming the row, the column and what it holds.
+fn read_row(r: &Row<'_>) -> Result<PinRow, QueueError> {
+    let cid: String = r.get(0)?;
+    let confirmed: String = field(r, &cid, 8)?;
+    let confirmed = serde_json::from_str(&confirmed)
+        .map_err(|e| corrupt(r, &cid, 8, format!("not a JSON list of node names: {e}")))?;
     Ok(PinRow {
-        cid: r.get(0)?,
-        state: State::parse(&state).unwrap_or(State::Queued),
-        lazy: r.get(2)?,
-        size_bytes: r.get::<_, i64>(3)?.max(0) as u64,
-        failed_rounds: r.get(4)?,
-        next_attempt_at_ms: r.get(5)?,
-        created_at_ms: r.get(6)?,
-        updated_at_ms: r.get(7)?,
-        confirmed: serde_json::from_str(&confirmed).unwrap_or_default(),
-        reason: r.get(9)?,
-        decided_by: r.get(10)?,
+        state: field(r, &cid, 1)?,
+        lazy: field(r, &cid, 2)?,
+        size_bytes: field::<i64>(r, &cid, 3)?.max(0) as u64,
+        failed_rounds: field(r, &cid, 4)?,
+        next_attempt_at_ms: field(r, &cid, 5)?,
+        created_at_ms: field(r, &cid, 6)?,
+        updated_at_ms: field(r, &cid, 7)?,
+        confirmed,
+        reason: field(r, &cid, 9)?,
+        decided_by: field(r, &cid, 10)?,
         job_ids: Vec::new(),
         requested_cid: None,
+        cid,
     })
+}
+
+/// Column `idx` of the row of `cid`, decoded as a `T`.
+fn field<T: FromSql>(r: &Row<'_>, cid: &str, idx: usize) -> Result<T, QueueError> {
+    r.get(idx).map_err(|e| {
+        let why = match e {
+            rusqlite::Error::FromSqlConversionFailure(_, _, why) => why.to_string(),
+            other => other.to_string(),
+        };
+        corrupt(r, cid, idx, why)
+    })
+}
+
+/// [`QueueError::Corrupt`] for column `idx` of the row of `cid`, with the value it holds.
+fn corrupt(r: &Row<'_>, cid: &str, idx: usize, why: String) -> QueueError {
+    let value = match r.get_ref(idx) {
+        Ok(ValueRef::Null) => "NULL".to_string(),
+        Ok(ValueRef::Integer(n)) => n.to_string(),
+        Ok(ValueRef::Real(x)) => x.to_string(),
+        Ok(ValueRef::Text(t)) => format!("'{}'", String::from_utf8_lossy(t)),
+        Ok(ValueRef::Blob(b)) => format!("a {}-byte blob", b.len()),
+        Err(e) => format!("(unreadable: {e})"),
+    };
+    let column = r.as_ref().column_name(idx).unwrap_or("?").to_string();
+    QueueError::Corrupt {
+        cid: cid.to_string(),
+        column,
+        value,
+        why,
+    }
 }
 
 /// What [`Queue::cancel`] did.
@@ -848,11 +960,16 @@ mod tests {
                    updated_at INTEGER NOT NULL, confirmed TEXT NOT NULL DEFAULT '[]', reason TEXT,
                    decided_by TEXT) STRICT;
                  CREATE TABLE jobs (job_id TEXT PRIMARY KEY, cid TEXT NOT NULL REFERENCES pins(cid)
-                   ON DELETE CASCADE, created_at INTEGER NOT NULL) STRICT;
-                 INSERT INTO pins VALUES ('c1', 'queued', 1, 0, 0, 1, 1, 1, '[]', NULL, NULL);
-                 INSERT INTO jobs VALUES ('old-lazy', 'c1', 1);",
+                   ON DELETE CASCADE, created_at INTEGER NOT NULL) STRICT;",
             )
             .expect("old schema");
+            conn.execute(
+                "INSERT INTO pins VALUES ('c1', ?1, 1, 0, 0, 1, 1, 1, '[]', NULL, NULL)",
+                [State::Queued],
+            )
+            .expect("old pin");
+            conn.execute_batch("INSERT INTO jobs VALUES ('old-lazy', 'c1', 1);")
+                .expect("old job");
         }
         let q = Queue::open(&path).expect("migrates");
         // The old lazy pin stays lazy when a blocking caller joins it.
@@ -955,6 +1072,81 @@ mod tests {
             q.by_job("enc-v0").expect("get").expect("row").requested_cid,
             None
         );
+    }
+
+    /// Writes `sql` to the queue's database behind the queue's back.
+    fn raw_sql(q: &Queue, sql: &str) {
+        q.with(|c| Ok(c.execute_batch(sql)?)).expect("raw SQL");
+    }
+
+    #[test]
+    fn an_unknown_state_is_an_error_naming_the_row() {
+        let (_d, q) = open();
+        q.submit(&sub("c1", "j1", true), 1).expect("submit");
+        raw_sql(&q, "UPDATE pins SET state = 'done' WHERE cid = 'c1'");
+        let err = q.by_job("j1").unwrap_err();
+        assert!(matches!(err, QueueError::Corrupt { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "queue row of CID c1 is unreadable: column state holds 'done': not a queue state \
+             (queued, pinning, pinned, failed, local-fallback)"
+        );
+        let listed = q.list(None, 10).unwrap_err().to_string();
+        assert!(
+            listed.contains("CID c1") && listed.contains("'done'"),
+            "{listed}"
+        );
+    }
+
+    #[test]
+    fn bad_confirmed_json_is_an_error_naming_the_row() {
+        let (_d, q) = open();
+        q.submit(&sub("c1", "j1", true), 1).expect("submit");
+        raw_sql(&q, "UPDATE pins SET confirmed = 'primary' WHERE cid = 'c1'");
+        let err = q.by_cid("c1").unwrap_err().to_string();
+        assert!(
+            err.starts_with(
+                "queue row of CID c1 is unreadable: column confirmed holds 'primary': \
+                 not a JSON list of node names: "
+            ),
+            "{err}"
+        );
+        // A submission onto the corrupt pin fails the same way instead of guessing.
+        let err = q.submit(&sub("c1", "j2", true), 2).unwrap_err().to_string();
+        assert!(err.contains("column confirmed holds 'primary'"), "{err}");
+    }
+
+    /// `cancel` reads the pin inside its write transaction: a job id attached while the cancel
+    /// waits for the write lock is seen, so the pin is detached from, not cancelled under it.
+    #[test]
+    fn cancel_sees_a_job_id_attached_while_it_waits() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("queue.db");
+        let q = std::sync::Arc::new(Queue::open(&path).expect("open"));
+        q.submit(&sub("c1", "a", true), 1).expect("submit");
+        // Another writer holds the lock (as the group-commit writer would for a submission).
+        let other = connect(&path).expect("connect");
+        other.execute_batch("BEGIN IMMEDIATE").expect("lock");
+        let cancel = {
+            let q = std::sync::Arc::clone(&q);
+            std::thread::spawn(move || q.cancel("a", 3))
+        };
+        // Lets the cancel reach its wait; it decides correctly whenever it gets there.
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        other
+            .execute_batch(
+                "INSERT INTO jobs (job_id, cid, created_at, lazy, sent_cid)
+                 VALUES ('b', 'c1', 2, 0, 'c1');
+                 COMMIT;",
+            )
+            .expect("attach b");
+        match cancel.join().expect("thread").expect("cancel") {
+            Cancelled::Detached(row) => {
+                assert_eq!(row.state, State::Queued);
+                assert_eq!(row.job_ids, ["b"]);
+            }
+            other => panic!("expected a detach, got {other:?}"),
+        }
     }
 
     #[test]
