@@ -137,17 +137,13 @@ async fn submit(Ctx(d): Ctx<Shared>, body: Result<Json<SubmitRequest>, JsonRejec
         size_bytes: body.size_bytes,
         lazy: !body.wait,
     };
-    // The submission is durable (fsynced, group-committed) before the answer: wait for it
-    // off the async threads.
-    let daemon = Arc::clone(&d);
-    let submitted =
-        tokio::task::spawn_blocking(move || daemon.queue.submit(&submission, now_ms())).await;
+    // The submission is durable (fsynced, group-committed) before the answer.
+    let submitted = d.queue.run(move |q| q.submit(&submission, now_ms())).await;
     let row = match submitted {
-        Ok(Ok(row)) => row,
-        Ok(Err(e @ QueueError::JobConflict { .. })) => {
+        Ok(row) => row,
+        Err(e @ QueueError::JobConflict { .. }) => {
             return error(StatusCode::CONFLICT, e.to_string());
         }
-        Ok(Err(e)) => return internal(e),
         Err(e) => return internal(e),
     };
     d.wake.notify_one();
@@ -176,7 +172,8 @@ async fn submit(Ctx(d): Ctx<Shared>, body: Result<Json<SubmitRequest>, JsonRejec
                 Ok(_) => {}
                 // Missed events: look at the queue itself.
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                    if let Ok(Some(r)) = d.queue.by_cid(&row.cid)
+                    let cid = row.cid.clone();
+                    if let Ok(Some(r)) = d.queue.run(move |q| q.by_cid(&cid)).await
                         && answered(&r)
                     {
                         return Some(r);
@@ -220,17 +217,18 @@ fn with_job(mut row: PinRow, job_id: &str) -> PinRow {
 }
 
 async fn status(Ctx(d): Ctx<Shared>, Path(key): Path<String>) -> Response {
-    let found = match d.queue.by_job(&key) {
-        Ok(Some(row)) => Some(row),
-        Ok(None) => match d.queue.by_cid(&key) {
-            Ok(row) => row,
-            Err(e) => return internal(e),
-        },
-        Err(e) => return internal(e),
-    };
+    let asked = key.clone();
+    let found = d
+        .queue
+        .run(move |q| match q.by_job(&asked)? {
+            Some(row) => Ok(Some(row)),
+            None => q.by_cid(&asked),
+        })
+        .await;
     match found {
-        Some(row) => Json(JobReply { job: row }).into_response(),
-        None => error(StatusCode::NOT_FOUND, format!("no job or CID '{key}'")),
+        Ok(Some(row)) => Json(JobReply { job: row }).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, format!("no job or CID '{key}'")),
+        Err(e) => internal(e),
     }
 }
 
@@ -256,21 +254,21 @@ async fn list(
             None => {
                 return error(
                     StatusCode::BAD_REQUEST,
-                    format!(
-                        "unknown state '{s}' (queued, pinning, pinned, failed, local-fallback)"
-                    ),
+                    format!("unknown state '{s}' ({})", State::names()),
                 );
             }
         },
     };
-    match d.queue.list(state, q.limit.unwrap_or(100).min(10_000)) {
+    let limit = q.limit.unwrap_or(100).min(10_000);
+    match d.queue.run(move |q| q.list(state, limit)).await {
         Ok(rows) => Json(JobsReply { jobs: rows }).into_response(),
         Err(e) => internal(e),
     }
 }
 
 async fn cancel(Ctx(d): Ctx<Shared>, Path(job_id): Path<String>) -> Response {
-    let row = match d.queue.cancel(&job_id, now_ms()) {
+    let id = job_id.clone();
+    let row = match d.queue.run(move |q| q.cancel(&id, now_ms())).await {
         Ok(Cancelled::NoSuchJob) => {
             return error(StatusCode::NOT_FOUND, format!("no job '{job_id}'"));
         }
@@ -296,11 +294,10 @@ async fn cancel(Ctx(d): Ctx<Shared>, Path(job_id): Path<String>) -> Response {
     Json(JobReply { job: row }).into_response()
 }
 
-pub fn health(d: &Daemon) -> Result<Health, QueueError> {
+pub async fn health(d: &Daemon) -> Result<Health, QueueError> {
+    let counts = d.queue.run(|q| q.counts()).await?;
     let (policy, _) = d.policy.current();
-    let queue = d
-        .queue
-        .counts()?
+    let queue = counts
         .into_iter()
         .map(|(s, n)| (s.as_str().to_string(), n))
         .collect();
@@ -314,7 +311,7 @@ pub fn health(d: &Daemon) -> Result<Health, QueueError> {
 }
 
 async fn health_endpoint(Ctx(d): Ctx<Shared>) -> Response {
-    match health(&d) {
+    match health(&d).await {
         Ok(v) => Json(v).into_response(),
         Err(e) => internal(e),
     }
@@ -328,7 +325,7 @@ async fn nodes(Ctx(d): Ctx<Shared>) -> Response {
 }
 
 async fn metrics(Ctx(d): Ctx<Shared>) -> Response {
-    let text = d.metrics_text();
+    let text = d.metrics_text().await;
     (
         [(
             header::CONTENT_TYPE,
