@@ -23,6 +23,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::broadcast;
 
 type Shared = Arc<Daemon>;
 
@@ -114,51 +115,75 @@ fn internal(e: impl std::fmt::Display) -> Response {
 }
 
 async fn submit(Ctx(d): Ctx<Shared>, body: Result<Json<SubmitRequest>, JsonRejection>) -> Response {
-    let Json(body) = match body {
-        Ok(b) => b,
-        Err(rejection) => return error(StatusCode::BAD_REQUEST, rejection.body_text()),
+    let (submission, limit) = match validate(body) {
+        Ok(valid) => valid,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
-    if let Err(e) = cid::Cid::try_from(body.cid.as_str()) {
-        return error(
-            StatusCode::BAD_REQUEST,
-            format!("invalid CID '{}': {e}", body.cid),
-        );
-    }
-    if body.job_id.trim().is_empty() || body.job_id.len() > 256 {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "job_id must be 1 to 256 characters",
-        );
-    }
-    let mut events = d.events.subscribe();
-    let submission = Submission {
-        cid: body.cid.clone(),
-        job_id: body.job_id.clone(),
-        size_bytes: body.size_bytes,
-        lazy: !body.wait,
-    };
-    // The submission is durable (fsynced, group-committed) before the answer.
-    let submitted = d.queue.run(move |q| q.submit(&submission, now_ms())).await;
-    let row = match submitted {
+    // Subscribed before the enqueue, so the round's end cannot come unseen in between.
+    let events = d.events.subscribe();
+    let row = match enqueue(&d, submission.clone()).await {
         Ok(row) => row,
         Err(e @ QueueError::JobConflict { .. }) => {
             return error(StatusCode::CONFLICT, e.to_string());
         }
         Err(e) => return internal(e),
     };
-    d.wake.notify_one();
-    tracing::info!(cid = %row.cid, job_id = %body.job_id, state = %row.state, wait = body.wait, "submitted");
-    if !body.wait {
+    if submission.lazy {
         return (StatusCode::ACCEPTED, Json(JobReply { job: row })).into_response();
     }
     if row.state.is_final() {
         return Json(JobReply { job: row }).into_response();
     }
-    // The caller waits for the next round's end: a final state, or, for a pin that lazy jobs
-    // keep queued, the failed round (its `failed_rounds` grows; the pin stays queued for them).
-    let rounds = row.failed_rounds;
-    let answered = |r: &PinRow| r.state.is_final() || r.failed_rounds > rounds;
+    wait_for_round_end(&d, events, row, &submission.job_id, limit).await
+}
+
+/// Checks the request and makes it a submission (lazy unless the caller waits), with how
+/// long a waiting caller waits; or why it is refused (a 400).
+fn validate(
+    body: Result<Json<SubmitRequest>, JsonRejection>,
+) -> Result<(Submission, Duration), String> {
+    let Json(body) = body.map_err(|rejection| rejection.body_text())?;
+    if let Err(e) = cid::Cid::try_from(body.cid.as_str()) {
+        return Err(format!("invalid CID '{}': {e}", body.cid));
+    }
+    if body.job_id.trim().is_empty() || body.job_id.len() > 256 {
+        return Err("job_id must be 1 to 256 characters".into());
+    }
     let limit = Duration::from_millis(body.timeout_ms.unwrap_or(3_600_000));
+    let submission = Submission {
+        cid: body.cid,
+        job_id: body.job_id,
+        size_bytes: body.size_bytes,
+        lazy: !body.wait,
+    };
+    Ok((submission, limit))
+}
+
+/// Queues the submission durably (fsynced, group-committed: it survives a power loss once
+/// this returns) and wakes the worker.
+async fn enqueue(d: &Daemon, submission: Submission) -> Result<PinRow, QueueError> {
+    let (job_id, wait) = (submission.job_id.clone(), !submission.lazy);
+    let row = d
+        .queue
+        .run(move |q| q.submit(&submission, now_ms()))
+        .await?;
+    d.wake.notify_one();
+    tracing::info!(cid = %row.cid, job_id = %job_id, state = %row.state, wait, "submitted");
+    Ok(row)
+}
+
+/// Waits for the next round's end of `row`'s pin: a final state or, for a pin that lazy jobs
+/// keep queued, the failed round (its `failed_rounds` grows; the pin stays queued for them).
+/// 503 when the daemon stops first (the job stays queued), 504 when `limit` runs out.
+async fn wait_for_round_end(
+    d: &Daemon,
+    mut events: broadcast::Receiver<PinRow>,
+    row: PinRow,
+    job_id: &str,
+    limit: Duration,
+) -> Response {
+    let rounds = row.failed_rounds;
+    let answered = move |r: &PinRow| r.state.is_final() || r.failed_rounds > rounds;
     let mut stopping = d.stop.subscribe();
     let waited = tokio::time::timeout(limit, async {
         loop {
@@ -171,7 +196,7 @@ async fn submit(Ctx(d): Ctx<Shared>, body: Result<Json<SubmitRequest>, JsonRejec
                 Ok(r) if r.cid == row.cid && answered(&r) => return Some(r),
                 Ok(_) => {}
                 // Missed events: look at the queue itself.
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                Err(broadcast::error::RecvError::Lagged(_)) => {
                     let cid = row.cid.clone();
                     if let Ok(Some(r)) = d.queue.run(move |q| q.by_cid(&cid)).await
                         && answered(&r)
@@ -186,15 +211,14 @@ async fn submit(Ctx(d): Ctx<Shared>, body: Result<Json<SubmitRequest>, JsonRejec
     .await;
     match waited {
         Ok(Some(r)) => Json(JobReply {
-            job: with_job(r, &body.job_id),
+            job: with_job(r, job_id),
         })
         .into_response(),
         Ok(None) => error(
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
-                "the daemon is shutting down; job '{}' is still queued and resumes when it \
-                 starts again",
-                body.job_id
+                "the daemon is shutting down; job '{job_id}' is still queued and resumes when it \
+                 starts again"
             ),
         ),
         Err(_) => error(
