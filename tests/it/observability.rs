@@ -35,7 +35,8 @@ fn rendered(metrics: &Metrics) -> String {
             1,
         )
         .expect("submit");
-    metrics.render(&queue, &dir.path().join("local-fallback-pins.jsonl"))
+    metrics.observe_queue(&queue.counts().expect("counts"));
+    metrics.render(&dir.path().join("local-fallback-pins.jsonl"))
 }
 
 /// Feeds `metrics` (and `rules`) from `topology`'s ledger, as the daemon does from its own.
@@ -188,7 +189,11 @@ fn families(text: &str) -> BTreeSet<String> {
 fn an_idle_daemon_exposes_every_family_from_the_start() {
     let dir = tempfile::tempdir().expect("tempdir");
     let daemon = idle_daemon(dir.path());
-    let text = daemon.metrics_text();
+    // The daemon reads the queue on its runtime's blocking pool.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let text = rt.block_on(daemon.metrics_text());
     let exposed = families(&text);
     // Everything a busy instance declares, an idle one declares too, with a zero.
     let busy = Arc::new(Metrics::new(&NODES));

@@ -23,6 +23,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::broadcast;
 
 type Shared = Arc<Daemon>;
 
@@ -114,55 +115,75 @@ fn internal(e: impl std::fmt::Display) -> Response {
 }
 
 async fn submit(Ctx(d): Ctx<Shared>, body: Result<Json<SubmitRequest>, JsonRejection>) -> Response {
-    let Json(body) = match body {
-        Ok(b) => b,
-        Err(rejection) => return error(StatusCode::BAD_REQUEST, rejection.body_text()),
+    let (submission, limit) = match validate(body) {
+        Ok(valid) => valid,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
-    if let Err(e) = cid::Cid::try_from(body.cid.as_str()) {
-        return error(
-            StatusCode::BAD_REQUEST,
-            format!("invalid CID '{}': {e}", body.cid),
-        );
-    }
-    if body.job_id.trim().is_empty() || body.job_id.len() > 256 {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "job_id must be 1 to 256 characters",
-        );
-    }
-    let mut events = d.events.subscribe();
-    let submission = Submission {
-        cid: body.cid.clone(),
-        job_id: body.job_id.clone(),
-        size_bytes: body.size_bytes,
-        lazy: !body.wait,
-    };
-    // The submission is durable (fsynced, group-committed) before the answer: wait for it
-    // off the async threads.
-    let daemon = Arc::clone(&d);
-    let submitted =
-        tokio::task::spawn_blocking(move || daemon.queue.submit(&submission, now_ms())).await;
-    let row = match submitted {
-        Ok(Ok(row)) => row,
-        Ok(Err(e @ QueueError::JobConflict { .. })) => {
+    // Subscribed before the enqueue, so the round's end cannot come unseen in between.
+    let events = d.events.subscribe();
+    let row = match enqueue(&d, submission.clone()).await {
+        Ok(row) => row,
+        Err(e @ QueueError::JobConflict { .. }) => {
             return error(StatusCode::CONFLICT, e.to_string());
         }
-        Ok(Err(e)) => return internal(e),
         Err(e) => return internal(e),
     };
-    d.wake.notify_one();
-    tracing::info!(cid = %row.cid, job_id = %body.job_id, state = %row.state, wait = body.wait, "submitted");
-    if !body.wait {
+    if submission.lazy {
         return (StatusCode::ACCEPTED, Json(JobReply { job: row })).into_response();
     }
     if row.state.is_final() {
         return Json(JobReply { job: row }).into_response();
     }
-    // The caller waits for the next round's end: a final state, or, for a pin that lazy jobs
-    // keep queued, the failed round (its `failed_rounds` grows; the pin stays queued for them).
-    let rounds = row.failed_rounds;
-    let answered = |r: &PinRow| r.state.is_final() || r.failed_rounds > rounds;
+    wait_for_round_end(&d, events, row, &submission.job_id, limit).await
+}
+
+/// Checks the request and makes it a submission (lazy unless the caller waits), with how
+/// long a waiting caller waits; or why it is refused (a 400).
+fn validate(
+    body: Result<Json<SubmitRequest>, JsonRejection>,
+) -> Result<(Submission, Duration), String> {
+    let Json(body) = body.map_err(|rejection| rejection.body_text())?;
+    if let Err(e) = cid::Cid::try_from(body.cid.as_str()) {
+        return Err(format!("invalid CID '{}': {e}", body.cid));
+    }
+    if body.job_id.trim().is_empty() || body.job_id.len() > 256 {
+        return Err("job_id must be 1 to 256 characters".into());
+    }
     let limit = Duration::from_millis(body.timeout_ms.unwrap_or(3_600_000));
+    let submission = Submission {
+        cid: body.cid,
+        job_id: body.job_id,
+        size_bytes: body.size_bytes,
+        lazy: !body.wait,
+    };
+    Ok((submission, limit))
+}
+
+/// Queues the submission durably (fsynced, group-committed: it survives a power loss once
+/// this returns) and wakes the worker.
+async fn enqueue(d: &Daemon, submission: Submission) -> Result<PinRow, QueueError> {
+    let (job_id, wait) = (submission.job_id.clone(), !submission.lazy);
+    let row = d
+        .queue
+        .run(move |q| q.submit(&submission, now_ms()))
+        .await?;
+    d.wake.notify_one();
+    tracing::info!(cid = %row.cid, job_id = %job_id, state = %row.state, wait, "submitted");
+    Ok(row)
+}
+
+/// Waits for the next round's end of `row`'s pin: a final state or, for a pin that lazy jobs
+/// keep queued, the failed round (its `failed_rounds` grows; the pin stays queued for them).
+/// 503 when the daemon stops first (the job stays queued), 504 when `limit` runs out.
+async fn wait_for_round_end(
+    d: &Daemon,
+    mut events: broadcast::Receiver<PinRow>,
+    row: PinRow,
+    job_id: &str,
+    limit: Duration,
+) -> Response {
+    let rounds = row.failed_rounds;
+    let answered = move |r: &PinRow| r.state.is_final() || r.failed_rounds > rounds;
     let mut stopping = d.stop.subscribe();
     let waited = tokio::time::timeout(limit, async {
         loop {
@@ -175,8 +196,9 @@ async fn submit(Ctx(d): Ctx<Shared>, body: Result<Json<SubmitRequest>, JsonRejec
                 Ok(r) if r.cid == row.cid && answered(&r) => return Some(r),
                 Ok(_) => {}
                 // Missed events: look at the queue itself.
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                    if let Ok(Some(r)) = d.queue.by_cid(&row.cid)
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    let cid = row.cid.clone();
+                    if let Ok(Some(r)) = d.queue.run(move |q| q.by_cid(&cid)).await
                         && answered(&r)
                     {
                         return Some(r);
@@ -189,15 +211,14 @@ async fn submit(Ctx(d): Ctx<Shared>, body: Result<Json<SubmitRequest>, JsonRejec
     .await;
     match waited {
         Ok(Some(r)) => Json(JobReply {
-            job: with_job(r, &body.job_id),
+            job: with_job(r, job_id),
         })
         .into_response(),
         Ok(None) => error(
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
-                "the daemon is shutting down; job '{}' is still queued and resumes when it \
-                 starts again",
-                body.job_id
+                "the daemon is shutting down; job '{job_id}' is still queued and resumes when it \
+                 starts again"
             ),
         ),
         Err(_) => error(
@@ -220,17 +241,18 @@ fn with_job(mut row: PinRow, job_id: &str) -> PinRow {
 }
 
 async fn status(Ctx(d): Ctx<Shared>, Path(key): Path<String>) -> Response {
-    let found = match d.queue.by_job(&key) {
-        Ok(Some(row)) => Some(row),
-        Ok(None) => match d.queue.by_cid(&key) {
-            Ok(row) => row,
-            Err(e) => return internal(e),
-        },
-        Err(e) => return internal(e),
-    };
+    let asked = key.clone();
+    let found = d
+        .queue
+        .run(move |q| match q.by_job(&asked)? {
+            Some(row) => Ok(Some(row)),
+            None => q.by_cid(&asked),
+        })
+        .await;
     match found {
-        Some(row) => Json(JobReply { job: row }).into_response(),
-        None => error(StatusCode::NOT_FOUND, format!("no job or CID '{key}'")),
+        Ok(Some(row)) => Json(JobReply { job: row }).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, format!("no job or CID '{key}'")),
+        Err(e) => internal(e),
     }
 }
 
@@ -256,21 +278,21 @@ async fn list(
             None => {
                 return error(
                     StatusCode::BAD_REQUEST,
-                    format!(
-                        "unknown state '{s}' (queued, pinning, pinned, failed, local-fallback)"
-                    ),
+                    format!("unknown state '{s}' ({})", State::names()),
                 );
             }
         },
     };
-    match d.queue.list(state, q.limit.unwrap_or(100).min(10_000)) {
+    let limit = q.limit.unwrap_or(100).min(10_000);
+    match d.queue.run(move |q| q.list(state, limit)).await {
         Ok(rows) => Json(JobsReply { jobs: rows }).into_response(),
         Err(e) => internal(e),
     }
 }
 
 async fn cancel(Ctx(d): Ctx<Shared>, Path(job_id): Path<String>) -> Response {
-    let row = match d.queue.cancel(&job_id, now_ms()) {
+    let id = job_id.clone();
+    let row = match d.queue.run(move |q| q.cancel(&id, now_ms())).await {
         Ok(Cancelled::NoSuchJob) => {
             return error(StatusCode::NOT_FOUND, format!("no job '{job_id}'"));
         }
@@ -296,11 +318,10 @@ async fn cancel(Ctx(d): Ctx<Shared>, Path(job_id): Path<String>) -> Response {
     Json(JobReply { job: row }).into_response()
 }
 
-pub fn health(d: &Daemon) -> Result<Health, QueueError> {
+pub async fn health(d: &Daemon) -> Result<Health, QueueError> {
+    let counts = d.queue.run(|q| q.counts()).await?;
     let (policy, _) = d.policy.current();
-    let queue = d
-        .queue
-        .counts()?
+    let queue = counts
         .into_iter()
         .map(|(s, n)| (s.as_str().to_string(), n))
         .collect();
@@ -314,7 +335,7 @@ pub fn health(d: &Daemon) -> Result<Health, QueueError> {
 }
 
 async fn health_endpoint(Ctx(d): Ctx<Shared>) -> Response {
-    match health(&d) {
+    match health(&d).await {
         Ok(v) => Json(v).into_response(),
         Err(e) => internal(e),
     }
@@ -328,7 +349,7 @@ async fn nodes(Ctx(d): Ctx<Shared>) -> Response {
 }
 
 async fn metrics(Ctx(d): Ctx<Shared>) -> Response {
-    let text = d.metrics_text();
+    let text = d.metrics_text().await;
     (
         [(
             header::CONTENT_TYPE,

@@ -13,7 +13,7 @@
 use crate::executor::{RoundResult, Status};
 use crate::health::{self, Ended};
 use crate::policy::IncidentKind;
-use crate::queue::{Queue, State};
+use crate::queue::State;
 use host_rules::Breaker;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -402,23 +402,25 @@ impl Metrics {
             .inc();
     }
 
-    /// The exposition text, with the gauges refreshed from the queue and the journal (node
-    /// gauges are the caller's: see `super::observe::Live::refresh`).
-    pub fn render(&self, queue: &Queue, journal: &Path) -> String {
-        if let Ok(counts) = queue.counts() {
-            let mut depth = 0;
-            for (state, n) in counts {
-                if matches!(state, State::Queued | State::Pinning) {
-                    depth += n;
-                }
-                self.jobs
-                    .get_or_create(&StateLabel {
-                        state: state.to_string(),
-                    })
-                    .set(n as i64);
+    /// Sets the queue gauges (pins by state, queue depth) from the queue's counts.
+    pub fn observe_queue(&self, counts: &[(State, u64)]) {
+        let mut depth = 0;
+        for &(state, n) in counts {
+            if matches!(state, State::Queued | State::Pinning) {
+                depth += n;
             }
-            self.queue_depth.set(depth as i64);
+            self.jobs
+                .get_or_create(&StateLabel {
+                    state: state.to_string(),
+                })
+                .set(n as i64);
         }
+        self.queue_depth.set(depth as i64);
+    }
+
+    /// The exposition text, with the journal gauge refreshed (queue gauges are set by
+    /// [`Metrics::observe_queue`], node gauges by `super::observe::Live::refresh`).
+    pub fn render(&self, journal: &Path) -> String {
         if let Some(pending) = self.journal_backlog(journal) {
             self.journal_pending.set(pending);
         }
@@ -462,6 +464,7 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::queue::Queue;
 
     /// Every family `/metrics` must list from the start.
     const FAMILIES: &[&str] = &[
@@ -484,7 +487,8 @@ mod tests {
     fn render(m: &Metrics) -> String {
         let dir = tempfile::tempdir().expect("tempdir");
         let queue = Queue::open(&dir.path().join("q.db")).expect("queue");
-        m.render(&queue, &dir.path().join("journal.jsonl"))
+        m.observe_queue(&queue.counts().expect("counts"));
+        m.render(&dir.path().join("journal.jsonl"))
     }
 
     #[test]

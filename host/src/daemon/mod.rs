@@ -3,6 +3,7 @@
 //! swaps (socket, SIGHUP, file watch).
 //!
 //! * [`api`]: the HTTP endpoints.
+//! * [`async_queue`]: the queue, called off the runtime's threads.
 //! * [`worker`]: claims due pins from the queue and runs their rounds.
 //! * [`policy_slot`]: the atomically swappable policy.
 //! * [`metrics`], [`alerts`]: `/metrics` and sliding-window spike alerts; [`observe`] feeds
@@ -10,6 +11,7 @@
 
 pub mod alerts;
 pub mod api;
+pub mod async_queue;
 pub mod listen;
 pub mod metrics;
 pub mod observe;
@@ -23,6 +25,7 @@ use crate::executor::{RoundLimits, Topology};
 use crate::journal::Journal;
 use crate::kubo::KuboClient;
 use crate::queue::{PinRow, Queue};
+use async_queue::AsyncQueue;
 use policy_slot::PolicySlot;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -33,7 +36,7 @@ use tokio::task::AbortHandle;
 /// Everything the endpoints and the worker share.
 pub struct Daemon {
     pub config: Config,
-    pub queue: Queue,
+    pub queue: AsyncQueue,
     pub journal: Arc<Journal>,
     pub policy: PolicySlot,
     pub topology: Topology,
@@ -80,7 +83,7 @@ impl Daemon {
                 ),
                 other => anyhow::anyhow!("{other}"),
             })?;
-        let queue = Queue::open(&config.data_dir.join("queue.db"))?;
+        let queue = AsyncQueue::new(Queue::open(&config.data_dir.join("queue.db"))?);
         let journal = Arc::new(Journal::open(crate::journal::journal_path(
             &config.data_dir,
         ))?);
@@ -149,11 +152,16 @@ impl Daemon {
         result
     }
 
-    /// The `/metrics` text, node gauges refreshed from the ledger as of now.
-    pub fn metrics_text(&self) -> String {
+    /// The `/metrics` text, node gauges refreshed from the ledger and queue gauges from the
+    /// queue as of now (if the queue cannot be read, its gauges keep their last values).
+    pub async fn metrics_text(&self) -> String {
         self.live.refresh(self.topology.ledger());
+        match self.queue.run(|q| q.counts()).await {
+            Ok(counts) => self.metrics.observe_queue(&counts),
+            Err(e) => tracing::error!("metrics: queue counts: {e}"),
+        }
         let journal = crate::journal::journal_path(&self.config.data_dir);
-        self.metrics.render(&self.queue, &journal)
+        self.metrics.render(&journal)
     }
 }
 
@@ -332,7 +340,7 @@ async fn housekeeping(daemon: Arc<Daemon>, mut stop: tokio::sync::watch::Receive
         if days > 0 && last_prune.elapsed() >= Duration::from_secs(3600) {
             last_prune = std::time::Instant::now();
             let cutoff = now_ms() - i64::from(days) * 86_400_000;
-            match daemon.queue.prune_finished(cutoff) {
+            match daemon.queue.run(move |q| q.prune_finished(cutoff)).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(pruned = n, "forgot finished jobs past retention"),
                 Err(e) => tracing::error!("retention: {e}"),

@@ -131,8 +131,7 @@ mod tests {
     fn sample(live: &Live, metrics: &Metrics, ledger: &Ledger, series: &str) -> f64 {
         live.refresh(ledger);
         let dir = tempfile::tempdir().expect("tempdir");
-        let queue = crate::queue::Queue::open(&dir.path().join("q.db")).expect("queue");
-        let text = metrics.render(&queue, &dir.path().join("journal.jsonl"));
+        let text = metrics.render(&dir.path().join("journal.jsonl"));
         text.lines()
             .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
             .and_then(|v| v.parse().ok())

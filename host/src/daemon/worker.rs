@@ -29,7 +29,7 @@ pub async fn run(daemon: Arc<Daemon>, shutdown: impl std::future::Future<Output 
             () = &mut shutdown => break,
         };
         while tasks.try_join_next().is_some() {}
-        match daemon.queue.claim_due(now_ms()) {
+        match daemon.queue.run(|q| q.claim_due(now_ms())).await {
             Ok(Some(row)) => {
                 let d = Arc::clone(&daemon);
                 let cid = row.cid.clone();
@@ -43,7 +43,7 @@ pub async fn run(daemon: Arc<Daemon>, shutdown: impl std::future::Future<Output 
             }
             Ok(None) => {
                 drop(permit);
-                let wait = match daemon.queue.next_due_ms() {
+                let wait = match daemon.queue.run(|q| q.next_due_ms()).await {
                     Ok(Some(at)) => (at - now_ms()).clamp(5, 1_000) as u64,
                     _ => 1_000,
                 };
@@ -106,7 +106,8 @@ async fn round(daemon: &Daemon, row: PinRow) {
     if let Ok(mut running) = daemon.running.lock() {
         running.remove(&job.cid);
     }
-    if let Ok(Some(row)) = daemon.queue.by_cid(&job.cid) {
+    let cid = job.cid.clone();
+    if let Ok(Some(row)) = daemon.queue.run(move |q| q.by_cid(&cid)).await {
         tracing::info!(cid = %row.cid, job_id = %job.job_id, state = %row.state, "round ended");
         let _ = daemon.events.send(row);
     }
@@ -118,7 +119,12 @@ async fn round(daemon: &Daemon, row: PinRow) {
 async fn record(daemon: &Daemon, job: &Job, finish: &Finish) {
     let mut delay = Duration::from_millis(100);
     loop {
-        match daemon.queue.finish(&job.cid, finish, now_ms()) {
+        let (cid, ended) = (job.cid.clone(), finish.clone());
+        match daemon
+            .queue
+            .run(move |q| q.finish(&cid, &ended, now_ms()))
+            .await
+        {
             Ok(()) => return,
             Err(e) => tracing::error!(
                 cid = %job.cid,

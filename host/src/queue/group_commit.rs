@@ -1,0 +1,68 @@
+//! The group-commit writer: one thread commits every submission waiting in one fsynced
+//! transaction.
+
+use super::{PinRow, QueueError, Submission, submit_in};
+use rusqlite::{Connection, TransactionBehavior};
+
+/// A submission waiting for the writer, and where to send its result.
+pub(super) struct Request {
+    pub(super) submission: Submission,
+    pub(super) now_ms: i64,
+    pub(super) reply: std::sync::mpsc::SyncSender<Result<PinRow, QueueError>>,
+}
+
+/// Submissions committed together at most.
+const MAX_GROUP: usize = 512;
+
+/// The group-commit writer: takes a submission, then every one waiting behind it (up to
+/// [`MAX_GROUP`]), commits them in one transaction and answers each. It ends with the queue.
+pub(super) fn spawn_writer(
+    mut conn: Connection,
+) -> Result<std::sync::mpsc::Sender<Request>, QueueError> {
+    let (tx, rx) = std::sync::mpsc::channel::<Request>();
+    std::thread::Builder::new()
+        .name("queue-writer".into())
+        .spawn(move || {
+            while let Ok(first) = rx.recv() {
+                let mut group = vec![first];
+                while group.len() < MAX_GROUP {
+                    match rx.try_recv() {
+                        Ok(next) => group.push(next),
+                        Err(_) => break,
+                    }
+                }
+                let results = commit_group(&mut conn, &group);
+                for (request, result) in group.into_iter().zip(results) {
+                    // The caller may have gone (a cancelled request): nothing to tell.
+                    let _ = request.reply.send(result);
+                }
+            }
+        })
+        .map_err(QueueError::Spawn)?;
+    Ok(tx)
+}
+
+/// One transaction for the group; a savepoint per submission, so a conflict fails only its
+/// own. If the commit fails, every submission of the group fails (none was acknowledged).
+/// Write transactions here begin IMMEDIATE: two connections write this database (this writer
+/// and the worker's), and a deferred one that reads first can fail to upgrade to a write with
+/// SQLITE_BUSY, which the busy timeout does not cover.
+fn commit_group(conn: &mut Connection, group: &[Request]) -> Vec<Result<PinRow, QueueError>> {
+    let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+        Ok(tx) => tx,
+        Err(e) => return group.iter().map(|_| Err(QueueError::from_db(&e))).collect(),
+    };
+    let mut results = Vec::with_capacity(group.len());
+    for request in group {
+        let result = tx.savepoint().map_err(QueueError::Db).and_then(|sp| {
+            let row = submit_in(&sp, &request.submission, request.now_ms)?;
+            sp.commit()?;
+            Ok(row)
+        });
+        results.push(result);
+    }
+    match tx.commit() {
+        Ok(()) => results,
+        Err(e) => group.iter().map(|_| Err(QueueError::from_db(&e))).collect(),
+    }
+}

@@ -1,0 +1,378 @@
+use super::*;
+
+fn sub(cid: &str, job: &str, lazy: bool) -> Submission {
+    Submission {
+        cid: cid.into(),
+        job_id: job.into(),
+        size_bytes: 10,
+        lazy,
+    }
+}
+
+fn open() -> (tempfile::TempDir, Queue) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let q = Queue::open(&dir.path().join("queue.db")).expect("open");
+    (dir, q)
+}
+
+#[test]
+fn same_cid_twice_is_one_pin_with_both_job_ids() {
+    let (_d, q) = open();
+    q.submit(&sub("c1", "j1", true), 1).expect("submit");
+    let row = q.submit(&sub("c1", "j2", true), 2).expect("submit");
+    assert_eq!(row.job_ids, ["j1", "j2"]);
+    assert_eq!(q.list(None, 10).expect("list").len(), 1);
+    // Resubmitting the same job id is a no-op; reusing it for another CID is a conflict.
+    q.submit(&sub("c1", "j1", true), 3).expect("idempotent");
+    let err = q.submit(&sub("c2", "j1", true), 4).unwrap_err();
+    assert!(matches!(err, QueueError::JobConflict { .. }), "{err}");
+}
+
+#[test]
+fn claim_prefers_blocking_then_oldest_and_skips_future_retries() {
+    let (_d, q) = open();
+    q.submit(&sub("lazy", "a", true), 1).expect("submit");
+    q.submit(&sub("wait", "b", false), 2).expect("submit");
+    assert_eq!(
+        q.claim_due(10).expect("claim").map(|r| r.cid),
+        Some("wait".into())
+    );
+    let lazy = q.claim_due(10).expect("claim").expect("lazy due");
+    q.finish(
+        &lazy.cid,
+        &Finish::Failed {
+            reason: "CRITICAL".into(),
+            decided_by: "tank-mode".into(),
+            retry_at_ms: Some(1_000),
+        },
+        11,
+    )
+    .expect("finish");
+    assert!(q.claim_due(500).expect("claim").is_none(), "not due yet");
+    let again = q.claim_due(1_000).expect("claim").expect("due again");
+    assert_eq!(again.failed_rounds, 1);
+    assert_eq!(q.next_due_ms().expect("next"), None);
+}
+
+#[test]
+fn interrupted_pins_resume_after_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("queue.db");
+    {
+        let q = Queue::open(&path).expect("open");
+        q.submit(&sub("c1", "j1", true), 1).expect("submit");
+        assert!(q.claim_due(5).expect("claim").is_some());
+    }
+    let q = Queue::open(&path).expect("reopen");
+    assert_eq!(
+        q.by_job("j1").expect("get").map(|r| r.state),
+        Some(State::Queued)
+    );
+}
+
+#[test]
+fn cancel_and_late_finish_do_not_resurrect() {
+    let (_d, q) = open();
+    q.submit(&sub("c1", "j1", true), 1).expect("submit");
+    q.claim_due(2).expect("claim");
+    q.cancel("j1", 3).expect("cancel");
+    let done = Finish::Pinned {
+        confirmed: vec!["primary".into()],
+        decided_by: "tank-mode".into(),
+    };
+    q.finish("c1", &done, 4).expect("finish");
+    let row = q.by_cid("c1").expect("get").expect("row");
+    assert_eq!(row.state, State::Failed);
+    assert_eq!(row.reason.as_deref(), Some("cancelled by operator"));
+    // Submitting again re-queues it.
+    let row = q.submit(&sub("c1", "j2", true), 5).expect("submit");
+    assert_eq!(row.state, State::Queued);
+}
+
+fn failed_round(q: &Queue, cid: &str, at: i64) {
+    let failed = Finish::Failed {
+        reason: "CRITICAL".into(),
+        decided_by: "tank-mode".into(),
+        retry_at_ms: Some(at + 1_000),
+    };
+    q.finish(cid, &failed, at).expect("finish");
+}
+
+/// Issue 12, item 1: a blocking caller on a CID that lazy jobs want gets the round's answer,
+/// and the pin stays queued for the lazy jobs instead of ending `failed` under them.
+#[test]
+fn a_blocking_submit_never_ends_a_pin_that_lazy_jobs_want() {
+    let (_d, q) = open();
+    q.submit(&sub("c1", "lazy-A", true), 1).expect("submit");
+    q.claim_due(1).expect("claim").expect("due");
+    failed_round(&q, "c1", 2); // lazy round 1: queued again at 1002
+    let row = q.submit(&sub("c1", "block-B", false), 3).expect("submit");
+    assert!(row.lazy, "still lazy: {row:?}");
+    // The blocking caller jumps the lazy backoff.
+    let claimed = q.claim_due(4).expect("claim").expect("urgent");
+    assert!(claimed.lazy);
+    failed_round(&q, "c1", 5);
+    let row = q.by_cid("c1").expect("get").expect("row");
+    assert_eq!(row.state, State::Queued, "{row:?}");
+    assert_eq!(row.failed_rounds, 2);
+    assert!(
+        q.claim_due(6).expect("claim").is_none(),
+        "the urgency went with the answered round"
+    );
+    // A CID with only blocking job ids fails for good, as before.
+    q.submit(&sub("c2", "block-C", false), 10).expect("submit");
+    q.claim_due(10).expect("claim").expect("due");
+    failed_round(&q, "c2", 11);
+    assert_eq!(
+        q.by_cid("c2").expect("get").expect("row").state,
+        State::Failed
+    );
+}
+
+#[test]
+fn cancelling_one_job_id_leaves_the_pin_to_the_others() {
+    let (_d, q) = open();
+    q.submit(&sub("c1", "a", true), 1).expect("submit");
+    q.submit(&sub("c1", "b", false), 2).expect("submit");
+    match q.cancel("b", 3).expect("cancel") {
+        Cancelled::Detached(row) => {
+            assert_eq!(row.state, State::Queued);
+            assert_eq!(row.job_ids, ["a"]);
+            assert!(row.lazy);
+        }
+        other => panic!("expected detach, got {other:?}"),
+    }
+    assert!(q.by_job("b").expect("get").is_none());
+    match q.cancel("a", 4).expect("cancel") {
+        Cancelled::Pin(row) => assert_eq!(row.state, State::Failed),
+        other => panic!("expected the pin cancelled, got {other:?}"),
+    }
+    assert!(matches!(
+        q.cancel("a", 5).expect("cancel"),
+        Cancelled::AlreadyEnded(_)
+    ));
+    assert_eq!(q.cancel("nope", 6).expect("cancel"), Cancelled::NoSuchJob);
+}
+
+#[test]
+fn a_queue_from_before_the_new_columns_is_migrated() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("queue.db");
+    {
+        let conn = Connection::open(&path).expect("open");
+        conn.execute_batch(
+            "CREATE TABLE pins (cid TEXT PRIMARY KEY, state TEXT NOT NULL, lazy INTEGER NOT NULL,
+               size_bytes INTEGER NOT NULL, failed_rounds INTEGER NOT NULL DEFAULT 0,
+               next_attempt_at INTEGER NOT NULL, created_at INTEGER NOT NULL,
+               updated_at INTEGER NOT NULL, confirmed TEXT NOT NULL DEFAULT '[]', reason TEXT,
+               decided_by TEXT) STRICT;
+             CREATE TABLE jobs (job_id TEXT PRIMARY KEY, cid TEXT NOT NULL REFERENCES pins(cid)
+               ON DELETE CASCADE, created_at INTEGER NOT NULL) STRICT;",
+        )
+        .expect("old schema");
+        conn.execute(
+            "INSERT INTO pins VALUES ('c1', ?1, 1, 0, 0, 1, 1, 1, '[]', NULL, NULL)",
+            [State::Queued],
+        )
+        .expect("old pin");
+        conn.execute_batch("INSERT INTO jobs VALUES ('old-lazy', 'c1', 1);")
+            .expect("old job");
+    }
+    let q = Queue::open(&path).expect("migrates");
+    // The old lazy pin stays lazy when a blocking caller joins it.
+    let row = q
+        .submit(&sub("c1", "new-blocking", false), 2)
+        .expect("submit");
+    assert!(row.lazy, "{row:?}");
+}
+
+/// Submissions from many threads are group-committed; a conflict in a group fails alone.
+#[test]
+fn concurrent_submissions_are_committed_together_and_fail_alone() {
+    let (_d, q) = open();
+    q.submit(&sub("taken", "dup", true), 1).expect("submit");
+    let q = std::sync::Arc::new(q);
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let q = std::sync::Arc::clone(&q);
+            std::thread::spawn(move || {
+                let mut conflicts = 0;
+                for i in 0..50 {
+                    let job = if t == 3 && i == 7 {
+                        "dup".to_string()
+                    } else {
+                        format!("j{t}-{i}")
+                    };
+                    match q.submit(&sub(&format!("c{t}-{i}"), &job, true), 2) {
+                        Ok(_) => {}
+                        Err(QueueError::JobConflict { .. }) => conflicts += 1,
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                conflicts
+            })
+        })
+        .collect();
+    // Meanwhile the worker's connection claims and finishes pins: two writers on one
+    // database, which must wait for each other, never fail with "database is locked".
+    let worker = {
+        let q = std::sync::Arc::clone(&q);
+        std::thread::spawn(move || {
+            let mut finished = 0;
+            for _ in 0..2_000 {
+                match q.claim_due(10).expect("claim never fails") {
+                    Some(row) => {
+                        let done = Finish::Pinned {
+                            confirmed: vec!["primary".into()],
+                            decided_by: "tank-mode".into(),
+                        };
+                        q.finish(&row.cid, &done, 11).expect("finish never fails");
+                        finished += 1;
+                    }
+                    None => std::thread::yield_now(),
+                }
+                if finished >= 100 {
+                    break;
+                }
+            }
+            finished
+        })
+    };
+    let conflicts: usize = threads.into_iter().map(|t| t.join().expect("thread")).sum();
+    assert!(worker.join().expect("worker") > 0);
+    assert_eq!(conflicts, 1);
+    assert_eq!(q.list(None, 1_000).expect("list").len(), 400);
+}
+
+/// An acknowledged submission is fsynced: power loss does not take it back.
+#[test]
+fn commits_are_fully_synchronous() {
+    let (_d, q) = open();
+    let level: i64 = q
+        .with(|c| Ok(c.pragma_query_value(None, "synchronous", |r| r.get(0))?))
+        .expect("pragma");
+    assert_eq!(level, 2, "FULL");
+}
+
+/// Issue 12, item 7: CIDv0 and CIDv1 of the same content are one pin; each job id keeps the
+/// form its caller sent.
+#[test]
+fn cidv0_and_cidv1_of_the_same_content_are_one_pin() {
+    let (_d, q) = open();
+    let v0 = "QmcRD4wkPPi6dig81r5sLj9Zm1gDCL4zgpEj9CfuRrGbzF";
+    let v1 = cid::Cid::try_from(v0)
+        .and_then(|c| c.into_v1())
+        .expect("v1")
+        .to_string();
+    q.submit(&sub(v0, "enc-v0", true), 1).expect("submit");
+    let row = q.submit(&sub(&v1, "enc-v1", true), 2).expect("submit");
+    assert_eq!(row.cid, v0, "pinned as the first caller wrote it");
+    assert_eq!(row.job_ids, ["enc-v0", "enc-v1"]);
+    assert_eq!(q.list(None, 10).expect("list").len(), 1);
+    assert_eq!(
+        q.by_cid(&v1).expect("get").map(|r| r.cid).as_deref(),
+        Some(v0)
+    );
+    let seen = q.by_job("enc-v1").expect("get").expect("row");
+    assert_eq!(seen.requested_cid.as_deref(), Some(v1.as_str()));
+    assert_eq!(
+        q.by_job("enc-v0").expect("get").expect("row").requested_cid,
+        None
+    );
+}
+
+/// Writes `sql` to the queue's database behind the queue's back.
+fn raw_sql(q: &Queue, sql: &str) {
+    q.with(|c| Ok(c.execute_batch(sql)?)).expect("raw SQL");
+}
+
+#[test]
+fn an_unknown_state_is_an_error_naming_the_row() {
+    let (_d, q) = open();
+    q.submit(&sub("c1", "j1", true), 1).expect("submit");
+    raw_sql(&q, "UPDATE pins SET state = 'done' WHERE cid = 'c1'");
+    let err = q.by_job("j1").unwrap_err();
+    assert!(matches!(err, QueueError::Corrupt { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "queue row of CID c1 is unreadable: column state holds 'done': not a queue state \
+         (queued, pinning, pinned, failed, local-fallback)"
+    );
+    let listed = q.list(None, 10).unwrap_err().to_string();
+    assert!(
+        listed.contains("CID c1") && listed.contains("'done'"),
+        "{listed}"
+    );
+}
+
+#[test]
+fn bad_confirmed_json_is_an_error_naming_the_row() {
+    let (_d, q) = open();
+    q.submit(&sub("c1", "j1", true), 1).expect("submit");
+    raw_sql(&q, "UPDATE pins SET confirmed = 'primary' WHERE cid = 'c1'");
+    let err = q.by_cid("c1").unwrap_err().to_string();
+    assert!(
+        err.starts_with(
+            "queue row of CID c1 is unreadable: column confirmed holds 'primary': \
+             not a JSON list of node names: "
+        ),
+        "{err}"
+    );
+    // A submission onto the corrupt pin fails the same way instead of guessing.
+    let err = q.submit(&sub("c1", "j2", true), 2).unwrap_err().to_string();
+    assert!(err.contains("column confirmed holds 'primary'"), "{err}");
+}
+
+/// `cancel` reads the pin inside its write transaction: a job id attached while the cancel
+/// waits for the write lock is seen, so the pin is detached from, not cancelled under it.
+#[test]
+fn cancel_sees_a_job_id_attached_while_it_waits() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("queue.db");
+    let q = std::sync::Arc::new(Queue::open(&path).expect("open"));
+    q.submit(&sub("c1", "a", true), 1).expect("submit");
+    // Another writer holds the lock (as the group-commit writer would for a submission).
+    let other = connect(&path).expect("connect");
+    other.execute_batch("BEGIN IMMEDIATE").expect("lock");
+    let cancel = {
+        let q = std::sync::Arc::clone(&q);
+        std::thread::spawn(move || q.cancel("a", 3))
+    };
+    // Lets the cancel reach its wait; it decides correctly whenever it gets there.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    other
+        .execute_batch(
+            "INSERT INTO jobs (job_id, cid, created_at, lazy, sent_cid)
+             VALUES ('b', 'c1', 2, 0, 'c1');
+             COMMIT;",
+        )
+        .expect("attach b");
+    match cancel.join().expect("thread").expect("cancel") {
+        Cancelled::Detached(row) => {
+            assert_eq!(row.state, State::Queued);
+            assert_eq!(row.job_ids, ["b"]);
+        }
+        other => panic!("expected a detach, got {other:?}"),
+    }
+}
+
+#[test]
+fn counts_and_retention() {
+    let (_d, q) = open();
+    q.submit(&sub("c1", "j1", true), 1).expect("submit");
+    q.submit(&sub("c2", "j2", true), 1).expect("submit");
+    q.claim_due(2).expect("claim");
+    let done = Finish::Pinned {
+        confirmed: vec!["primary".into()],
+        decided_by: "tank-mode".into(),
+    };
+    q.finish("c1", &done, 3).expect("finish");
+    let counts = q.counts().expect("counts");
+    assert!(counts.contains(&(State::Pinned, 1)) && counts.contains(&(State::Queued, 1)));
+    assert_eq!(q.prune_finished(10).expect("prune"), 1);
+    assert!(
+        q.by_job("j1").expect("get").is_none(),
+        "job ids go with the pin"
+    );
+    assert!(q.by_job("j2").expect("get").is_some());
+}
