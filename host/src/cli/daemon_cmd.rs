@@ -3,7 +3,6 @@
 
 use super::context::{CliError, CliResult, Context, exit};
 use crate::app::App;
-use crate::config::Config;
 use crate::daemon::wire::{ReloadRequest, SubmitRequest};
 use crate::daemon::{self, Daemon, Listeners};
 use crate::queue::State;
@@ -70,7 +69,7 @@ pub fn serve(cx: &Context, args: ServeArgs) -> CliResult {
     let listen = Listeners {
         socket: args.socket.unwrap_or_else(|| config.socket_path()),
         tcp: args.listen.or_else(|| config.daemon.listen.clone()),
-        token: token(&config).map_err(CliError::bad_input)?,
+        token: config.daemon.token().map_err(CliError::bad_input)?,
     };
     let app = App::new(config)?;
     cx.block_on(async {
@@ -80,24 +79,6 @@ pub fn serve(cx: &Context, args: ServeArgs) -> CliResult {
             .map_err(|e| CliError::bad_input(format!("{e:#}")))?;
         Ok(exit::OK)
     })?
-}
-
-fn token(config: &Config) -> Result<Option<String>, String> {
-    let var = config
-        .daemon
-        .token_env
-        .clone()
-        .unwrap_or_else(|| "PINWARDEN_TOKEN".into());
-    match std::env::var(&var) {
-        Ok(t) if t.trim().len() >= 16 => Ok(Some(t.trim().to_string())),
-        Ok(_) => Err(format!(
-            "{var}: the bearer token must be at least 16 characters"
-        )),
-        Err(_) if config.daemon.token_env.is_some() => Err(format!(
-            "daemon.token_env: environment variable {var} is not set"
-        )),
-        Err(_) => Ok(None),
-    }
 }
 
 pub fn submit(cx: &Context, args: SubmitArgs) -> CliResult {

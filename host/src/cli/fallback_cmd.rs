@@ -187,7 +187,7 @@ fn stats(cx: &Context, args: &StatsArgs) -> CliResult {
 }
 
 fn migrate(cx: &Context, args: &MigrateArgs) -> CliResult {
-    let to = KuboClient::new("permanent", &args.to, to_auth(args)?)
+    let to = KuboClient::new("permanent", &args.to, to_auth(cx, args)?)
         .map_err(|e| CliError::bad_input(format!("--to {}: {e}", args.to)))?;
     let local = match local_node(cx, args) {
         Ok(local) => local,
@@ -449,17 +449,17 @@ fn entry_json(e: &Entry) -> Value {
     json!({ "hash": e.hash, "job_id": e.job_id, "size_mb": e.size_mb, "type": e.kind })
 }
 
-fn to_auth(args: &MigrateArgs) -> Result<Option<Auth>, CliError> {
+fn to_auth(cx: &Context, args: &MigrateArgs) -> Result<Option<Auth>, CliError> {
     if let Some(token) = args.to_token.as_deref().filter(|t| !t.is_empty()) {
         return Ok(Some(Auth::Bearer(token.to_string())));
     }
     match (&args.to_user, &args.to_password_env) {
-        (Some(user), Some(var)) => match std::env::var(var) {
-            Ok(password) => Ok(Some(Auth::Basic {
+        (Some(user), Some(var)) => match cx.env()(var) {
+            Some(password) => Ok(Some(Auth::Basic {
                 user: user.clone(),
                 password,
             })),
-            Err(_) => Err(CliError::bad_input(format!(
+            None => Err(CliError::bad_input(format!(
                 "--to-password-env: environment variable {var} is not set"
             ))),
         },
@@ -469,10 +469,11 @@ fn to_auth(args: &MigrateArgs) -> Result<Option<Auth>, CliError> {
 
 /// The local node: `--local`, else `IPFS_LOCAL_API`, else the config's node with role local.
 fn local_node(cx: &Context, args: &MigrateArgs) -> Result<Option<Arc<KuboClient>>, String> {
-    let env_url = std::env::var("IPFS_LOCAL_API")
-        .ok()
-        .filter(|v| !v.trim().is_empty());
-    if let Some(url) = args.local.clone().or(env_url) {
+    if let Some(url) = args
+        .local
+        .clone()
+        .or_else(|| crate::config::local_api(cx.env()))
+    {
         let client =
             KuboClient::new("local", url.trim(), None).map_err(|e| format!("{url}: {e}"))?;
         return Ok(Some(Arc::new(client)));
@@ -480,10 +481,11 @@ fn local_node(cx: &Context, args: &MigrateArgs) -> Result<Option<Arc<KuboClient>
     let Some(config) = cx.config_file().map_err(|e| e.message)? else {
         return Ok(None);
     };
-    let Some(node) = config.nodes.iter().find(|n| n.role == crate::Role::Local) else {
+    let Some(mut node) = config.local().cloned() else {
         return Ok(None);
     };
-    client_for(node, cx.data_dir().ok().as_deref())
+    node.read_env(cx.env());
+    client_for(&node, cx.data_dir().ok().as_deref())
         .map(|c| Some(Arc::new(c)))
         .map_err(|e| e.0)
 }
