@@ -2,6 +2,7 @@
 //! `submit`, `status`, `jobs`, `policy reload`.
 
 use super::context::{CliError, CliResult, Context, exit};
+use super::output::outln;
 use crate::app::App;
 use crate::daemon::wire::{ReloadRequest, SubmitRequest};
 use crate::daemon::{self, Daemon, Listeners};
@@ -93,7 +94,7 @@ pub fn submit(cx: &Context, args: SubmitArgs) -> CliResult {
         timeout_ms: args.timeout_ms,
     };
     let submitted = cx.block_on(client.submit(&request))??;
-    println!("{}", json_line(&submitted.job)?);
+    outln!("{}", json_line(&submitted.job)?);
     Ok(match submitted.job.state {
         State::Pinned => exit::OK,
         _ if !args.wait => exit::OK,
@@ -105,9 +106,9 @@ pub fn status(cx: &Context, args: StatusArgs) -> CliResult {
     let client = cx.daemon(args.socket.as_deref())?;
     let job = cx.block_on(client.status(&args.key))??;
     if args.json {
-        println!("{}", json_line(&job)?);
+        outln!("{}", json_line(&job)?);
     } else {
-        println!(
+        outln!(
             "{}  {}  jobs: {}  rounds failed: {}{}",
             job.cid,
             job.state,
@@ -125,7 +126,7 @@ pub fn status(cx: &Context, args: StatusArgs) -> CliResult {
 pub fn jobs(cx: &Context, args: JobsArgs) -> CliResult {
     let client = cx.daemon(args.socket.as_deref())?;
     for job in cx.block_on(client.jobs(args.state, args.limit))?? {
-        println!("{}", json_line(&job)?);
+        outln!("{}", json_line(&job)?);
     }
     Ok(exit::OK)
 }
@@ -139,7 +140,7 @@ pub fn reload(cx: &Context, policy: Option<String>, socket: Option<&Path>) -> Cl
         params: None,
     };
     let policy = cx.block_on(client.reload(&request))??;
-    println!("reloaded: {} ({})", policy.name, policy.hash);
+    outln!("reloaded: {} ({})", policy.name, policy.hash);
     Ok(exit::OK)
 }
 

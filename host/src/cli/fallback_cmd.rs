@@ -2,6 +2,7 @@
 //! protocol live in [`crate::journal`] and [`crate::migrate`].
 
 use super::context::{CliError, CliResult, Context, exit};
+use super::output::outln;
 use crate::app::client_for;
 use crate::journal::{self, Entry, MigrationLog};
 use crate::kubo::{Auth, KuboClient};
@@ -154,34 +155,37 @@ fn load(cx: &Context) -> Result<Ledger, CliError> {
 fn stats(cx: &Context, args: &StatsArgs) -> CliResult {
     let stats = load(cx)?.stats();
     if args.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string(&stats).map_err(CliError::failed)?
         );
         return Ok(exit::OK);
     }
-    println!("journal:   {}", stats.journal.display());
-    println!(
+    outln!("journal:   {}", stats.journal.display());
+    outln!(
         "entries:   {} ({} distinct CIDs, {:.1} MB)",
-        stats.entries, stats.distinct_cids, stats.total_mb
+        stats.entries,
+        stats.distinct_cids,
+        stats.total_mb
     );
-    println!(
+    outln!(
         "pending:   {} CIDs ({:.1} MB) to migrate",
-        stats.pending, stats.pending_mb
+        stats.pending,
+        stats.pending_mb
     );
-    println!(
+    outln!(
         "migrated:  {} CIDs (records: {})",
         stats.migrated,
         stats.migrated_file.display()
     );
-    println!("oldest:    {}", stats.oldest.as_deref().unwrap_or("-"));
-    println!("newest:    {}", stats.newest.as_deref().unwrap_or("-"));
-    println!(
+    outln!("oldest:    {}", stats.oldest.as_deref().unwrap_or("-"));
+    outln!("newest:    {}", stats.newest.as_deref().unwrap_or("-"));
+    outln!(
         "problems:  {} unreadable lines (skipped)",
         stats.problems.len()
     );
     for p in &stats.problems {
-        println!("  {}:{}: {}", p.file.display(), p.line, p.reason);
+        outln!("  {}:{}: {}", p.file.display(), p.line, p.reason);
     }
     Ok(exit::OK)
 }
@@ -238,7 +242,7 @@ fn migrate(cx: &Context, args: &MigrateArgs) -> CliResult {
         if args.json {
             eprintln!("{line}");
         } else {
-            println!("{line}");
+            outln!("{line}");
         }
     };
     let mut out = json!({
@@ -278,7 +282,7 @@ fn migrate(cx: &Context, args: &MigrateArgs) -> CliResult {
             out["would_migrate"] = plan.pending.iter().map(|e| entry_json(e)).collect();
             out["migrated"] = json!([]);
             out["failed"] = json!([]);
-            println!("{out}");
+            outln!("{out}");
         }
         return Ok(exit::OK);
     }
@@ -293,7 +297,7 @@ fn migrate(cx: &Context, args: &MigrateArgs) -> CliResult {
             out["failed"] = json!([]);
             out["unpin_failures"] = json!([]);
             out["interrupted"] = json!(false);
-            println!("{out}");
+            outln!("{out}");
         }
         return Ok(exit::OK);
     }
@@ -406,9 +410,9 @@ fn print_summary(mut out: Value, report: &Report, json: bool) {
             .collect();
         out["interrupted"] = json!(report.interrupted);
         out["not_started"] = json!(report.not_started());
-        println!("{out}");
+        outln!("{out}");
     } else {
-        println!(
+        outln!(
             "migrated {}, failed {}, skipped {} already migrated (to {})",
             report.migrated().count(),
             failed.len(),
@@ -416,17 +420,17 @@ fn print_summary(mut out: Value, report: &Report, json: bool) {
             report.to
         );
         if !failed.is_empty() {
-            println!("failed (still pending: run the same command again to retry):");
+            outln!("failed (still pending: run the same command again to retry):");
             for (e, reason) in &failed {
-                println!("  {} ({}): {reason}", e.hash, e.job_id);
+                outln!("  {} ({}): {reason}", e.hash, e.job_id);
             }
         }
         if !unpin_failures.is_empty() {
-            println!(
+            outln!(
                 "local pin NOT removed (migrated; recorded as unpinned_local=false, remove it by hand):"
             );
             for (e, reason) in &unpin_failures {
-                println!("  {}: {reason}", e.hash);
+                outln!("  {}: {reason}", e.hash);
             }
         }
     }
