@@ -20,8 +20,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-/// The journal and the migration records of a data directory, read.
-pub struct Ledger {
+/// How far migration has come in a data directory: its journal and its migration records,
+/// read. Not to be confused with [`crate::health::Ledger`], the nodes' health.
+pub struct Progress {
     pub journal_path: PathBuf,
     pub migrated_path: PathBuf,
     pub journal: JournalRead,
@@ -36,9 +37,9 @@ pub struct Unreadable {
     pub reason: String,
 }
 
-impl Ledger {
+impl Progress {
     /// Reads both files of `data_dir` (missing files read as empty).
-    pub fn load(data_dir: &Path) -> Result<Ledger, String> {
+    pub fn load(data_dir: &Path) -> Result<Progress, String> {
         if data_dir.exists() && !data_dir.is_dir() {
             return Err(format!(
                 "data directory {}: not a directory",
@@ -52,7 +53,7 @@ impl Ledger {
         let journal = journal::read(&journal_path).map_err(|e| cannot(&journal_path, e))?;
         let migrations =
             journal::read_migrations(&migrated_path).map_err(|e| cannot(&migrated_path, e))?;
-        Ok(Ledger {
+        Ok(Progress {
             journal_path,
             migrated_path,
             journal,
@@ -446,9 +447,9 @@ mod tests {
         };
         let mut reads = 0;
         while !writer.is_finished() {
-            let ledger = Ledger::load(dir.path()).expect("reads");
+            let progress = Progress::load(dir.path()).expect("reads");
             let mut last = None;
-            for e in &ledger.journal.entries {
+            for e in &progress.journal.entries {
                 let i: usize = e
                     .hash
                     .strip_prefix("bafy")
@@ -461,7 +462,7 @@ mod tests {
             reads += 1;
         }
         writer.join().expect("writer");
-        let done = Ledger::load(dir.path()).expect("reads");
+        let done = Progress::load(dir.path()).expect("reads");
         assert_eq!(
             done.journal.entries.len(),
             400,
@@ -473,11 +474,11 @@ mod tests {
     #[test]
     fn stats_of_an_empty_data_dir() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let stats = Ledger::load(dir.path()).expect("loads").stats();
+        let stats = Progress::load(dir.path()).expect("loads").stats();
         assert_eq!((stats.entries, stats.pending, stats.migrated), (0, 0, 0));
         assert_eq!(stats.total_mb.to_string(), "0", "not -0");
         let file = dir.path().join("file");
         std::fs::write(&file, "x").expect("write");
-        assert!(Ledger::load(&file).is_err());
+        assert!(Progress::load(&file).is_err());
     }
 }

@@ -6,7 +6,7 @@ use super::output::outln;
 use crate::app::client_for;
 use crate::journal::{self, Entry, MigrationLog};
 use crate::kubo::{Auth, KuboClient};
-use crate::migrate::{Done, Item, Ledger, Options, Plan, Refusal, Report, redact};
+use crate::migrate::{Done, Item, Options, Plan, Progress, Refusal, Report, redact};
 use crate::prove::PinBounds;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
@@ -140,16 +140,16 @@ pub fn run(cx: &Context, cmd: FallbackCommand) -> CliResult {
     }
 }
 
-/// Both files, read, with a note when there is no journal yet.
-fn load(cx: &Context) -> Result<Ledger, CliError> {
-    let ledger = Ledger::load(&cx.data_dir()?).map_err(CliError::bad_input)?;
-    if !ledger.journal_path.exists() {
+/// The migration progress (both files), read, with a note when there is no journal yet.
+fn load(cx: &Context) -> Result<Progress, CliError> {
+    let progress = Progress::load(&cx.data_dir()?).map_err(CliError::bad_input)?;
+    if !progress.journal_path.exists() {
         eprintln!(
             "note: no journal at {} (nothing has fallen back to the local node yet?)",
-            ledger.journal_path.display()
+            progress.journal_path.display()
         );
     }
-    Ok(ledger)
+    Ok(progress)
 }
 
 fn stats(cx: &Context, args: &StatsArgs) -> CliResult {
@@ -209,8 +209,8 @@ fn migrate(cx: &Context, args: &MigrateArgs) -> CliResult {
              configure a node with role = \"local\"",
         ));
     }
-    let ledger = load(cx)?;
-    let problems: Vec<Value> = ledger
+    let journals = load(cx)?;
+    let problems: Vec<Value> = journals
         .problems()
         .into_iter()
         .map(|p| {
@@ -218,7 +218,7 @@ fn migrate(cx: &Context, args: &MigrateArgs) -> CliResult {
             json!(p)
         })
         .collect();
-    let backlog = ledger.backlog();
+    let backlog = journals.backlog();
     let plan = Plan {
         skipped: backlog.migrated.len(),
         pending: backlog.pending,
@@ -247,8 +247,8 @@ fn migrate(cx: &Context, args: &MigrateArgs) -> CliResult {
     };
     let mut out = json!({
         "to": plan.to_label,
-        "journal": ledger.journal_path,
-        "migrated_file": ledger.migrated_path,
+        "journal": journals.journal_path,
+        "migrated_file": journals.migrated_path,
         "dry_run": args.dry_run,
         "pending": plan.pending.len(),
         "skipped_already_migrated": plan.skipped,
@@ -304,7 +304,7 @@ fn migrate(cx: &Context, args: &MigrateArgs) -> CliResult {
 
     // One migration at a time per data dir (a running daemon is fine: it only appends to the
     // journal, which migration only reads; migration alone appends to its records).
-    let lock_path = ledger.migrated_path.with_extension("jsonl.lock");
+    let lock_path = journals.migrated_path.with_extension("jsonl.lock");
     let _migrating = crate::lock::try_acquire(&lock_path).map_err(|e| match e {
         crate::lock::LockError::Busy { pid, .. } => CliError::failed(format!(
             "another `pinwarden fallback migrate` (pid {}) is migrating this journal; let it \
@@ -313,10 +313,10 @@ fn migrate(cx: &Context, args: &MigrateArgs) -> CliResult {
         )),
         other => CliError::bad_input(other),
     })?;
-    let log = MigrationLog::open(&ledger.migrated_path).map_err(|e| {
+    let log = MigrationLog::open(&journals.migrated_path).map_err(|e| {
         CliError::bad_input(format!(
             "cannot open {}: {e}",
-            ledger.migrated_path.display()
+            journals.migrated_path.display()
         ))
     })?;
     let report = cx.block_on(async {
