@@ -40,7 +40,7 @@ impl App {
                 Role::Local => local = Some(Arc::clone(&client)),
                 Role::Backup => {}
             }
-            if node.role != Role::Local || config.local_fallback.enabled {
+            if config.job_uses(node) {
                 topology.add(&node.name, node.role, client);
             }
         }

@@ -1,5 +1,9 @@
 //! Configuration: a TOML file, then the seeds' environment variables, then `--param`.
 //!
+//! The environment is read here and only here ([`process_env`]); everything else gets the
+//! values: [`Config::load`] reads the seeds' variables and the ones `*_env` keys name, and the
+//! rest of pinwarden takes an [`Env`] so tests can inject one.
+//!
 //! ```toml
 //! data_dir = "data"                 # queue database, journal, compiled-policy cache
 //! node_name = "encoder-node-1"      # journal's node_id (NODE_NAME)
@@ -28,12 +32,35 @@ use std::path::{Path, PathBuf};
 /// The default config file, used when present.
 pub const DEFAULT_FILE: &str = "pinwarden.toml";
 
+/// The data directory when neither `--data-dir` nor the config file names one.
+pub const DEFAULT_DATA_DIR: &str = "data";
+
+/// The environment as pinwarden reads it: a variable's value, if set.
+pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// The process's environment: the one place pinwarden reads it. Commands pass it down as an
+/// [`Env`]; tests pass their own.
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// A value read from a variable that a `*_env` key names; `Debug` never shows it.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct FromEnv(Option<String>);
+
+impl std::fmt::Debug for FromEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "set" } else { "unset" })
+    }
+}
+
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
-    #[serde(default = "default_node_name")]
+    /// Absent: `$HOSTNAME`, else the kernel's host name (filled in by [`Config::load`]).
+    #[serde(default, deserialize_with = "non_blank_node_name")]
     pub node_name: String,
     #[serde(default, rename = "node")]
     pub nodes: Vec<NodeConfig>,
@@ -92,6 +119,9 @@ pub struct DaemonConfig {
     /// Environment variable holding the bearer token required on the TCP listener.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_env: Option<String>,
+    /// The token itself: `token_env`'s variable, else PINWARDEN_TOKEN, read by [`Config::load`].
+    #[serde(skip)]
+    token_from_env: FromEnv,
     /// Pins running at once.
     pub concurrent_pins: usize,
     /// Finished jobs are forgotten after this many days (0: keep forever).
@@ -122,6 +152,7 @@ impl Default for DaemonConfig {
             socket_mode: "0600".into(),
             listen: None,
             token_env: None,
+            token_from_env: FromEnv::default(),
             concurrent_pins: 10,
             retention_days: 7,
             retry_base_ms: 60_000,
@@ -145,6 +176,26 @@ impl DaemonConfig {
         }
     }
 
+    /// The TCP listener's bearer token (`None`: no token configured). It must have at least 16
+    /// characters, and a variable named by `token_env` must be set.
+    pub fn token(&self) -> Result<Option<String>, String> {
+        let var = self.token_var();
+        match &self.token_from_env.0 {
+            Some(t) if t.trim().len() >= 16 => Ok(Some(t.trim().to_string())),
+            Some(_) => Err(format!(
+                "{var}: the bearer token must be at least 16 characters"
+            )),
+            None if self.token_env.is_some() => Err(format!(
+                "daemon.token_env: environment variable {var} is not set"
+            )),
+            None => Ok(None),
+        }
+    }
+
+    fn token_var(&self) -> &str {
+        self.token_env.as_deref().unwrap_or("PINWARDEN_TOKEN")
+    }
+
     /// Delay before lazy round `failed_rounds + 1`.
     pub fn retry_delay_ms(&self, failed_rounds: u32) -> u64 {
         let factor = 1u64.checked_shl(failed_rounds.min(32)).unwrap_or(u64::MAX);
@@ -154,14 +205,25 @@ impl DaemonConfig {
     }
 }
 
-fn default_data_dir() -> PathBuf {
-    PathBuf::from("data")
+/// [`DEFAULT_DATA_DIR`] as a path.
+pub fn default_data_dir() -> PathBuf {
+    PathBuf::from(DEFAULT_DATA_DIR)
+}
+
+/// Where the daemon's socket is: `configured` (`daemon.socket`), else
+/// `<data_dir>/pinwarden.sock`.
+pub fn socket_in(data_dir: &Path, configured: Option<&Path>) -> PathBuf {
+    configured.map_or_else(|| data_dir.join("pinwarden.sock"), Path::to_path_buf)
+}
+
+/// The seeds' local node, IPFS_LOCAL_API, when set: it replaces the config's local node.
+pub fn local_api(env: Env) -> Option<String> {
+    env("IPFS_LOCAL_API").filter(|v| !v.trim().is_empty())
 }
 
 /// `$HOSTNAME`, else the kernel's host name (a systemd service has no `$HOSTNAME`).
-fn default_node_name() -> String {
-    std::env::var("HOSTNAME")
-        .ok()
+fn default_node_name(env: Env) -> String {
+    env("HOSTNAME")
         .filter(|h| !h.trim().is_empty())
         .or_else(|| {
             let uname = rustix::system::uname();
@@ -169,6 +231,17 @@ fn default_node_name() -> String {
             (!name.is_empty()).then_some(name)
         })
         .unwrap_or_else(|| "pinwarden".into())
+}
+
+/// An explicit `node_name` must name something (absent, it defaults to the host name).
+fn non_blank_node_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let name = String::deserialize(d)?;
+    if name.trim().is_empty() {
+        return Err(serde::de::Error::custom(
+            "node_name: must not be empty (NODE_NAME)",
+        ));
+    }
+    Ok(name)
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
@@ -188,6 +261,12 @@ pub struct NodeConfig {
     pub basic_password: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub basic_password_env: Option<String>,
+    /// The values of the variables `bearer_token_env` and `basic_password_env` name, read by
+    /// [`NodeConfig::read_env`].
+    #[serde(skip)]
+    bearer_token_from_env: FromEnv,
+    #[serde(skip)]
+    basic_password_from_env: FromEnv,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -228,10 +307,11 @@ pub struct ConfigError(pub String);
 
 impl Config {
     /// Reads `path` (or `./pinwarden.toml` when present and `path` is `None`), applies the
-    /// environment, then `params` from the command line, and validates the result.
+    /// environment (the seeds' variables, the host name, and the variables `*_env` keys name),
+    /// then `params` from the command line, and validates the result.
     pub fn load(
         path: Option<&Path>,
-        env: &dyn Fn(&str) -> Option<String>,
+        env: Env,
         params: &[(String, String)],
     ) -> Result<Config, ConfigError> {
         let mut config = match path {
@@ -240,6 +320,13 @@ impl Config {
             None => Config::default_empty(),
         };
         config.apply_env(env)?;
+        if config.node_name.is_empty() {
+            config.node_name = default_node_name(env);
+        }
+        for node in &mut config.nodes {
+            node.read_env(env);
+        }
+        config.daemon.token_from_env = FromEnv(env(config.daemon.token_var()));
         for (k, v) in params {
             config
                 .policy
@@ -253,7 +340,6 @@ impl Config {
     fn default_empty() -> Config {
         Config {
             data_dir: default_data_dir(),
-            node_name: default_node_name(),
             ..Config::default()
         }
     }
@@ -272,7 +358,7 @@ impl Config {
         })
     }
 
-    fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+    fn apply_env(&mut self, env: Env) -> Result<(), ConfigError> {
         let set = |name: &str| env(name).filter(|v| !v.trim().is_empty());
         if let Some(url) = set("IPFS_PRIMARY_API") {
             self.nodes.retain(|n| n.role != Role::Primary);
@@ -291,7 +377,7 @@ impl Config {
                 self.nodes.push(NodeConfig::plain(&name, url, Role::Backup));
             }
         }
-        if let Some(url) = set("IPFS_LOCAL_API") {
+        if let Some(url) = local_api(env) {
             self.nodes.retain(|n| n.role != Role::Local);
             self.nodes
                 .push(NodeConfig::plain("local", &url, Role::Local));
@@ -392,18 +478,23 @@ impl Config {
         Ok(())
     }
 
-    /// Nodes a job may use: the local node only when the local fallback is enabled.
+    /// Whether jobs use `node`: the local node only when the local fallback is enabled.
+    pub fn job_uses(&self, node: &NodeConfig) -> bool {
+        node.role != Role::Local || self.local_fallback.enabled
+    }
+
+    /// The nodes jobs use (see [`Config::job_uses`]).
     pub fn job_nodes(&self) -> impl Iterator<Item = &NodeConfig> {
-        self.nodes
-            .iter()
-            .filter(|n| n.role != Role::Local || self.local_fallback.enabled)
+        self.nodes.iter().filter(|n| self.job_uses(n))
     }
 
     pub fn socket_path(&self) -> PathBuf {
-        self.daemon
-            .socket
-            .clone()
-            .unwrap_or_else(|| self.data_dir.join("pinwarden.sock"))
+        socket_in(&self.data_dir, self.daemon.socket.as_deref())
+    }
+
+    /// The node with role local, if any.
+    pub fn local(&self) -> Option<&NodeConfig> {
+        self.nodes.iter().find(|n| n.role == Role::Local)
     }
 
     pub fn primary(&self) -> Option<&NodeConfig> {
@@ -453,22 +544,38 @@ impl NodeConfig {
             basic_user: None,
             basic_password: None,
             basic_password_env: None,
+            bearer_token_from_env: FromEnv::default(),
+            basic_password_from_env: FromEnv::default(),
         }
     }
 
-    /// The node's credentials (`None`: no authentication), reading `*_env` variables now.
+    /// Reads the variables this node's `bearer_token_env` and `basic_password_env` name.
+    pub fn read_env(&mut self, env: Env) {
+        self.bearer_token_from_env = FromEnv(self.bearer_token_env.as_deref().and_then(env));
+        self.basic_password_from_env = FromEnv(self.basic_password_env.as_deref().and_then(env));
+    }
+
+    /// The node's credentials (`None`: no authentication), with the `*_env` variables as
+    /// [`NodeConfig::read_env`] read them.
     pub fn credentials(&self) -> Result<Option<Auth>, String> {
-        let from_env = |var: &Option<String>, key: &str| -> Result<Option<String>, String> {
-            match var {
-                None => Ok(None),
-                Some(name) => std::env::var(name)
-                    .map(Some)
-                    .map_err(|_| format!("{key}: environment variable {name} is not set")),
-            }
-        };
+        let from_env =
+            |var: &Option<String>, value: &FromEnv, key: &str| -> Result<Option<String>, String> {
+                match var {
+                    None => Ok(None),
+                    Some(name) => value
+                        .0
+                        .clone()
+                        .map(Some)
+                        .ok_or_else(|| format!("{key}: environment variable {name} is not set")),
+                }
+            };
         let bearer = match (
             &self.bearer_token,
-            from_env(&self.bearer_token_env, "bearer_token_env")?,
+            from_env(
+                &self.bearer_token_env,
+                &self.bearer_token_from_env,
+                "bearer_token_env",
+            )?,
         ) {
             (Some(_), Some(_)) => {
                 return Err("set bearer_token or bearer_token_env, not both".into());
@@ -478,7 +585,11 @@ impl NodeConfig {
         };
         let password = match (
             &self.basic_password,
-            from_env(&self.basic_password_env, "basic_password_env")?,
+            from_env(
+                &self.basic_password_env,
+                &self.basic_password_from_env,
+                "basic_password_env",
+            )?,
         ) {
             (Some(_), Some(_)) => {
                 return Err("set basic_password or basic_password_env, not both".into());
@@ -629,6 +740,61 @@ mod tests {
             err.0.contains("alert[0] (down).signal") && err.0.contains("breaker_opened"),
             "{err}"
         );
+    }
+
+    /// Every variable comes from the injected environment, read once by `load`: the seeds',
+    /// the host name, the ones `*_env` keys name, and the daemon's token.
+    #[test]
+    fn load_reads_every_variable_from_the_given_environment() {
+        let f = write(
+            "[[node]]\nname = \"a\"\nurl = \"http://x\"\nrole = \"primary\"\nbearer_token_env = \"A_TOKEN\"\n[daemon]\ntoken_env = \"D_TOKEN\"\n",
+        );
+        let env = env_of(&[
+            ("A_TOKEN", "node-secret"),
+            ("D_TOKEN", "sixteen-chars-at-least"),
+            ("HOSTNAME", "encoder-7"),
+        ]);
+        let c = Config::load(Some(f.path()), &env, &[]).expect("valid");
+        assert_eq!(c.node_name, "encoder-7");
+        assert_eq!(
+            c.nodes[0].credentials(),
+            Ok(Some(Auth::Bearer("node-secret".into())))
+        );
+        assert_eq!(c.daemon.token(), Ok(Some("sixteen-chars-at-least".into())));
+        let debug = format!("{c:?}");
+        assert!(
+            !debug.contains("node-secret") && !debug.contains("sixteen"),
+            "Debug shows no secret: {debug}"
+        );
+
+        let c = Config::load(Some(f.path()), &env_of(&[("A_TOKEN", "t")]), &[]).expect("valid");
+        let err = c.daemon.token().expect_err("named variable unset");
+        assert!(err.contains("D_TOKEN is not set"), "{err}");
+        let env = env_of(&[
+            ("IPFS_PRIMARY_API", "http://x"),
+            ("PINWARDEN_TOKEN", "short"),
+        ]);
+        let c = Config::load(None, &env, &[]).expect("valid");
+        let err = c.daemon.token().expect_err("too short");
+        assert!(err.starts_with("PINWARDEN_TOKEN: "), "{err}");
+        let c = Config::load(None, &env_of(&[("IPFS_PRIMARY_API", "http://x")]), &[]);
+        assert_eq!(c.expect("valid").daemon.token(), Ok(None));
+
+        let f = write(
+            "node_name = \" \"\n[[node]]\nname = \"a\"\nurl = \"http://x\"\nrole = \"primary\"\n",
+        );
+        let err = Config::load(Some(f.path()), &env, &[]).expect_err("blank node_name");
+        assert!(err.0.contains("node_name: must not be empty"), "{err}");
+    }
+
+    #[test]
+    fn the_socket_defaults_to_the_data_dir() {
+        let env = env_of(&[("IPFS_PRIMARY_API", "http://x")]);
+        let c = Config::load(None, &env, &[]).expect("valid");
+        assert_eq!(c.data_dir, Path::new(DEFAULT_DATA_DIR));
+        assert_eq!(c.socket_path(), Path::new("data/pinwarden.sock"));
+        let explicit = Path::new("/run/pw.sock");
+        assert_eq!(socket_in(&c.data_dir, Some(explicit)), explicit);
     }
 
     #[test]

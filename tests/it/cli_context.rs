@@ -193,6 +193,80 @@ fn read_only_policy_commands_create_no_data_dir() {
     );
 }
 
+/// A reader that stops early (`pinwarden completions bash | head -c 16`) ends the command
+/// quietly: exit status 0 and no panic on stderr, for every command that prints. Each runs
+/// twice: into a pipe closed after a few bytes were read, and into one closed before the
+/// command starts (its first write fails, every time: `println!` used to panic there).
+#[test]
+fn a_closed_stdout_ends_every_command_quietly() {
+    let cwd = tempfile::tempdir().expect("tempdir");
+    let commands: &[&[&str]] = &[
+        &["completions", "bash"],
+        &["man"],
+        &["policy", "list"],
+        &["policy", "test", "tank-mode"],
+        &["fallback", "stats"],
+        &["config", "show"],
+    ];
+    for args in commands {
+        for read_first in [true, false] {
+            let stderr_file = cwd.path().join("stderr");
+            let stderr = std::fs::File::create(&stderr_file).expect("stderr file");
+            let (mut reader, writer) = std::io::pipe().expect("pipe");
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_pinwarden"));
+            cmd.current_dir(cwd.path())
+                .args(*args)
+                .env_remove("PINWARDEN_DATA_DIR")
+                .env_remove("PINWARDEN_CONFIG")
+                .env_remove("RUST_LOG")
+                .env("IPFS_PRIMARY_API", "http://127.0.0.1:9")
+                .stdin(Stdio::null())
+                .stdout(writer)
+                .stderr(stderr);
+            if !read_first {
+                drop(reader);
+                let child = cmd.spawn().expect("spawn pinwarden");
+                assert_quiet(args, "closed before it started", child, &stderr_file);
+                continue;
+            }
+            let child = cmd.spawn().expect("spawn pinwarden");
+            // Our copy of the write end goes with `cmd`: the child then holds the only one.
+            drop(cmd);
+            let mut first = [0u8; 16];
+            std::io::Read::read_exact(&mut reader, &mut first).expect("the first bytes");
+            drop(reader);
+            assert_quiet(args, "closed after 16 bytes", child, &stderr_file);
+        }
+    }
+}
+
+/// Waits (bounded) for `child`, then asserts it exited 0 without a panic.
+fn assert_quiet(args: &[&str], how: &str, mut child: Child, stderr_file: &Path) {
+    let mut status = None;
+    for _ in 0..600 {
+        status = child.try_wait().expect("wait");
+        if status.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let Some(status) = status else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("pinwarden {args:?}, stdout {how}: still running after 30 s");
+    };
+    let stderr = std::fs::read_to_string(stderr_file).unwrap_or_default();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "pinwarden {args:?}, stdout {how}: {stderr}"
+    );
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+        "pinwarden {args:?}, stdout {how}: {stderr}"
+    );
+}
+
 /// Two daemons on one data directory: the second is refused (exit 2) before it touches the
 /// queue, naming the directory and the first one's pid; the first keeps serving.
 #[tokio::test]

@@ -5,7 +5,7 @@
 use super::GlobalArgs;
 use crate::app::App;
 use crate::client::{ClientError, DaemonClient};
-use crate::config::{Config, ConfigError, DEFAULT_FILE};
+use crate::config::{self, Config, ConfigError, DEFAULT_FILE, Env};
 use std::cell::OnceCell;
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -87,11 +87,15 @@ impl<'a> Context<'a> {
         })
     }
 
+    /// The process's environment, for the library calls that read variables.
+    pub fn env(&self) -> Env<'static> {
+        &config::process_env
+    }
+
     /// The effective configuration for running jobs: file, then the seeds' environment
     /// variables, then `params`, then `--data-dir`; validated (a primary node is required).
     pub fn config(&self, params: &[(String, String)]) -> Result<Config, CliError> {
-        let env = |k: &str| std::env::var(k).ok();
-        let mut config = Config::load(self.config_path().as_deref(), &env, params)?;
+        let mut config = Config::load(self.config_path().as_deref(), self.env(), params)?;
         if let Some(dir) = &self.global.data_dir {
             config.data_dir = dir.clone();
         }
@@ -118,7 +122,7 @@ impl<'a> Context<'a> {
         Ok(self
             .config_file()?
             .map(|c| c.data_dir.clone())
-            .unwrap_or_else(|| PathBuf::from("data")))
+            .unwrap_or_else(config::default_data_dir))
     }
 
     /// The daemon's socket: `explicit` (`--socket`), else the config file's `daemon.socket`,
@@ -127,10 +131,8 @@ impl<'a> Context<'a> {
         if let Some(path) = explicit {
             return Ok(path.to_path_buf());
         }
-        if let Some(socket) = self.config_file()?.and_then(|c| c.daemon.socket.clone()) {
-            return Ok(socket);
-        }
-        Ok(self.data_dir()?.join("pinwarden.sock"))
+        let configured = self.config_file()?.and_then(|c| c.daemon.socket.clone());
+        Ok(config::socket_in(&self.data_dir()?, configured.as_deref()))
     }
 
     /// The compiled-policy cache: inside the data directory when it exists. Commands that only

@@ -2,8 +2,8 @@
 //! `submit`, `status`, `jobs`, `policy reload`.
 
 use super::context::{CliError, CliResult, Context, exit};
+use super::output::outln;
 use crate::app::App;
-use crate::config::Config;
 use crate::daemon::wire::{ReloadRequest, SubmitRequest};
 use crate::daemon::{self, Daemon, Listeners};
 use crate::queue::State;
@@ -70,7 +70,7 @@ pub fn serve(cx: &Context, args: ServeArgs) -> CliResult {
     let listen = Listeners {
         socket: args.socket.unwrap_or_else(|| config.socket_path()),
         tcp: args.listen.or_else(|| config.daemon.listen.clone()),
-        token: token(&config).map_err(CliError::bad_input)?,
+        token: config.daemon.token().map_err(CliError::bad_input)?,
     };
     let app = App::new(config)?;
     cx.block_on(async {
@@ -80,24 +80,6 @@ pub fn serve(cx: &Context, args: ServeArgs) -> CliResult {
             .map_err(|e| CliError::bad_input(format!("{e:#}")))?;
         Ok(exit::OK)
     })?
-}
-
-fn token(config: &Config) -> Result<Option<String>, String> {
-    let var = config
-        .daemon
-        .token_env
-        .clone()
-        .unwrap_or_else(|| "PINWARDEN_TOKEN".into());
-    match std::env::var(&var) {
-        Ok(t) if t.trim().len() >= 16 => Ok(Some(t.trim().to_string())),
-        Ok(_) => Err(format!(
-            "{var}: the bearer token must be at least 16 characters"
-        )),
-        Err(_) if config.daemon.token_env.is_some() => Err(format!(
-            "daemon.token_env: environment variable {var} is not set"
-        )),
-        Err(_) => Ok(None),
-    }
 }
 
 pub fn submit(cx: &Context, args: SubmitArgs) -> CliResult {
@@ -112,7 +94,7 @@ pub fn submit(cx: &Context, args: SubmitArgs) -> CliResult {
         timeout_ms: args.timeout_ms,
     };
     let submitted = cx.block_on(client.submit(&request))??;
-    println!("{}", json_line(&submitted.job)?);
+    outln!("{}", json_line(&submitted.job)?);
     Ok(match submitted.job.state {
         State::Pinned => exit::OK,
         _ if !args.wait => exit::OK,
@@ -124,9 +106,9 @@ pub fn status(cx: &Context, args: StatusArgs) -> CliResult {
     let client = cx.daemon(args.socket.as_deref())?;
     let job = cx.block_on(client.status(&args.key))??;
     if args.json {
-        println!("{}", json_line(&job)?);
+        outln!("{}", json_line(&job)?);
     } else {
-        println!(
+        outln!(
             "{}  {}  jobs: {}  rounds failed: {}{}",
             job.cid,
             job.state,
@@ -144,7 +126,7 @@ pub fn status(cx: &Context, args: StatusArgs) -> CliResult {
 pub fn jobs(cx: &Context, args: JobsArgs) -> CliResult {
     let client = cx.daemon(args.socket.as_deref())?;
     for job in cx.block_on(client.jobs(args.state, args.limit))?? {
-        println!("{}", json_line(&job)?);
+        outln!("{}", json_line(&job)?);
     }
     Ok(exit::OK)
 }
@@ -158,7 +140,7 @@ pub fn reload(cx: &Context, policy: Option<String>, socket: Option<&Path>) -> Cl
         params: None,
     };
     let policy = cx.block_on(client.reload(&request))??;
-    println!("reloaded: {} ({})", policy.name, policy.hash);
+    outln!("reloaded: {} ({})", policy.name, policy.hash);
     Ok(exit::OK)
 }
 

@@ -1,6 +1,7 @@
 //! `pinwarden doctor`: the effective configuration's topology, checked before the first video.
 
 use super::context::{CliError, CliResult, Context, exit};
+use super::output::{out, outln};
 use crate::doctor::{self, Options};
 use clap::Args;
 use std::time::Duration;
@@ -41,12 +42,12 @@ pub fn run(cx: &Context, args: &DoctorArgs) -> CliResult {
     };
     let report = cx.block_on(doctor::examine(&config, &opts))?;
     if args.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string(&report).map_err(CliError::failed)?
         );
     } else {
-        print!("{}", doctor::render(&report));
+        out!("{}", doctor::render(&report));
     }
     Ok(if report.ok { exit::OK } else { exit::FAILED })
 }

@@ -2,14 +2,11 @@
 //! protocol live in [`crate::journal`] and [`crate::migrate`].
 
 use super::context::{CliError, CliResult, Context, exit};
-use crate::app::client_for;
-use crate::journal::{self, Entry, MigrationLog};
-use crate::kubo::{Auth, KuboClient};
-use crate::migrate::{Done, Item, Ledger, Options, Plan, Refusal, Report, redact};
+use super::output::outln;
+use crate::journal::{self, Entry};
+use crate::migrate::{Done, Item, Options, Plan, Progress, Refusal, Report, Request, redact};
 use crate::prove::PinBounds;
 use clap::{Args, Subcommand};
-use serde_json::{Value, json};
-use std::sync::Arc;
 use std::time::Duration;
 
 const STATS_AFTER_HELP: &str = "\
@@ -139,88 +136,64 @@ pub fn run(cx: &Context, cmd: FallbackCommand) -> CliResult {
     }
 }
 
-/// Both files, read, with a note when there is no journal yet.
-fn load(cx: &Context) -> Result<Ledger, CliError> {
-    let ledger = Ledger::load(&cx.data_dir()?).map_err(CliError::bad_input)?;
-    if !ledger.journal_path.exists() {
+/// The progress of the data directory's migration, read, with a note when there is no
+/// journal yet.
+fn load(cx: &Context) -> Result<Progress, CliError> {
+    let progress = Progress::load(&cx.data_dir()?).map_err(CliError::bad_input)?;
+    if !progress.journal_path.exists() {
         eprintln!(
             "note: no journal at {} (nothing has fallen back to the local node yet?)",
-            ledger.journal_path.display()
+            progress.journal_path.display()
         );
     }
-    Ok(ledger)
+    Ok(progress)
 }
 
 fn stats(cx: &Context, args: &StatsArgs) -> CliResult {
     let stats = load(cx)?.stats();
     if args.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string(&stats).map_err(CliError::failed)?
         );
         return Ok(exit::OK);
     }
-    println!("journal:   {}", stats.journal.display());
-    println!(
+    outln!("journal:   {}", stats.journal.display());
+    outln!(
         "entries:   {} ({} distinct CIDs, {:.1} MB)",
-        stats.entries, stats.distinct_cids, stats.total_mb
+        stats.entries,
+        stats.distinct_cids,
+        stats.total_mb
     );
-    println!(
+    outln!(
         "pending:   {} CIDs ({:.1} MB) to migrate",
-        stats.pending, stats.pending_mb
+        stats.pending,
+        stats.pending_mb
     );
-    println!(
+    outln!(
         "migrated:  {} CIDs (records: {})",
         stats.migrated,
         stats.migrated_file.display()
     );
-    println!("oldest:    {}", stats.oldest.as_deref().unwrap_or("-"));
-    println!("newest:    {}", stats.newest.as_deref().unwrap_or("-"));
-    println!(
+    outln!("oldest:    {}", stats.oldest.as_deref().unwrap_or("-"));
+    outln!("newest:    {}", stats.newest.as_deref().unwrap_or("-"));
+    outln!(
         "problems:  {} unreadable lines (skipped)",
         stats.problems.len()
     );
     for p in &stats.problems {
-        println!("  {}:{}: {}", p.file.display(), p.line, p.reason);
+        outln!("  {}:{}: {}", p.file.display(), p.line, p.reason);
     }
     Ok(exit::OK)
 }
 
-fn migrate(cx: &Context, args: &MigrateArgs) -> CliResult {
-    let to = KuboClient::new("permanent", &args.to, to_auth(args)?)
-        .map_err(|e| CliError::bad_input(format!("--to {}: {e}", args.to)))?;
-    let local = match local_node(cx, args) {
-        Ok(local) => local,
-        Err(e) if args.unpin_local => {
-            return Err(CliError::bad_input(format!("the local node: {e}")));
-        }
-        Err(e) => {
-            eprintln!("warning: the local node: {e} (continuing without it)");
-            None
-        }
-    };
-    if args.unpin_local && local.is_none() {
-        return Err(CliError::bad_input(
-            "--unpin-local needs the local node: pass --local URL, set IPFS_LOCAL_API, or \
-             configure a node with role = \"local\"",
-        ));
-    }
-    let ledger = load(cx)?;
-    let problems: Vec<Value> = ledger
-        .problems()
-        .into_iter()
-        .map(|p| {
-            eprintln!("warning: {}:{}: {}", p.file.display(), p.line, p.reason);
-            json!(p)
-        })
-        .collect();
-    let backlog = ledger.backlog();
-    let plan = Plan {
-        skipped: backlog.migrated.len(),
-        pending: backlog.pending,
-        to: &to,
-        to_label: redact(&args.to),
-        local: local.as_deref(),
+/// The flags, as the library's request.
+fn request(args: &MigrateArgs) -> Request {
+    Request {
+        to: args.to.clone(),
+        to_token: args.to_token.clone(),
+        to_basic: args.to_user.clone().zip(args.to_password_env.clone()),
+        local: args.local.clone(),
         options: Options {
             concurrency: usize::from(args.concurrency),
             bounds: PinBounds {
@@ -233,95 +206,46 @@ fn migrate(cx: &Context, args: &MigrateArgs) -> CliResult {
             unpin_local: args.unpin_local,
             connect: !args.no_connect,
         },
-    };
-    let progress = |line: String| {
+    }
+}
+
+fn refused(refusal: Refusal) -> CliError {
+    match refusal {
+        Refusal::Unreachable(m) | Refusal::Busy(m) => CliError::failed(m),
+        Refusal::BadInput(m) => CliError::bad_input(m),
+    }
+}
+
+fn migrate(cx: &Context, args: &MigrateArgs) -> CliResult {
+    let request = request(args);
+    let warn = |w: String| eprintln!("warning: {w}");
+    let config = cx.config_file().map_err(|e| e.message);
+    let nodes = request
+        .nodes(config, cx.data_dir().ok().as_deref(), cx.env(), warn)
+        .map_err(refused)?;
+    let progress = load(cx)?;
+    for p in progress.problems() {
+        warn(format!("{}:{}: {}", p.file.display(), p.line, p.reason));
+    }
+    let plan = Plan::new(&progress, &nodes, request.options);
+    // With --json, stdout holds the report alone: the lines go to stderr.
+    let say = |line: String| {
         if args.json {
             eprintln!("{line}");
         } else {
-            println!("{line}");
+            outln!("{line}");
         }
     };
-    let mut out = json!({
-        "to": plan.to_label,
-        "journal": ledger.journal_path,
-        "migrated_file": ledger.migrated_path,
-        "dry_run": args.dry_run,
-        "pending": plan.pending.len(),
-        "skipped_already_migrated": plan.skipped,
-        "problems": problems,
-    });
-
-    if args.dry_run {
-        let steps = match plan.local {
-            Some(l) if args.unpin_local => format!(
-                "pin, verify, check every block, unpin from the local node {}, record",
-                redact(l.api_url())
-            ),
-            _ => "pin, verify, check every block, record".into(),
-        };
-        progress(format!(
-            "dry run: would migrate {} CIDs to {} ({steps}); {} already migrated",
-            plan.pending.len(),
-            plan.to_label,
-            plan.skipped
-        ));
-        for e in &plan.pending {
-            progress(format!(
-                "  would migrate {}  ({}, {}, {:.1} MB)",
-                e.hash,
-                e.job_id,
-                kind_str(e),
-                e.size_mb
+    let report = if args.dry_run {
+        say_dry_run(&plan, say);
+        plan.dry_run()
+    } else {
+        if plan.pending.is_empty() {
+            say(format!(
+                "nothing to do: all {} CIDs of the journal are already migrated",
+                plan.skipped
             ));
         }
-        if args.json {
-            out["would_migrate"] = plan.pending.iter().map(|e| entry_json(e)).collect();
-            out["migrated"] = json!([]);
-            out["failed"] = json!([]);
-            println!("{out}");
-        }
-        return Ok(exit::OK);
-    }
-
-    if plan.pending.is_empty() {
-        progress(format!(
-            "nothing to do: all {} CIDs of the journal are already migrated",
-            plan.skipped
-        ));
-        if args.json {
-            out["migrated"] = json!([]);
-            out["failed"] = json!([]);
-            out["unpin_failures"] = json!([]);
-            out["interrupted"] = json!(false);
-            println!("{out}");
-        }
-        return Ok(exit::OK);
-    }
-
-    // One migration at a time per data dir (a running daemon is fine: it only appends to the
-    // journal, which migration only reads; migration alone appends to its records).
-    let lock_path = ledger.migrated_path.with_extension("jsonl.lock");
-    let _migrating = crate::lock::try_acquire(&lock_path).map_err(|e| match e {
-        crate::lock::LockError::Busy { pid, .. } => CliError::failed(format!(
-            "another `pinwarden fallback migrate` (pid {}) is migrating this journal; let it \
-             finish, then run again",
-            pid.as_deref().unwrap_or("?")
-        )),
-        other => CliError::bad_input(other),
-    })?;
-    let log = MigrationLog::open(&ledger.migrated_path).map_err(|e| {
-        CliError::bad_input(format!(
-            "cannot open {}: {e}",
-            ledger.migrated_path.display()
-        ))
-    })?;
-    let report = cx.block_on(async {
-        plan.prepare(|w| eprintln!("warning: {w}"))
-            .await
-            .map_err(|refusal| match refusal {
-                Refusal::Unreachable(m) => CliError::failed(m),
-                Refusal::BadInput(m) => CliError::bad_input(m),
-            })?;
         let stop = async {
             // Without a signal handler, Ctrl-C would kill the run mid-record; with one, records
             // already written stand and the rest stays pending.
@@ -329,17 +253,56 @@ fn migrate(cx: &Context, args: &MigrateArgs) -> CliResult {
                 std::future::pending::<()>().await;
             }
         };
-        Ok::<_, CliError>(
-            plan.run(Arc::new(log), |item| progress(item_line(item)), stop)
-                .await,
-        )
-    })??;
-    print_summary(out, &report, args.json);
+        let report = cx
+            .block_on(plan.migrate(warn, |item| say(item_line(item)), stop))?
+            .map_err(refused)?;
+        if !args.json && !plan.pending.is_empty() {
+            print_summary(&report);
+        }
+        report
+    };
+    if args.json {
+        outln!(
+            "{}",
+            serde_json::to_string(&report).map_err(CliError::failed)?
+        );
+    }
+    if report.interrupted {
+        eprintln!(
+            "interrupted: {} CIDs not finished stay pending (nothing recorded for them)",
+            report.not_started()
+        );
+    }
     Ok(if report.complete() {
         exit::OK
     } else {
         exit::FAILED
     })
+}
+
+fn say_dry_run(plan: &Plan, say: impl Fn(String)) {
+    let steps = match plan.local {
+        Some(l) if plan.options.unpin_local => format!(
+            "pin, verify, check every block, unpin from the local node {}, record",
+            redact(l.api_url())
+        ),
+        _ => "pin, verify, check every block, record".into(),
+    };
+    say(format!(
+        "dry run: would migrate {} CIDs to {} ({steps}); {} already migrated",
+        plan.pending.len(),
+        plan.to_label,
+        plan.skipped
+    ));
+    for e in &plan.pending {
+        say(format!(
+            "  would migrate {}  ({}, {}, {:.1} MB)",
+            e.hash,
+            e.job_id,
+            kind_str(e),
+            e.size_mb
+        ));
+    }
 }
 
 fn item_line(item: &Item) -> String {
@@ -363,78 +326,27 @@ fn item_line(item: &Item) -> String {
     }
 }
 
-fn print_summary(mut out: Value, report: &Report, json: bool) {
-    let unpin_failures: Vec<(&Entry, &String)> = report
-        .migrated()
-        .filter_map(|i| match &i.done {
-            Done::Migrated {
-                unpin_error: Some(reason),
-                ..
-            } => Some((&i.entry, reason)),
-            _ => None,
-        })
-        .collect();
-    let failed: Vec<(&Entry, &str)> = report
-        .failed()
-        .filter_map(|i| match &i.done {
-            Done::Failed { reason } => Some((&i.entry, reason.as_str())),
-            Done::Migrated { .. } => None,
-        })
-        .collect();
-    if json {
-        out["migrated"] = report
-            .migrated()
-            .map(|i| {
-                let mut item = entry_json(&i.entry);
-                if let Done::Migrated { unpinned_local, .. } = &i.done {
-                    item["unpinned_local"] = json!(unpinned_local);
-                }
-                item
-            })
-            .collect();
-        out["failed"] = failed
-            .iter()
-            .map(|(e, reason)| {
-                let mut item = entry_json(e);
-                item["reason"] = json!(reason);
-                item
-            })
-            .collect();
-        out["unpin_failures"] = unpin_failures
-            .iter()
-            .map(|(e, reason)| json!({ "hash": e.hash, "reason": reason }))
-            .collect();
-        out["interrupted"] = json!(report.interrupted);
-        out["not_started"] = json!(report.not_started());
-        println!("{out}");
-    } else {
-        println!(
-            "migrated {}, failed {}, skipped {} already migrated (to {})",
-            report.migrated().count(),
-            failed.len(),
-            report.skipped,
-            report.to
-        );
-        if !failed.is_empty() {
-            println!("failed (still pending: run the same command again to retry):");
-            for (e, reason) in &failed {
-                println!("  {} ({}): {reason}", e.hash, e.job_id);
-            }
-        }
-        if !unpin_failures.is_empty() {
-            println!(
-                "local pin NOT removed (migrated; recorded as unpinned_local=false, remove it by hand):"
-            );
-            for (e, reason) in &unpin_failures {
-                println!("  {}: {reason}", e.hash);
-            }
+fn print_summary(report: &Report) {
+    outln!(
+        "migrated {}, failed {}, skipped {} already migrated (to {})",
+        report.migrated().count(),
+        report.failed().count(),
+        report.skipped,
+        report.to
+    );
+    if report.failed().next().is_some() {
+        outln!("failed (still pending: run the same command again to retry):");
+        for (e, reason) in report.failures() {
+            outln!("  {} ({}): {reason}", e.hash, e.job_id);
         }
     }
-    if report.interrupted {
-        eprintln!(
-            "interrupted: {} CIDs not finished stay pending (nothing recorded for them)",
-            report.not_started()
+    if report.unpin_failures().next().is_some() {
+        outln!(
+            "local pin NOT removed (migrated; recorded as unpinned_local=false, remove it by hand):"
         );
+        for (e, reason) in report.unpin_failures() {
+            outln!("  {}: {reason}", e.hash);
+        }
     }
 }
 
@@ -443,47 +355,4 @@ fn kind_str(e: &Entry) -> &'static str {
         journal::ContentKind::File => "file",
         journal::ContentKind::Directory => "directory",
     }
-}
-
-fn entry_json(e: &Entry) -> Value {
-    json!({ "hash": e.hash, "job_id": e.job_id, "size_mb": e.size_mb, "type": e.kind })
-}
-
-fn to_auth(args: &MigrateArgs) -> Result<Option<Auth>, CliError> {
-    if let Some(token) = args.to_token.as_deref().filter(|t| !t.is_empty()) {
-        return Ok(Some(Auth::Bearer(token.to_string())));
-    }
-    match (&args.to_user, &args.to_password_env) {
-        (Some(user), Some(var)) => match std::env::var(var) {
-            Ok(password) => Ok(Some(Auth::Basic {
-                user: user.clone(),
-                password,
-            })),
-            Err(_) => Err(CliError::bad_input(format!(
-                "--to-password-env: environment variable {var} is not set"
-            ))),
-        },
-        _ => Ok(None),
-    }
-}
-
-/// The local node: `--local`, else `IPFS_LOCAL_API`, else the config's node with role local.
-fn local_node(cx: &Context, args: &MigrateArgs) -> Result<Option<Arc<KuboClient>>, String> {
-    let env_url = std::env::var("IPFS_LOCAL_API")
-        .ok()
-        .filter(|v| !v.trim().is_empty());
-    if let Some(url) = args.local.clone().or(env_url) {
-        let client =
-            KuboClient::new("local", url.trim(), None).map_err(|e| format!("{url}: {e}"))?;
-        return Ok(Some(Arc::new(client)));
-    }
-    let Some(config) = cx.config_file().map_err(|e| e.message)? else {
-        return Ok(None);
-    };
-    let Some(node) = config.nodes.iter().find(|n| n.role == crate::Role::Local) else {
-        return Ok(None);
-    };
-    client_for(node, cx.data_dir().ok().as_deref())
-        .map(|c| Some(Arc::new(c)))
-        .map_err(|e| e.0)
 }

@@ -3,13 +3,15 @@
 
 //!
 //! This layer only parses and prints: [`context`] resolves configuration the same way for
-//! every command and maps one error type to the exit statuses; the work is the library's.
+//! every command and maps one error type to the exit statuses; `output` prints, and ends a
+//! command quietly when its reader has gone; the work is the library's.
 
 pub mod context;
 mod daemon_cmd;
 mod doctor_cmd;
 mod fallback_cmd;
 mod nodes_cmd;
+mod output;
 mod package_cmd;
 mod pin_cmd;
 mod policy_cmd;

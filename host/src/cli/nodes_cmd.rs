@@ -1,6 +1,7 @@
 //! `pinwarden nodes`: what the node-health ledger of the data directory says of each node.
 
 use super::context::{CliError, CliResult, Context, exit};
+use super::output::{out, outln};
 use crate::health::{NodeStatus, Thresholds, statuses};
 use crate::trace::format_ms;
 use clap::Args;
@@ -24,12 +25,12 @@ pub fn run(cx: &Context, args: &NodesArgs) -> CliResult {
     let thresholds = Thresholds::of(&app.policy);
     let nodes = statuses(&app.topology.roles(), app.topology.ledger(), thresholds);
     if args.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string(&nodes).map_err(CliError::failed)?
         );
     } else {
-        print!("{}", table(&nodes));
+        out!("{}", table(&nodes));
     }
     Ok(exit::OK)
 }

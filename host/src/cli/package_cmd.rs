@@ -3,9 +3,9 @@
 
 use super::Cli;
 use super::context::{CliError, CliResult, exit};
+use super::output;
 use clap::{Args, CommandFactory};
 use clap_complete::Shell;
-use std::io::Write;
 use std::path::PathBuf;
 
 #[derive(Args)]
@@ -33,7 +33,8 @@ pub fn completions(args: &CompletionsArgs) -> CliResult {
     let mut cmd = Cli::command();
     let mut out = Vec::new();
     clap_complete::generate(args.shell, &mut cmd, "pinwarden", &mut out);
-    write_stdout(&out)
+    output::write(&out);
+    Ok(exit::OK)
 }
 
 pub fn man(args: &ManArgs) -> CliResult {
@@ -43,20 +44,12 @@ pub fn man(args: &ManArgs) -> CliResult {
         clap_mangen::Man::new(cmd)
             .render(&mut out)
             .map_err(CliError::failed)?;
-        return write_stdout(&out);
+        output::write(&out);
+        return Ok(exit::OK);
     };
     std::fs::create_dir_all(dir)
         .map_err(|e| CliError::bad_input(format!("--out-dir {}: {e}", dir.display())))?;
     clap_mangen::generate_to(cmd, dir)
         .map_err(|e| CliError::failed(format!("writing man pages to {}: {e}", dir.display())))?;
     Ok(exit::OK)
-}
-
-/// A closed pipe (`| head`) is not an error worth a panic.
-fn write_stdout(bytes: &[u8]) -> CliResult {
-    match std::io::stdout().lock().write_all(bytes) {
-        Ok(()) => Ok(exit::OK),
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(exit::OK),
-        Err(e) => Err(CliError::failed(e)),
-    }
 }

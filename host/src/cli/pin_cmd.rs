@@ -1,6 +1,7 @@
 //! `pinwarden add`, `pinwarden pin` and `pinwarden config show`.
 
 use super::context::{CliError, CliResult, Context, exit};
+use super::output::{out, outln};
 use crate::app::App;
 use crate::executor::{RoundLimits, RoundResult, Status, run_round};
 use crate::policy::contract::Job;
@@ -44,7 +45,7 @@ pub struct JobArgs {
 }
 
 pub fn config_show(cx: &Context) -> CliResult {
-    print!("{}", cx.config(&[])?.show());
+    out!("{}", cx.config(&[])?.show());
     Ok(exit::OK)
 }
 
@@ -70,9 +71,9 @@ pub fn add(cx: &Context, args: AddArgs) -> CliResult {
         })?;
         if !args.pin {
             if args.job.json {
-                println!("{}", serde_json::json!({ "cid": cid }));
+                outln!("{}", serde_json::json!({ "cid": cid }));
             } else {
-                println!("{cid}");
+                outln!("{cid}");
             }
             return Ok(exit::OK);
         }
@@ -102,16 +103,16 @@ async fn pin_with(app: &App, cid: &str, args: &JobArgs) -> CliResult {
     .await;
     app.topology.ledger().flush();
     if args.json {
-        println!("{}", result_json(app, &job, &result));
+        outln!("{}", result_json(app, &job, &result));
     } else {
         match result.status {
-            Status::Pinned | Status::LocalFallback => println!(
+            Status::Pinned | Status::LocalFallback => outln!(
                 "{} {cid} on {} (verified, retrievable) in {}",
                 result.status,
                 result.confirmed.join(", "),
                 format_ms(result.elapsed_ms)
             ),
-            Status::Failed => println!(
+            Status::Failed => outln!(
                 "failed {cid}: {}",
                 result.reason.as_deref().unwrap_or("no reason given")
             ),

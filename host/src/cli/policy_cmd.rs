@@ -1,6 +1,7 @@
 //! `pinwarden policy list|check|test|encode`.
 
 use super::context::{CliError, CliResult, Context, exit};
+use super::output::outln;
 use crate::executor::{RoundResult, Status};
 use crate::policy::engine::SandboxLimits;
 use crate::policy::{BUILTIN_FALLBACK, Policy, PolicyEngine, Registry, Source};
@@ -125,22 +126,24 @@ fn list(registry: &Registry, json: bool) -> CliResult {
                 "description": policy.info.description,
                 "params": params,
             });
-            println!("{line}");
+            outln!("{line}");
         } else {
-            println!(
+            outln!(
                 "{}  ({}, {})",
                 policy.name,
                 policy.source,
                 short_hash(&policy.hash)
             );
-            println!("  {}", policy.info.description);
+            outln!("  {}", policy.info.description);
             for p in &policy.info.params {
-                println!(
+                outln!(
                     "    {:<22} {:>8}  {}",
-                    p.name, p.default_value, p.description
+                    p.name,
+                    p.default_value,
+                    p.description
                 );
             }
-            println!();
+            outln!();
         }
     }
     Ok(exit::OK)
@@ -151,7 +154,7 @@ fn check(registry: &Registry, file: &Path, params: &[(String, String)]) -> CliRe
     let fallback = registry.fallback_for(params).map_err(failed)?;
     let (ran, skipped) = sim::check_contract(&policy, &fallback)
         .map_err(|e| bad_input(format!("{}: {e}", file.display())))?;
-    println!(
+    outln!(
         "ok: {} is a valid policy '{}' ({}); {} parameters; behaved in {ran} built-in scenarios{}",
         file.display(),
         policy.name,
@@ -186,7 +189,7 @@ fn test(
         scenarios.extend(Scenario::builtin());
     }
     let fallback = registry.fallback_for(params).map_err(failed)?;
-    println!(
+    outln!(
         "policy {} ({}, {})",
         policy.name,
         policy.source,
@@ -211,16 +214,16 @@ fn test(
     } else {
         String::new()
     };
-    println!(
+    outln!(
         "\n{passed} passed, {failures} failed{na} ({} ms wall time)",
         started.elapsed().as_millis()
     );
     if !with_builtins {
-        println!("(only the --scenario files ran; --builtins adds the built-in scenarios)");
+        outln!("(only the --scenario files ran; --builtins adds the built-in scenarios)");
     } else if builtin_failures > 0
         && !(policy.source == Source::Builtin && policy.name == BUILTIN_FALLBACK)
     {
-        println!(
+        outln!(
             "note: the built-in scenarios' [expect] describe tank-mode's choices; a policy with \
              another strategy may fail them by design. `pinwarden policy check` checks what every \
              policy must do. See `pinwarden policy test --help`."
@@ -235,25 +238,25 @@ fn test(
 
 fn print_report(report: &Report, quiet: bool) {
     if let Some(why) = &report.not_applicable {
-        println!("\nN/A   {}: {why}", report.scenario);
+        outln!("\nN/A   {}: {why}", report.scenario);
         return;
     }
     if report.stream.is_some() {
         // A stream's traces would run to thousands of lines: one line per job, then its figures.
-        println!("\n== {}: {}", report.scenario, report.description);
+        outln!("\n== {}: {}", report.scenario, report.description);
         if !quiet {
             print_jobs(report);
         }
         print_figures(report);
     } else if !quiet {
-        println!("\n== {}: {}", report.scenario, report.description);
+        outln!("\n== {}: {}", report.scenario, report.description);
         let several = report.rounds.len() > 1;
         for (i, round) in report.rounds.iter().enumerate() {
             if several {
-                println!("  -- round {} --", i + 1);
+                outln!("  -- round {} --", i + 1);
             }
             for line in &round.trace {
-                println!("  {line}");
+                outln!("  {line}");
             }
         }
     }
@@ -269,13 +272,13 @@ fn print_report(report: &Report, quiet: bool) {
         report.final_round().map(ended_as).unwrap_or_default()
     };
     let verdict = if report.passed() { "PASS" } else { "FAIL" };
-    println!(
+    outln!(
         "{verdict}  {}: {summary} after {} virtual",
         report.scenario,
         format_ms(report.virtual_ms())
     );
     for failure in &report.failures {
-        println!("      - {failure}");
+        outln!("      - {failure}");
     }
 }
 
@@ -290,9 +293,11 @@ fn ended_as(r: &RoundResult) -> String {
 
 /// One line per job of a stream: when it came, how long it took, where it ended.
 fn print_jobs(report: &Report) {
-    println!(
+    outln!(
         "  {:<16} {:>12} {:>12}  result (pin attempts)",
-        "job", "submitted", "latency"
+        "job",
+        "submitted",
+        "latency"
     );
     for job in &report.jobs {
         let rounds = report.job_rounds(job);
@@ -309,7 +314,7 @@ fn print_jobs(report: &Report) {
         } else {
             String::new()
         };
-        println!(
+        outln!(
             "  {:<16} {:>12} {:>12}  {} ({}{lazy})",
             job.job_id,
             format_ms(job.submitted_ms),
@@ -323,14 +328,14 @@ fn print_jobs(report: &Report) {
 /// A stream's figures: latency percentiles, outcomes, the drain rate, calls per node.
 fn print_figures(report: &Report) {
     let l = report.latency();
-    println!(
+    outln!(
         "  latency      p50 {}  p90 {}  p99 {}  max {}",
         format_ms(l.p50),
         format_ms(l.p90),
         format_ms(l.p99),
         format_ms(l.max)
     );
-    println!(
+    outln!(
         "  outcomes     {} pinned, {} local-fallback, {} failed; the last ended at {}",
         report.ended(Status::Pinned),
         report.ended(Status::LocalFallback),
@@ -340,7 +345,7 @@ fn print_figures(report: &Report) {
     if let Some((pinned, window)) = report.pinned_while_arriving() {
         // Jobs per virtual minute, to one decimal, in integers.
         let per_min_x10 = (pinned as u64 * 600_000 + window / 2) / window.max(1);
-        println!(
+        outln!(
             "  drain        {pinned} pinned while jobs arrived (first {}): {}.{}/min",
             format_ms(window),
             per_min_x10 / 10,
@@ -348,7 +353,7 @@ fn print_figures(report: &Report) {
         );
     }
     for node in &report.nodes {
-        println!(
+        outln!(
             "  {:<12} {} pin calls ({} while its breaker was open, {} cancelled); confirmed {} jobs",
             node.name,
             node.pins.len(),
@@ -384,7 +389,7 @@ fn encode(registry: &Registry, input: &Path, output: &Path) -> CliResult {
     std::fs::write(&tmp, &component)
         .and_then(|()| std::fs::rename(&tmp, output))
         .map_err(|e| failed(format!("{}: cannot write: {e}", output.display())))?;
-    println!("wrote {} ({} bytes)", output.display(), component.len());
+    outln!("wrote {} ({} bytes)", output.display(), component.len());
     Ok(exit::OK)
 }
 
