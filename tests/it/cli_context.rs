@@ -3,71 +3,36 @@
 //! commands create no ./data, `policy reload FILE` means the caller's FILE, and every reload
 //! is counted in /metrics.
 
+use crate::support::cli::Pinwarden;
+use crate::support::daemon::{Daemon, Serve};
 use crate::support::policies::TANK_MODE;
-use pinwarden::client::DaemonClient;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 fn pinwarden(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pinwarden"))
+    Pinwarden::new()
         .current_dir(cwd)
         .args(args)
-        .env_remove("PINWARDEN_DATA_DIR")
-        .env_remove("PINWARDEN_CONFIG")
         .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .output()
-        .expect("run pinwarden")
+        .run()
 }
 
-/// `pinwarden serve --data-dir DATA` started in its own directory, with no config file and a
-/// primary that refuses connections (no job is submitted).
-struct Daemon {
-    child: Child,
-    data: PathBuf,
+/// `pinwarden serve --data-dir DATA` started in `cwd`, with no config file but the one `cwd`
+/// holds and `node` as its primary; its log is `cwd/serve.log`.
+fn serve(cwd: &Path, data: &Path, node: &str) -> Serve {
+    let cli = Pinwarden::new()
+        .current_dir(cwd)
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(data)
+        .env("IPFS_PRIMARY_API", node);
+    Serve::new(cli, data.join("pinwarden.sock"), cwd.join("serve.log"))
 }
 
-impl Daemon {
-    async fn start(cwd: &Path, data: &Path) -> Daemon {
-        let child = Command::new(env!("CARGO_BIN_EXE_pinwarden"))
-            .current_dir(cwd)
-            .arg("serve")
-            .arg("--data-dir")
-            .arg(data)
-            .env("IPFS_PRIMARY_API", "http://127.0.0.1:9")
-            .env_remove("PINWARDEN_DATA_DIR")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn pinwarden serve");
-        let daemon = Daemon {
-            child,
-            data: data.to_path_buf(),
-        };
-        ready(&daemon.client()).await;
-        daemon
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.data.join("pinwarden.sock")
-    }
-
-    fn client(&self) -> DaemonClient {
-        DaemonClient::unix(&self.socket()).expect("client")
-    }
-}
-
-/// Waits (bounded) until the daemon answers on its socket.
-async fn ready(api: &DaemonClient) {
-    for _ in 0..200 {
-        if api.health().await.is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the daemon did not come up");
+/// [`serve`] with a primary that refuses connections (no job is submitted), up.
+async fn start(cwd: &Path, data: &Path) -> Daemon {
+    serve(cwd, data, "http://127.0.0.1:9").start().await
 }
 
 /// A temporary root with two working directories: `daemon` (where the daemon is started) and
@@ -81,18 +46,11 @@ fn two_places() -> (tempfile::TempDir, PathBuf, PathBuf) {
     (root, served_from, caller)
 }
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test]
 async fn client_commands_find_the_daemon_through_the_data_dir() {
     let (root, served_from, caller) = two_places();
     let data = root.path().join("state");
-    let daemon = Daemon::start(&served_from, &data).await;
+    let daemon = start(&served_from, &data).await;
     let data_arg = data.display().to_string();
 
     // No pinwarden.toml where the caller stands: --data-dir alone must lead to the socket.
@@ -134,7 +92,7 @@ async fn reload_reads_the_callers_relative_path_and_is_counted() {
     )
     .expect("config");
     let data = root.path().join("state");
-    let daemon = Daemon::start(&served_from, &data).await;
+    let daemon = start(&served_from, &data).await;
     let socket = daemon.socket().display().to_string();
 
     let out = pinwarden(
@@ -148,7 +106,7 @@ async fn reload_reads_the_callers_relative_path_and_is_counted() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("reloaded: tank-mode"));
-    let health = daemon.client().health().await.expect("health");
+    let health = daemon.api().health().await.expect("health");
     assert!(
         health.policy.source.ends_with("caller/mine.wasm"),
         "{}",
@@ -168,7 +126,7 @@ async fn reload_reads_the_callers_relative_path_and_is_counted() {
         String::from_utf8_lossy(&out.stderr)
     );
     // The CLI's reload goes through the daemon's counted path, like SIGHUP does.
-    let metrics = daemon.client().metrics().await.expect("metrics");
+    let metrics = daemon.api().metrics().await.expect("metrics");
     let counted = metrics
         .lines()
         .find(|l| l.starts_with("pinwarden_policy_reloads_total{") && l.contains("ok"))
@@ -273,8 +231,8 @@ fn assert_quiet(args: &[&str], how: &str, mut child: Child, stderr_file: &Path) 
 async fn a_second_daemon_on_the_same_data_dir_is_refused() {
     let root = tempfile::tempdir().expect("tempdir");
     let data = root.path().join("state");
-    let first = Daemon::start(root.path(), &data).await;
-    let out = Command::new(env!("CARGO_BIN_EXE_pinwarden"))
+    let first = start(root.path(), &data).await;
+    let out = Pinwarden::new()
         .current_dir(root.path())
         .arg("serve")
         .arg("--data-dir")
@@ -282,20 +240,14 @@ async fn a_second_daemon_on_the_same_data_dir_is_refused() {
         .arg("--socket")
         .arg(root.path().join("other.sock"))
         .env("IPFS_PRIMARY_API", "http://127.0.0.1:9")
-        .env_remove("PINWARDEN_DATA_DIR")
-        .stdin(Stdio::null())
-        .output()
-        .expect("second daemon");
+        .run();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains(&data.display().to_string()), "{stderr}");
-    assert!(
-        stderr.contains(&format!("pid {}", first.child.id())),
-        "{stderr}"
-    );
+    assert!(stderr.contains(&format!("pid {}", first.pid())), "{stderr}");
     assert!(!root.path().join("other.sock").exists());
     first
-        .client()
+        .api()
         .health()
         .await
         .expect("the first daemon still serves");
@@ -314,7 +266,7 @@ async fn a_blocking_submit_does_not_end_a_lazy_pin() {
         "[policy]\nparams = { attempts = 1 }\n[daemon]\nretry_base_ms = 50\nretry_max_ms = 100\n",
     )
     .expect("config");
-    let daemon = Daemon::start(root.path(), &data).await;
+    let daemon = start(root.path(), &data).await;
     let socket = daemon.socket().display().to_string();
     let cid = "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi";
     let submit = |job: &str, wait: bool| {
@@ -340,7 +292,7 @@ async fn a_blocking_submit_does_not_end_a_lazy_pin() {
             .is_some_and(|r| r.starts_with("CRITICAL"))
     );
     // The lazy job's pin goes on being retried.
-    let api = daemon.client();
+    let api = daemon.api();
     let mut rounds = 0;
     for _ in 0..100 {
         let row = api.status("lazy-A").await.expect("status");
@@ -385,22 +337,8 @@ async fn sigterm_answers_waiting_clients_and_exits_promptly() {
     };
     let root = tempfile::tempdir().expect("tempdir");
     let data = root.path().join("state");
-    let spawn = || {
-        Command::new(env!("CARGO_BIN_EXE_pinwarden"))
-            .current_dir(root.path())
-            .args(["serve", "--data-dir"])
-            .arg(&data)
-            .env("IPFS_PRIMARY_API", &node)
-            .env_remove("PINWARDEN_DATA_DIR")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn pinwarden serve")
-    };
-    let mut child = spawn();
-    let api = DaemonClient::unix(&data.join("pinwarden.sock")).expect("client");
-    ready(&api).await;
+    let mut daemon = serve(root.path(), &data, &node).start().await;
+    let api = daemon.api();
     let waiting = tokio::spawn(async move {
         let request = pinwarden::daemon::wire::SubmitRequest {
             cid: "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi".into(),
@@ -412,11 +350,7 @@ async fn sigterm_answers_waiting_clients_and_exits_promptly() {
         api.submit(&request).await
     });
     tokio::time::sleep(Duration::from_millis(800)).await;
-    let term = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(term.success());
+    daemon.signal("-TERM");
     let answer = tokio::time::timeout(Duration::from_secs(30), waiting)
         .await
         .expect("the waiting client is answered, not left hanging")
@@ -428,30 +362,27 @@ async fn sigterm_answers_waiting_clients_and_exits_promptly() {
         }
         other => panic!("expected 503, got {other:?}"),
     }
-    let mut exited = None;
-    for _ in 0..300 {
-        exited = child.try_wait().expect("wait");
-        if exited.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(exited.and_then(|s| s.code()), Some(0), "exited by itself");
+    let exited = daemon.wait_for_exit(Duration::from_secs(30)).await;
+    assert_eq!(exited.code(), Some(0), "exited by itself");
     // The interrupted pin is queued again on the next start.
-    let mut child = spawn();
-    let api = DaemonClient::unix(&data.join("pinwarden.sock")).expect("client");
-    let mut row = None;
-    for _ in 0..200 {
-        if let Ok(r) = api.status("enc-waiting").await {
-            row = Some(r);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let row = row.expect("the job survived the restart");
+    daemon.restart();
+    let api = daemon.api();
+    daemon
+        .wait_until(
+            "the restarted daemon answers for enc-waiting",
+            Duration::from_secs(10),
+            || {
+                let api = &api;
+                async move { api.status("enc-waiting").await.is_ok() }
+            },
+        )
+        .await;
+    let row = api
+        .status("enc-waiting")
+        .await
+        .expect("the job survived the restart");
     assert!(!row.state.is_final(), "{row:?}");
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(daemon);
     done.store(true, std::sync::atomic::Ordering::Relaxed);
     holder.join().expect("holder");
 }
@@ -515,20 +446,8 @@ async fn a_full_disk_delays_a_rounds_record_but_loses_nothing() {
         "[policy]\nparams = { attempts = 1, pin_timeout_ms = 2000, stall_timeout_ms = 2000 }\n",
     )
     .expect("config");
-    let log = std::fs::File::create(root.path().join("serve.log")).expect("log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pinwarden"))
-        .current_dir(root.path())
-        .args(["serve", "--data-dir"])
-        .arg(&data)
-        .env("IPFS_PRIMARY_API", &node)
-        .env_remove("PINWARDEN_DATA_DIR")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("log"))
-        .stderr(log)
-        .spawn()
-        .expect("spawn pinwarden serve");
-    let api = DaemonClient::unix(&data.join("pinwarden.sock")).expect("client");
-    ready(&api).await;
+    let daemon = serve(root.path(), &data, &node).start().await;
+    let api = daemon.api();
     let submit = |job: &str| pinwarden::daemon::wire::SubmitRequest {
         cid: "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi".into(),
         job_id: job.into(),
@@ -549,16 +468,13 @@ async fn a_full_disk_delays_a_rounds_record_but_loses_nothing() {
         other => panic!("expected a clear error on a full disk, got {other:?}"),
     }
     // The round ends (2 s pin timeout) but cannot be recorded: the daemon says so and waits.
-    let serve_log = || std::fs::read_to_string(root.path().join("serve.log")).unwrap_or_default();
-    let mut said = false;
-    for _ in 0..100 {
-        said = serve_log().contains("cannot record the end of a round");
-        if said {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(said, "{}", serve_log());
+    daemon
+        .wait_until(
+            "the daemon says it cannot record the end of a round",
+            Duration::from_secs(10),
+            || std::future::ready(daemon.log().contains("cannot record the end of a round")),
+        )
+        .await;
     assert_eq!(
         api.status("enc-1").await.expect("status").state,
         pinwarden::queue::State::Pinning
@@ -580,8 +496,7 @@ async fn a_full_disk_delays_a_rounds_record_but_loses_nothing() {
         api.submit(&submit("enc-2")).await.is_ok(),
         "submissions work again"
     );
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(daemon);
     drop(silent);
     drop(disk);
 }

@@ -1,16 +1,16 @@
 //! `pinwarden policy ...` as an operator runs it: exit statuses and messages.
 
+use crate::support::cli::Pinwarden;
 use crate::support::policies::{GUEST_MODULES, HOSTILE, TANK_MODE};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 fn pinwarden(args: &[&str], data_dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pinwarden"))
+    Pinwarden::new()
         .args(args)
         .arg("--data-dir")
         .arg(data_dir)
-        .output()
-        .expect("run pinwarden")
+        .run()
 }
 
 fn text(out: &Output) -> (String, String) {
@@ -336,7 +336,7 @@ fn config_show_prints_the_effective_config_with_secrets_masked() {
         "node_name = \"from-file\"\n[[node]]\nname = \"sn\"\nurl = \"https://supernode.example:5001\"\nrole = \"primary\"\nbasic_user = \"ops\"\nbasic_password = \"hunter2\"\n",
     )
     .expect("write");
-    let out = Command::new(env!("CARGO_BIN_EXE_pinwarden"))
+    let out = Pinwarden::new()
         .args(["config", "show", "--config"])
         .arg(&file)
         .env(
@@ -345,8 +345,7 @@ fn config_show_prints_the_effective_config_with_secrets_masked() {
         )
         .env("NODE_NAME", "encoder-node-1")
         .env("LOCAL_FALLBACK_THRESHOLD", "4")
-        .output()
-        .expect("run");
+        .run();
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(
@@ -360,12 +359,11 @@ fn config_show_prints_the_effective_config_with_secrets_masked() {
         "{stdout}"
     );
 
-    let out = Command::new(env!("CARGO_BIN_EXE_pinwarden"))
+    let out = Pinwarden::new()
         .args(["config", "show", "--config"])
         .arg(&file)
         .env("LOCAL_FALLBACK_THRESHOLD", "three")
-        .output()
-        .expect("run");
+        .run();
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr.contains("LOCAL_FALLBACK_THRESHOLD"), "{stderr}");

@@ -3,7 +3,8 @@
 //! On the shared cluster: primary and backup are two nodes of its mesh, the local node is its
 //! isolated node (content uploaded there alone must end in the local fallback).
 
-use crate::support::config::spawn_serve;
+use crate::support::cli::Pinwarden;
+use crate::support::daemon::{Daemon, Serve};
 use crate::support::nodes::{ISOLATED, MESH, shared_cluster, step, upload_tiny};
 use crate::support::policies::{GUEST_MODULES, HOSTILE, TANK_MODE};
 use crate::support::webhook::webhook_receiver;
@@ -18,8 +19,7 @@ use pinwarden::queue::State;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 const PRIMARY: usize = MESH[0];
@@ -34,73 +34,35 @@ fn failed(e: ClientError) -> (u16, Value) {
     }
 }
 
-/// A `pinwarden serve` process with its own data directory.
+/// The daemon fixture on a data directory, with the JSON-shaped calls this module asserts on.
 struct Served {
-    child: Option<Child>,
-    dir: PathBuf,
-    env: Vec<(String, String)>,
+    daemon: Daemon,
     client: reqwest::Client,
 }
 
 impl Served {
+    /// `pinwarden serve --config DIR/pinwarden.toml --log-format json` with `env`.
     fn start(dir: &Path, env: &[(&str, String)]) -> Served {
-        let env: Vec<(String, String)> = env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.clone()))
-            .collect();
+        let serve = env.iter().fold(
+            Serve::config(dir).args(["--log-format", "json"]),
+            |serve, (k, v)| serve.env(k, v),
+        );
         let client = reqwest::Client::builder()
             .unix_socket(dir.join("pinwarden.sock"))
             .build()
             .expect("client");
-        let mut s = Served {
-            child: None,
-            dir: dir.to_path_buf(),
-            env,
+        Served {
+            daemon: serve.spawn(),
             client,
-        };
-        s.spawn();
-        s
-    }
-
-    fn spawn(&mut self) {
-        let env: Vec<(&str, &str)> = self
-            .env
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        let child = spawn_serve(&self.dir, &["--log-format", "json"], &env);
-        self.child = Some(child);
-    }
-
-    /// Waits (bounded) until the daemon answers on its socket.
-    async fn ready(&self) {
-        for _ in 0..300 {
-            if self.api().health().await.is_ok() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("daemon did not come up:\n{}", self.log());
-    }
-
-    fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill(); // SIGKILL
-            let _ = child.wait();
         }
     }
 
-    fn signal(&self, sig: &str) {
-        let pid = self.child.as_ref().map(Child::id).expect("running");
-        let status = Command::new("kill")
-            .args([sig, &pid.to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success());
+    async fn ready(&mut self) {
+        self.daemon.ready().await;
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("serve.log")).unwrap_or_default()
+        self.daemon.log()
     }
 
     async fn request(
@@ -129,7 +91,7 @@ impl Served {
     /// The typed client the encoder would use. (`request` stays for the malformed requests
     /// the API must refuse, which a typed client cannot even express.)
     fn api(&self) -> DaemonClient {
-        DaemonClient::unix(&self.dir.join("pinwarden.sock")).expect("daemon client")
+        self.daemon.api()
     }
 
     async fn submit(&self, cid: &str, job_id: &str) -> (u16, Value) {
@@ -195,12 +157,6 @@ impl Served {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        self.kill9();
     }
 }
 
@@ -271,7 +227,7 @@ async fn api_and_socket(cluster: &IpfsCluster, primary: &FaultProxy, backup: &Fa
         &cluster.api_url(LOCAL),
         "tank-mode",
     );
-    let d = Served::start(dir.path(), &[]);
+    let mut d = Served::start(dir.path(), &[]);
     d.ready().await;
 
     let mode = std::fs::metadata(dir.path().join("pinwarden.sock"))
@@ -365,13 +321,12 @@ async fn api_and_socket(cluster: &IpfsCluster, primary: &FaultProxy, backup: &Fa
     );
 
     // Wait mode returns the verdict; the CLI client exits 0 for pinned.
-    let out = Command::new(env!("CARGO_BIN_EXE_pinwarden"))
+    let out = Pinwarden::new()
         .args([
             "submit", &other, "--job-id", "enc-wait", "--wait", "--socket",
         ])
         .arg(dir.path().join("pinwarden.sock"))
-        .output()
-        .expect("submit");
+        .run();
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -380,11 +335,10 @@ async fn api_and_socket(cluster: &IpfsCluster, primary: &FaultProxy, backup: &Fa
     );
     let v: Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(v["state"], "pinned");
-    let out = Command::new(env!("CARGO_BIN_EXE_pinwarden"))
+    let out = Pinwarden::new()
         .args(["status", "enc-wait", "--socket"])
         .arg(dir.path().join("pinwarden.sock"))
-        .output()
-        .expect("status");
+        .run();
     assert!(String::from_utf8_lossy(&out.stdout).contains("pinned"));
 
     // Health shows the active policy and its hash; list filters by state.
@@ -428,59 +382,42 @@ async fn api_and_socket(cluster: &IpfsCluster, primary: &FaultProxy, backup: &Fa
     let token = "s3cret-token-for-tests".to_string();
     let d = Served::start(dir.path(), &[("PINWARDEN_TOKEN", token.clone())]);
     drop(d);
-    let out = Command::new(env!("CARGO_BIN_EXE_pinwarden"))
+    let out = Pinwarden::new()
         .args(["serve", "--listen", "0.0.0.0:0", "--config"])
         .arg(dir.path().join("pinwarden.toml"))
-        .env_remove("PINWARDEN_TOKEN")
-        .output()
-        .expect("serve");
+        .run();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("needs a bearer token"));
-    let out = Command::new(env!("CARGO_BIN_EXE_pinwarden"))
+    let out = Pinwarden::new()
         .args(["serve", "--listen", "127.0.0.1:0", "--config"])
         .arg(dir.path().join("pinwarden.toml"))
-        .env_remove("PINWARDEN_TOKEN")
-        .output()
-        .expect("serve");
+        .run();
     assert_eq!(out.status.code(), Some(2), "loopback needs a token too");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pinwarden"))
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--config",
-        ])
-        .arg(dir.path().join("pinwarden.toml"))
+    let tcp = Serve::config(dir.path())
+        .args(["--listen", &format!("127.0.0.1:{port}")])
         .env("PINWARDEN_TOKEN", &token)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("serve");
+        .start()
+        .await;
+    // Up on its socket, so on TCP too: both listeners are bound before either serves.
     let http = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{port}/v1/health");
-    let mut statuses = (0, 0, 0);
-    for _ in 0..100 {
-        let anon = http.get(&url).send().await;
-        let authed = http.get(&url).bearer_auth(&token).send().await;
-        // A page served from evil.example resolving to 127.0.0.1 (DNS rebinding).
-        let rebound = http
-            .get(&url)
+    let status = |answer: reqwest::Result<reqwest::Response>| {
+        answer
+            .map(|r| r.status().as_u16())
+            .unwrap_or_else(|e| panic!("GET {url}: {e}\n{}", tcp.log()))
+    };
+    let anon = status(http.get(&url).send().await);
+    let authed = status(http.get(&url).bearer_auth(&token).send().await);
+    // A page served from evil.example resolving to 127.0.0.1 (DNS rebinding).
+    let rebound = status(
+        http.get(&url)
             .bearer_auth(&token)
             .header("host", format!("evil.example:{port}"))
             .send()
-            .await;
-        if let (Ok(a), Ok(b), Ok(c)) = (anon, authed, rebound) {
-            statuses = (
-                a.status().as_u16(),
-                b.status().as_u16(),
-                c.status().as_u16(),
-            );
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+            .await,
+    );
+    let statuses = (anon, authed, rebound);
+    drop(tcp);
     assert_eq!(statuses, (401, 200, 403));
 }
 
@@ -503,7 +440,7 @@ async fn lazy_local_fallback(cluster: &IpfsCluster, primary: &FaultProxy, backup
     // A crash once tore the journal's last line: the next entry must still be whole.
     let journal_file = dir.path().join(journal::JOURNAL_FILE);
     std::fs::write(&journal_file, "{\"hash\":\"QmTorn").expect("torn");
-    let d = Served::start(dir.path(), &[]);
+    let mut d = Served::start(dir.path(), &[]);
     d.ready().await;
     // The content exists on the local node only; primary and backup are down.
     primary.set_mode(Mode::Refuse).await;
@@ -666,7 +603,7 @@ async fn crash_safety(cluster: &IpfsCluster, primary: &KuboClient, local: &KuboC
                 Ok(s) if s.accepted_only => break,
                 Ok(s) => panic!("submit {job}: not queued: {:?}", s.job),
                 Err(ClientError::Unreachable { .. }) => {
-                    d.spawn();
+                    d.daemon.restart();
                     d.ready().await;
                 }
                 Err(e) => panic!("submit {job}: {e}"),
@@ -675,19 +612,17 @@ async fn crash_safety(cluster: &IpfsCluster, primary: &KuboClient, local: &KuboC
         accepted.insert(job.clone(), cid.clone());
         if accepted.len() == next_kill {
             tokio::time::sleep(Duration::from_millis(rng.next_u64() % 300)).await;
-            d.kill9();
+            d.daemon.restart(); // SIGKILL, then start again
             kills += 1;
             next_kill += 30 + (rng.next_u64() % 50) as usize;
-            d.spawn();
             d.ready().await;
         }
     }
     // A few more kills while the rounds are running.
     for _ in 0..3 {
         tokio::time::sleep(Duration::from_millis(300 + rng.next_u64() % 1_200)).await;
-        d.kill9();
+        d.daemon.restart(); // SIGKILL, then start again
         kills += 1;
-        d.spawn();
         d.ready().await;
     }
     let jobs: Vec<String> = accepted.keys().cloned().collect();
@@ -807,7 +742,7 @@ async fn policy_swap(cluster: &IpfsCluster, primary: &KuboClient) {
         }
         if i == 30 {
             // SIGHUP: back to the configured policy file.
-            d.signal("-HUP");
+            d.daemon.signal("-HUP");
         }
     }
     let states = d.settle(&jobs, Duration::from_secs(60)).await;
@@ -823,24 +758,21 @@ async fn policy_swap(cluster: &IpfsCluster, primary: &KuboClient) {
     // The watch: replace the file with another policy; the daemon picks it up by itself.
     let single = Path::new(GUEST_MODULES).join("backups_first.wasm");
     let encoded = dir.path().join("bf.wasm");
-    let out = Command::new(env!("CARGO_BIN_EXE_pinwarden"))
+    let out = Pinwarden::new()
         .args(["policy", "encode"])
         .arg(&single)
         .arg("-o")
         .arg(&encoded)
-        .output()
-        .expect("encode");
+        .run();
     assert!(out.status.success());
     std::fs::copy(&encoded, &policy_file).expect("replace policy file");
-    let mut swapped = false;
-    for _ in 0..100 {
-        let h = d.health().await;
-        if h["policy"]["name"] == "backups-first" {
-            swapped = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(swapped, "the watch did not swap the policy:\n{}", d.log());
-    d.kill9();
+    let served = &d;
+    d.daemon
+        .wait_until(
+            "the watch swaps the policy to backups-first",
+            Duration::from_secs(10),
+            move || async move { served.health().await["policy"]["name"] == "backups-first" },
+        )
+        .await;
+    d.daemon.kill();
 }

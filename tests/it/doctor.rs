@@ -3,6 +3,7 @@
 //! hint (exit 1). Faults come from the fault proxy: a Kubo-style token check, and a primary
 //! whose `id` announces swarm addresses nobody can dial.
 
+use crate::support::cli::Pinwarden;
 use crate::support::nodes::{ISOLATED, MESH, shared_cluster};
 use crate::support::{FaultProxy, Mode};
 use serde_json::Value;
@@ -13,22 +14,18 @@ async fn doctor(dir: &Path, config: &str, env: &[(&str, &str)]) -> (i32, Value, 
     let path = dir.join("pinwarden.toml");
     std::fs::write(&path, config).expect("write config");
     let run = |json: bool| {
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_pinwarden"));
-        cmd.current_dir(dir)
+        let cli = Pinwarden::new()
+            .current_dir(dir)
             .arg("--config")
             .arg(&path)
             .arg("doctor")
             .args(["--timeout", "5s"])
-            .env_remove("PINWARDEN_DATA_DIR")
-            .envs(env.iter().copied())
-            .stdin(std::process::Stdio::null());
-        if json {
-            cmd.arg("--json");
-        }
-        cmd.output()
+            .envs(env.iter().copied());
+        let cli = if json { cli.arg("--json") } else { cli };
+        cli.run_async()
     };
-    let json = run(true).await.expect("run doctor --json");
-    let text = run(false).await.expect("run doctor");
+    let json = run(true).await;
+    let text = run(false).await;
     assert_eq!(
         json.status.code(),
         text.status.code(),

@@ -6,6 +6,7 @@
 //! The seed's five flows, quorum 2-of-3, the single-backup policy, a custom policy file and bad
 //! input. Backoff and timeouts are shortened with `--param` so the suite stays fast.
 
+use crate::support::cli::Pinwarden;
 use crate::support::nodes::{MESH, shared_cluster, step};
 use crate::support::policies::GUEST_MODULES;
 use crate::support::{FaultProxy, IpfsCluster, Mode, make_hls_dir};
@@ -63,17 +64,13 @@ impl World {
     }
 
     async fn pinwarden(&self, args: &[&str], extra_env: &[(&str, String)]) -> Output {
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_pinwarden"));
-        cmd.args(args)
-            .env_remove("RUST_LOG")
-            .current_dir(self.data_dir.path());
-        for (k, v) in self.env() {
-            cmd.env(k, v);
-        }
-        for (k, v) in extra_env {
-            cmd.env(k, v);
-        }
-        cmd.output().await.expect("run pinwarden")
+        Pinwarden::new()
+            .args(args)
+            .current_dir(self.data_dir.path())
+            .envs(self.env())
+            .envs(extra_env.iter().cloned())
+            .run_async()
+            .await
     }
 
     async fn set_modes(&self, modes: [Mode; 3]) {

@@ -5,6 +5,7 @@
 //!
 //! Needs js-ipfs installed: `cd tests/ipfs-node && npm ci --before=2024-12-14`.
 
+use crate::support::cli::Pinwarden;
 use crate::support::nodes::{MESH, ghost_cid, shared_cluster, step};
 use crate::support::{IpfsCluster, XorShift, make_hls_dir};
 use futures::FutureExt;
@@ -94,26 +95,15 @@ impl Shell {
     }
 
     async fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_pinwarden"));
-        cmd.arg("--data-dir")
+        let cli = Pinwarden::new()
+            .arg("--data-dir")
             .arg(&self.data_dir)
             .args(args)
             .current_dir(self.cwd.path())
-            .kill_on_drop(true);
-        for var in [
-            "PINWARDEN_CONFIG",
-            "PINWARDEN_DATA_DIR",
-            "IPFS_LOCAL_API",
-            "PINWARDEN_TO_TOKEN",
-            "RUST_LOG",
-        ] {
-            cmd.env_remove(var);
-        }
-        cmd.envs(env.iter().copied());
-        let out = tokio::time::timeout(RUN_LIMIT, cmd.output())
+            .envs(env.iter().copied());
+        let out = tokio::time::timeout(RUN_LIMIT, cli.run_async())
             .await
-            .unwrap_or_else(|_| panic!("pinwarden {args:?} ran longer than {RUN_LIMIT:?}"))
-            .expect("run pinwarden");
+            .unwrap_or_else(|_| panic!("pinwarden {args:?} ran longer than {RUN_LIMIT:?}"));
         let run = Run {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -10,6 +10,10 @@
 //!   Node.js client, run by `node`), `outage`, `real_size` (256 MiB over bitswap: the longest,
 //!   a few minutes).
 //!
+//! Every module runs the binary through `support::cli::Pinwarden` (a clean environment), starts
+//! `pinwarden serve` through `support::daemon` and waits with `support::wait`; `harness` tests
+//! those.
+//!
 //! Run one module with a filter: `cargo test -p pinwarden --test it -- e2e_pin::`.
 
 mod support;
@@ -20,6 +24,7 @@ mod daemon;
 mod doctor;
 mod e2e_pin;
 mod fallback_migrate;
+mod harness;
 mod kubo_client;
 mod node_client;
 mod observability;

@@ -4,11 +4,11 @@
 //! its TCP listener and token, and the two CIDs in its environment. Node's output (and the
 //! daemon's log) is shown on failure. Needs Node.js on PATH, like every real-node module.
 
+use crate::support::daemon::Serve;
 use crate::support::nodes::{MESH, shared_cluster, step, upload_tiny};
-use pinwarden::client::DaemonClient;
 use pinwarden::kubo::KuboClient;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const PRIMARY: usize = MESH[0];
@@ -20,30 +20,6 @@ const TOKEN: &str = "node-client-test-token-0123456789";
 /// Bound on node's whole run (a few seconds here: the slowest case waits for content no node
 /// has to fail on both nodes).
 const NODE_LIMIT: Duration = Duration::from_secs(300);
-
-/// A `pinwarden serve` process, killed (SIGKILL) and reaped on drop.
-struct Served {
-    child: Option<Child>,
-    log: PathBuf,
-}
-
-impl Served {
-    /// The last lines of the daemon's log, for failure messages.
-    fn log(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(80)..].join("\n")
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
 
 /// Primary and backup, no local node (so no local fallback), and budgets short enough that
 /// content no node has fails a waiting submit within seconds. Breakers and hedging are off:
@@ -101,28 +77,12 @@ async fn node_client_against_a_real_daemon() {
         .expect("port")
         .port();
     let tcp = format!("127.0.0.1:{port}");
-    let log_path = dir.path().join("serve.log");
-    let child = crate::support::config::spawn_serve(
-        dir.path(),
-        &["--log-format", "json", "--listen", &tcp],
-        &[("PINWARDEN_TOKEN", TOKEN)],
-    );
-    let served = Served {
-        child: Some(child),
-        log: log_path,
-    };
-
     // Up once it answers on its socket (both listeners are bound before either serves).
-    let api = DaemonClient::unix(&socket).expect("daemon client");
-    let mut up = false;
-    for _ in 0..300 {
-        if api.health().await.is_ok() {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(up, "daemon did not come up:\n{}", served.log());
+    let served = Serve::config(dir.path())
+        .args(["--log-format", "json", "--listen", &tcp])
+        .env("PINWARDEN_TOKEN", TOKEN)
+        .start()
+        .await;
     step(t0, "daemon up");
 
     let mut node = tokio::process::Command::new("node");
@@ -141,7 +101,7 @@ async fn node_client_against_a_real_daemon() {
         Ok(out) => out.expect("run node --test"),
         Err(_) => panic!(
             "node --test did not finish within {NODE_LIMIT:?}\n--- daemon log ---\n{}",
-            served.log()
+            served.log_tail(80)
         ),
     };
     assert!(
@@ -151,7 +111,7 @@ async fn node_client_against_a_real_daemon() {
         out.status,
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr),
-        served.log()
+        served.log_tail(80)
     );
     step(t0, "Node.js client tests passed");
     drop(served);

@@ -581,7 +581,7 @@ async fn a_spike_logs_and_posts_to_the_webhook() {
 #[test]
 fn json_logs_carry_cid_and_job_id_on_every_job_line() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pinwarden"))
+    let out = crate::support::cli::Pinwarden::new()
         .args([
             "pin",
             "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi",
@@ -597,9 +597,7 @@ fn json_logs_carry_cid_and_job_id_on_every_job_line() {
         .env("IPFS_PRIMARY_API", "http://127.0.0.1:1")
         .env("IPFS_BACKUP_APIS", "http://127.0.0.1:2")
         .env("PINWARDEN_DATA_DIR", dir.path())
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run");
+        .run();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     let mut job_lines = 0;

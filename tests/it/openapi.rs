@@ -15,10 +15,10 @@
 //! 4. every documented status is provoked here, or listed in [`NOT_PROVOKED`] with the reason,
 //!    so a status added to the document without a way to see it fails.
 
+use crate::support::daemon::{Daemon, Serve};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// The document as shipped (and as the daemon embeds it).
@@ -68,62 +68,19 @@ const CIDS: [&str; 6] = [
 // ---------------------------------------------------------------------------------------------
 // The daemon and HTTP.
 
-/// A `pinwarden serve` process; killed (SIGKILL) when dropped unless it already exited.
-struct Daemon {
-    child: Option<Child>,
-    dir: PathBuf,
+/// `pinwarden serve` on `dir`'s config, its socket and a TCP listener on `port` with [`TOKEN`].
+async fn start(dir: &Path, port: u16) -> Daemon {
+    Serve::config(dir)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env("PINWARDEN_TOKEN", TOKEN)
+        .start()
+        .await
 }
 
-impl Daemon {
-    fn start(dir: &Path, port: u16) -> Daemon {
-        let listen = format!("127.0.0.1:{port}");
-        let child = crate::support::config::spawn_serve(
-            dir,
-            &["--listen", &listen],
-            &[("PINWARDEN_TOKEN", TOKEN)],
-        );
-        Daemon {
-            child: Some(child),
-            dir: dir.to_path_buf(),
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("serve.log")).unwrap_or_default()
-    }
-
-    /// SIGTERM, then waits (bounded) for the exit.
-    async fn terminate(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        let status = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success());
-        for _ in 0..200 {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!(
-            "the daemon did not stop within 10 s of SIGTERM:\n{}",
-            self.log()
-        );
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
+/// SIGTERM; fails with the log unless the daemon exits within 10 s.
+async fn terminate(daemon: &mut Daemon) {
+    daemon.signal("-TERM");
+    daemon.wait_for_exit(Duration::from_secs(10)).await;
 }
 
 /// One answer, as the checks read it.
@@ -693,26 +650,10 @@ retry_max_ms = 600000
 watch_ms = 0
 "#,
     );
-    let mut daemon = Daemon::start(dir.path(), port);
+    let mut daemon = start(dir.path(), port).await;
     let socket = dir.path().join("pinwarden.sock");
     let api = Api::unix(&socket);
     let tcp = Api::tcp(port);
-    let mut up = false;
-    for _ in 0..300 {
-        if socket.exists()
-            && let Ok(Ok(r)) = tokio::time::timeout(
-                Duration::from_secs(2),
-                api.http.get("http://pinwarden/v1/health").send(),
-            )
-            .await
-            && r.status().is_success()
-        {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(up, "the daemon did not come up:\n{}", daemon.log());
 
     // 1. The served document is the file.
     let r = api.call("GET", "/v1/openapi.json", Body::None).await;
@@ -1070,7 +1011,7 @@ watch_ms = 0
         !waiting.is_finished(),
         "the waiting submission answered early"
     );
-    daemon.terminate().await;
+    terminate(&mut daemon).await;
     let r = waiting.await.expect("the waiting submission");
     assert_eq!(r.status, 503, "{}", r.text());
     doc.check("submitPin", &r);

@@ -6,14 +6,15 @@
 //!
 //! Latencies are printed (see the closing notes and BENCHMARKS.md), never asserted.
 
+use crate::support::cli::Pinwarden;
+use crate::support::daemon::Serve;
 use crate::support::nodes::{MESH, shared_cluster, step};
 use crate::support::{FaultProxy, IpfsCluster, Mode, make_hls_dir};
-use pinwarden::client::DaemonClient;
 use pinwarden::daemon::wire::SubmitRequest;
 use pinwarden::kubo::KuboClient;
 use pinwarden::queue::State;
 use serde_json::Value;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Output;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -41,17 +42,14 @@ impl Outage {
         }
     }
 
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pinwarden"));
-        cmd.args(args)
+    /// `pinwarden ARGS` on this topology and data directory (no config file).
+    fn command(&self, args: &[&str]) -> Pinwarden {
+        Pinwarden::new()
+            .args(args)
             .current_dir(self.data.path())
-            .env_remove("RUST_LOG")
-            .env_remove("PINWARDEN_CONFIG")
             .env("IPFS_PRIMARY_API", self.primary.url())
             .env("IPFS_BACKUP_APIS", self.backup.url())
             .env("PINWARDEN_DATA_DIR", self.data.path())
-            .stdin(Stdio::null());
-        cmd
     }
 
     /// Fresh content, uploaded to the primary node itself (not through its proxy).
@@ -67,17 +65,11 @@ impl Outage {
         for p in params {
             args.extend(["--param", p]);
         }
-        let mut cmd = tokio::process::Command::from(self.command(&args));
-        let out = cmd.output().await.expect("run pinwarden pin");
-        json(&out)
+        json(&self.command(&args).run_async().await)
     }
 
     async fn breaker(&self, node: &str) -> String {
-        let out = tokio::process::Command::from(self.command(&["nodes", "--json"]))
-            .output()
-            .await
-            .expect("run pinwarden nodes");
-        json(&out)
+        json(&self.command(&["nodes", "--json"]).run_async().await)
             .as_array()
             .and_then(|nodes| nodes.iter().find(|n| n["name"] == node).cloned())
             .and_then(|n| n["breaker"].as_str().map(str::to_string))
@@ -169,37 +161,20 @@ async fn cli_pins_learn_from_each_other_and_the_primary_gets_traffic_back() {
     step(t0, "primary recovered: probed, closed, pinning again");
 }
 
-/// `pinwarden serve` with the outage's topology and default parameters.
-struct Served(Child);
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_daemon_drains_lazy_jobs_past_a_silent_primary() {
     let t0 = Instant::now();
     let w = Outage::new().await;
     w.primary.set_mode(Mode::StallMidStream).await;
-    let log = std::fs::File::create(w.data.path().join("serve.log")).expect("log");
-    let child = w
-        .command(&["serve"])
-        .stdout(log.try_clone().expect("log"))
-        .stderr(log)
-        .spawn()
-        .expect("spawn pinwarden serve");
-    let _served = Served(child);
-    let api = DaemonClient::unix(&w.data.path().join("pinwarden.sock")).expect("client");
-    for _ in 0..200 {
-        if api.health().await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-
+    // `pinwarden serve` with the outage's topology and default parameters.
+    let served = Serve::new(
+        w.command(&["serve"]),
+        w.data.path().join("pinwarden.sock"),
+        w.data.path().join("serve.log"),
+    )
+    .start()
+    .await;
+    let api = served.api();
     let submit = |cid: String, job: String| {
         let api = &api;
         async move {
@@ -215,20 +190,21 @@ async fn a_daemon_drains_lazy_jobs_past_a_silent_primary() {
         }
     };
     let settle = |jobs: Vec<String>| {
-        let api = &api;
+        let (api, served) = (&api, &served);
         async move {
-            for _ in 0..600 {
+            let jobs = &jobs;
+            let what = format!("lazy jobs are pinned: {jobs:?}");
+            let all_pinned = move || async move {
                 let mut done = true;
-                for job in &jobs {
+                for job in jobs {
                     let row = api.status(job).await.expect("status");
                     done &= row.state == State::Pinned;
                 }
-                if done {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            panic!("lazy jobs not pinned within 120 s: {jobs:?}");
+                done
+            };
+            served
+                .wait_until(&what, Duration::from_secs(120), all_pinned)
+                .await;
         }
     };
 

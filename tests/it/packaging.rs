@@ -2,17 +2,12 @@
 //! generated from the clap definitions, the systemd unit (checked by `systemd-analyze verify`)
 //! and the Grafana dashboard (every query names a metric the daemon exposes).
 
+use crate::support::cli::{BINARY, Pinwarden};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 fn pinwarden(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pinwarden"))
-        .args(args)
-        .env_remove("PINWARDEN_CONFIG")
-        .env_remove("PINWARDEN_DATA_DIR")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run pinwarden")
+    Pinwarden::new().args(args).run()
 }
 
 fn repo() -> PathBuf {
@@ -129,12 +124,11 @@ fn the_systemd_unit_verifies_and_its_command_line_parses() {
     // The unit as installed, pointing at the binary under test (verify wants it executable).
     let dir = tempfile::tempdir().expect("tempdir");
     let local = dir.path().join("pinwarden.service");
-    let binary = env!("CARGO_BIN_EXE_pinwarden");
     std::fs::write(
         &local,
         unit.replace(
             "ExecStart=/usr/local/bin/pinwarden ",
-            &format!("ExecStart={binary} "),
+            &format!("ExecStart={BINARY} "),
         ),
     )
     .expect("write unit");
@@ -181,14 +175,11 @@ fn the_environment_file_names_variables_pinwarden_reads() {
     // Every example, uncommented, is read: `config show` reflects each one.
     vars.retain(|(k, _)| k != "RUST_LOG" && k != "PINWARDEN_TOKEN" && k != "SUPERNODE_TOKEN");
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = Command::new(env!("CARGO_BIN_EXE_pinwarden"))
+    let out = Pinwarden::new()
         .current_dir(dir.path())
         .args(["config", "show"])
-        .env_remove("PINWARDEN_CONFIG")
-        .env_remove("PINWARDEN_DATA_DIR")
         .envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .output()
-        .expect("run pinwarden");
+        .run();
     assert!(out.status.success(), "{out:?}");
     let shown = String::from_utf8_lossy(&out.stdout);
     for (key, value) in &vars {
@@ -210,15 +201,12 @@ fn the_environment_file_names_variables_pinwarden_reads() {
         );
     }
     // The policy's example value is the default: prove the variable is read at all.
-    let out = Command::new(env!("CARGO_BIN_EXE_pinwarden"))
+    let out = Pinwarden::new()
         .current_dir(dir.path())
         .args(["config", "show"])
-        .env_remove("PINWARDEN_CONFIG")
-        .env_remove("PINWARDEN_DATA_DIR")
         .envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .env("PINWARDEN_POLICY", "single-backup")
-        .output()
-        .expect("run pinwarden");
+        .run();
     let shown = String::from_utf8_lossy(&out.stdout);
     assert!(
         shown
