@@ -30,7 +30,7 @@
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use futures::StreamExt;
-use pinwarden::executor::{RoundLimits, Status, Topology, run_round};
+use pinwarden::executor::{RoundEnd, RoundLimits, Topology, run_round};
 use pinwarden::kubo::KuboClient;
 use pinwarden::policy::contract::Job;
 use pinwarden::policy::{PolicyEngine, Registry};
@@ -506,7 +506,7 @@ impl Ways {
                     p.extend(phases);
                 }
                 ensure!(
-                    result.status == Status::Pinned,
+                    result.status == RoundEnd::Pinned,
                     "library pin of {cid} ended {}: {:?}",
                     result.status,
                     result.reason

@@ -171,25 +171,18 @@ fn a_closed_stdout_ends_every_command_quietly() {
             let stderr_file = cwd.path().join("stderr");
             let stderr = std::fs::File::create(&stderr_file).expect("stderr file");
             let (mut reader, writer) = std::io::pipe().expect("pipe");
-            let mut cmd = Command::new(env!("CARGO_BIN_EXE_pinwarden"));
-            cmd.current_dir(cwd.path())
+            let pinwarden = Pinwarden::new()
+                .current_dir(cwd.path())
                 .args(*args)
-                .env_remove("PINWARDEN_DATA_DIR")
-                .env_remove("PINWARDEN_CONFIG")
-                .env_remove("RUST_LOG")
-                .env("IPFS_PRIMARY_API", "http://127.0.0.1:9")
-                .stdin(Stdio::null())
-                .stdout(writer)
-                .stderr(stderr);
+                .env("IPFS_PRIMARY_API", "http://127.0.0.1:9");
             if !read_first {
                 drop(reader);
-                let child = cmd.spawn().expect("spawn pinwarden");
+                let child = pinwarden.spawn_with(writer, stderr);
                 assert_quiet(args, "closed before it started", child, &stderr_file);
                 continue;
             }
-            let child = cmd.spawn().expect("spawn pinwarden");
-            // Our copy of the write end goes with `cmd`: the child then holds the only one.
-            drop(cmd);
+            // The child then holds the only write end.
+            let child = pinwarden.spawn_with(writer, stderr);
             let mut first = [0u8; 16];
             std::io::Read::read_exact(&mut reader, &mut first).expect("the first bytes");
             drop(reader);
@@ -199,7 +192,7 @@ fn a_closed_stdout_ends_every_command_quietly() {
 }
 
 /// Waits (bounded) for `child`, then asserts it exited 0 without a panic.
-fn assert_quiet(args: &[&str], how: &str, mut child: Child, stderr_file: &Path) {
+fn assert_quiet(args: &[&str], how: &str, mut child: std::process::Child, stderr_file: &Path) {
     let mut status = None;
     for _ in 0..600 {
         status = child.try_wait().expect("wait");

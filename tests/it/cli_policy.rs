@@ -222,7 +222,7 @@ fn verdicts(stdout: &str) -> usize {
 
 #[test]
 fn worked_example_encode_check_and_test_a_custom_policy() {
-    // The README's worked example, step for step (the build script already compiled the
+    // The worked example (docs/policies/worked-example.md), step for step (the build script already compiled the
     // example crate to a core module, as `cargo build --target wasm32-unknown-unknown` would).
     let dir = tempfile::tempdir().expect("tempdir");
     let module = Path::new(GUEST_MODULES).join("backups_first.wasm");
@@ -293,7 +293,7 @@ fn worked_example_encode_check_and_test_a_custom_policy() {
 #[test]
 fn the_no_kit_example_policy_builds_checks_and_passes_its_own_scenario() {
     // examples/policies/no-kit: plain wit-bindgen, no policy-kit, built by the build script as
-    // `cargo build --target wasm32-unknown-unknown` would (the README's no-kit path).
+    // `cargo build --target wasm32-unknown-unknown` would (the no-kit path in docs/policies/worked-example.md).
     let dir = tempfile::tempdir().expect("tempdir");
     let module = Path::new(GUEST_MODULES).join("no_kit.wasm");
     let output = dir.path().join("no-kit.wasm");

@@ -524,7 +524,7 @@ async fn a_breaker_opening_logs_and_posts_the_node_to_the_webhook() {
     .await;
     assert_eq!(
         result.status,
-        pinwarden::executor::Status::Pinned,
+        pinwarden::executor::RoundEnd::Pinned,
         "{:?}",
         result.trace
     );

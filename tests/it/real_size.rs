@@ -22,7 +22,7 @@ use crate::support::nodes::{required_cluster, step};
 use crate::support::policies::registry;
 use crate::support::{FaultProxy, IpfsCluster, Mode, make_hls_set};
 use futures::FutureExt;
-use pinwarden::executor::{RoundLimits, Status, Topology, run_round};
+use pinwarden::executor::{RoundEnd, RoundLimits, Topology, run_round};
 use pinwarden::kubo::KuboClient;
 use pinwarden::node::Node;
 use pinwarden::policy::contract::Job;
@@ -152,7 +152,7 @@ async fn cases(cluster: &IpfsCluster, t0: Instant) {
             backup.counts()
         ),
     );
-    assert_eq!(result.status, Status::Pinned, "{:?}", result.reason);
+    assert_eq!(result.status, RoundEnd::Pinned, "{:?}", result.reason);
     assert_eq!(result.confirmed, ["backup-1"]);
 
     // Every attempt on the backup came right after a fresh provider hint.

@@ -7,7 +7,7 @@ use crate::support::policies::{
 };
 use pinwarden::Action;
 use pinwarden::Role;
-use pinwarden::executor::{RoundLimits, Status};
+use pinwarden::executor::{RoundEnd, RoundLimits};
 use pinwarden::policy::{IncidentKind, LoadError, Policy, Source};
 use pinwarden::sim::node::{PinAnswer, SimNode};
 
@@ -17,7 +17,12 @@ fn contained(mode: &str, after: &str, kind: IncidentKind) {
     let fallback = registry.fallback_for(&[]).expect("fallback");
     let result = round(&policy, &fallback, &topology(&[]), &job(false));
 
-    assert_eq!(result.status, Status::Pinned, "{mode}: {:?}", result.reason);
+    assert_eq!(
+        result.status,
+        RoundEnd::Pinned,
+        "{mode}: {:?}",
+        result.reason
+    );
     assert_eq!(result.confirmed, ["primary"], "{mode}");
     assert_eq!(result.decided_by, "tank-mode", "{mode}");
     assert_eq!(result.incidents.len(), 1, "{mode}: {:?}", result.incidents);
@@ -58,7 +63,7 @@ fn stack_overflow_is_contained_and_called_so() {
     let policy = hostile(&registry, &[("mode", "recurse"), ("after", "0")]);
     let fallback = registry.fallback_for(&[]).expect("fallback");
     let result = round(&policy, &fallback, &topology(&[]), &job(false));
-    assert_eq!(result.status, Status::Pinned, "{:?}", result.reason);
+    assert_eq!(result.status, RoundEnd::Pinned, "{:?}", result.reason);
     let incident = &result.incidents[0];
     assert_eq!(incident.kind, IncidentKind::Trap, "{incident}");
     assert!(incident.message.contains("stack overflow"), "{incident}");
@@ -112,7 +117,7 @@ fn a_failing_job_still_fails_properly_after_an_incident() {
         t.add(name, s.role, std::sync::Arc::new(SimNode::new(s)));
     }
     let result = round(&policy, &fallback, &t, &job(false));
-    assert_eq!(result.status, Status::Failed);
+    assert_eq!(result.status, RoundEnd::Failed);
     let reason = result.reason.unwrap_or_default();
     assert!(reason.starts_with("CRITICAL"), "{reason}");
     assert!(
@@ -230,7 +235,7 @@ status = "pinned"
     let report = pinwarden::sim::run(&policy, &fallback, &scenario, pinwarden::sim::Mode::Expect)
         .expect("runs");
     let round = report.final_round().expect("a round");
-    assert_eq!(round.status, Status::Pinned, "{:?}", round.reason);
+    assert_eq!(round.status, RoundEnd::Pinned, "{:?}", round.reason);
     assert_eq!(
         round.confirmed.len(),
         2,
@@ -256,7 +261,7 @@ fn a_huge_reason_is_cut_before_it_is_stored() {
     let policy = hostile(&registry, &[("mode", "huge-reason"), ("after", "0")]);
     let fallback = registry.fallback_for(&[]).expect("fallback");
     let result = round(&policy, &fallback, &topology(&[]), &job(false));
-    assert_eq!(result.status, Status::Failed);
+    assert_eq!(result.status, RoundEnd::Failed);
     let reason = result.reason.as_deref().unwrap_or_default();
     assert!(reason.len() < 2048, "{} bytes", reason.len());
     assert!(reason.ends_with("bytes cut by the host]"), "{reason}");
@@ -275,7 +280,7 @@ fn a_slow_policy_is_stopped_by_the_rounds_time_budget() {
         ..RoundLimits::default()
     };
     let result = round_with(&policy, &fallback, &topology(&[]), &job(false), &limits);
-    assert_eq!(result.status, Status::Pinned, "{:?}", result.reason);
+    assert_eq!(result.status, RoundEnd::Pinned, "{:?}", result.reason);
     assert_eq!(result.decided_by, "tank-mode");
     assert_eq!(result.incidents.len(), 1, "{:?}", result.incidents);
     assert_eq!(result.incidents[0].kind, IncidentKind::Budget);

@@ -1,7 +1,7 @@
 //! The simulator: built-in scenarios through the real executor on virtual time.
 
 use crate::support::policies::registry;
-use pinwarden::executor::Status;
+use pinwarden::executor::RoundEnd;
 use pinwarden::sim::{self, Mode, Scenario};
 use std::time::Instant;
 
@@ -179,7 +179,10 @@ fn contract_mode_ignores_policy_specific_expectations() {
         .find(|s| s.name == "happy-path")
         .expect("happy path");
     let report = sim::run(&policy, &fallback, &happy, Mode::Contract).expect("runs");
-    assert_eq!(report.final_round().map(|r| r.status), Some(Status::Pinned));
+    assert_eq!(
+        report.final_round().map(|r| r.status),
+        Some(RoundEnd::Pinned)
+    );
 }
 
 #[test]
@@ -240,7 +243,7 @@ fn the_supernode_outage_drill_passes_under_tank_mode_defaults() {
     );
     assert!(report.passed(), "{:?}", report.failures);
     assert_eq!(report.jobs.len(), 60);
-    assert_eq!(report.ended(Status::Pinned), 60);
+    assert_eq!(report.ended(RoundEnd::Pinned), 60);
     // One ledger across the jobs: the first jobs race the backup against the stalling
     // primary (hedging) and abandon the primary's pin; later ones skip the open breaker.
     let first = report.job_rounds(&report.jobs[0]);

@@ -10,7 +10,7 @@ use std::cell::OnceCell;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 
-/// Exit statuses, documented in `--help` and the README.
+/// Exit statuses, documented in `--help` and docs/cli.md.
 pub mod exit {
     pub const OK: u8 = 0;
     pub const FAILED: u8 = 1;

@@ -3,7 +3,7 @@
 use super::context::{CliError, CliResult, Context, exit};
 use super::output::{out, outln};
 use crate::app::App;
-use crate::executor::{RoundLimits, RoundResult, Status, run_round};
+use crate::executor::{RoundEnd, RoundLimits, RoundResult, run_round};
 use crate::policy::contract::Job;
 use crate::trace::format_ms;
 use clap::Args;
@@ -106,23 +106,23 @@ async fn pin_with(app: &App, cid: &str, args: &JobArgs) -> CliResult {
         outln!("{}", result_json(app, &job, &result));
     } else {
         match result.status {
-            Status::Pinned | Status::LocalFallback => outln!(
+            RoundEnd::Pinned | RoundEnd::LocalFallback => outln!(
                 "{} {cid} on {} (verified, retrievable) in {}",
                 result.status,
                 result.confirmed.join(", "),
                 format_ms(result.elapsed_ms)
             ),
-            Status::Failed => outln!(
+            RoundEnd::Failed => outln!(
                 "failed {cid}: {}",
                 result.reason.as_deref().unwrap_or("no reason given")
             ),
         }
     }
     Ok(match result.status {
-        Status::Pinned => exit::OK,
+        RoundEnd::Pinned => exit::OK,
         // A blocking pin never ends in the local fallback (that is for lazy jobs), but if a
         // policy chose it, the content is not where it was asked to be: retry later.
-        Status::Failed | Status::LocalFallback => exit::FAILED,
+        RoundEnd::Failed | RoundEnd::LocalFallback => exit::FAILED,
     })
 }
 

@@ -2,7 +2,7 @@
 
 use super::context::{CliError, CliResult, Context, exit};
 use super::output::outln;
-use crate::executor::{RoundResult, Status};
+use crate::executor::{RoundEnd, RoundResult};
 use crate::policy::engine::SandboxLimits;
 use crate::policy::{BUILTIN_FALLBACK, Policy, PolicyEngine, Registry, Source};
 use crate::sim::{self, Mode, Report, Scenario};
@@ -36,7 +36,7 @@ pub enum PolicyCommand {
     Test {
         /// A built-in policy name (tank-mode, single-backup) or a component file.
         policy: String,
-        /// A scenario file (TOML, see the README); repeatable. Given, only these files run;
+        /// A scenario file (TOML, see docs/policies/simulator.md); repeatable. Given, only these files run;
         /// without it, the built-in scenarios.
         #[arg(long = "scenario", value_name = "FILE")]
         scenarios: Vec<PathBuf>,
@@ -261,7 +261,7 @@ fn print_report(report: &Report, quiet: bool) {
         }
     }
     let summary = if report.stream.is_some() {
-        let counts: Vec<String> = [Status::Pinned, Status::LocalFallback, Status::Failed]
+        let counts: Vec<String> = [RoundEnd::Pinned, RoundEnd::LocalFallback, RoundEnd::Failed]
             .into_iter()
             .map(|s| (s, report.ended(s)))
             .filter(|(_, n)| *n > 0)
@@ -284,10 +284,10 @@ fn print_report(report: &Report, quiet: bool) {
 
 fn ended_as(r: &RoundResult) -> String {
     match r.status {
-        Status::Pinned | Status::LocalFallback => {
+        RoundEnd::Pinned | RoundEnd::LocalFallback => {
             format!("{} on {}", r.status, r.confirmed.join(", "))
         }
-        Status::Failed => format!("failed: {}", r.reason.as_deref().unwrap_or("?")),
+        RoundEnd::Failed => format!("failed: {}", r.reason.as_deref().unwrap_or("?")),
     }
 }
 
@@ -337,9 +337,9 @@ fn print_figures(report: &Report) {
     );
     outln!(
         "  outcomes     {} pinned, {} local-fallback, {} failed; the last ended at {}",
-        report.ended(Status::Pinned),
-        report.ended(Status::LocalFallback),
-        report.ended(Status::Failed),
+        report.ended(RoundEnd::Pinned),
+        report.ended(RoundEnd::LocalFallback),
+        report.ended(RoundEnd::Failed),
         format_ms(report.virtual_ms())
     );
     if let Some((pinned, window)) = report.pinned_while_arriving() {
@@ -385,9 +385,7 @@ fn encode(registry: &Registry, input: &Path, output: &Path) -> CliResult {
             input.display()
         ))
     })?;
-    let tmp = output.with_extension("wasm.tmp");
-    std::fs::write(&tmp, &component)
-        .and_then(|()| std::fs::rename(&tmp, output))
+    crate::atomic_file::write(output, &component)
         .map_err(|e| failed(format!("{}: cannot write: {e}", output.display())))?;
     outln!("wrote {} ({} bytes)", output.display(), component.len());
     Ok(exit::OK)

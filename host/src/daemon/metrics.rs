@@ -10,7 +10,7 @@
 //! every label value known up front: a rule's `increase()` over a series that first appears at
 //! 1 reads 0, and a dashboard should show "none yet" rather than nothing.
 
-use crate::executor::{RoundResult, Status};
+use crate::executor::{RoundEnd, RoundResult};
 use crate::health::{self, Ended};
 use crate::policy::IncidentKind;
 use crate::queue::State;
@@ -269,7 +269,7 @@ impl Metrics {
             self.fallbacks
                 .get_or_create_owned(&Kind { kind: kind.into() });
         }
-        for status in [Status::Pinned, Status::Failed, Status::LocalFallback] {
+        for status in [RoundEnd::Pinned, RoundEnd::Failed, RoundEnd::LocalFallback] {
             self.rounds.get_or_create_owned(&StateLabel {
                 state: status.to_string(),
             });
@@ -375,9 +375,9 @@ impl Metrics {
             })
             .inc();
         let fallback = match result.status {
-            Status::LocalFallback => Some("local"),
+            RoundEnd::LocalFallback => Some("local"),
             // Pinned without the primary among the confirmed nodes: the backups carried it.
-            Status::Pinned if !result.confirmed.iter().any(|n| Some(n.as_str()) == primary) => {
+            RoundEnd::Pinned if !result.confirmed.iter().any(|n| Some(n.as_str()) == primary) => {
                 Some("backup")
             }
             _ => None,

@@ -5,7 +5,7 @@
 //! a crash in between re-runs the round rather than losing the line.
 
 use super::{Daemon, now_ms};
-use crate::executor::{RoundResult, Status, run_round};
+use crate::executor::{RoundEnd, RoundResult, run_round};
 use crate::journal::{ContentKind, Entry};
 use crate::kubo::ObjectKind;
 use crate::policy::contract::Job;
@@ -81,11 +81,11 @@ async fn round(daemon: &Daemon, row: PinRow) {
         .observe_round(&result, daemon.primary.as_deref());
     daemon.alerts.record(&signals, std::time::Instant::now());
     let finish = match result.status {
-        Status::Pinned => Finish::Pinned {
+        RoundEnd::Pinned => Finish::Pinned {
             confirmed: result.confirmed.clone(),
             decided_by: result.decided_by.clone(),
         },
-        Status::LocalFallback => match journal(daemon, &job, &result).await {
+        RoundEnd::LocalFallback => match journal(daemon, &job, &result).await {
             Ok(()) => Finish::LocalFallback {
                 confirmed: result.confirmed.clone(),
                 decided_by: result.decided_by.clone(),
@@ -97,7 +97,7 @@ async fn round(daemon: &Daemon, row: PinRow) {
                 &result,
             ),
         },
-        Status::Failed => {
+        RoundEnd::Failed => {
             let reason = result.reason.clone().unwrap_or_else(|| "failed".into());
             failed(daemon, &job, reason, &result)
         }

@@ -123,9 +123,11 @@ impl Default for RoundLimits {
     }
 }
 
+/// How a round ended: one of the queue's final states ([`crate::queue::State`]), which is
+/// what a pin becomes when its round ends this way (a failed lazy pin is queued again).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Status {
+pub enum RoundEnd {
     /// Pinned, verified and retrievable on the confirmed nodes.
     Pinned,
     /// The round failed; the job stays retryable.
@@ -134,19 +136,26 @@ pub enum Status {
     LocalFallback,
 }
 
-impl std::fmt::Display for Status {
+impl From<RoundEnd> for crate::queue::State {
+    fn from(ended: RoundEnd) -> Self {
+        match ended {
+            RoundEnd::Pinned => crate::queue::State::Pinned,
+            RoundEnd::Failed => crate::queue::State::Failed,
+            RoundEnd::LocalFallback => crate::queue::State::LocalFallback,
+        }
+    }
+}
+
+impl std::fmt::Display for RoundEnd {
+    /// The queue state's name: one spelling for both.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Status::Pinned => "pinned",
-            Status::Failed => "failed",
-            Status::LocalFallback => "local-fallback",
-        })
+        f.write_str(crate::queue::State::from(*self).as_str())
     }
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RoundResult {
-    pub status: Status,
+    pub status: RoundEnd,
     pub confirmed: Vec<String>,
     /// Why the round failed (starts with `CRITICAL` when every option was exhausted).
     pub reason: Option<String>,
@@ -231,7 +240,9 @@ impl Round<'_> {
             Ok(charge) => charge,
             Err(incident) => match self.contain(incident, fallback) {
                 Ok(charge) => charge,
-                Err(reason) => return self.finish(Status::Failed, vec![], Some(reason), fallback),
+                Err(reason) => {
+                    return self.finish(RoundEnd::Failed, vec![], Some(reason), fallback);
+                }
             },
         };
         let mut performing = Performing::new();
@@ -246,7 +257,7 @@ impl Round<'_> {
                         continue;
                     }
                     Err(reason) => {
-                        return self.finish(Status::Failed, vec![], Some(reason), fallback);
+                        return self.finish(RoundEnd::Failed, vec![], Some(reason), fallback);
                     }
                 },
             };
@@ -349,12 +360,12 @@ impl Round<'_> {
     fn succeed(mut self, nodes: Vec<String>, by: &Policy) -> RoundResult {
         self.abandon_running_pins(&nodes);
         self.note(None, format!("pinned and verified on {}", nodes.join(", ")));
-        self.finish(Status::Pinned, nodes, None, by)
+        self.finish(RoundEnd::Pinned, nodes, None, by)
     }
 
     fn fail(mut self, reason: String, by: &Policy) -> RoundResult {
         self.note(None, format!("round failed: {reason}"));
-        self.finish(Status::Failed, Vec::new(), Some(reason), by)
+        self.finish(RoundEnd::Failed, Vec::new(), Some(reason), by)
     }
 
     /// Logs and records an incident and puts the fallback policy in charge (`Err`: it cannot
@@ -484,7 +495,7 @@ impl Round<'_> {
     async fn local_fallback(mut self, decided_by: &Policy) -> RoundResult {
         let Some((name, node)) = self.topology.local() else {
             let reason = "CRITICAL: local fallback without a local node".to_string();
-            return self.finish(Status::Failed, Vec::new(), Some(reason), decided_by);
+            return self.finish(RoundEnd::Failed, Vec::new(), Some(reason), decided_by);
         };
         let (name, node) = (name.to_string(), Arc::clone(node));
         self.note(
@@ -515,14 +526,14 @@ impl Round<'_> {
             ended_ms: Some(ended),
         });
         match proof {
-            Ok(()) => self.finish(Status::LocalFallback, vec![name], None, decided_by),
+            Ok(()) => self.finish(RoundEnd::LocalFallback, vec![name], None, decided_by),
             Err(unproven) => {
                 let reason = format!(
                     "CRITICAL: local fallback {} failed on {name}: {}",
                     unproven.step,
                     describe_outcome(&unproven.outcome)
                 );
-                self.finish(Status::Failed, Vec::new(), Some(reason), decided_by)
+                self.finish(RoundEnd::Failed, Vec::new(), Some(reason), decided_by)
             }
         }
     }
@@ -597,7 +608,7 @@ impl Round<'_> {
 
     fn finish(
         self,
-        status: Status,
+        status: RoundEnd,
         confirmed: Vec<String>,
         reason: Option<String>,
         decided_by: &Policy,

@@ -13,7 +13,7 @@ pub mod node;
 pub mod scenario;
 
 use crate::Role;
-use crate::executor::{RoundLimits, RoundResult, Status, Topology, run_round};
+use crate::executor::{RoundEnd, RoundLimits, RoundResult, Topology, run_round};
 use crate::policy::Policy;
 use crate::policy::contract::Job;
 use crate::trace::format_ms;
@@ -142,7 +142,7 @@ impl Report {
     }
 
     /// Jobs that ended with `status`.
-    pub fn ended(&self, status: Status) -> usize {
+    pub fn ended(&self, status: RoundEnd) -> usize {
         self.jobs
             .iter()
             .filter(|j| self.job_end(j).is_some_and(|r| r.status == status))
@@ -169,7 +169,10 @@ impl Report {
             .jobs
             .iter()
             .filter(|j| j.ended_ms <= window)
-            .filter(|j| self.job_end(j).is_some_and(|r| r.status == Status::Pinned))
+            .filter(|j| {
+                self.job_end(j)
+                    .is_some_and(|r| r.status == RoundEnd::Pinned)
+            })
             .count();
         (window > 0).then_some((pinned, window))
     }
@@ -358,7 +361,7 @@ async fn run_job(
         // A round holds a slot, as in the daemon; the semaphore is never closed.
         let _slot = slots.acquire().await.ok();
         let result = run_round(policy, fallback, &job, topology, limits).await;
-        let again = spec.lazy && result.status == Status::Failed;
+        let again = spec.lazy && result.status == RoundEnd::Failed;
         rounds.push(result);
         if !again {
             break;
@@ -478,7 +481,7 @@ fn judge_stream(scenario: &Scenario, report: &Report, failures: &mut Vec<String>
             .iter()
             .filter_map(|j| {
                 let end = report.job_end(j)?;
-                let on_backups = end.status == Status::Pinned
+                let on_backups = end.status == RoundEnd::Pinned
                     && !end.confirmed.is_empty()
                     && end.confirmed.iter().all(is_backup);
                 (!on_backups).then(|| (*j, ended_as(end)))
@@ -560,7 +563,7 @@ fn describe_job(job: &JobRun) -> String {
 
 fn ended_as(round: &RoundResult) -> String {
     match round.status {
-        Status::Failed => format!("failed: {}", round.reason.as_deref().unwrap_or("?")),
+        RoundEnd::Failed => format!("failed: {}", round.reason.as_deref().unwrap_or("?")),
         status => format!("{status} on {}", round.confirmed.join(", ")),
     }
 }

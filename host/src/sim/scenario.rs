@@ -2,7 +2,7 @@
 //! expected end. The format is documented in docs/policies/simulator.md; the built-in scenarios are examples.
 
 use super::node::NodeScript;
-use crate::executor::Status;
+use crate::executor::RoundEnd;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -121,7 +121,7 @@ const MAX_SPAN_MS: u64 = 30 * 24 * 3_600_000;
 #[serde(deny_unknown_fields)]
 pub struct Expect {
     /// How every job ends.
-    pub status: Status,
+    pub status: RoundEnd,
     /// Confirmed nodes of every job (any order).
     pub nodes: Option<Vec<String>>,
     pub reason_starts_with: Option<String>,
@@ -164,16 +164,16 @@ pub struct ConfirmedAfter {
 #[serde(deny_unknown_fields)]
 pub struct Contract {
     /// The end any sensible policy must reach here (e.g. pinned, when every node works).
-    pub status: Option<Status>,
+    pub status: Option<RoundEnd>,
 }
 
-impl<'de> Deserialize<'de> for Status {
+impl<'de> Deserialize<'de> for RoundEnd {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
         match s.as_str() {
-            "pinned" => Ok(Status::Pinned),
-            "failed" => Ok(Status::Failed),
-            "local-fallback" => Ok(Status::LocalFallback),
+            "pinned" => Ok(RoundEnd::Pinned),
+            "failed" => Ok(RoundEnd::Failed),
+            "local-fallback" => Ok(RoundEnd::LocalFallback),
             other => Err(serde::de::Error::custom(format!(
                 "unknown status '{other}' (expected pinned, failed or local-fallback)"
             ))),

@@ -146,6 +146,16 @@ impl Pinwarden {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {self}: {e}"))
     }
+
+    /// Starts the process with the caller's own stdout and stderr (a pipe the test closes,
+    /// say). The caller waits for it.
+    pub fn spawn_with(&self, stdout: impl Into<Stdio>, stderr: impl Into<Stdio>) -> Child {
+        self.command()
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {self}: {e}"))
+    }
 }
 
 /// `pinwarden ARGS...`, for messages.
