@@ -439,3 +439,61 @@ async fn the_walk_finds_a_leaf_removed_with_block_rm() {
         );
     }
 }
+
+/// Kubo drops an existing recursive pin when a re-pin of the same CID starts, and does not put
+/// it back when that re-pin is cancelled (boxo's `doPinRecursive`): seen here, a client that
+/// gives up on a re-pin leaves the content unpinned. So pinwarden's client never re-pins a CID
+/// the node already pins recursively (no `pin/add` at all), and the pin survives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_re_pin_drops_the_pin_so_the_client_never_re_pins() {
+    let cluster = required_cluster(1).await;
+    let api = cluster.api_url(0);
+    let node = client(&cluster, 0, "node");
+    // 10 MB in 512-byte chunks: ~20,000 blocks, a re-pin walk of well over 100 ms.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let file = tmp.path().join("many-blocks.bin");
+    let mut bytes = vec![0u8; 10 << 20];
+    crate::support::XorShift::seeded().fill(&mut bytes);
+    std::fs::write(&file, &bytes).expect("write");
+    let root = cli(
+        &cluster,
+        0,
+        &[
+            "add",
+            "-Q",
+            "--cid-version=1",
+            "--chunker=size-512",
+            path(&file),
+        ],
+    );
+    assert_eq!(node.verify(&root).await, Outcome::Ok, "ipfs add pins");
+
+    // Kubo's hazard, raw: a re-pin cut short after 100 ms unpins the content.
+    let cut = reqwest::Client::new()
+        .post(format!(
+            "{api}/api/v0/pin/add?arg={root}&recursive=true&progress=true"
+        ))
+        .timeout(Duration::from_millis(100))
+        .send()
+        .await;
+    if let Ok(reply) = cut {
+        let _ = reply.bytes().await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        node.verify(&root).await,
+        Outcome::NotPinned,
+        "Kubo kept the pin through a cancelled re-pin: the guard may no longer be needed"
+    );
+    assert_eq!(node.pin(&root, Duration::from_secs(30)).await, Outcome::Ok);
+    assert_eq!(node.verify(&root).await, Outcome::Ok);
+
+    // The client: a pinned CID is Ok at once, without a `pin/add` that could be cut short.
+    let proxy = crate::support::FaultProxy::start(&api)
+        .await
+        .expect("proxy");
+    let via = KuboClient::new("via-proxy", &proxy.url(), None).expect("client");
+    assert_eq!(via.pin(&root, Duration::from_millis(50)).await, Outcome::Ok);
+    assert_eq!(proxy.count("/api/v0/pin/add"), 0, "{:?}", proxy.counts());
+    assert_eq!(node.verify(&root).await, Outcome::Ok);
+}
