@@ -497,3 +497,64 @@ async fn a_cancelled_re_pin_drops_the_pin_so_the_client_never_re_pins() {
     assert_eq!(proxy.count("/api/v0/pin/add"), 0, "{:?}", proxy.counts());
     assert_eq!(node.verify(&root).await, Outcome::Ok);
 }
+
+/// `repo/stat` against `Datastore.StorageMax` on real daemons, through doctor's disk check:
+/// Kubo's SI units ("10kB" is 10,000 bytes), a repo above the warning share, and no limit when
+/// the key is removed (Kubo then answers the largest u64).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repo_stat_against_storage_max_in_doctor() {
+    let cluster = IpfsCluster::start_with(2, |i, config| {
+        let datastore = config.entry("Datastore").or_insert_with(|| json!({}));
+        let datastore = datastore.as_object_mut().expect("Datastore is an object");
+        if i == 0 {
+            datastore.insert("StorageMax".into(), "10kB".into());
+        } else {
+            datastore.remove("StorageMax");
+        }
+        Ok(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("Kubo is required and could not start: {e:#}"));
+    let small = client(&cluster, 0, "small")
+        .repo_stat()
+        .await
+        .expect("repo/stat");
+    assert_eq!(small.storage_max, Some(10_000));
+    assert!(small.repo_size > 9_000, "{small:?}");
+    let unlimited = client(&cluster, 1, "unlimited")
+        .repo_stat()
+        .await
+        .expect("repo/stat");
+    assert_eq!(unlimited.storage_max, None, "{unlimited:?}");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = format!(
+        "data_dir = \"{}\"\nnode_name = \"encoder-node-1\"\n\n\
+         [[node]]\nname = \"small\"\nrole = \"primary\"\nurl = \"{}\"\n\n\
+         [[node]]\nname = \"unlimited\"\nrole = \"backup\"\nurl = \"{}\"\n",
+        dir.path().display(),
+        cluster.api_url(0),
+        cluster.api_url(1)
+    );
+    let config_path = dir.path().join("pinwarden.toml");
+    std::fs::write(&config_path, text).expect("write config");
+    let config = Config::load(Some(&config_path), &|_| None, &[]).expect("config");
+    let report = doctor::examine(&config, &doctor::Options::default()).await;
+    let disk = |subject: &str| {
+        report
+            .checks
+            .iter()
+            .find(|c| c.subject == subject && c.check == "disk")
+            .unwrap_or_else(|| panic!("no disk check for {subject}: {report:#?}"))
+            .clone()
+    };
+    let full = disk("small");
+    assert_eq!(full.level, Level::Warn, "{full:?}");
+    assert!(full.detail.contains("StorageMax used"), "{full:?}");
+    let open = disk("unlimited");
+    assert_eq!(open.level, Level::Ok, "{open:?}");
+    assert!(
+        open.detail.contains("no storage limit configured"),
+        "{open:?}"
+    );
+}
