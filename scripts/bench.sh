@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# End-to-end benchmarks (BENCHMARKS.md): real local js-ipfs nodes and the release binary.
+# End-to-end benchmarks (BENCHMARKS.md): real local Kubo nodes and the release binary.
 #
 #   scripts/bench.sh                      # everything: e2e overhead, CLI cold start, daemon
 #   scripts/bench.sh --only daemon        # one part (e2e, cold, daemon; comma-separated; also
@@ -12,7 +12,7 @@
 # Options go to host/examples/bench_e2e.rs (see its header). The micro-benchmarks are separate:
 #   cargo bench -p pinwarden --bench policy
 #
-# Installs what it needs (scripts/setup.sh: js-ipfs from the lockfile), builds `pinwarden` and the
+# Installs what it needs (scripts/setup.sh: Kubo, built once), builds `pinwarden` and the
 # benchmark with `cargo build --release` (a few minutes on a fresh clone), prints the machine, the
 # date and the load, then the figures (about 3 minutes). Everything it starts is stopped when it
 # ends. Measure on an otherwise idle machine: with a load average above ~1.5 the figures are noise.

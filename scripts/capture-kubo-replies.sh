@@ -4,7 +4,8 @@
 #
 #   scripts/capture-kubo-replies.sh [OUT_DIR]
 #
-# IPFS_BIN        the kubo binary (default: target/kubo/bin/ipfs)
+# IPFS_BIN        the kubo binary (default: $PINWARDEN_KUBO_BIN, else the one scripts/setup.sh
+#                 caches at ${XDG_CACHE_HOME:-$HOME/.cache}/pinwarden/kubo-v0.43.1/ipfs)
 # OUT_DIR         where the replies go, one file per reply (default: host/src/kubo/recorded-kubo/)
 # KUBO_PORT_BASE  first of the loopback ports used (default 25100; uses base+1..base+33)
 #
@@ -15,13 +16,15 @@
 # OUT_DIR/INDEX.tsv lists every file with curl's exit code (28 = we cut a stalled reply
 # off after --max-time on purpose) and the request.
 set -euo pipefail
+# Kubo's telemetry plugin would report to the Internet: off for every node and CLI call here.
+export IPFS_TELEMETRY=off
 
 ROOT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-IPFS_BIN="${IPFS_BIN:-$ROOT_DIR/target/kubo/bin/ipfs}"
+IPFS_BIN="${IPFS_BIN:-${PINWARDEN_KUBO_BIN:-${XDG_CACHE_HOME:-$HOME/.cache}/pinwarden/kubo-v0.43.1/ipfs}}"
 OUT="${1:-$ROOT_DIR/host/src/kubo/recorded-kubo/}"
 BASE="${KUBO_PORT_BASE:-25100}"
 
-[ -x "$IPFS_BIN" ] || { echo "no kubo binary at $IPFS_BIN (set IPFS_BIN)" >&2; exit 1; }
+[ -x "$IPFS_BIN" ] || { echo "no kubo binary at $IPFS_BIN (run scripts/setup.sh, or set IPFS_BIN)" >&2; exit 1; }
 command -v curl >/dev/null || { echo "curl is required" >&2; exit 1; }
 
 mkdir -p "$OUT"

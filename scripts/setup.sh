@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
 # Installs what pinwarden's demo and tests need on a fresh machine (idempotent):
 #   - the wasm32 target the policies compile to (also named in rust-toolchain.toml);
-#   - js-ipfs (real IPFS daemons speaking the Kubo RPC API) from the committed lockfile;
+#   - Kubo (the IPFS node of the demo and the real-node tests), a pinned version built from the
+#     Go module proxy once and cached between runs;
+#   - js-ipfs (a second, smaller real-node smoke set) from the committed lockfile;
 #   - systemd-analyze and groff for the packaging tests (Debian packages, when missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# The Kubo release the tests and the demo run on; bump it here (tests/testkit looks here too).
+KUBO_VERSION=v0.43.1
+KUBO_CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/pinwarden/kubo-$KUBO_VERSION"
 
 echo "==> rust toolchain and wasm32 target"
 # The toolchain rust-toolchain.toml pins, with the wasm32 target (no-ops when present; explicit
@@ -16,7 +22,40 @@ fi
 rustup component add rustfmt clippy
 rustup target add wasm32-unknown-unknown
 
-echo "==> js-ipfs for the real-node tests and the demo"
+echo "==> Kubo $KUBO_VERSION for the demo and the real-node tests"
+# Built from source through the Go module proxy, once, into a per-user cache that every clone
+# and worktree shares; tests/testkit finds it there (or at $PINWARDEN_KUBO_BIN).
+# Not `go install github.com/ipfs/kubo/cmd/ipfs@$KUBO_VERSION`: Kubo's go.mod replaces
+# go-libp2p with a fork (github.com/lidel/go-libp2p) that the proxy does not serve, and
+# `go install pkg@version` refuses any module with replace directives. So: download Kubo's
+# module, drop that replace, pin quic-go and webtransport-go to the versions go-libp2p v0.49.0
+# itself requires (the fork only existed to use newer ones), and build it in a temp copy.
+kubo_bin="$KUBO_CACHE/ipfs"
+if [ -x "$kubo_bin" ] && "$kubo_bin" version 2>/dev/null | grep -qx "ipfs version ${KUBO_VERSION#v}"; then
+  echo "cached: $kubo_bin"
+else
+  command -v go >/dev/null || { echo "Kubo needs Go (1.25 or newer) on PATH" >&2; exit 1; }
+  started=$(date +%s)
+  build=$(mktemp -d "${TMPDIR:-/tmp}/pinwarden-kubo-build.XXXXXX")
+  trap 'chmod -R u+w "$build" 2>/dev/null; rm -rf "$build"' EXIT
+  src=$(go mod download -json "github.com/ipfs/kubo@$KUBO_VERSION" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+  [ -d "$src" ] || { echo "go mod download did not give Kubo $KUBO_VERSION's source" >&2; exit 1; }
+  cp -r "$src" "$build/kubo"
+  chmod -R u+w "$build/kubo"
+  (
+    cd "$build/kubo"
+    go mod edit -dropreplace github.com/libp2p/go-libp2p
+    GOFLAGS=-mod=mod go get github.com/quic-go/webtransport-go@v0.11.1 github.com/quic-go/quic-go@v0.60.0
+    GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -o "$build/ipfs" ./cmd/ipfs
+  )
+  "$build/ipfs" version | grep -qx "ipfs version ${KUBO_VERSION#v}" \
+    || { echo "the built ipfs is not Kubo $KUBO_VERSION: $("$build/ipfs" version)" >&2; exit 1; }
+  mkdir -p "$KUBO_CACHE"
+  mv "$build/ipfs" "$kubo_bin.tmp" && mv "$kubo_bin.tmp" "$kubo_bin"
+  echo "built $kubo_bin in $(($(date +%s) - started)) s"
+fi
+
+echo "==> js-ipfs for the smaller js-ipfs smoke set"
 # npm ci is slow (~3 min cold); skip it when node_modules matches the lockfile already.
 if ! cmp -s tests/ipfs-node/package-lock.json tests/ipfs-node/node_modules/.pinwarden-lock; then
   (cd tests/ipfs-node && npm ci --no-audit --no-fund --loglevel=error)

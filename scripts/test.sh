@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone. Installs what it needs first (scripts/setup.sh:
-# the wasm32 target, js-ipfs from the lockfile), then checks formatting and lints, and runs
-# every test of every crate.
+# the wasm32 target, Kubo built once and cached, js-ipfs from the lockfile), then checks
+# formatting and lints, and runs every test of every crate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

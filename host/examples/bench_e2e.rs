@@ -149,16 +149,16 @@ async fn main() -> Result<()> {
     let args = Args::parse()?;
     println!("pinwarden binary: {}", args.bin.display());
     println!("load before: {}", loadavg());
-    // Each part gets a js-ipfs node of its own, with a fresh repo.
+    // Each part gets a Kubo node of its own, with a fresh repo.
     for part in ["e2e", "cold", "check"] {
         if !args.wants(part) {
             continue;
         }
         let cluster = IpfsCluster::start(1)
             .await
-            .context("starting a js-ipfs node (run scripts/setup.sh first)")?;
+            .context("starting a Kubo node (run scripts/setup.sh first)")?;
         let api = cluster.api_url(0);
-        println!("\njs-ipfs node up for {part}: {api} (load {})", loadavg());
+        println!("\nKubo node up for {part}: {api} (load {})", loadavg());
         match part {
             "e2e" => e2e(&args, &api).await?,
             "cold" => cold_start(&args, &api).await?,

@@ -43,7 +43,7 @@ async fn run() -> anyhow::Result<()> {
         pinwarden.display()
     );
 
-    banner("starting three js-ipfs nodes on 127.0.0.1: primary (supernode), backup-1, backup-2");
+    banner("starting three Kubo nodes on 127.0.0.1: primary (supernode), backup-1, backup-2");
     let cluster = IpfsCluster::start(3).await?;
     let clients: Vec<KuboClient> = (0..3)
         .map(|i| KuboClient::new(format!("node-{i}"), &cluster.api_url(i), None))

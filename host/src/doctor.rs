@@ -180,15 +180,7 @@ async fn node_checks(node: &NodeConfig, opts: &Options) -> NodeSeen {
                 format!("{} answers", client.api_url()),
                 None,
             ));
-            checks.push(check(
-                "auth",
-                Level::Fail,
-                format!(
-                    "credentials refused (HTTP {status}: {})",
-                    first_line(&message)
-                ),
-                Some(credentials_hint(node)),
-            ));
+            checks.push(refused_check(&client, node, status, &message, &check).await);
             return NodeSeen {
                 checks,
                 client: None,
@@ -234,6 +226,42 @@ async fn node_checks(node: &NodeConfig, opts: &Options) -> NodeSeen {
         client: Some(client),
         info: Some(info),
     }
+}
+
+/// `id` was refused. Kubo answers 403 both to a token it does not know and to a known token
+/// whose `AllowedPaths` do not cover the call, and lets any known token call `version`: so
+/// `version` tells a wrong token from one that is only too narrow.
+async fn refused_check(
+    client: &KuboClient,
+    node: &NodeConfig,
+    status: u16,
+    message: &str,
+    check: &impl Fn(&'static str, Level, String, Option<String>) -> Check,
+) -> Check {
+    if has_credentials(node) && client.version().await.is_ok() {
+        return check(
+            "auth",
+            Level::Fail,
+            format!(
+                "credentials accepted, but not for /api/v0/id (HTTP {status}: {})",
+                first_line(message)
+            ),
+            Some(format!(
+                "the token of node '{}' is valid, but its AllowedPaths in the node's \
+                 API.Authorizations do not cover the calls pinwarden makes: allow \"/api/v0\"",
+                node.name
+            )),
+        );
+    }
+    check(
+        "auth",
+        Level::Fail,
+        format!(
+            "credentials refused (HTTP {status}: {})",
+            first_line(message)
+        ),
+        Some(credentials_hint(node)),
+    )
 }
 
 async fn version_check(

@@ -1,4 +1,4 @@
-//! `pinwarden serve` against real js-ipfs nodes: the socket API, the durable lazy queue with
+//! `pinwarden serve` against real Kubo nodes: the socket API, the durable lazy queue with
 //! the local fallback and its journal, crash safety under SIGKILL, and live policy swaps.
 //! On the shared cluster: primary and backup are two nodes of its mesh, the local node is its
 //! isolated node (content uploaded there alone must end in the local fallback).
@@ -196,7 +196,7 @@ policy_dir = "{data}"
 async fn daemon_against_real_nodes() {
     let t0 = Instant::now();
     let cluster = shared_cluster().await;
-    step(t0, "shared js-ipfs nodes up");
+    step(t0, "shared Kubo nodes up");
     let primary_proxy = FaultProxy::start(&cluster.api_url(PRIMARY))
         .await
         .expect("proxy");

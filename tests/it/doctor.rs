@@ -1,4 +1,4 @@
-//! `pinwarden doctor` on real js-ipfs nodes (issue 13): a healthy topology is all OK (exit 0);
+//! `pinwarden doctor` on real Kubo nodes (issue 13): a healthy topology is all OK (exit 0);
 //! a refused node, a wrong token and a backup that cannot reach the primary each FAIL with a
 //! hint (exit 1). Faults come from the fault proxy: a Kubo-style token check, and a primary
 //! whose `id` announces swarm addresses nobody can dial.
@@ -98,7 +98,10 @@ async fn a_healthy_topology_is_all_ok() {
         }
     }
     let (_, version, _) = level(&report, "primary", "version");
-    assert!(version.starts_with("js-ipfs 0."), "{version}");
+    assert!(
+        version.starts_with("Kubo 0.43.1 (agent kubo/0.43.1"),
+        "{version}"
+    );
     let (_, auth, _) = level(&report, "backup-1", "auth");
     assert_eq!(auth, "credentials accepted");
     assert!(

@@ -1,9 +1,9 @@
 //! `pinwarden fallback stats|migrate` as an operator runs it: the real binary against two real
-//! js-ipfs daemons, a local node holding fallback pins and a permanent node: two nodes of the
+//! Kubo daemons, a local node holding fallback pins and a permanent node: two nodes of the
 //! shared cluster's mesh (never its isolated node: `migrate` connects the permanent node to
 //! the local one). A single test runs the cases in order, on fresh content.
 //!
-//! Needs js-ipfs installed: `cd tests/ipfs-node && npm ci --before=2024-12-14`.
+//! Needs Kubo built by `scripts/setup.sh`.
 
 use crate::support::cli::Pinwarden;
 use crate::support::nodes::{MESH, ghost_cid, shared_cluster, step};
@@ -123,7 +123,7 @@ fn read_bytes(path: &Path) -> Vec<u8> {
 async fn fallback_stats_and_migrate_against_js_ipfs() {
     let t0 = Instant::now();
     let cluster = shared_cluster().await;
-    step(t0, "shared js-ipfs nodes ready");
+    step(t0, "shared Kubo nodes ready");
     let result = AssertUnwindSafe(cases(&cluster, t0)).catch_unwind().await;
     if let Err(panic) = result {
         eprintln!("{}", cluster.logs());

@@ -1,9 +1,9 @@
-//! The Kubo RPC client against real js-ipfs daemons, directly and through a fault-injecting
+//! The Kubo RPC client against real Kubo daemons, directly and through a fault-injecting
 //! proxy. A dedicated cluster of three daemons, not the shared one: the cases collect garbage
 //! and remove blocks on its nodes, and the test checks that the daemons are gone once it has
 //! stopped them. A single test runs the cases in order.
 //!
-//! Needs js-ipfs installed: `cd tests/ipfs-node && npm ci --before=2024-12-14`.
+//! Needs Kubo built by `scripts/setup.sh`.
 
 use crate::support::nodes::{ghost_cid, required_cluster, step};
 use crate::support::{FaultProxy, IpfsCluster, Mode, make_hls_dir};
@@ -70,10 +70,10 @@ async fn raw_lines(api: &str, call: &str) -> Vec<serde_json::Value> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kubo_client_against_js_ipfs() {
+async fn kubo_client_against_kubo() {
     let t0 = Instant::now();
     let mut cluster = required_cluster(3).await;
-    step(t0, "3 js-ipfs daemons ready");
+    step(t0, "3 Kubo daemons ready");
     let pids = cluster.pids();
     assert_eq!(pids.len(), 3);
 
@@ -101,7 +101,7 @@ async fn cases(cluster: &IpfsCluster, t0: Instant) {
 
     // --- id, add, object type ---
     let info = primary.id().await.expect("id");
-    assert!(info.agent_version.starts_with("js-ipfs/"), "{info:?}");
+    assert!(info.agent_version.starts_with("kubo/"), "{info:?}");
     let (_tmp, dir) = make_hls_dir("hls", 3 << 20, 6).expect("test data");
     let root = primary.add_dir(&dir).await.expect("add_dir");
     step(t0, &format!("added {} as {root}", dir.display()));
@@ -156,7 +156,7 @@ async fn cases(cluster: &IpfsCluster, t0: Instant) {
     assert_eq!(backup.check_retrievable(&root).await, Outcome::Ok);
     step(t0, "backup: pinned over bitswap, verified, retrievable");
 
-    // --- a pin nobody can serve stalls (js-ipfs sends nothing until done) ---
+    // --- a pin nobody can serve stalls (Kubo's progress lines stay flat) ---
     let ghost = ghost_cid();
     let started = Instant::now();
     let stall = Duration::from_millis(1500);

@@ -5,10 +5,11 @@
 //!   Grafana dashboard's queries);
 //! * the `pinwarden` binary as an operator runs it: `cli_policy`, `cli_context`, `packaging`
 //!   (completions, man pages, the systemd unit), `openapi` (the API document against a daemon);
-//! * real js-ipfs nodes on loopback (`support::nodes`, installed by `scripts/setup.sh`):
-//!   `kubo_client`, `fallback_migrate`, `e2e_pin`, `daemon`, `doctor`, `node_client` (the
+//! * real Kubo nodes on loopback (`support::nodes`, built by `scripts/setup.sh`):
+//!   `kubo_client`, `kubo_daemon` (Kubo's own behaviour: progress, trailers, auth, the walk), `fallback_migrate`, `e2e_pin`, `daemon`, `doctor`, `node_client` (the
 //!   Node.js client, run by `node`), `outage`, `real_size` (256 MiB over bitswap: the longest,
-//!   a few minutes).
+//!   a few minutes);
+//! * real js-ipfs nodes: `js_ipfs_smoke` (the code only js-ipfs needs, on a smaller set).
 //!
 //! Every module runs the binary through `support::cli::Pinwarden` (a clean environment), starts
 //! `pinwarden serve` through `support::daemon` and waits with `support::wait`; `harness` tests
@@ -25,7 +26,9 @@ mod doctor;
 mod e2e_pin;
 mod fallback_migrate;
 mod harness;
+mod js_ipfs_smoke;
 mod kubo_client;
+mod kubo_daemon;
 mod node_client;
 mod observability;
 mod openapi;

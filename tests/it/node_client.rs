@@ -1,5 +1,5 @@
 //! The Node.js client (`clients/node`) against a real `pinwarden serve`: the daemon on the
-//! shared js-ipfs cluster (primary and backup-1 from its mesh), two small contents uploaded to
+//! shared Kubo cluster (primary and backup-1 from its mesh), two small contents uploaded to
 //! the primary, then `node --test clients/node/test/client.test.js` with the daemon's socket,
 //! its TCP listener and token, and the two CIDs in its environment. Node's output (and the
 //! daemon's log) is shown on failure. Needs Node.js on PATH, like every real-node module.
@@ -58,7 +58,7 @@ async fn node_client_against_a_real_daemon() {
     }
 
     let cluster = shared_cluster().await;
-    step(t0, "shared js-ipfs nodes up");
+    step(t0, "shared Kubo nodes up");
     let primary = KuboClient::new("primary", &cluster.api_url(PRIMARY), None).expect("client");
     let cid = upload_tiny(&primary, "node-client-1").await;
     let cid_2 = upload_tiny(&primary, "node-client-2").await;

@@ -1,22 +1,19 @@
-//! Real-size content on real js-ipfs nodes: an HLS rendition set of 256 MiB (1,000+ blocks)
+//! Real-size content on real Kubo nodes: an HLS rendition set of 256 MiB (1,000+ blocks)
 //! pinned on a backup that fetches it over bitswap from the primary, behind a proxy adding 30 ms
 //! to every request, with the built-in tank-mode policy and its default parameters.
 //!
 //! The primary is a supernode that accepts `pin/add` and never finishes (proxy mode
-//! `StallMidStream`) but serves its blocks: the hedge starts the backup after 10 s. js-ipfs
-//! 0.66 stops moving blocks over a connection after 200–250 MB, so the backup's first attempt
-//! usually stalls and the next one, after a renewed provider hint, fetches the rest. What each
+//! `StallMidStream`) but serves its blocks: the hedge starts the backup after 10 s. What each
 //! part guards:
-//! - a local js-ipfs pin longer than its stall timeout is not stalled (progress-aware stall
-//!   detection: the node wants nothing from the network);
+//! - a pin over bitswap of the whole set completes (js-ipfs 0.66 stopped after 200–250 MB);
 //! - every attempt on the backup starts with a provider hint, and each hint after the first
 //!   replaces the connection (`swarm/disconnect`, then `swarm/connect`);
-//! - the retrievability check costs a few `refs` calls, not one per block (and no fetch).
+//! - the retrievability check is one offline `refs` walk, not a call per block (and no fetch).
 //!
-//! Cost, on the 2-core machines here: about 1.5 to 3 minutes (10 s of hedge delay, one 60 s
-//! stall when js-ipfs stops a transfer; the rest is js-ipfs adding and moving 256 MiB), 256 MiB
-//! of temporary files (deleted once added) and 512 MiB of node repos (a dedicated cluster of two
-//! nodes, dropped at the end). Timings are printed, never asserted.
+//! Cost, on the 2-core machines here: about 30 s on Kubo (10 s of hedge delay; the rest is
+//! adding and moving 256 MiB), 256 MiB of temporary files (deleted once added) and 512 MiB of
+//! node repos (a dedicated cluster of two nodes, dropped at the end). Timings are printed,
+//! never asserted.
 
 use crate::support::nodes::{required_cluster, step};
 use crate::support::policies::registry;
@@ -39,7 +36,7 @@ const RTT: Duration = Duration::from_millis(30);
 async fn a_real_size_rendition_set_pins_on_a_backup_over_bitswap_at_30ms() {
     let t0 = Instant::now();
     let mut cluster = required_cluster(2).await;
-    step(t0, "2 js-ipfs daemons ready");
+    step(t0, "2 Kubo daemons ready");
     let result = AssertUnwindSafe(cases(&cluster, t0)).catch_unwind().await;
     if result.is_err() {
         eprintln!("{}", cluster.logs());
@@ -66,9 +63,7 @@ async fn cases(cluster: &IpfsCluster, t0: Instant) {
     };
     step(t0, &format!("added to A as {root}"));
 
-    // --- a js-ipfs pin that fetches for longer than its stall timeout is not stalled while
-    //     blocks arrive (js-ipfs says nothing until the end: that silence used to read as a
-    //     stall, at exactly the stall timeout) ---
+    // --- a pin over bitswap with a 10 s stall timeout ---
     let b = KuboClient::new("b", &cluster.api_url(1), None).expect("client");
     let addrs = a.swarm_addrs().await.expect("swarm_addrs");
     assert_eq!(b.connect(&addrs).await, Outcome::Ok);
@@ -83,14 +78,9 @@ async fn cases(cluster: &IpfsCluster, t0: Instant) {
             bitswap(&cluster.api_url(1)).await
         ),
     );
-    // Done, or stalled once js-ipfs stopped the transfer (it does after 200–250 MB), a stall
-    // timeout after the last blocks seen arriving: later than a stall timeout after the start
-    // (when js-ipfs' silence alone used to end it).
-    assert!(
-        outcome == Outcome::Ok
-            || (outcome == Outcome::Stalled && took > stall + Duration::from_millis(500)),
-        "{outcome:?} after {took:?}"
-    );
+    // Kubo moves the whole set (js-ipfs stopped after 200–250 MB and could only stall late;
+    // a transfer that outlasts the stall timeout is `kubo_daemon`'s, through a slow relay).
+    assert_eq!(outcome, Outcome::Ok, "after {took:?}");
     // B starts the round empty again, and not connected to A (the round's first hint dials).
     if outcome == Outcome::Ok {
         b.pin_rm(&root).await.expect("pin_rm");
@@ -178,16 +168,17 @@ async fn cases(cluster: &IpfsCluster, t0: Instant) {
             "backup attempt without a provider hint just before: {lane:?}"
         );
     }
-    // One check on the backup: a listing and a call per level of the DAG (root, renditions,
-    // segments), never one per block.
+    // One check on the backup: on Kubo, one offline `refs` walk per check, never a call per
+    // block (and no `refs/local` listing: that is js-ipfs' walk).
     let checks = result
         .history
         .iter()
         .filter(|e| matches!(&e.action, Action::CheckRetrievable(n) if n == "backup-1"))
         .count();
-    assert_eq!(backup.count("/api/v0/refs/local"), checks);
-    assert!(
-        backup.count("/api/v0/refs") <= 10 * checks,
+    assert_eq!(backup.count("/api/v0/refs/local"), 0);
+    assert_eq!(
+        backup.count("/api/v0/refs"),
+        checks,
         "{:?}",
         backup.counts()
     );

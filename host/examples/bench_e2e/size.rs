@@ -1,6 +1,6 @@
 //! `size` (not in the default set: about 25 minutes for 100 MB, 600 MB and 2.5 GB, and a few
 //! GB of temporary space): pin + verify + check against the content's size, on a real-size HLS
-//! rendition set (`make_hls_set`, 4 MiB segments), two js-ipfs nodes A and B.
+//! rendition set (`make_hls_set`, 4 MiB segments), two Kubo nodes A and B.
 //!
 //! For each size: `pinwarden add` of the set to A (time, peak RSS), then
 //! * **local** (A has every block, unpinned), through a proxy that passes requests as they are,
@@ -13,7 +13,7 @@
 //!   `pin/add` never finishes: proxy mode `StallMidStream`, so the hedge starts B after 10 s) and
 //!   B the backup. B is emptied (`pin/rm`, `repo/gc`) and disconnected from A before each.
 //!
-//! With `--cidv0`, each set is added with js-ipfs' own CLI instead (CIDv0, dag-pb leaves: every
+//! With `--cidv0`, each set is added with Kubo's own CLI instead (CIDv0, dag-pb leaves: every
 //! block has to be read to learn it has no links) and only the local rows are made.
 //!
 //! RPC counts are the requests the proxies saw; peak RSS is the `pinwarden` process's VmHWM,
@@ -22,7 +22,7 @@
 
 use super::{Args, loadavg, memory_kb};
 use anyhow::{Context, Result, anyhow, ensure};
-use pinwarden_testkit::{FaultProxy, IpfsCluster, Mode, add_with_js_ipfs_cli, make_hls_set};
+use pinwarden_testkit::{FaultProxy, IpfsCluster, Mode, add_with_kubo_cli, make_hls_set};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
@@ -67,7 +67,7 @@ pub(super) async fn size(args: &Args) -> Result<()> {
     );
     let cluster = IpfsCluster::start(2)
         .await
-        .context("starting two js-ipfs nodes (run scripts/setup.sh first)")?;
+        .context("starting two Kubo nodes (run scripts/setup.sh first)")?;
     let (a, b) = (cluster.api_url(0), cluster.api_url(1));
     let rtt = Duration::from_millis(args.rtt_ms);
     let mut rows = Vec::new();
@@ -154,20 +154,20 @@ async fn count_blocks(api: &str, cid: &str) -> Result<u64> {
     Ok(refs + 1)
 }
 
-/// A fresh set of `mb` MB added to A with js-ipfs' CLI (CIDv0, dag-pb leaves); its CID and
+/// A fresh set of `mb` MB added to A with Kubo's CLI (CIDv0, dag-pb leaves); its CID and
 /// number of blocks.
 async fn add_v0(a: &str, mb: u64, label: &str, rows: &mut Vec<Row>) -> Result<(String, u64)> {
     let (tmp, dir) = make_hls_set("show", mb * 1_000_000, 4 << 20)?;
     let api = a.to_string();
     let started = Instant::now();
-    let cid = tokio::task::spawn_blocking(move || add_with_js_ipfs_cli(&api, &dir)).await??;
+    let cid = tokio::task::spawn_blocking(move || add_with_kubo_cli(&api, &dir)).await??;
     let took = started.elapsed();
     drop(tmp);
     let blocks = count_blocks(a, &cid).await?;
     rows.push(Row {
         size: label.to_string(),
         place: format!("add to A, CIDv0 ({blocks} blocks)"),
-        way: "js-ipfs CLI add",
+        way: "Kubo CLI add",
         result: "✓".into(),
         total: Some(took),
         phases: [None; 3],

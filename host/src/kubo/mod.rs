@@ -423,7 +423,16 @@ impl Node for KuboClient {
     /// `pin/add?recursive=true&progress=true`, read line by line (see `pin_stream`). `Stalled`
     /// when nothing has shown progress for `stall`: the stream's counters (Kubo), or the node's
     /// bitswap counters while no reply has arrived (js-ipfs answers only at the end).
+    /// A CID the node already pins recursively is not pinned again: Kubo (boxo's
+    /// `doPinRecursive`) drops the existing recursive pin before it walks the DAG again and
+    /// does not restore it when that walk fails or is cancelled, so a re-pin cut short by a
+    /// stall or a timeout would leave the content unpinned for the next GC (seen on Kubo
+    /// 0.43.1). Whether its blocks are all there is `check_retrievable`'s to say.
     async fn pin(&self, cid: &str, stall: Duration) -> Outcome {
+        if self.verify(cid).await == Outcome::Ok {
+            tracing::debug!(node = %self.name, cid, "already pinned recursively: not pinned again");
+            return Outcome::Ok;
+        }
         pin_stream::pin(&self.rpc, &self.name, cid, stall)
             .await
             .unwrap_or_else(Outcome::from)

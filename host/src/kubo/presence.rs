@@ -7,8 +7,9 @@
 //! Presence must never trigger a fetch, or a node connected to the provider would "pass" by
 //! downloading the content during the check:
 //! - Kubo honours `offline=true`: one `refs?recursive&unique&offline` walks the local blocks
-//!   only. A block it cannot find ends the walk with an `{"Err":"block was not found locally
-//!   (offline)..."}` line (an HTTP 500 when it is the root).
+//!   only. A missing root is an HTTP 500 naming it; a block missing below it ends the walk with
+//!   `{"Ref":"","Err":"failed to fetch all nodes"}` (Kubo 0.43), which names nothing, so the
+//!   walk then finds the block from what was listed ([`Walk::locate_missing`]).
 //! - js-ipfs ignores `offline` (its HTTP layer strips unknown query parameters): its `refs`
 //!   fetches a missing block over bitswap, or hangs without a provider. So the walk first takes
 //!   one `refs/local` listing (every block in the repo, keyed by multihash; it grows with the
@@ -47,6 +48,10 @@ const RAW_CODEC: u64 = 0x55;
 const BATCH: usize = 100;
 /// `refs` calls running at once on js-ipfs: overlaps round trips with the node's reads.
 const CONCURRENT_BATCHES: usize = 4;
+/// How many listed nodes (those with links), last first, are read to name a block Kubo reported
+/// missing without naming it. One is enough with raw leaves; CIDv0 leaves are dag-pb nodes and
+/// each costs a call, so a CIDv0 file's missing leaf far from its end may stay unnamed.
+const LOCATE_CANDIDATES: usize = 256;
 
 /// The walk's root, parsed before anything is asked of the node.
 pub(super) fn parse_root(cid: &str) -> Result<Cid, KuboError> {
@@ -110,14 +115,80 @@ impl Walk<'_> {
             opened => opened?,
         };
         self.blocks = 1;
+        // The blocks listed so far, in Kubo's (depth-first) order: where to look for the
+        // missing one when Kubo's message does not name it.
+        let mut listed = Vec::new();
         while let Some(line) = self.next(&mut refs).await? {
             match line {
-                RefLine::Ref(_) => self.blocks += 1,
+                RefLine::Ref(c) => {
+                    self.blocks += 1;
+                    listed.push(c);
+                }
+                RefLine::Err(m) if is_unnamed_missing_block(&m) => {
+                    return self.locate_missing(root, &listed, &m).await;
+                }
                 RefLine::Err(m) if is_missing_block(&m) => return Ok(missing(&m, None)),
                 RefLine::Err(m) => return Err(KuboError::Other(format!("refs: {m}"))),
             }
         }
         Ok(Outcome::Ok)
+    }
+
+    /// Kubo's offline walk stopped at a missing block without naming it. It walks depth first,
+    /// each node's links in order, and lists a block once it has read it: so the missing block
+    /// is the first unlisted link of the deepest node it was still in, which is the last listed
+    /// node (or the root) that has an unlisted link. Their links come from `dag/get` (which
+    /// reads only the node itself), at most [`LOCATE_CANDIDATES`] nodes back; past that, or if
+    /// no candidate has an unlisted link, the block stays unnamed.
+    async fn locate_missing(
+        &self,
+        root: &Cid,
+        listed: &[Cid],
+        message: &str,
+    ) -> Result<Outcome, KuboError> {
+        let seen: HashSet<Vec<u8>> = std::iter::once(root)
+            .chain(listed)
+            .map(|c| c.hash().to_bytes())
+            .collect();
+        let candidates: Vec<Cid> = std::iter::once(root)
+            .chain(listed)
+            .rev()
+            .filter(|c| has_links(c))
+            .take(LOCATE_CANDIDATES)
+            .copied()
+            .collect();
+        // In order, deepest first, a few at once; the first hit ends it (dropping the rest).
+        let mut links = futures::stream::iter(candidates)
+            .map(|parent| self.links_in_node(parent))
+            .buffered(CONCURRENT_BATCHES);
+        while let Some(links) = links.next().await {
+            if let Some(block) = links?
+                .into_iter()
+                .find(|link| !seen.contains(&link.hash().to_bytes()))
+            {
+                return Ok(Outcome::Unretrievable(format!("block {block} missing")));
+            }
+        }
+        Ok(Outcome::Unretrievable(format!(
+            "a block under {root} missing ({message})"
+        )))
+    }
+
+    /// The links of a dag-pb node present locally, in order, from `dag/get` (dag-json:
+    /// `{"Links":[{"Hash":{"/":"<cid>"},..}]}`); none for a node that is not dag-pb.
+    async fn links_in_node(&self, node: Cid) -> Result<Vec<Cid>, KuboError> {
+        let text = node.to_string();
+        let args = [("arg", text.as_str()), ("offline", "true")];
+        let reply = timeout(self.idle, self.rpc.call_json::<Value>("dag/get", &args))
+            .await
+            .map_err(|_| KuboError::Timeout)??;
+        let links = reply.get("Links").and_then(Value::as_array);
+        Ok(links
+            .into_iter()
+            .flatten()
+            .filter_map(|link| link.pointer("/Hash/~1").and_then(Value::as_str))
+            .filter_map(|c| Cid::try_from(c).ok())
+            .collect())
     }
 
     /// js-ipfs: the node reads the DAG's blocks that have links, level by level, and every
@@ -330,6 +401,14 @@ impl LocalBlocks {
 fn is_missing_block(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
     m.contains("not found") || m.contains("could not find")
+}
+
+/// Kubo's offline `refs` line for a block missing below the root, `{"Ref":"","Err":"failed to
+/// fetch all nodes"}` (its DAG walker's word for "not in the local store", and it names no
+/// block), or `ipld: could not find node`, the same without a CID.
+fn is_unnamed_missing_block(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("failed to fetch all nodes") || m.ends_with("could not find node")
 }
 
 /// `Unretrievable` for a missing-block message, naming the block when the message does.
@@ -703,6 +782,52 @@ mod tests {
         assert_eq!(
             check_via(&replay, Flavour::Kubo, dag.root).await,
             Outcome::Unretrievable(format!("block {leaf} missing"))
+        );
+    }
+
+    /// Kubo 0.43 lists depth first and names no block when one is missing below the root:
+    /// the walk finds it from the listing and the links of the node it stopped in.
+    #[tokio::test]
+    async fn kubo_unnamed_missing_block_is_found_from_the_listing() {
+        let dag = Arc::new(Dag::hls(4, 4, false));
+        let files = dag.links[&dag.root].clone();
+        let absent = dag.links[&files[2]][1];
+        let mut lines = Vec::new();
+        'walk: for file in &files {
+            lines.push(kubo_ref(&file.to_string()));
+            for leaf in &dag.links[file] {
+                if *leaf == absent {
+                    break 'walk;
+                }
+                lines.push(kubo_ref(&leaf.to_string()));
+            }
+        }
+        lines.push(ref_error(KUBO_REFS_UNNAMED_MISSING));
+        let node = Arc::clone(&dag);
+        let replay = Replay::start(move |target, _| {
+            if !target.starts_with("/api/v0/dag/get") {
+                return Reply::stream(KUBO_STREAM_HEAD, &lines, Duration::from_millis(1));
+            }
+            let parent = args(target)[0];
+            let links: Vec<Value> = node.links[&parent]
+                .iter()
+                .map(|c| serde_json::json!({"Hash": {"/": c.to_string()}, "Name": "", "Tsize": 1}))
+                .collect();
+            let body = serde_json::json!({"Data": {"/": {"bytes": "CAE"}}, "Links": links});
+            Reply::stream(KUBO_DAG_GET_HEAD, &[body.to_string()], Duration::ZERO)
+        })
+        .await;
+        assert_eq!(
+            check_via(&replay, Flavour::Kubo, dag.root).await,
+            Outcome::Unretrievable(format!("block {absent} missing"))
+        );
+        // The walk, then the node it stopped in (leaves are raw: never read); a few more may
+        // have started alongside.
+        let calls = replay.calls();
+        assert_eq!(args(&calls[1]), vec![files[2]], "{calls:?}");
+        assert!(
+            calls[1..].iter().all(|c| c.starts_with("/api/v0/dag/get?")),
+            "{calls:?}"
         );
     }
 

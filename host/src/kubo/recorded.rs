@@ -56,6 +56,17 @@ Vary: Origin
 X-Chunked-Output: 1
 Transfer-Encoding: chunked";
 
+/// Kubo 0.43.1 `dag/get`: the node as dag-json, streamed as text (captured here).
+pub(super) const KUBO_DAG_GET_HEAD: &str = "HTTP/1.1 200 OK
+Access-Control-Allow-Headers: X-Stream-Output, X-Chunked-Output, X-Content-Length
+Access-Control-Expose-Headers: X-Stream-Output, X-Chunked-Output, X-Content-Length
+Content-Type: text/plain
+Server: kubo/0.43.1
+Trailer: X-Stream-Error
+Vary: Origin
+X-Stream-Output: 1
+Transfer-Encoding: chunked";
+
 /// Kubo: an error before any output (HTTP 500).
 pub(super) const KUBO_ERROR_HEAD: &str = "HTTP/1.1 500 Internal Server Error
 Access-Control-Allow-Headers: X-Stream-Output, X-Chunked-Output, X-Content-Length
@@ -92,6 +103,10 @@ pub(super) fn js_ref(cid: &str) -> String {
 pub(super) fn kubo_ref(cid: &str) -> String {
     format!(r#"{{"Ref":"{cid}","Err":""}}"#)
 }
+
+/// Kubo 0.43.1's offline `refs` `Err` for a block missing below the root, captured on a daemon
+/// here: the line is `{"Ref":"","Err":"failed to fetch all nodes"}`, naming no block.
+pub(super) const KUBO_REFS_UNNAMED_MISSING: &str = "failed to fetch all nodes";
 
 /// Kubo's `refs` line for a walk that failed there.
 pub(super) fn ref_error(message: &str) -> String {

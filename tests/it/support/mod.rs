@@ -1,6 +1,6 @@
 //! What the test modules share, in one place: running the binary ([`cli`]), the `pinwarden
 //! serve` fixture ([`daemon`]), the bounded wait that fails with a daemon's log ([`wait`]),
-//! policies and simulated rounds ([`policies`]), real js-ipfs nodes ([`nodes`], on top of the
+//! policies and simulated rounds ([`policies`]), real Kubo nodes ([`nodes`], on top of the
 //! dev-only crate `pinwarden-testkit`), configuration files ([`config`]) and a webhook receiver
 //! ([`webhook`]).
 
@@ -12,4 +12,6 @@ pub mod policies;
 pub mod wait;
 pub mod webhook;
 
-pub use pinwarden_testkit::{FaultProxy, IpfsCluster, Mode, XorShift, make_hls_dir, make_hls_set};
+pub use pinwarden_testkit::{
+    FaultProxy, IpfsCluster, JsIpfsCluster, Mode, XorShift, make_hls_dir, make_hls_set,
+};

@@ -1,4 +1,4 @@
-//! Real js-ipfs nodes for the real-node modules, started through `pinwarden-testkit` and
+//! Real Kubo nodes for the real-node modules, started through `pinwarden-testkit` and
 //! required: a start failure fails the test with the fix, never a skip.
 //!
 //! * [`shared_cluster`]: one cluster for the modules that only need fresh content
@@ -10,7 +10,7 @@
 //!   (`kubo_client` collects garbage, removes blocks, and checks that its daemons are gone
 //!   after it stops them).
 //!
-//! At most one shared and one dedicated cluster run at once: seven daemons, about 200 MB each.
+//! At most one shared and one dedicated cluster run at once: seven daemons.
 //!
 //! Reaping: an [`IpfsCluster`] kills and reaps its daemons (by pid) and deletes their repos
 //! when dropped. No static ever owns the shared cluster: the static holds a [`Weak`], each
@@ -65,7 +65,7 @@ pub async fn shared_cluster() -> Arc<IpfsCluster> {
     cluster
 }
 
-/// `n` js-ipfs daemons for a test that cannot run without them: a start failure fails the
+/// `n` Kubo daemons for a test that cannot run without them: a start failure fails the
 /// test loudly (never a skip), with the reason and the fix.
 pub async fn required_cluster(n: usize) -> IpfsCluster {
     pinwarden::install_crypto_provider();
