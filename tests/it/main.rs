@@ -29,6 +29,7 @@ mod harness;
 mod js_ipfs_smoke;
 mod kubo_client;
 mod kubo_daemon;
+mod latency;
 mod node_client;
 mod observability;
 mod openapi;

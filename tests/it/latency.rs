@@ -1,0 +1,134 @@
+//! Real bitswap latency and a backup cut off from the primary, on Kubo: the primary announces
+//! only a relay's address ([`DelayRelay`], 15 ms each way), so every byte a backup fetches from
+//! it crosses the slow link, and the provider hint pinwarden gives (the primary's addresses
+//! from `id`) points at the relay. The primary's RPC lies ("pin OK", nothing pinned), so the
+//! round must fall back to the backup.
+
+use crate::support::cli::Pinwarden;
+use crate::support::nodes::step;
+use pinwarden::kubo::KuboClient;
+use pinwarden_testkit::{DelayRelay, FaultProxy, IpfsCluster, Mode, make_hls_dir};
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+const ONE_WAY: Duration = Duration::from_millis(15);
+const CONTENT: usize = 24 << 20;
+
+/// One attempt per node, short backoff, and a stall timeout that ends a pin with no provider
+/// in seconds: the cut-off case is one bounded round.
+const PARAMS: &[&str] = &[
+    "--param",
+    "breaker_failures=0",
+    "--param",
+    "hedge_after_ms=0",
+    "--param",
+    "attempts=1",
+    "--param",
+    "base_delay_ms=100",
+    "--param",
+    "pin_timeout_ms=60000",
+    "--param",
+    "stall_timeout_ms=4000",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_fetches_through_a_slow_link_and_one_cut_off_fails_until_the_link_returns() {
+    let t0 = Instant::now();
+    pinwarden::install_crypto_provider();
+    let relay = DelayRelay::bind(ONE_WAY).await.expect("relay");
+    let announced = relay.multiaddr();
+    let cluster = IpfsCluster::start_with(2, |i, config| {
+        if i == 0 {
+            let swarm = config["Addresses"]["Swarm"][0]
+                .as_str()
+                .and_then(|a| a.rsplit('/').next())
+                .and_then(|port| port.parse::<u16>().ok())
+                .ok_or_else(|| anyhow::anyhow!("no swarm port in {}", config["Addresses"]))?;
+            relay.forward_to(SocketAddr::from(([127, 0, 0, 1], swarm)));
+            config["Addresses"]["Announce"] = json!([announced]);
+        }
+        Ok(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("Kubo nodes are required and could not start: {e:#}"));
+    step(
+        t0,
+        "primary (announcing only the relay) and a backup are up",
+    );
+
+    let primary = KuboClient::new("primary", &cluster.api_url(0), None).expect("client");
+    let addrs = pinwarden::node::Node::swarm_addrs(&primary)
+        .await
+        .expect("the primary's addresses");
+    assert_eq!(
+        addrs
+            .iter()
+            .map(|a| a.split("/p2p/").next().unwrap_or(a))
+            .collect::<Vec<_>>(),
+        [announced.as_str()],
+        "the primary must be reachable only through the relay: {addrs:?}"
+    );
+    let lying = FaultProxy::start(&cluster.api_url(0)).await.expect("proxy");
+    lying.set_mode(Mode::LiePinOk).await;
+    let data = tempfile::tempdir().expect("data dir");
+    let pin = |cid: &str| {
+        Pinwarden::new()
+            .args(["pin", cid, "--json"])
+            .args(PARAMS)
+            .env("IPFS_PRIMARY_API", lying.url())
+            .env("IPFS_BACKUP_APIS", cluster.api_url(1))
+            .env("PINWARDEN_DATA_DIR", data.path())
+            .run_async()
+    };
+
+    // Cut off: the backup cannot reach the only node that has the blocks.
+    let cid = upload(&primary, "cut-off").await;
+    relay.cut();
+    let out = pin(&cid).await;
+    let v = reply(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a cut-off backup cannot pin: {v}"
+    );
+    assert!(v["confirmed_nodes"].as_array().is_none_or(Vec::is_empty), "{v}");
+    let trace = v["trace"].to_string();
+    assert!(
+        trace.contains("stalled") || trace.contains("unreachable"),
+        "{trace}"
+    );
+    step(t0, "cut off: the round failed, nothing reported pinned");
+
+    // The link returns: the same CID is pinned on the backup, every block through the relay.
+    relay.restore();
+    let before = relay.relayed_bytes();
+    let out = pin(&cid).await;
+    let v = reply(&out);
+    assert_eq!(out.status.code(), Some(0), "{v}");
+    assert_eq!(v["confirmed_nodes"], json!(["backup-1"]), "{v}");
+    let crossed = relay.relayed_bytes() - before;
+    assert!(
+        crossed >= CONTENT as u64,
+        "the blocks must cross the slow link: {crossed} bytes relayed for {CONTENT}"
+    );
+    step(
+        t0,
+        &format!("pinned on the backup over 15 ms each way ({crossed} bytes relayed)"),
+    );
+}
+
+async fn upload(primary: &KuboClient, name: &str) -> String {
+    let (_tmp, dir) = make_hls_dir(name, CONTENT, 8).expect("content");
+    primary.add_dir(&dir).await.expect("upload")
+}
+
+fn reply(out: &std::process::Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "pin --json printed no JSON ({e}): {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
