@@ -4,11 +4,11 @@
 //! 600 MB transfer from one node to another (`Date` headers dropped, wantlists trimmed to their
 //! first two entries: they held 1,146 to 1,600 CIDs).
 //!
-//! Kubo: no Kubo binary can be downloaded here, so these are written from Kubo's sources
-//! (`core/commands/pin/pin.go`: `AddPinOutput{Pins, Progress}` with `omitempty`, emitted every
-//! 500 ms; `core/commands/refs.go`: `RefWrapper{Ref, Err}`, an error emitted as a last line;
-//! go-ipfs-cmds' HTTP encoder: chunked NDJSON, `X-Chunked-Output`, the `X-Stream-Error`
-//! trailer; the offline blockservice's error text).
+//! Kubo: captured from Kubo 0.43.1 daemons on this machine by `scripts/capture-kubo-replies.sh`
+//! (rerun it to re-capture: it starts its own loopback daemons and writes one file per reply):
+//! `pin/add?progress=true` streams `{"Progress":n,"Bytes":b}` every 500 ms (`{}` while nothing is
+//! counted), `refs` lines are `{"Ref":…,"Err":…}`, errors before output are HTTP 500 with Kubo's
+//! error object, errors after output start come in the `X-Stream-Error` trailer.
 
 /// js-ipfs: every JSON answer (`pin/add` at the end, `bitswap/stat`, `swarm/*`).
 pub(super) const JS_JSON_HEAD: &str = "HTTP/1.1 200 OK
@@ -50,7 +50,7 @@ pub(super) const KUBO_STREAM_HEAD: &str = "HTTP/1.1 200 OK
 Access-Control-Allow-Headers: X-Stream-Output, X-Chunked-Output, X-Content-Length
 Access-Control-Expose-Headers: X-Stream-Output, X-Chunked-Output, X-Content-Length
 Content-Type: application/json
-Server: kubo/0.29.0
+Server: kubo/0.43.1
 Trailer: X-Stream-Error
 Vary: Origin
 X-Chunked-Output: 1
@@ -67,12 +67,14 @@ Vary: Origin
 X-Stream-Output: 1
 Transfer-Encoding: chunked";
 
-/// Kubo: an error before any output (HTTP 500).
+/// Kubo: an error before any output (HTTP 500; Kubo sends the body chunked, the replay with a
+/// content-length, which a client reads the same).
 pub(super) const KUBO_ERROR_HEAD: &str = "HTTP/1.1 500 Internal Server Error
 Access-Control-Allow-Headers: X-Stream-Output, X-Chunked-Output, X-Content-Length
 Access-Control-Expose-Headers: X-Stream-Output, X-Chunked-Output, X-Content-Length
 Content-Type: application/json
-Server: kubo/0.29.0
+Server: kubo/0.43.1
+Trailer: X-Stream-Error
 Vary: Origin";
 
 /// Kubo's error object.
@@ -85,12 +87,13 @@ pub(super) fn kubo_offline_missing(cid: &str) -> String {
     format!("block was not found locally (offline): ipld: could not find {cid}")
 }
 
-/// Kubo `pin/add` progress lines: `{}` while nothing is counted (`omitempty`), then the count.
+/// Kubo `pin/add` progress lines: `{}` while nothing is counted (`omitempty`), then the count of
+/// blocks and their bytes (0.43.1: `{"Progress":110,"Bytes":27284840}`, about 248 KB a block).
 pub(super) fn kubo_progress(n: u64) -> String {
     if n == 0 {
         "{}".to_string()
     } else {
-        format!(r#"{{"Progress":{n}}}"#)
+        format!(r#"{{"Progress":{n},"Bytes":{}}}"#, n * 248_044)
     }
 }
 
