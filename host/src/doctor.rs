@@ -318,13 +318,21 @@ async fn disk_check(
             );
         }
     };
-    let (level, detail, hint) = disk_verdict(&stat, warn_percent);
+    let (level, detail, hint) = disk_verdict(&stat, warn_percent, client.gc_watermark().await);
     // Kubo's StorageMax is the garbage collector's watermark, not a hard limit: the point of
     // the warning is a node filling up, which pins then fail on.
     check("disk", level, detail, hint)
 }
 
-fn disk_verdict(stat: &RepoStat, warn_percent: u8) -> (Level, String, Option<String>) {
+/// Usage against `StorageMax`, warned from `warn_percent` or from Kubo's GC watermark when that
+/// is lower: past the watermark, a daemon run with `--enable-gc` collects unpinned blocks, and
+/// an upload that pinwarden has not pinned yet is among them (whether GC is enabled is a daemon
+/// flag, which the RPC API does not show).
+fn disk_verdict(
+    stat: &RepoStat,
+    warn_percent: u8,
+    gc_watermark: Option<u8>,
+) -> (Level, String, Option<String>) {
     let used = format_bytes(stat.repo_size);
     let Some(max) = stat.storage_max else {
         return (
@@ -338,20 +346,25 @@ fn disk_verdict(stat: &RepoStat, warn_percent: u8) -> (Level, String, Option<Str
         "{used} of {} StorageMax used ({percent}%)",
         format_bytes(max)
     );
-    if percent >= u64::from(warn_percent) {
-        (
-            Level::Warn,
-            format!("{detail}, above {warn_percent}%"),
-            Some(
-                "StorageMax is Kubo's garbage-collection watermark: above it, check the node's \
-                 disk (a node that runs out of disk fails pins); run `ipfs repo gc`, add disk, \
-                 or raise Datastore.StorageMax"
-                    .into(),
-            ),
-        )
-    } else {
-        (Level::Ok, detail, None)
+    let gc_first = gc_watermark.filter(|&w| w < warn_percent);
+    let threshold = gc_first.unwrap_or(warn_percent);
+    if percent < u64::from(threshold) {
+        return (Level::Ok, detail, None);
     }
+    let (above, hint) = match gc_first {
+        Some(w) => (
+            format!("at or above Kubo's GC watermark ({w}%, Datastore.StorageGCWatermark)"),
+            "a daemon run with --enable-gc now collects unpinned blocks, an upload not yet \
+             pinned included: pin promptly, add disk, or raise Datastore.StorageMax",
+        ),
+        None => (
+            format!("above {warn_percent}%"),
+            "StorageMax is Kubo's garbage-collection watermark: above it, check the node's \
+             disk (a node that runs out of disk fails pins); run `ipfs repo gc`, add disk, \
+             or raise Datastore.StorageMax",
+        ),
+    };
+    (Level::Warn, format!("{detail}, {above}"), Some(hint.into()))
 }
 
 async fn provider_check(
@@ -661,16 +674,23 @@ mod tests {
             storage_max: Some(10_000_000_000),
             num_objects: 48_210,
         };
-        let (level, detail, hint) = disk_verdict(&kubo, 90);
+        let (level, detail, hint) = disk_verdict(&kubo, 90, None);
         assert_eq!(level, Level::Warn, "{detail}");
         assert!(detail.contains("(93%)"), "{detail}");
         assert!(hint.is_some_and(|h| h.contains("StorageMax")));
-        assert_eq!(disk_verdict(&kubo, 95).0, Level::Ok);
+        assert_eq!(disk_verdict(&kubo, 95, None).0, Level::Ok);
+        // A lower GC watermark warns first, and says why.
+        let (level, detail, hint) = disk_verdict(&kubo, 95, Some(80));
+        assert_eq!(level, Level::Warn, "{detail}");
+        assert!(detail.contains("GC watermark (80%"), "{detail}");
+        assert!(hint.is_some_and(|h| h.contains("--enable-gc")));
+        assert_eq!(disk_verdict(&kubo, 95, Some(94)).0, Level::Warn);
+        assert_eq!(disk_verdict(&kubo, 95, Some(96)).0, Level::Ok);
         let js = RepoStat {
             storage_max: None,
             ..kubo
         };
-        let (level, detail, _) = disk_verdict(&js, 1);
+        let (level, detail, _) = disk_verdict(&js, 1, Some(90));
         assert_eq!(level, Level::Ok);
         assert!(detail.contains("no storage limit"), "{detail}");
     }

@@ -503,13 +503,21 @@ async fn a_cancelled_re_pin_drops_the_pin_so_the_client_never_re_pins() {
 /// the key is removed (Kubo then answers the largest u64).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repo_stat_against_storage_max_in_doctor() {
-    let cluster = IpfsCluster::start_with(2, |i, config| {
+    let cluster = IpfsCluster::start_with(3, |i, config| {
         let datastore = config.entry("Datastore").or_insert_with(|| json!({}));
         let datastore = datastore.as_object_mut().expect("Datastore is an object");
-        if i == 0 {
-            datastore.insert("StorageMax".into(), "10kB".into());
-        } else {
-            datastore.remove("StorageMax");
+        match i {
+            0 => {
+                datastore.insert("StorageMax".into(), "10kB".into());
+            }
+            1 => {
+                datastore.remove("StorageMax");
+            }
+            // A few percent used, past a 1% GC watermark, far below doctor's 90%.
+            _ => {
+                datastore.insert("StorageMax".into(), "1MB".into());
+                datastore.insert("StorageGCWatermark".into(), 1.into());
+            }
         }
         Ok(())
     })
@@ -526,15 +534,19 @@ async fn repo_stat_against_storage_max_in_doctor() {
         .await
         .expect("repo/stat");
     assert_eq!(unlimited.storage_max, None, "{unlimited:?}");
+    assert_eq!(client(&cluster, 0, "small").gc_watermark().await, Some(90));
+    assert_eq!(client(&cluster, 2, "gc").gc_watermark().await, Some(1));
 
     let dir = tempfile::tempdir().expect("tempdir");
     let text = format!(
         "data_dir = \"{}\"\nnode_name = \"encoder-node-1\"\n\n\
          [[node]]\nname = \"small\"\nrole = \"primary\"\nurl = \"{}\"\n\n\
-         [[node]]\nname = \"unlimited\"\nrole = \"backup\"\nurl = \"{}\"\n",
+         [[node]]\nname = \"unlimited\"\nrole = \"backup\"\nurl = \"{}\"\n\n\
+         [[node]]\nname = \"gc\"\nrole = \"backup\"\nurl = \"{}\"\n",
         dir.path().display(),
         cluster.api_url(0),
-        cluster.api_url(1)
+        cluster.api_url(1),
+        cluster.api_url(2)
     );
     let config_path = dir.path().join("pinwarden.toml");
     std::fs::write(&config_path, text).expect("write config");
@@ -551,6 +563,12 @@ async fn repo_stat_against_storage_max_in_doctor() {
     let full = disk("small");
     assert_eq!(full.level, Level::Warn, "{full:?}");
     assert!(full.detail.contains("StorageMax used"), "{full:?}");
+    let collecting = disk("gc");
+    assert_eq!(collecting.level, Level::Warn, "{collecting:?}");
+    assert!(
+        collecting.detail.contains("GC watermark (1%"),
+        "{collecting:?}"
+    );
     let open = disk("unlimited");
     assert_eq!(open.level, Level::Ok, "{open:?}");
     assert!(

@@ -285,6 +285,25 @@ impl KuboClient {
         })
     }
 
+    /// Kubo's `Datastore.StorageGCWatermark`: the percentage of `StorageMax` from which a
+    /// daemon run with `--enable-gc` collects every unpinned block (an upload not yet pinned
+    /// included). `None` when the node does not say (js-ipfs, a token not allowed `config`).
+    pub async fn gc_watermark(&self) -> Option<u8> {
+        #[derive(Deserialize)]
+        struct ConfigReply {
+            #[serde(rename = "Value")]
+            value: u64,
+        }
+        let reply: ConfigReply = self
+            .rpc
+            .call_json("config", &[("arg", "Datastore.StorageGCWatermark")])
+            .await
+            .ok()?;
+        u8::try_from(reply.value)
+            .ok()
+            .filter(|w| (1..=100).contains(w))
+    }
+
     /// Uploads a directory (recursively) without pinning it: `add` with `cid-version=1`,
     /// `raw-leaves=true`, `pin=false`. Pinning is the policy's job, with verification: an
     /// upload that pinned as a side effect would hide a node that lies about `pin/add`. The
