@@ -99,9 +99,10 @@ async fn content_garbage_collected_before_the_pin_is_never_reported_pinned() {
 
 /// Kubo: a backup killed with SIGKILL while `pin/add` fetches 64 MiB from the primary over
 /// bitswap keeps the blocks it had written (flatfs), and restarts on the same repo. pinwarden:
-/// the round in flight ends failed (the backup's RPC connection drops: `unreachable`/error), a
-/// pin run while the backup is down fails at once, and after the restart the same CID is
-/// pinned and verified on the backup, which starts from the blocks it already had.
+/// the round in flight ends failed (the backup's `pin/add` connection drops: "unreachable:
+/// connection closed before message completed"), a pin run while the backup is down fails at
+/// once (connection refused: unreachable), and after the restart the same CID is pinned and
+/// verified on the backup, whose bitswap fetches only the blocks it did not have yet.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_killed_mid_transfer_fails_the_round_and_pins_after_restart() {
     const CONTENT: usize = 64 << 20;
@@ -193,9 +194,10 @@ async fn a_backup_killed_mid_transfer_fails_the_round_and_pins_after_restart() {
 }
 
 /// Kubo: a backup whose repo sits on a 32 MiB tmpfs runs out of space while `pin/add` fetches
-/// 48 MiB, and the call fails with the write error. pinwarden: that backup's attempt fails with
-/// the node's reason (no space left) and the round goes on to the next backup, which has room:
-/// the round ends pinned there only.
+/// 48 MiB: `pin/add` answers HTTP 500 "pin: write …/blocks/.temp/…: no space left on device"
+/// and the daemon stays up. pinwarden: that backup's attempt fails with the node's reason in
+/// the trace, and the round goes on to the next backup, which has room: the round ends pinned
+/// there only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_out_of_disk_fails_its_pin_and_the_next_backup_pins() {
     const CONTENT: usize = 48 << 20;
