@@ -8,7 +8,8 @@
 //! * real Kubo nodes on loopback (`support::nodes`, built by `scripts/setup.sh`):
 //!   `kubo_client`, `kubo_daemon` (Kubo's own behaviour: progress, trailers, auth, the walk), `fallback_migrate`, `e2e_pin`, `daemon`, `doctor`, `node_client` (the
 //!   Node.js client, run by `node`), `outage`, `real_size` (256 MiB over bitswap: the longest,
-//!   a few minutes);
+//!   a few minutes), `weak_points` (content garbage
+//!   collected before the pin, a backup killed mid-transfer and restarted, a backup out of disk);
 //! * real js-ipfs nodes: `js_ipfs_smoke` (the code only js-ipfs needs, on a smaller set).
 //!
 //! Every module runs the binary through `support::cli::Pinwarden` (a clean environment), starts
@@ -38,3 +39,4 @@ mod packaging;
 mod real_size;
 mod sandbox;
 mod simulator;
+mod weak_points;

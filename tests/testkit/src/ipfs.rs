@@ -231,6 +231,22 @@ impl IpfsCluster {
         out
     }
 
+    /// Kills daemon `i` now with SIGKILL, as a crash would (its repo stays).
+    pub fn kill(&mut self, i: usize) {
+        self.daemons[i].kill();
+    }
+
+    /// Starts daemon `i` again on the same repo and ports (after [`kill`](Self::kill), or after
+    /// a test moved its repo), waiting for `Daemon is ready`. A running daemon is killed first.
+    pub async fn restart(&mut self, i: usize) -> Result<()> {
+        let daemon = &mut self.daemons[i];
+        daemon.kill();
+        daemon
+            .launch(&self.implementation)
+            .await
+            .with_context(|| format!("restarting {} daemon #{i}", self.implementation.name()))
+    }
+
     /// Kills every daemon now (also done on drop).
     pub fn shutdown(&mut self) {
         for d in &mut self.daemons {
@@ -284,42 +300,53 @@ async fn start_daemon(
         configure(root)
     })?;
 
-    let stdout = std::fs::File::create(dir.path().join("daemon.out"))?;
-    let stderr = std::fs::File::create(dir.path().join("daemon.err"))?;
-    let child = implementation
-        .command(&repo)
-        .arg("daemon")
-        .stdout(stdout)
-        .stderr(stderr)
-        .spawn()
-        .context("spawning `ipfs daemon`")?;
     let mut daemon = IpfsDaemon {
-        child: Some(child),
+        child: None,
         ports,
         dir,
     };
+    daemon.launch(implementation).await?;
+    Ok(daemon)
+}
 
-    let deadline = Instant::now() + READY_TIMEOUT;
-    loop {
-        let out = std::fs::read_to_string(daemon.dir.path().join("daemon.out")).unwrap_or_default();
-        if out.contains("Daemon is ready") {
-            return Ok(daemon);
+impl IpfsDaemon {
+    /// Runs `ipfs daemon` on this repo and waits for `Daemon is ready` (bounded by
+    /// [`READY_TIMEOUT`]); a daemon that is not ready in time is killed.
+    async fn launch(&mut self, implementation: &Implementation) -> Result<()> {
+        let repo = self.dir.path().join("repo");
+        let stdout = std::fs::File::create(self.dir.path().join("daemon.out"))?;
+        let stderr = std::fs::File::create(self.dir.path().join("daemon.err"))?;
+        let child = implementation
+            .command(&repo)
+            .arg("daemon")
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .context("spawning `ipfs daemon`")?;
+        self.child = Some(child);
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            let out =
+                std::fs::read_to_string(self.dir.path().join("daemon.out")).unwrap_or_default();
+            if out.contains("Daemon is ready") {
+                return Ok(());
+            }
+            if let Some(child) = self.child.as_mut()
+                && let Some(status) = child.try_wait()?
+            {
+                self.child = None;
+                bail!(
+                    "the daemon exited ({status}) before it was ready:\n{}",
+                    self.logs()
+                );
+            }
+            if Instant::now() > deadline {
+                let logs = self.logs();
+                self.kill();
+                bail!("the daemon was not ready within {READY_TIMEOUT:?}:\n{logs}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        if let Some(child) = daemon.child.as_mut()
-            && let Some(status) = child.try_wait()?
-        {
-            daemon.child = None;
-            bail!(
-                "the daemon exited ({status}) before it was ready:\n{}",
-                daemon.logs()
-            );
-        }
-        if Instant::now() > deadline {
-            let logs = daemon.logs();
-            daemon.kill();
-            bail!("the daemon was not ready within {READY_TIMEOUT:?}:\n{logs}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
