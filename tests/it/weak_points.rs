@@ -97,7 +97,7 @@ async fn content_garbage_collected_before_the_pin_is_never_reported_pinned() {
     );
 }
 
-/// Kubo: a backup killed with SIGKILL while `pin/add` fetches 64 MiB from the primary over
+/// Kubo: a backup killed with SIGKILL while `pin/add` fetches 128 MiB from the primary over
 /// bitswap keeps the blocks it had written (flatfs), and restarts on the same repo. pinwarden:
 /// the round in flight ends failed (the backup's `pin/add` connection drops: "unreachable:
 /// connection closed before message completed"), a pin run while the backup is down fails at
@@ -105,7 +105,7 @@ async fn content_garbage_collected_before_the_pin_is_never_reported_pinned() {
 /// verified on the backup, whose bitswap fetches only the blocks it did not have yet.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_killed_mid_transfer_fails_the_round_and_pins_after_restart() {
-    const CONTENT: usize = 64 << 20;
+    const CONTENT: usize = 128 << 20;
     let t0 = Instant::now();
     pinwarden::install_crypto_provider();
     let mut cluster = kubo(2).await;
@@ -116,7 +116,7 @@ async fn a_backup_killed_mid_transfer_fails_the_round_and_pins_after_restart() {
     lying.set_mode(Mode::LiePinOk).await;
     let blocks = cluster.repo_path(1).join("blocks");
     let empty = data_bytes(&blocks);
-    step(t0, "64 MiB on the primary (RPC lying), backup empty");
+    step(t0, "128 MiB on the primary (RPC lying), backup empty");
 
     let data = tempfile::tempdir().expect("data dir");
     let backups = [cluster.api_url(1)];
@@ -127,10 +127,10 @@ async fn a_backup_killed_mid_transfer_fails_the_round_and_pins_after_restart() {
     };
     // Kill once the backup has written some of the content, well before all of it.
     until(
-        "the backup to store 4 MiB of the content",
+        "the backup to store 2 MiB of the content",
         Duration::from_secs(60),
         || format!("{} bytes stored", data_bytes(&blocks)),
-        || async { data_bytes(&blocks) >= empty + (4 << 20) || round.is_finished() },
+        || async { data_bytes(&blocks) >= empty + (2 << 20) || round.is_finished() },
     )
     .await;
     assert!(!round.is_finished(), "the pin ended before the kill");
