@@ -1,4 +1,4 @@
-//! End-to-end benchmarks on real local js-ipfs nodes and the release `pinwarden` binary, run by
+//! End-to-end benchmarks on real local Kubo nodes and the release `pinwarden` binary, run by
 //! `scripts/bench.sh` (which builds both with `cargo build --release`). Not a `[[bench]]`:
 //! `cargo test` only compiles it. Figures and targets are recorded in BENCHMARKS.md.
 //!
@@ -21,7 +21,7 @@
 //!   check against the content's size, locally, at `--rtt-ms` and over bitswap, next to a direct
 //!   baseline (see `bench_e2e/size.rs`).
 //!
-//! Each part that needs a node starts js-ipfs nodes of its own (`pinwarden-testkit`), stopped
+//! Each part that needs a node starts Kubo nodes of its own (`pinwarden-testkit`), stopped
 //! when the part ends.
 //!
 //! Usage: `bench_e2e [--bin PATH] [--only e2e,cold,daemon,check,size] [--pins N] [--size-kb K]
@@ -67,7 +67,7 @@ struct Args {
     rtt_ms: u64,
     /// `size`: the bound on the baseline's `pin/add` (pinwarden's default pin timeout).
     transfer_timeout_s: u64,
-    /// `size`: CIDv0 sets (js-ipfs' CLI), local rows only.
+    /// `size`: CIDv0 sets (Kubo's CLI), local rows only.
     cidv0: bool,
 }
 

@@ -684,8 +684,8 @@ mod tests {
         assert_eq!(level, Level::Warn, "{detail}");
         assert!(detail.contains("GC watermark (80%"), "{detail}");
         assert!(hint.is_some_and(|h| h.contains("--enable-gc")));
-        assert_eq!(disk_verdict(&kubo, 95, Some(94)).0, Level::Warn);
-        assert_eq!(disk_verdict(&kubo, 95, Some(96)).0, Level::Ok);
+        assert_eq!(disk_verdict(&kubo, 95, Some(93)).0, Level::Warn);
+        assert_eq!(disk_verdict(&kubo, 95, Some(94)).0, Level::Ok);
         let js = RepoStat {
             storage_max: None,
             ..kubo

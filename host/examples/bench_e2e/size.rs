@@ -7,7 +7,8 @@
 //!   then one adding `--rtt-ms`: `pinwarden pin` (A the only node) against the direct baseline
 //!   made in the same run with a plain client through the same proxy: `pin/add`, `pin/ls`, one
 //!   streamed `refs?recursive&unique`;
-//! * **bitswap** (B fetches from A), B behind the delaying proxy: the direct baseline (B freshly
+//! * **bitswap** (B fetches from A through a relay that delays their swarm connection by
+//!   `--rtt-ms` per round trip: A announces only the relay), B's RPC behind the delaying proxy: the direct baseline (B freshly
 //!   connected to A, `pin/add` bounded by `--transfer-timeout-s`, the default pin timeout; then
 //!   `pin/ls`, `refs`), and `pinwarden pin` with tank-mode's defaults, A the primary (its
 //!   `pin/add` never finishes: proxy mode `StallMidStream`, so the hedge starts B after 10 s) and
@@ -22,7 +23,9 @@
 
 use super::{Args, loadavg, memory_kb};
 use anyhow::{Context, Result, anyhow, ensure};
-use pinwarden_testkit::{FaultProxy, IpfsCluster, Mode, add_with_kubo_cli, make_hls_set};
+use pinwarden_testkit::{
+    DelayRelay, FaultProxy, IpfsCluster, Mode, add_with_kubo_cli, make_hls_set,
+};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
@@ -65,9 +68,24 @@ pub(super) async fn size(args: &Args) -> Result<()> {
         "\n== size: pin + verify + check of {:?} MB rendition sets; local, at {} ms, over bitswap",
         args.sizes, args.rtt_ms
     );
-    let cluster = IpfsCluster::start(2)
-        .await
-        .context("starting two Kubo nodes (run scripts/setup.sh first)")?;
+    // Between the nodes too: A announces only a relay that delays its swarm traffic by half the
+    // round trip each way, so B's blocks (and the provider hint) cross it.
+    let relay = DelayRelay::bind(Duration::from_millis(args.rtt_ms) / 2).await?;
+    let announced = relay.multiaddr();
+    let cluster = IpfsCluster::start_with(2, |i, config| {
+        if i == 0 {
+            let swarm = config["Addresses"]["Swarm"][0]
+                .as_str()
+                .and_then(|a| a.rsplit('/').next())
+                .and_then(|port| port.parse::<u16>().ok())
+                .ok_or_else(|| anyhow!("no swarm port in {}", config["Addresses"]))?;
+            relay.forward_to(std::net::SocketAddr::from(([127, 0, 0, 1], swarm)));
+            config["Addresses"]["Announce"] = serde_json::json!([announced]);
+        }
+        Ok(())
+    })
+    .await
+    .context("starting two Kubo nodes (run scripts/setup.sh first)")?;
     let (a, b) = (cluster.api_url(0), cluster.api_url(1));
     let rtt = Duration::from_millis(args.rtt_ms);
     let mut rows = Vec::new();
