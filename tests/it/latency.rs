@@ -6,31 +6,14 @@
 
 use crate::support::cli::Pinwarden;
 use crate::support::nodes::step;
+use crate::support::policies::ONE_ATTEMPT_PER_NODE;
 use pinwarden::kubo::KuboClient;
 use pinwarden_testkit::{DelayRelay, FaultProxy, IpfsCluster, Mode, make_hls_dir};
 use serde_json::{Value, json};
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 const ONE_WAY: Duration = Duration::from_millis(15);
 const CONTENT: usize = 24 << 20;
-
-/// One attempt per node, short backoff, and a stall timeout that ends a pin with no provider
-/// in seconds: the cut-off case is one bounded round.
-const PARAMS: &[&str] = &[
-    "--param",
-    "breaker_failures=0",
-    "--param",
-    "hedge_after_ms=0",
-    "--param",
-    "attempts=1",
-    "--param",
-    "base_delay_ms=100",
-    "--param",
-    "pin_timeout_ms=60000",
-    "--param",
-    "stall_timeout_ms=4000",
-];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_fetches_through_a_slow_link_and_one_cut_off_fails_until_the_link_returns() {
@@ -38,18 +21,12 @@ async fn a_backup_fetches_through_a_slow_link_and_one_cut_off_fails_until_the_li
     pinwarden::install_crypto_provider();
     let relay = DelayRelay::bind(ONE_WAY).await.expect("relay");
     let announced = relay.multiaddr();
-    let cluster = IpfsCluster::start_with(2, |i, config| {
-        if i == 0 {
-            let swarm = config["Addresses"]["Swarm"][0]
-                .as_str()
-                .and_then(|a| a.rsplit('/').next())
-                .and_then(|port| port.parse::<u16>().ok())
-                .ok_or_else(|| anyhow::anyhow!("no swarm port in {}", config["Addresses"]))?;
-            relay.forward_to(SocketAddr::from(([127, 0, 0, 1], swarm)));
-            config["Addresses"]["Announce"] = json!([announced]);
-        }
-        Ok(())
-    })
+    let cluster = IpfsCluster::start_with(
+        2,
+        |i, config| {
+            if i == 0 { relay.front(config) } else { Ok(()) }
+        },
+    )
     .await
     .unwrap_or_else(|e| panic!("Kubo nodes are required and could not start: {e:#}"));
     step(
@@ -75,7 +52,7 @@ async fn a_backup_fetches_through_a_slow_link_and_one_cut_off_fails_until_the_li
     let pin = |cid: &str| {
         Pinwarden::new()
             .args(["pin", cid, "--json"])
-            .args(PARAMS)
+            .args(ONE_ATTEMPT_PER_NODE)
             .env("IPFS_PRIMARY_API", lying.url())
             .env("IPFS_BACKUP_APIS", cluster.api_url(1))
             .env("PINWARDEN_DATA_DIR", data.path())

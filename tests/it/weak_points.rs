@@ -6,6 +6,7 @@
 
 use crate::support::cli::Pinwarden;
 use crate::support::nodes::step;
+use crate::support::policies::ONE_ATTEMPT_PER_NODE;
 use crate::support::wait::until;
 use pinwarden::kubo::KuboClient;
 use pinwarden_testkit::{FaultProxy, IpfsCluster, Mode, make_hls_dir};
@@ -13,23 +14,6 @@ use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
-
-/// One attempt per node, short backoff, and a stall timeout that ends a pin with no provider
-/// in seconds: every round here is bounded.
-const PARAMS: &[&str] = &[
-    "--param",
-    "breaker_failures=0",
-    "--param",
-    "hedge_after_ms=0",
-    "--param",
-    "attempts=1",
-    "--param",
-    "base_delay_ms=100",
-    "--param",
-    "pin_timeout_ms=60000",
-    "--param",
-    "stall_timeout_ms=4000",
-];
 
 /// A bound on one `pinwarden pin` run (the policy's own timeouts end it well before).
 const RUN_TIMEOUT: Duration = Duration::from_secs(120);
@@ -251,7 +235,7 @@ fn client(cluster: &IpfsCluster, i: usize) -> KuboClient {
 async fn pin(cid: &str, primary: &str, backups: &[String], data: &Path) -> Output {
     let run = Pinwarden::new()
         .args(["pin", cid, "--json"])
-        .args(PARAMS)
+        .args(ONE_ATTEMPT_PER_NODE)
         .env("IPFS_PRIMARY_API", primary)
         .env("IPFS_BACKUP_APIS", backups.join(","))
         .env("PINWARDEN_DATA_DIR", data)

@@ -71,19 +71,12 @@ pub(super) async fn size(args: &Args) -> Result<()> {
     // Between the nodes too: A announces only a relay that delays its swarm traffic by half the
     // round trip each way, so B's blocks (and the provider hint) cross it.
     let relay = DelayRelay::bind(Duration::from_millis(args.rtt_ms) / 2).await?;
-    let announced = relay.multiaddr();
-    let cluster = IpfsCluster::start_with(2, |i, config| {
-        if i == 0 {
-            let swarm = config["Addresses"]["Swarm"][0]
-                .as_str()
-                .and_then(|a| a.rsplit('/').next())
-                .and_then(|port| port.parse::<u16>().ok())
-                .ok_or_else(|| anyhow!("no swarm port in {}", config["Addresses"]))?;
-            relay.forward_to(std::net::SocketAddr::from(([127, 0, 0, 1], swarm)));
-            config["Addresses"]["Announce"] = serde_json::json!([announced]);
-        }
-        Ok(())
-    })
+    let cluster = IpfsCluster::start_with(
+        2,
+        |i, config| {
+            if i == 0 { relay.front(config) } else { Ok(()) }
+        },
+    )
     .await
     .context("starting two Kubo nodes (run scripts/setup.sh first)")?;
     let (a, b) = (cluster.api_url(0), cluster.api_url(1));

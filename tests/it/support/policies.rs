@@ -93,3 +93,20 @@ pub fn round_with(
         .expect("runtime");
     rt.block_on(run_round(policy, fallback, job, topology, limits))
 }
+
+/// `pinwarden pin` flags for a bounded real-node round: one attempt per node, short backoff,
+/// no breaker or hedge, and a stall timeout that ends a pin with no provider in seconds.
+pub const ONE_ATTEMPT_PER_NODE: &[&str] = &[
+    "--param",
+    "breaker_failures=0",
+    "--param",
+    "hedge_after_ms=0",
+    "--param",
+    "attempts=1",
+    "--param",
+    "base_delay_ms=100",
+    "--param",
+    "pin_timeout_ms=60000",
+    "--param",
+    "stall_timeout_ms=4000",
+];

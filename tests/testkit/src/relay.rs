@@ -77,6 +77,21 @@ impl DelayRelay {
         self.target.send_replace(Some(target));
     }
 
+    /// Puts the relay in front of the node whose config this is (in an
+    /// `IpfsCluster::start_with` hook): it forwards to the node's swarm port, and the node
+    /// announces only the relay, so peers that learn its addresses (`id`, a provider hint)
+    /// reach it through the relay.
+    pub fn front(&self, config: &mut serde_json::Map<String, serde_json::Value>) -> Result<()> {
+        let swarm = config["Addresses"]["Swarm"][0]
+            .as_str()
+            .and_then(|a| a.rsplit('/').next())
+            .and_then(|port| port.parse::<u16>().ok())
+            .ok_or_else(|| anyhow::anyhow!("no swarm port in {}", config["Addresses"]))?;
+        self.forward_to(SocketAddr::from(([127, 0, 0, 1], swarm)));
+        config["Addresses"]["Announce"] = serde_json::json!([self.multiaddr()]);
+        Ok(())
+    }
+
     pub fn port(&self) -> u16 {
         self.addr.port()
     }
