@@ -17,6 +17,8 @@
 //!   so queued jobs stay queued. Needs no IPFS node.
 //! * `check` (diagnostic, not run by default): the retrievability check alone, pinwarden's
 //!   client against the plain one.
+//! * `drain` (not run by default): the outage drain on real Kubo nodes, against the backup's
+//!   direct pin rate (see `bench_e2e/drain.rs`).
 //! * `size` (not run by default: about 25 minutes, a few GB of temporary space): pin + verify +
 //!   check against the content's size, locally, at `--rtt-ms` and over bitswap, next to a direct
 //!   baseline (see `bench_e2e/size.rs`).
@@ -26,7 +28,7 @@
 //!
 //! Usage: `bench_e2e [--bin PATH] [--only e2e,cold,daemon,check,size] [--pins N] [--size-kb K]
 //! [--segments S] [--cold-runs N] [--jobs N] [--clients N] [--raw] [--sizes MB,MB,..]
-//! [--rtt-ms MS] [--transfer-timeout-s S] [--cidv0]`
+//! [--rtt-ms MS] [--transfer-timeout-s S] [--cidv0] [--drain-jobs N]`
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use futures::StreamExt;
@@ -44,6 +46,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+#[path = "bench_e2e/drain.rs"]
+mod drain;
 #[path = "bench_e2e/size.rs"]
 mod size;
 
@@ -69,6 +73,8 @@ struct Args {
     transfer_timeout_s: u64,
     /// `size`: CIDv0 sets (Kubo's CLI), local rows only.
     cidv0: bool,
+    /// `drain`: lazy jobs drained behind a stalling primary (and as many pinned directly).
+    drain_jobs: usize,
 }
 
 impl Args {
@@ -87,6 +93,7 @@ impl Args {
             rtt_ms: 30,
             transfer_timeout_s: 300,
             cidv0: false,
+            drain_jobs: 100,
         };
         let mut it = std::env::args().skip(1);
         while let Some(flag) = it.next() {
@@ -110,6 +117,7 @@ impl Args {
                 "--rtt-ms" => args.rtt_ms = value()?.parse()?,
                 "--transfer-timeout-s" => args.transfer_timeout_s = value()?.parse()?,
                 "--cidv0" => args.cidv0 = true,
+                "--drain-jobs" => args.drain_jobs = value()?.parse()?,
                 other => {
                     bail!("unknown argument {other} (see the comment at the top of bench_e2e.rs)")
                 }
@@ -171,6 +179,9 @@ async fn main() -> Result<()> {
     }
     if args.wants("size") {
         size::size(&args).await?;
+    }
+    if args.wants("drain") {
+        drain::drain(&args).await?;
     }
     println!("\nload after: {}", loadavg());
     Ok(())

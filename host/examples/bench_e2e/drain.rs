@@ -1,0 +1,172 @@
+//! `drain` (not in the default set): the outage drain on real Kubo nodes. Two nodes, A (the
+//! supernode) and B (a backup, connected to A). `--drain-jobs` fresh HLS directories of
+//! `--size-kb` each are uploaded to A unpinned for each side of the comparison, so B fetches
+//! every one over bitswap:
+//!
+//! * **baseline**: B's own direct pin rate: `pin/add` of each CID on B, 10 at a time (the
+//!   daemon's default `concurrent_pins`), with a plain HTTP client;
+//! * **pinwarden**: `pinwarden serve` with A as the primary behind a proxy whose `pin/add`
+//!   accepts and then stalls forever (`StallMidStream`: the Oct 2025 supernode), B the backup,
+//!   tank-mode with default parameters; every job submitted lazily at once over the socket; the
+//!   clock stops when the queue counts every pin `pinned`.
+//!
+//! Reported: both rates and their ratio, overall and after the first wave (the first jobs wait
+//! for the policy's hedge, 10 s by default, before the breaker opens on the primary).
+
+use super::{Args, rpc_client, rpc_url};
+use anyhow::{Context, Result, bail};
+use futures::StreamExt;
+use pinwarden::kubo::KuboClient;
+use pinwarden::node::Node;
+use pinwarden_testkit::{FaultProxy, IpfsCluster, Mode, make_hls_dir};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Concurrency of the baseline, the daemon's default `concurrent_pins`.
+const CONCURRENCY: usize = 10;
+/// A bound on the whole drain.
+const DRAIN_LIMIT: Duration = Duration::from_secs(1800);
+
+pub(super) async fn drain(args: &Args) -> Result<()> {
+    let n = args.drain_jobs.max(1);
+    println!(
+        "\n== drain: {n} lazy jobs of {} KiB behind a Kubo primary whose pin/add stalls, against the backup's direct pin rate",
+        args.size_kb
+    );
+    let cluster = IpfsCluster::start(2)
+        .await
+        .context("starting two Kubo nodes (run scripts/setup.sh first)")?;
+    let a = KuboClient::new("a", &cluster.api_url(0), None)?;
+    let b = KuboClient::new("b", &cluster.api_url(1), None)?;
+    let addrs = a
+        .swarm_addrs()
+        .await
+        .map_err(|o| anyhow::anyhow!("A's addresses: {o:?}"))?;
+    b.connect(&addrs).await;
+    let mut cids = Vec::with_capacity(2 * n);
+    for i in 0..2 * n {
+        let (_tmp, dir) = make_hls_dir(&format!("drain-{i}"), args.size_kb << 10, 4)?;
+        cids.push(a.add_dir(&dir).await?);
+    }
+    let (baseline_cids, job_cids) = cids.split_at(n);
+
+    let direct = direct_drain(&cluster.api_url(1), baseline_cids).await?;
+    let direct_rate = n as f64 / direct.as_secs_f64();
+    println!(
+        "baseline: B pins {n} directly, {CONCURRENCY} at a time: {:.2} s ({direct_rate:.2} pins/s)",
+        direct.as_secs_f64()
+    );
+
+    let stalling = FaultProxy::start(&cluster.api_url(0)).await?;
+    stalling.set_mode(Mode::StallMidStream).await;
+    let (total, first_wave) =
+        pinwarden_drain(args, &stalling.url(), &cluster.api_url(1), job_cids).await?;
+    let rate = n as f64 / total.as_secs_f64();
+    println!(
+        "pinwarden: {n} lazy jobs drained to B in {:.2} s ({rate:.2} pins/s): {:.3}x the direct rate",
+        total.as_secs_f64(),
+        rate / direct_rate
+    );
+    if let Some((t, done)) = first_wave
+        && done < n
+    {
+        let steady = (n - done) as f64 / (total - t).as_secs_f64();
+        println!(
+            "after the first wave ({done} pinned at {:.2} s): {steady:.2} pins/s, {:.3}x the direct rate",
+            t.as_secs_f64(),
+            steady / direct_rate
+        );
+    }
+    Ok(())
+}
+
+/// B pins every CID with a plain client, [`CONCURRENCY`] at a time.
+async fn direct_drain(api: &str, cids: &[String]) -> Result<Duration> {
+    let http = rpc_client()?;
+    let t0 = Instant::now();
+    let results: Vec<Result<()>> = futures::stream::iter(cids)
+        .map(|cid| {
+            let http = http.clone();
+            async move {
+                let url = rpc_url(api, "pin/add", &[("arg", cid), ("recursive", "true")])?;
+                let reply = http.post(url).send().await?;
+                if !reply.status().is_success() {
+                    bail!("pin/add {cid}: HTTP {}", reply.status());
+                }
+                reply.bytes().await?;
+                Ok(())
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
+    results.into_iter().collect::<Result<()>>()?;
+    Ok(t0.elapsed())
+}
+
+/// Submits every CID lazily to a fresh `pinwarden serve` and waits until all are pinned.
+/// Returns the total time, and when the first wave (the first [`CONCURRENCY`] pins) was done.
+async fn pinwarden_drain(
+    args: &Args,
+    primary: &str,
+    backup: &str,
+    cids: &[String],
+) -> Result<(Duration, Option<(Duration, usize)>)> {
+    let dir = tempfile::tempdir()?;
+    let config = format!(
+        "data_dir = \"{data}\"\n\n[[node]]\nname = \"primary\"\nurl = \"{primary}\"\nrole = \"primary\"\n\n\
+         [[node]]\nname = \"backup-1\"\nurl = \"{backup}\"\nrole = \"backup\"\n",
+        data = dir.path().display(),
+    );
+    let config_path = dir.path().join("pinwarden.toml");
+    std::fs::write(&config_path, config)?;
+    let log_path = dir.path().join("serve.log");
+    let log = std::fs::File::create(&log_path)?;
+    let child = Command::new(&args.bin)
+        .args(["serve", "--config"])
+        .arg(&config_path)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("starting pinwarden serve")?;
+    let _served = super::Served { child };
+    let client = pinwarden::client::DaemonClient::unix(&dir.path().join("pinwarden.sock"))?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while client.health().await.is_err() {
+        if Instant::now() > deadline {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            bail!("pinwarden serve did not come up:\n{log}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let t0 = Instant::now();
+    for (i, cid) in cids.iter().enumerate() {
+        let request = pinwarden::daemon::wire::SubmitRequest {
+            cid: cid.clone(),
+            job_id: format!("drain-{i}"),
+            size_bytes: (args.size_kb as u64) << 10,
+            wait: false,
+            timeout_ms: None,
+        };
+        client.submit(&request).await?;
+    }
+    let mut first_wave = None;
+    loop {
+        let health = client.health().await?;
+        let pinned = health.queue.get("pinned").copied().unwrap_or(0) as usize;
+        if first_wave.is_none() && pinned >= CONCURRENCY.min(cids.len()) {
+            first_wave = Some((t0.elapsed(), pinned));
+        }
+        if pinned >= cids.len() {
+            return Ok((t0.elapsed(), first_wave));
+        }
+        if t0.elapsed() > DRAIN_LIMIT {
+            bail!("{pinned} of {} pinned after {DRAIN_LIMIT:?}", cids.len());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
