@@ -959,6 +959,29 @@ struct Served {
     child: std::process::Child,
 }
 
+impl Served {
+    /// `pinwarden serve` with `config` written to `dir/pinwarden.toml`, in `dir`, with an empty
+    /// environment (but PATH), its output in `dir/serve.log`.
+    fn start(bin: &std::path::Path, dir: &std::path::Path, config: &str) -> Result<Served> {
+        let config_path = dir.join("pinwarden.toml");
+        std::fs::write(&config_path, config)?;
+        let log = std::fs::File::create(dir.join("serve.log"))?;
+        let child = Command::new(bin)
+            .arg("serve")
+            .arg("--config")
+            .arg(&config_path)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting pinwarden serve")?;
+        Ok(Served { child })
+    }
+}
+
 impl Drop for Served {
     fn drop(&mut self) {
         let pid = self.child.id().to_string();
@@ -1006,22 +1029,7 @@ watch_ms = 0
 "#,
         data = dir.path().display(),
     );
-    let config_path = dir.path().join("pinwarden.toml");
-    std::fs::write(&config_path, config)?;
-    let log = std::fs::File::create(dir.path().join("serve.log"))?;
-    let child = Command::new(&args.bin)
-        .arg("serve")
-        .arg("--config")
-        .arg(&config_path)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .current_dir(dir.path())
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .context("starting pinwarden serve")?;
-    let served = Served { child };
+    let served = Served::start(&args.bin, dir.path(), &config)?;
     let pid = served.child.id();
     let socket = dir.path().join("pinwarden.sock");
     let client = || pinwarden::client::DaemonClient::unix(&socket);

@@ -19,7 +19,6 @@ use futures::StreamExt;
 use pinwarden::kubo::KuboClient;
 use pinwarden::node::Node;
 use pinwarden_testkit::{FaultProxy, IpfsCluster, Mode, make_hls_dir};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Concurrency of the baseline, the daemon's default `concurrent_pins`.
@@ -118,22 +117,8 @@ async fn pinwarden_drain(
          [[node]]\nname = \"backup-1\"\nurl = \"{backup}\"\nrole = \"backup\"\n",
         data = dir.path().display(),
     );
-    let config_path = dir.path().join("pinwarden.toml");
-    std::fs::write(&config_path, config)?;
+    let _served = super::Served::start(&args.bin, dir.path(), &config)?;
     let log_path = dir.path().join("serve.log");
-    let log = std::fs::File::create(&log_path)?;
-    let child = Command::new(&args.bin)
-        .args(["serve", "--config"])
-        .arg(&config_path)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .current_dir(dir.path())
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .context("starting pinwarden serve")?;
-    let _served = super::Served { child };
     let client = pinwarden::client::DaemonClient::unix(&dir.path().join("pinwarden.sock"))?;
     let deadline = Instant::now() + Duration::from_secs(10);
     while client.health().await.is_err() {
