@@ -6,7 +6,7 @@
 //! The seed's five flows, quorum 2-of-3, the single-backup policy, a custom policy file and bad
 //! input. Backoff and timeouts are shortened with `--param` so the suite stays fast.
 
-use crate::support::cli::Pinwarden;
+use crate::support::cli::{Pinwarden, stdout_json};
 use crate::support::nodes::{MESH, shared_cluster, step};
 use crate::support::policies::GUEST_MODULES;
 use crate::support::{FaultProxy, IpfsCluster, Mode, make_hls_dir};
@@ -110,11 +110,6 @@ fn text(out: &Output) -> (String, String) {
     )
 }
 
-fn json(out: &Output) -> Value {
-    let (stdout, stderr) = text(out);
-    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"))
-}
-
 fn confirmed(v: &Value) -> Vec<String> {
     let mut nodes: Vec<String> = v["confirmed_nodes"]
         .as_array()
@@ -177,7 +172,7 @@ async fn happy_path(w: &World) {
         .pinwarden(&pin_args(&cid, &["--job-id", "job-happy"]), &[])
         .await;
     assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
-    let v = json(&out);
+    let v = stdout_json(&out);
     assert_eq!(v["status"], "pinned");
     assert_eq!(v["job_id"], "job-happy");
     assert_eq!(confirmed(&v), ["primary"]);
@@ -227,7 +222,7 @@ async fn primary_recovers_at_attempt_three(w: &World) {
     };
     let (out, ()) = tokio::join!(run, heal);
     assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
-    let v = json(&out);
+    let v = stdout_json(&out);
     assert_eq!(confirmed(&v), ["primary"]);
     assert_eq!(v["attempts"]["primary"], 3, "{v}");
     let trace = v["trace"].to_string();
@@ -240,7 +235,7 @@ async fn primary_lies(w: &World) {
     w.set_modes([Mode::LiePinOk, Mode::Pass, Mode::Pass]).await;
     let out = w.pinwarden(&pin_args(&cid, &[]), &[]).await;
     assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
-    let v = json(&out);
+    let v = stdout_json(&out);
     assert_eq!(confirmed(&v), ["backup-1"]);
     assert_eq!(v["attempts"]["primary"], 3);
     assert!(v["trace"].to_string().contains("NOT PINNED"));
@@ -260,7 +255,7 @@ async fn primary_offline(w: &World) {
     w.set_modes([Mode::Refuse, Mode::Pass, Mode::Pass]).await;
     let out = w.pinwarden(&pin_args(&cid, &[]), &[]).await;
     assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
-    let v = json(&out);
+    let v = stdout_json(&out);
     assert_eq!(confirmed(&v), ["backup-1"]);
     assert!(v["trace"].to_string().contains("unreachable"));
     assert!(w.pinned_on(1, &cid).await);
@@ -272,7 +267,7 @@ async fn everything_fails(w: &World) {
         .await;
     let out = w.pinwarden(&pin_args(&cid, &[]), &[]).await;
     assert_eq!(out.status.code(), Some(1), "{:?}", text(&out));
-    let v = json(&out);
+    let v = stdout_json(&out);
     assert_eq!(v["status"], "failed");
     let reason = v["reason"].as_str().unwrap_or_default();
     assert!(reason.starts_with("CRITICAL"), "{reason}");
@@ -290,7 +285,7 @@ async fn quorum_two_of_three(w: &World) {
         .pinwarden(&pin_args(&cid, &["--param", "quorum=2"]), &[])
         .await;
     assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
-    let v = json(&out);
+    let v = stdout_json(&out);
     assert_eq!(confirmed(&v), ["backup-2", "primary"]);
     assert!(w.pinned_on(0, &cid).await && w.pinned_on(2, &cid).await);
 }
@@ -302,7 +297,7 @@ async fn single_backup_policy(w: &World) {
     let policy = [("PINWARDEN_POLICY", "single-backup".to_string())];
     let out = w.pinwarden(&pin_args(&cid, &[]), &policy).await;
     assert_eq!(out.status.code(), Some(1), "{:?}", text(&out));
-    let v = json(&out);
+    let v = stdout_json(&out);
     assert_eq!(v["policy"], "single-backup");
     assert_eq!(
         w.proxies[2].count("/api/v0/pin/add"),
@@ -314,7 +309,7 @@ async fn single_backup_policy(w: &World) {
         .await;
     let out = w.pinwarden(&pin_args(&cid, &[]), &[]).await;
     assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
-    assert_eq!(confirmed(&json(&out)), ["backup-2"]);
+    assert_eq!(confirmed(&stdout_json(&out)), ["backup-2"]);
 }
 
 async fn custom_policy_file(w: &World) {
@@ -329,7 +324,7 @@ async fn custom_policy_file(w: &World) {
     let env = [("PINWARDEN_POLICY", p.clone())];
     let out = w.pinwarden(&pin_args(&cid, &[]), &env).await;
     assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
-    let v = json(&out);
+    let v = stdout_json(&out);
     assert_eq!(v["policy"], "backups-first");
     assert_eq!(confirmed(&v), ["backup-1"]);
     assert_eq!(
@@ -398,7 +393,7 @@ async fn add_and_pin(w: &World) {
     args.extend_from_slice(FAST);
     let out = w.pinwarden(&args, &[]).await;
     assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
-    let v = json(&out);
+    let v = stdout_json(&out);
     assert_eq!(v["job_id"], "enc-42");
     let cid = v["cid"].as_str().expect("cid").to_string();
     assert!(w.pinned_on(0, &cid).await);

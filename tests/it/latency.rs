@@ -4,12 +4,11 @@
 //! from `id`) points at the relay. The primary's RPC lies ("pin OK", nothing pinned), so the
 //! round must fall back to the backup.
 
-use crate::support::cli::Pinwarden;
+use crate::support::cli::{pin_once_per_node, stdout_json};
 use crate::support::nodes::step;
-use crate::support::policies::ONE_ATTEMPT_PER_NODE;
 use pinwarden::kubo::KuboClient;
 use pinwarden_testkit::{DelayRelay, FaultProxy, IpfsCluster, Mode, make_hls_dir};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::time::{Duration, Instant};
 
 const ONE_WAY: Duration = Duration::from_millis(15);
@@ -49,21 +48,13 @@ async fn a_backup_fetches_through_a_slow_link_and_one_cut_off_fails_until_the_li
     let lying = FaultProxy::start(&cluster.api_url(0)).await.expect("proxy");
     lying.set_mode(Mode::LiePinOk).await;
     let data = tempfile::tempdir().expect("data dir");
-    let pin = |cid: &str| {
-        Pinwarden::new()
-            .args(["pin", cid, "--json"])
-            .args(ONE_ATTEMPT_PER_NODE)
-            .env("IPFS_PRIMARY_API", lying.url())
-            .env("IPFS_BACKUP_APIS", cluster.api_url(1))
-            .env("PINWARDEN_DATA_DIR", data.path())
-            .run_async()
-    };
+    let (primary_api, backups) = (lying.url(), [cluster.api_url(1)]);
 
     // Cut off: the backup cannot reach the only node that has the blocks.
     let cid = upload(&primary, "cut-off").await;
     relay.cut();
-    let out = pin(&cid).await;
-    let v = reply(&out);
+    let out = pin_once_per_node(&cid, &primary_api, &backups, data.path()).await;
+    let v = stdout_json(&out);
     assert_eq!(
         out.status.code(),
         Some(1),
@@ -83,8 +74,8 @@ async fn a_backup_fetches_through_a_slow_link_and_one_cut_off_fails_until_the_li
     // The link returns: the same CID is pinned on the backup, every block through the relay.
     relay.restore();
     let before = relay.relayed_bytes();
-    let out = pin(&cid).await;
-    let v = reply(&out);
+    let out = pin_once_per_node(&cid, &primary_api, &backups, data.path()).await;
+    let v = stdout_json(&out);
     assert_eq!(out.status.code(), Some(0), "{v}");
     assert_eq!(v["confirmed_nodes"], json!(["backup-1"]), "{v}");
     let crossed = relay.relayed_bytes() - before;
@@ -101,14 +92,4 @@ async fn a_backup_fetches_through_a_slow_link_and_one_cut_off_fails_until_the_li
 async fn upload(primary: &KuboClient, name: &str) -> String {
     let (_tmp, dir) = make_hls_dir(name, CONTENT, 8).expect("content");
     primary.add_dir(&dir).await.expect("upload")
-}
-
-fn reply(out: &std::process::Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "pin --json printed no JSON ({e}): {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
 }

@@ -6,7 +6,7 @@
 //!
 //! Latencies are printed (see the closing notes and BENCHMARKS.md), never asserted.
 
-use crate::support::cli::Pinwarden;
+use crate::support::cli::{Pinwarden, stdout_json};
 use crate::support::daemon::Serve;
 use crate::support::nodes::{MESH, shared_cluster, step};
 use crate::support::{FaultProxy, IpfsCluster, Mode, make_hls_dir};
@@ -14,7 +14,6 @@ use pinwarden::daemon::wire::SubmitRequest;
 use pinwarden::kubo::KuboClient;
 use pinwarden::queue::State;
 use serde_json::Value;
-use std::process::Output;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -65,22 +64,16 @@ impl Outage {
         for p in params {
             args.extend(["--param", p]);
         }
-        json(&self.command(&args).run_async().await)
+        stdout_json(&self.command(&args).run_async().await)
     }
 
     async fn breaker(&self, node: &str) -> String {
-        json(&self.command(&["nodes", "--json"]).run_async().await)
+        stdout_json(&self.command(&["nodes", "--json"]).run_async().await)
             .as_array()
             .and_then(|nodes| nodes.iter().find(|n| n["name"] == node).cloned())
             .and_then(|n| n["breaker"].as_str().map(str::to_string))
             .unwrap_or_default()
     }
-}
-
-fn json(out: &Output) -> Value {
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(stdout.trim())
-        .unwrap_or_else(|e| panic!("{e}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr)))
 }
 
 fn confirmed(v: &Value) -> Vec<&str> {

@@ -4,19 +4,15 @@
 //! lies ("pin OK", nothing pinned) or has lost the blocks, so the round reaches the backups, and
 //! `pinwarden pin --json` must never report a pin that is not there.
 
-use crate::support::cli::Pinwarden;
+use crate::support::cli::{pin_once_per_node, stdout_json};
 use crate::support::nodes::step;
-use crate::support::policies::ONE_ATTEMPT_PER_NODE;
 use crate::support::wait::until;
 use pinwarden::kubo::KuboClient;
 use pinwarden_testkit::{FaultProxy, IpfsCluster, Mode, make_hls_dir};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-/// A bound on one `pinwarden pin` run (the policy's own timeouts end it well before).
-const RUN_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Kubo: `add` with `pin=false`, then `repo gc` on the primary, before pinwarden ran; no other
 /// node ever had the blocks. The primary's `pin/add` and the backup's (hinted to the primary)
@@ -46,14 +42,14 @@ async fn content_garbage_collected_before_the_pin_is_never_reported_pinned() {
     );
 
     let data = tempfile::tempdir().expect("data dir");
-    let out = pin(
+    let out = pin_once_per_node(
         &cid,
         &cluster.api_url(0),
         &[cluster.api_url(1)],
         data.path(),
     )
     .await;
-    let v = reply(&out);
+    let v = stdout_json(&out);
     assert_eq!(
         out.status.code(),
         Some(1),
@@ -107,7 +103,7 @@ async fn a_backup_killed_mid_transfer_fails_the_round_and_pins_after_restart() {
     let round = {
         let (cid, primary, data) = (cid.clone(), lying.url(), data.path().to_path_buf());
         let backups = backups.clone();
-        tokio::spawn(async move { pin(&cid, &primary, &backups, &data).await })
+        tokio::spawn(async move { pin_once_per_node(&cid, &primary, &backups, &data).await })
     };
     // Kill once the backup has written some of the content, well before all of it.
     until(
@@ -123,7 +119,7 @@ async fn a_backup_killed_mid_transfer_fails_the_round_and_pins_after_restart() {
     step(t0, &format!("backup SIGKILLed with {at_kill} bytes stored"));
 
     let out = round.await.expect("pin task");
-    let v = reply(&out);
+    let v = stdout_json(&out);
     assert_eq!(
         out.status.code(),
         Some(1),
@@ -137,8 +133,8 @@ async fn a_backup_killed_mid_transfer_fails_the_round_and_pins_after_restart() {
     assert!(v["trace"].to_string().contains("unreachable"), "{v}");
     step(t0, &format!("the round failed: {}", v["trace"]));
 
-    let out = pin(&cid, &lying.url(), &backups, data.path()).await;
-    let v = reply(&out);
+    let out = pin_once_per_node(&cid, &lying.url(), &backups, data.path()).await;
+    let v = stdout_json(&out);
     assert_eq!(out.status.code(), Some(1), "the backup is down: {v}");
     assert!(
         v["confirmed_nodes"].as_array().is_none_or(Vec::is_empty),
@@ -155,8 +151,8 @@ async fn a_backup_killed_mid_transfer_fails_the_round_and_pins_after_restart() {
     );
     step(t0, &format!("backup restarted with {kept} bytes kept"));
 
-    let out = pin(&cid, &lying.url(), &backups, data.path()).await;
-    let v = reply(&out);
+    let out = pin_once_per_node(&cid, &lying.url(), &backups, data.path()).await;
+    let v = stdout_json(&out);
     assert_eq!(out.status.code(), Some(0), "{v}");
     assert_eq!(v["confirmed_nodes"], json!(["backup-1"]), "{v}");
     assert!(
@@ -201,8 +197,8 @@ async fn a_backup_out_of_disk_fails_its_pin_and_the_next_backup_pins() {
 
     let data = tempfile::tempdir().expect("data dir");
     let backups = [cluster.api_url(1), cluster.api_url(2)];
-    let out = pin(&cid, &lying.url(), &backups, data.path()).await;
-    let v = reply(&out);
+    let out = pin_once_per_node(&cid, &lying.url(), &backups, data.path()).await;
+    let v = stdout_json(&out);
     assert_eq!(out.status.code(), Some(0), "{v}\n{}", cluster.logs());
     assert_eq!(v["confirmed_nodes"], json!(["backup-2"]), "{v}");
     let trace = v["trace"].to_string();
@@ -229,30 +225,6 @@ async fn kubo(n: usize) -> IpfsCluster {
 
 fn client(cluster: &IpfsCluster, i: usize) -> KuboClient {
     KuboClient::new(format!("n{i}"), &cluster.api_url(i), None).expect("client")
-}
-
-/// `pinwarden pin CID --json` against `primary` and `backups`, bounded by [`RUN_TIMEOUT`].
-async fn pin(cid: &str, primary: &str, backups: &[String], data: &Path) -> Output {
-    let run = Pinwarden::new()
-        .args(["pin", cid, "--json"])
-        .args(ONE_ATTEMPT_PER_NODE)
-        .env("IPFS_PRIMARY_API", primary)
-        .env("IPFS_BACKUP_APIS", backups.join(","))
-        .env("PINWARDEN_DATA_DIR", data)
-        .run_async();
-    tokio::time::timeout(RUN_TIMEOUT, run)
-        .await
-        .unwrap_or_else(|_| panic!("pinwarden pin {cid} did not end within {RUN_TIMEOUT:?}"))
-}
-
-fn reply(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "pin --json printed no JSON ({e}): {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
 }
 
 /// Kubo's own CLI on node `i`, bounded; whether it exited 0.

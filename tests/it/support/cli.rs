@@ -168,3 +168,36 @@ impl fmt::Display for Pinwarden {
         Ok(())
     }
 }
+
+/// The JSON a `--json` command printed, or a panic showing what it printed instead.
+pub fn stdout_json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "no JSON on stdout ({e}): {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// `pinwarden pin CID --json` for one bounded real-node round (one attempt per node, see
+/// `support::policies::ONE_ATTEMPT_PER_NODE`) with the seeds' variables naming the nodes; a
+/// run that outlives two minutes fails the test.
+pub async fn pin_once_per_node(
+    cid: &str,
+    primary: &str,
+    backups: &[String],
+    data: &Path,
+) -> Output {
+    const LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
+    let run = Pinwarden::new()
+        .args(["pin", cid, "--json"])
+        .args(crate::support::policies::ONE_ATTEMPT_PER_NODE)
+        .env("IPFS_PRIMARY_API", primary)
+        .env("IPFS_BACKUP_APIS", backups.join(","))
+        .env("PINWARDEN_DATA_DIR", data)
+        .run_async();
+    tokio::time::timeout(LIMIT, run)
+        .await
+        .unwrap_or_else(|_| panic!("pinwarden pin {cid} did not end within {LIMIT:?}"))
+}
