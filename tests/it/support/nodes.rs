@@ -93,3 +93,20 @@ pub async fn upload_tiny(client: &KuboClient, name: &str) -> String {
     let (_tmp, dir) = pinwarden_testkit::make_hls_dir(name, 4 << 10, 1).expect("dir");
     client.add_dir(&dir).await.expect("upload")
 }
+
+/// `node`, connected to a provider of `root` but holding none of it, reports `root`
+/// unretrievable ("missing") at once: the check asks the node offline and never waits on a
+/// fetch (5 s bounds a check that would).
+pub async fn assert_missing_without_fetching(node: &KuboClient, root: &str) {
+    let started = Instant::now();
+    let outcome = node.check_retrievable(root).await;
+    assert!(
+        matches!(&outcome, Outcome::Unretrievable(m) if m.contains("missing")),
+        "{outcome:?}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
