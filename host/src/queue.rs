@@ -361,33 +361,37 @@ impl Queue {
         })
     }
 
-    /// Number of pins per state (every state present, zero included).
+    /// Number of pins per state (every state present, zero included). One grouped query: it
+    /// runs on every `/metrics` scrape and `/v1/health` call.
     pub fn counts(&self) -> Result<Vec<(State, u64)>, QueueError> {
         self.with(|conn| {
-            let mut stmt = conn.prepare_cached("SELECT COUNT(*) FROM pins WHERE state = ?1")?;
-            State::ALL
+            let mut stmt =
+                conn.prepare_cached("SELECT state, COUNT(*) FROM pins GROUP BY state")?;
+            let found = stmt
+                .query_map([], |r| Ok((r.get::<_, State>(0)?, r.get::<_, i64>(1)?)))?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(State::ALL
                 .into_iter()
                 .map(|st| {
-                    let n: i64 = stmt.query_row([st], |r| r.get(0))?;
-                    Ok((st, n as u64))
+                    let n = found.iter().find(|(s, _)| *s == st).map_or(0, |(_, n)| *n);
+                    (st, u64::try_from(n).unwrap_or(0))
                 })
-                .collect()
+                .collect())
         })
     }
 
     /// Deletes finished pins (and their job ids) last updated before `cutoff_ms`.
     pub fn prune_finished(&self, cutoff_ms: i64) -> Result<usize, QueueError> {
         self.with(|conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let mut pruned = 0;
-            for state in State::ALL.into_iter().filter(|s| s.is_final()) {
-                pruned += tx.execute(
-                    "DELETE FROM pins WHERE state = ?1 AND updated_at < ?2",
-                    params![state, cutoff_ms],
-                )?;
-            }
-            tx.commit()?;
-            Ok(pruned)
+            let finals: Vec<State> = State::ALL.into_iter().filter(|s| s.is_final()).collect();
+            let marks: Vec<String> = (2..finals.len() + 2).map(|i| format!("?{i}")).collect();
+            let sql = format!(
+                "DELETE FROM pins WHERE updated_at < ?1 AND state IN ({})",
+                marks.join(", ")
+            );
+            let mut args: Vec<&dyn rusqlite::ToSql> = vec![&cutoff_ms];
+            args.extend(finals.iter().map(|s| s as &dyn rusqlite::ToSql));
+            Ok(conn.execute(&sql, rusqlite::params_from_iter(args))?)
         })
     }
 }
