@@ -29,8 +29,16 @@ pub async fn run(daemon: Arc<Daemon>, shutdown: impl std::future::Future<Output 
             () = &mut shutdown => break,
         };
         while tasks.try_join_next().is_some() {}
-        match daemon.queue.run(|q| q.claim_due(now_ms())).await {
-            Ok(Some(row)) => {
+        // One trip to the blocking pool: the next due pin, or (none due) when one will be.
+        let next = daemon
+            .queue
+            .run(|q| match q.claim_due(now_ms())? {
+                Some(row) => Ok(Ok(row)),
+                None => Ok(Err(q.next_due_ms().ok().flatten())),
+            })
+            .await;
+        match next {
+            Ok(Ok(row)) => {
                 let d = Arc::clone(&daemon);
                 let cid = row.cid.clone();
                 let handle = tasks.spawn(async move {
@@ -41,11 +49,11 @@ pub async fn run(daemon: Arc<Daemon>, shutdown: impl std::future::Future<Output 
                     running.insert(cid, handle);
                 }
             }
-            Ok(None) => {
+            Ok(Err(due)) => {
                 drop(permit);
-                let wait = match daemon.queue.run(|q| q.next_due_ms()).await {
-                    Ok(Some(at)) => (at - now_ms()).clamp(5, 1_000) as u64,
-                    _ => 1_000,
+                let wait = match due {
+                    Some(at) => (at - now_ms()).clamp(5, 1_000) as u64,
+                    None => 1_000,
                 };
                 tokio::select! {
                     () = tokio::time::sleep(Duration::from_millis(wait)) => {}
