@@ -21,6 +21,9 @@ pub(super) struct InCharge<'p> {
     pub policy: &'p Policy,
     pub rank: Rank,
     session: Session,
+    /// The policy's `attempts` parameter, shown in the trace as "attempt n/N" (fixed while the
+    /// policy is in charge, so read once).
+    attempts: Option<u32>,
     /// Actions this policy has started in this round (the rules bound them per policy).
     started: usize,
     /// Decision time this policy has spent in this round.
@@ -40,16 +43,14 @@ impl<'p> InCharge<'p> {
             policy,
             rank,
             session: policy.session()?,
+            attempts: policy.param("attempts").and_then(|v| v.parse().ok()),
             started: 0,
             spent: Duration::ZERO,
         })
     }
 
-    /// The policy's `attempts` parameter, shown in the trace as "attempt n/N".
     pub fn attempts(&self) -> Option<u32> {
-        self.policy
-            .param("attempts")
-            .and_then(|v| v.parse::<u32>().ok())
+        self.attempts
     }
 
     /// Asks the policy what to do next and holds the answer to the host's rules and to the
