@@ -5,7 +5,9 @@
 //!
 //! Needs Kubo built by `scripts/setup.sh`.
 
-use crate::support::nodes::{assert_missing_without_fetching, ghost_cid, required_cluster, step};
+use crate::support::nodes::{
+    assert_missing_without_fetching, client, ghost_cid, required_cluster, step,
+};
 use crate::support::{FaultProxy, IpfsCluster, Mode, make_hls_dir};
 use futures::FutureExt;
 use pinwarden::Outcome;
@@ -16,10 +18,6 @@ use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
 const PIN_STALL: Duration = Duration::from_secs(15);
-
-fn client(cluster: &IpfsCluster, i: usize, name: &str) -> KuboClient {
-    KuboClient::new(name, &cluster.api_url(i), None).expect("client")
-}
 
 /// A client with short bounds, for the fault cases.
 fn quick_client(url: &str, auth: Option<Auth>) -> KuboClient {

@@ -4,7 +4,7 @@
 //!
 //! Needs Kubo built by `scripts/setup.sh` (or `$PINWARDEN_KUBO_BIN`).
 
-use crate::support::nodes::{ghost_cid, required_cluster, step};
+use crate::support::nodes::{client, ghost_cid, required_cluster, step};
 use crate::support::{IpfsCluster, make_hls_dir};
 use http_body_util::BodyExt;
 use pinwarden::Outcome;
@@ -17,10 +17,6 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-
-fn client(cluster: &IpfsCluster, i: usize, name: &str) -> KuboClient {
-    KuboClient::new(name, &cluster.api_url(i), None).expect("client")
-}
 
 /// A raw RPC call, independent of the client under test.
 async fn raw(api: &str, call: &str) -> reqwest::Response {

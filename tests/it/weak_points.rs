@@ -5,9 +5,8 @@
 //! `pinwarden pin --json` must never report a pin that is not there.
 
 use crate::support::cli::{pin_once_per_node, stdout_json};
-use crate::support::nodes::step;
+use crate::support::nodes::{client, required_cluster, step};
 use crate::support::wait::until;
-use pinwarden::kubo::KuboClient;
 use pinwarden_testkit::{FaultProxy, IpfsCluster, Mode, make_hls_dir};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -23,8 +22,8 @@ use std::time::{Duration, Instant};
 async fn content_garbage_collected_before_the_pin_is_never_reported_pinned() {
     let t0 = Instant::now();
     pinwarden::install_crypto_provider();
-    let cluster = kubo(2).await;
-    let primary = client(&cluster, 0);
+    let cluster = required_cluster(2).await;
+    let primary = client(&cluster, 0, "n0");
     let (_content, dir) = make_hls_dir("collected", 1 << 20, 4).expect("content");
     let cid = primary.add_dir(&dir).await.expect("upload");
     assert!(
@@ -85,8 +84,8 @@ async fn a_backup_killed_mid_transfer_fails_the_round_and_pins_after_restart() {
     const CONTENT: usize = 128 << 20;
     let t0 = Instant::now();
     pinwarden::install_crypto_provider();
-    let mut cluster = kubo(2).await;
-    let primary = client(&cluster, 0);
+    let mut cluster = required_cluster(2).await;
+    let primary = client(&cluster, 0, "n0");
     let (_content, dir) = make_hls_dir("crash", CONTENT, 16).expect("content");
     let cid = primary.add_dir(&dir).await.expect("upload");
     let lying = FaultProxy::start(&cluster.api_url(0)).await.expect("proxy");
@@ -174,9 +173,9 @@ async fn a_backup_out_of_disk_fails_its_pin_and_the_next_backup_pins() {
     const CONTENT: usize = 48 << 20;
     let t0 = Instant::now();
     pinwarden::install_crypto_provider();
-    let mut cluster = kubo(3).await;
+    let mut cluster = required_cluster(3).await;
     let _small = Tmpfs::move_repo(&mut cluster, 1, "32m").await;
-    let primary = client(&cluster, 0);
+    let primary = client(&cluster, 0, "n0");
     let (_content, dir) = make_hls_dir("full", CONTENT, 12).expect("content");
     let cid = primary.add_dir(&dir).await.expect("upload");
     let lying = FaultProxy::start(&cluster.api_url(0)).await.expect("proxy");
@@ -206,16 +205,6 @@ async fn a_backup_out_of_disk_fails_its_pin_and_the_next_backup_pins() {
         "backup-2 holds the pin"
     );
     step(t0, &format!("backup-1 failed, pinned on backup-2: {trace}"));
-}
-
-async fn kubo(n: usize) -> IpfsCluster {
-    IpfsCluster::start(n)
-        .await
-        .unwrap_or_else(|e| panic!("Kubo nodes are required and could not start: {e:#}"))
-}
-
-fn client(cluster: &IpfsCluster, i: usize) -> KuboClient {
-    KuboClient::new(format!("n{i}"), &cluster.api_url(i), None).expect("client")
 }
 
 /// Kubo's own CLI on node `i`, bounded; whether it exited 0.

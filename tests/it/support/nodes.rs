@@ -74,6 +74,11 @@ pub async fn required_cluster(n: usize) -> IpfsCluster {
         .unwrap_or_else(|e| panic!("real IPFS nodes are required and could not start: {e:#}"))
 }
 
+/// A client of node `i` of `cluster`, named `name` in its outcomes.
+pub fn client(cluster: &IpfsCluster, i: usize, name: &str) -> KuboClient {
+    KuboClient::new(name, &cluster.api_url(i), None).expect("client")
+}
+
 /// Progress of a long real-node test, on stderr (shown with --nocapture or on failure).
 pub fn step(t0: Instant, what: &str) {
     eprintln!("[{:>6.1}s] {what}", t0.elapsed().as_secs_f64());
