@@ -491,6 +491,7 @@ impl Ways {
                     &self.policy,
                     &self.fallback,
                     &job,
+                    &[],
                     &self.topology,
                     &self.limits,
                 )

@@ -70,6 +70,9 @@ pub struct Config {
     pub local_fallback: LocalFallbackConfig,
     #[serde(default)]
     pub daemon: DaemonConfig,
+    /// The Pinning Services API listener of `pinwarden serve` (off unless `psa.listen` is set).
+    #[serde(default)]
+    pub psa: PsaConfig,
     /// Spike alerts (`[[alert]]` tables).
     #[serde(default, rename = "alert", skip_serializing_if = "Vec::is_empty")]
     pub alerts: Vec<AlertRule>,
@@ -101,6 +104,21 @@ pub const ALERT_SIGNALS: &[&str] = &[
 
 fn default_window() -> u64 {
     60
+}
+
+/// `[psa]`: pinwarden as a pinning service (IPFS Pinning Services API v1.0.0), on a listener
+/// of its own; clients are given `http://<listen>` as the service endpoint.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PsaConfig {
+    /// e.g. "127.0.0.1:5050". Host names and connection limits as on the `/v1` TCP listener
+    /// (`daemon.allowed_hosts`, `daemon.max_connections`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    /// The users: one "NAME TOKEN" per line (tokens of at least 16 characters, none the `/v1`
+    /// token). Required with `listen`; read when the daemon starts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokens_file: Option<PathBuf>,
 }
 
 /// `[daemon]`: the `pinwarden serve` settings.
@@ -474,6 +492,17 @@ impl Config {
         }
         if self.node_name.trim().is_empty() {
             return err("node_name: must not be empty (NODE_NAME)".into());
+        }
+        if let Some(listen) = &self.psa.listen {
+            if listen.parse::<std::net::SocketAddr>().is_err() {
+                return err(format!("psa.listen: '{listen}' is not IP:PORT"));
+            }
+            if self.psa.tokens_file.is_none() {
+                return err(
+                    "psa.tokens_file: required with psa.listen (one \"NAME TOKEN\" per line)"
+                        .into(),
+                );
+            }
         }
         Ok(())
     }

@@ -21,6 +21,7 @@ pub mod migrate;
 pub mod node;
 pub mod policy;
 pub mod prove;
+pub mod psa;
 pub mod queue;
 pub mod sim;
 pub mod trace;

@@ -18,6 +18,8 @@ pub trait Node: Send + Sync {
     async fn check_retrievable(&self, cid: &str) -> Outcome;
     /// The node's swarm addresses, with its peer id, for other nodes to dial.
     async fn swarm_addrs(&self) -> Result<Vec<String>, Outcome>;
+    /// `pin/rm` (recursive): `Ok` too when the node does not pin it (nothing left to undo).
+    async fn unpin(&self, cid: &str) -> Outcome;
     /// Dials the given addresses (one is enough).
     async fn connect(&self, addrs: &[String]) -> Outcome;
     /// Replaces the connection to the peer behind `addrs` with a new one (a repeated provider

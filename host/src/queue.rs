@@ -22,13 +22,14 @@
 //! which keeps enqueue throughput with an fsync per commit.
 
 mod group_commit;
+pub mod requests;
 mod rows;
 mod schema;
 mod state;
 
 pub use state::State;
 
-use group_commit::{Request, spawn_writer};
+use group_commit::{Request, Write, Written, spawn_writer};
 use rows::{COLUMNS, by_job_in, fetch, job_ids, read_row};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use schema::{SCHEMA, connect, migrate_columns};
@@ -161,9 +162,17 @@ impl Queue {
     /// A CID that failed before is queued again; a blocking submission makes a queued lazy
     /// pin blocking (it gets picked first).
     pub fn submit(&self, s: &Submission, now_ms: i64) -> Result<PinRow, QueueError> {
+        match self.write(Write::Job(s.clone()), now_ms)? {
+            Written::Pin(row) => Ok(row),
+            Written::Request(_) => Err(QueueError::WriterGone),
+        }
+    }
+
+    /// Hands `write` to the group-commit writer and waits for its commit.
+    fn write(&self, write: Write, now_ms: i64) -> Result<Written, QueueError> {
         let (reply, answer) = std::sync::mpsc::sync_channel(1);
         let request = Request {
-            submission: s.clone(),
+            write,
             now_ms,
             reply,
         };
@@ -193,6 +202,11 @@ impl Queue {
             tx.execute(
                 "UPDATE pins SET state = ?3, updated_at = ?2 WHERE cid = ?1",
                 params![cid, now_ms, State::Pinning],
+            )?;
+            // The content is wanted again: a delete's unpin of it must not run.
+            tx.execute(
+                "DELETE FROM unpins WHERE key = (SELECT key FROM pins WHERE cid = ?1)",
+                [&cid],
             )?;
             let row = fetch(&tx, &cid)?;
             tx.commit()?;
@@ -380,13 +394,15 @@ impl Queue {
         })
     }
 
-    /// Deletes finished pins (and their job ids) last updated before `cutoff_ms`.
+    /// Deletes finished pins (and their job ids) last updated before `cutoff_ms`, except those a
+    /// Pinning Services API request still holds: a request lives until its user deletes it.
     pub fn prune_finished(&self, cutoff_ms: i64) -> Result<usize, QueueError> {
         self.with(|conn| {
             let finals: Vec<State> = State::ALL.into_iter().filter(|s| s.is_final()).collect();
             let marks: Vec<String> = (2..finals.len() + 2).map(|i| format!("?{i}")).collect();
             let sql = format!(
-                "DELETE FROM pins WHERE updated_at < ?1 AND state IN ({})",
+                "DELETE FROM pins WHERE updated_at < ?1 AND state IN ({})
+                 AND NOT EXISTS (SELECT 1 FROM requests WHERE requests.cid = pins.cid)",
                 marks.join(", ")
             );
             let mut args: Vec<&dyn rusqlite::ToSql> = vec![&cutoff_ms];

@@ -131,7 +131,7 @@ fn actions_count_while_their_round_still_runs() {
     // Cut the round off after 20 s of virtual time: it never ends, so nothing round-level runs.
     let cut = rt.block_on(async {
         let (job, limits) = (job(false), RoundLimits::default());
-        let round = run_round(&tank, &tank, &job, &topology, &limits);
+        let round = run_round(&tank, &tank, &job, &[], &topology, &limits);
         tokio::time::timeout(Duration::from_secs(20), round).await
     });
     assert!(cut.is_err(), "the round should still run: {cut:?}");
@@ -518,6 +518,7 @@ async fn a_breaker_opening_logs_and_posts_the_node_to_the_webhook() {
         &tank,
         &tank,
         &job(false),
+        &[],
         &topology,
         &RoundLimits::default(),
     )

@@ -67,10 +67,20 @@ pub struct JobsArgs {
 
 pub fn serve(cx: &Context, args: ServeArgs) -> CliResult {
     let config = cx.config(&[])?;
+    let token = config.daemon.token().map_err(CliError::bad_input)?;
+    let psa = match (&config.psa.listen, &config.psa.tokens_file) {
+        (Some(addr), Some(file)) => Some((
+            addr.clone(),
+            crate::psa::tokens::Tokens::load(file, token.as_deref())
+                .map_err(CliError::bad_input)?,
+        )),
+        _ => None,
+    };
     let listen = Listeners {
         socket: args.socket.unwrap_or_else(|| config.socket_path()),
         tcp: args.listen.or_else(|| config.daemon.listen.clone()),
-        token: config.daemon.token().map_err(CliError::bad_input)?,
+        token,
+        psa,
     };
     let app = App::new(config)?;
     cx.block_on(async {

@@ -97,6 +97,7 @@ async fn pin_with(app: &App, cid: &str, args: &JobArgs) -> CliResult {
         &app.policy,
         &app.fallback,
         &job,
+        &[],
         &app.topology,
         &RoundLimits::default(),
     )

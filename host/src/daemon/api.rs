@@ -100,6 +100,11 @@ async fn bearer(token: &str, req: Request, next: Next) -> Response {
     }
 }
 
+/// `/v1`'s error body, for the shared layers ([`super::listen::RenderError`]).
+pub fn render_error(status: StatusCode, message: String) -> Response {
+    error(status, message)
+}
+
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (
         status,
@@ -148,6 +153,13 @@ fn validate(
     }
     if body.job_id.trim().is_empty() || body.job_id.len() > 256 {
         return Err("job_id must be 1 to 256 characters".into());
+    }
+    if body.job_id.starts_with(crate::queue::requests::JOB_PREFIX) {
+        return Err(format!(
+            "job_id '{}': job ids starting with '{}' belong to Pinning Services API requests",
+            body.job_id,
+            crate::queue::requests::JOB_PREFIX
+        ));
     }
     let limit = Duration::from_millis(body.timeout_ms.unwrap_or(3_600_000));
     let submission = Submission {

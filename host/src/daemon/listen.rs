@@ -6,7 +6,7 @@ use anyhow::Context;
 use axum::extract::Request;
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use std::io;
 use std::path::Path;
 use std::pin::Pin;
@@ -178,8 +178,17 @@ impl AllowedHosts {
     }
 }
 
-/// Middleware: refuses a request whose Host header is not allowed.
-pub async fn check_host(hosts: AllowedHosts, req: Request, next: Next) -> Response {
+/// How an API words an error: each API keeps its own body (`/v1`'s `{"error": "..."}`, the
+/// PSA's `Failure`) for the answers the shared layers give.
+pub type RenderError = fn(StatusCode, String) -> Response;
+
+/// Middleware: refuses a request whose Host header is not allowed, in the API's own words.
+pub async fn check_host(
+    hosts: AllowedHosts,
+    render: RenderError,
+    req: Request,
+    next: Next,
+) -> Response {
     let host = req
         .headers()
         .get(header::HOST)
@@ -191,12 +200,45 @@ pub async fn check_host(hosts: AllowedHosts, req: Request, next: Next) -> Respon
         let message = format!(
             "Host '{host}' is not allowed on this listener (add it to daemon.allowed_hosts)"
         );
-        (
-            StatusCode::FORBIDDEN,
-            axum::Json(super::wire::ErrorReply { error: message }),
-        )
-            .into_response()
+        render(StatusCode::FORBIDDEN, message)
     }
+}
+
+/// Binds a TCP listener for an API: capped at `max` connections, answering only to the
+/// Host names `extra` and its own address allow.
+pub async fn bind_tcp(
+    addr: &str,
+    what: &str,
+    max: usize,
+    extra: &[String],
+) -> anyhow::Result<(Capped<tokio::net::TcpListener>, AllowedHosts)> {
+    let parsed: std::net::SocketAddr = addr
+        .parse()
+        .with_context(|| format!("{what} {addr}: expected IP:PORT"))?;
+    let listener = tokio::net::TcpListener::bind(parsed)
+        .await
+        .with_context(|| format!("{what}: cannot listen on {addr}"))?;
+    // The port the OS chose for ":0" is the one clients name in Host.
+    let hosts = AllowedHosts::for_listener(listener.local_addr().unwrap_or(parsed), extra);
+    Ok((Capped::new(listener, max), hosts))
+}
+
+/// Serves `router` on `listener` with the Host check, until `stopped` resolves.
+pub fn spawn_tcp(
+    listener: Capped<tokio::net::TcpListener>,
+    hosts: AllowedHosts,
+    render: RenderError,
+    router: axum::Router,
+    stopped: impl std::future::Future<Output = ()> + Send + 'static,
+) -> tokio::task::JoinHandle<io::Result<()>> {
+    let router = router.layer(axum::middleware::from_fn(move |req, next| {
+        check_host(hosts.clone(), render, req, next)
+    }));
+    tokio::spawn(
+        axum::serve(listener, router)
+            .with_graceful_shutdown(stopped)
+            .into_future(),
+    )
 }
 
 #[cfg(test)]

@@ -12,10 +12,12 @@
 pub mod alerts;
 pub mod api;
 pub mod async_queue;
+pub mod delegates;
 pub mod listen;
 pub mod metrics;
 pub mod observe;
 pub mod policy_slot;
+pub mod unpinner;
 pub mod wire;
 pub mod worker;
 
@@ -58,6 +60,10 @@ pub struct Daemon {
     pub lock: crate::lock::Held,
     /// Set when the daemon stops: waiting clients are answered at once, rounds end.
     pub stop: tokio::sync::watch::Sender<bool>,
+    /// The nodes' swarm addresses, for PSA answers.
+    pub delegates: delegates::Delegates,
+    /// Unpins of deleted PSA requests under way.
+    pub unpinning: unpinner::Unpinning,
 }
 
 impl Daemon {
@@ -131,6 +137,8 @@ impl Daemon {
             events,
             wake: Notify::new(),
             running: Mutex::new(HashMap::new()),
+            delegates: delegates::Delegates::default(),
+            unpinning: unpinner::Unpinning::default(),
         }))
     }
 }
@@ -184,6 +192,8 @@ pub struct Listeners {
     pub socket: std::path::PathBuf,
     pub tcp: Option<String>,
     pub token: Option<String>,
+    /// The Pinning Services API: its address and users.
+    pub psa: Option<(String, crate::psa::tokens::Tokens)>,
 }
 
 /// Serves until SIGTERM or SIGINT. SIGHUP reloads the policy.
@@ -215,17 +225,26 @@ pub async fn serve(daemon: Arc<Daemon>, listen: Listeners) -> anyhow::Result<()>
                      local user can submit, cancel and switch the policy"
                 );
             }
-            let listener = tokio::net::TcpListener::bind(parsed)
-                .await
-                .with_context(|| format!("cannot listen on {addr}"))?;
-            let hosts = listen::AllowedHosts::for_listener(
-                listener.local_addr().unwrap_or(parsed),
+            let bound = listen::bind_tcp(
+                addr,
+                "--listen",
+                settings.max_connections,
                 &settings.allowed_hosts,
             );
-            Some((
-                listen::Capped::new(listener, settings.max_connections),
-                hosts,
-            ))
+            Some(bound.await?)
+        }
+    };
+    let psa = match &listen.psa {
+        None => None,
+        Some((addr, tokens)) => {
+            let bound = listen::bind_tcp(
+                addr,
+                "psa.listen",
+                settings.max_connections,
+                &settings.allowed_hosts,
+            )
+            .await?;
+            Some((bound, tokens.clone()))
         }
     };
 
@@ -233,28 +252,48 @@ pub async fn serve(daemon: Arc<Daemon>, listen: Listeners) -> anyhow::Result<()>
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
+    // Before the first answer: PSA replies carry the nodes' addresses.
+    if psa.is_some() {
+        daemon
+            .delegates
+            .refresh(
+                &daemon.topology,
+                daemon.limits.call_timeout.min(Duration::from_secs(5)),
+            )
+            .await;
+    }
     let worker = tokio::spawn(worker::run(Arc::clone(&daemon), stopped(stop_rx.clone())));
+    let unpinner = tokio::spawn(unpinner::run(Arc::clone(&daemon), stop_rx.clone()));
     let unix_server = tokio::spawn(
         axum::serve(unix, api::router(Arc::clone(&daemon), None))
             .with_graceful_shutdown(stopped(stop_rx.clone()))
             .into_future(),
     );
     let tcp_server = tcp.map(|(listener, hosts)| {
-        let router = api::router(Arc::clone(&daemon), listen.token.clone()).layer(
-            axum::middleware::from_fn(move |req, next| {
-                listen::check_host(hosts.clone(), req, next)
-            }),
-        );
-        tokio::spawn(
-            axum::serve(listener, router)
-                .with_graceful_shutdown(stopped(stop_rx.clone()))
-                .into_future(),
+        let router = api::router(Arc::clone(&daemon), listen.token.clone());
+        listen::spawn_tcp(
+            listener,
+            hosts,
+            api::render_error,
+            router,
+            stopped(stop_rx.clone()),
+        )
+    });
+    let psa_server = psa.map(|((listener, hosts), tokens)| {
+        let router = crate::psa::api::router(Arc::clone(&daemon), tokens);
+        listen::spawn_tcp(
+            listener,
+            hosts,
+            crate::psa::api::render_error,
+            router,
+            stopped(stop_rx.clone()),
         )
     });
     let housekeeping = tokio::spawn(housekeeping(Arc::clone(&daemon), stop_rx.clone()));
     tracing::info!(
         socket = %listen.socket.display(),
         tcp = listen.tcp.as_deref().unwrap_or("-"),
+        psa = listen.psa.as_ref().map_or("-", |(a, _)| a.as_str()),
         policy = %daemon.policy.current().0.name,
         "pinwarden daemon ready"
     );
@@ -267,8 +306,8 @@ pub async fn serve(daemon: Arc<Daemon>, listen: Listeners) -> anyhow::Result<()>
     // not finished after the grace period is cut off rather than holding the exit.
     let servers = async {
         let _ = unix_server.await;
-        if let Some(t) = tcp_server {
-            let _ = t.await;
+        for server in [tcp_server, psa_server].into_iter().flatten() {
+            let _ = server.await;
         }
     };
     if tokio::time::timeout(SHUTDOWN_GRACE, servers).await.is_err() {
@@ -278,6 +317,7 @@ pub async fn serve(daemon: Arc<Daemon>, listen: Listeners) -> anyhow::Result<()>
         );
     }
     housekeeping.abort();
+    unpinner.abort();
     daemon.topology.ledger().flush();
     let _ = std::fs::remove_file(&listen.socket);
     Ok(())
@@ -319,6 +359,8 @@ async fn housekeeping(daemon: Arc<Daemon>, mut stop: tokio::sync::watch::Receive
     };
     let mut seen = stamp(daemon.policy.spec());
     let mut last_prune = std::time::Instant::now() - Duration::from_secs(3600);
+    let mut last_delegates = std::time::Instant::now();
+    let psa_on = daemon.config.psa.listen.is_some();
     loop {
         tokio::select! {
             () = tokio::time::sleep(tick) => {}
@@ -326,6 +368,11 @@ async fn housekeeping(daemon: Arc<Daemon>, mut stop: tokio::sync::watch::Receive
         }
         let ledger = Arc::clone(daemon.topology.ledger());
         let _ = tokio::task::spawn_blocking(move || ledger.flush()).await;
+        if psa_on && last_delegates.elapsed() >= delegates::REFRESH_EVERY {
+            last_delegates = std::time::Instant::now();
+            let bound = daemon.limits.call_timeout.min(Duration::from_secs(5));
+            daemon.delegates.refresh(&daemon.topology, bound).await;
+        }
         if watch_ms > 0 {
             let spec = daemon.policy.spec();
             let now = stamp(spec);

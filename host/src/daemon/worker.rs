@@ -14,6 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
 
+/// Origins dialled before a pin at most (as IPFS Cluster does).
+const MAX_ORIGINS: usize = 10;
+
 /// Runs until `shutdown` resolves; rounds still in flight are aborted (and resumed on restart,
 /// because their pins are still `pinning` in the queue).
 pub async fn run(daemon: Arc<Daemon>, shutdown: impl std::future::Future<Output = ()>) {
@@ -81,7 +84,32 @@ async fn round(daemon: &Daemon, row: PinRow) {
         lazy: row.lazy,
         failed_rounds: row.failed_rounds,
     };
-    let result = run_round(&policy, &fallback, &job, &daemon.topology, &daemon.limits).await;
+    // A deleted request's unpin of this content, if one is under way, ends first.
+    daemon
+        .unpinning
+        .wait_until_clear(&crate::cid_identity::key(&job.cid))
+        .await;
+    let cid = job.cid.clone();
+    let origins = match daemon
+        .queue
+        .run(move |q| q.origins(&cid, MAX_ORIGINS))
+        .await
+    {
+        Ok(origins) => origins,
+        Err(e) => {
+            tracing::warn!(cid = %job.cid, "cannot read the requests' origins: {e}");
+            Vec::new()
+        }
+    };
+    let result = run_round(
+        &policy,
+        &fallback,
+        &job,
+        &origins,
+        &daemon.topology,
+        &daemon.limits,
+    )
+    .await;
     // Only what the round as a whole did: its node actions (pin attempts, verifications,
     // breakers) were counted and signalled as each ended, by `observe::Live`.
     let signals = daemon

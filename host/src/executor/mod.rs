@@ -76,7 +76,8 @@ impl Topology {
             .collect()
     }
 
-    fn client(&self, name: &str) -> Option<&Arc<dyn Node>> {
+    /// The client of node `name`.
+    pub fn client(&self, name: &str) -> Option<&Arc<dyn Node>> {
         self.nodes
             .iter()
             .find(|(n, _, _)| n == name)
@@ -192,15 +193,19 @@ impl RoundResult {
 type Performing = FuturesUnordered<BoxFuture<'static, (usize, Outcome)>>;
 
 /// Runs one round of `job` under `policy`, falling back to `fallback` if `policy` misbehaves.
+/// `origins`: peers known to hold the content (a PSA client's, say), dialled by a node before
+/// each pin on it, as Kubo and IPFS Cluster do; the policy's provider hints come on top.
 pub async fn run_round(
     policy: &Policy,
     fallback: &Policy,
     job: &Job,
+    origins: &[String],
     topology: &Topology,
     limits: &RoundLimits,
 ) -> RoundResult {
     Round {
         job,
+        origins: Arc::new(origins.to_vec()),
         topology,
         limits,
         infos: topology.infos(),
@@ -218,6 +223,7 @@ pub async fn run_round(
 
 struct Round<'a> {
     job: &'a Job,
+    origins: Arc<Vec<String>>,
     topology: &'a Topology,
     limits: &'a RoundLimits,
     infos: Vec<NodeInfo>,
@@ -435,10 +441,12 @@ impl Round<'_> {
                     Duration::from_millis(p.timeout_ms),
                     Duration::from_millis(p.stall_timeout_ms),
                 );
+                let origins = Arc::clone(&self.origins);
                 Box::pin(async move {
                     let Some(node) = node else {
                         return (index, unknown());
                     };
+                    dial_origins(node.as_ref(), &origins, call).await;
                     (index, prove::pin(node.as_ref(), &cid, bound, stall).await)
                 })
             }
@@ -626,6 +634,30 @@ impl Round<'_> {
             elapsed_ms,
             decision_nanos: self.decision_nanos,
         }
+    }
+}
+
+/// Dials each origin peer (its addresses grouped by peer id), best effort within `bound`:
+/// a failed dial is only a lost hint, and the pin goes ahead either way.
+async fn dial_origins(node: &dyn Node, origins: &[String], bound: Duration) {
+    if origins.is_empty() {
+        return;
+    }
+    let mut peers: Vec<(Option<String>, Vec<String>)> = Vec::new();
+    for addr in origins {
+        let peer = crate::kubo::addr::peer_id(addr).map(str::to_string);
+        match peers.iter_mut().find(|(p, _)| p.is_some() && *p == peer) {
+            Some((_, addrs)) => addrs.push(addr.clone()),
+            None => peers.push((peer, vec![addr.clone()])),
+        }
+    }
+    let dials = peers
+        .iter()
+        .map(|(_, addrs)| node.connect(addrs))
+        .collect::<FuturesUnordered<_>>()
+        .collect::<Vec<_>>();
+    if timeout(bound, dials).await.is_err() {
+        tracing::debug!("origins not all dialled within {} ms", bound.as_millis());
     }
 }
 

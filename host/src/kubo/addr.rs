@@ -66,7 +66,7 @@ pub(super) fn normalise_swarm_addrs(addrs: Vec<String>, peer_id: &str) -> Vec<St
 }
 
 /// The peer id at the end of a multiaddr (`.../p2p/<id>`), if any.
-pub(super) fn peer_id(addr: &str) -> Option<&str> {
+pub fn peer_id(addr: &str) -> Option<&str> {
     let (_, id) = addr
         .rsplit_once("/p2p/")
         .or_else(|| addr.rsplit_once("/ipfs/"))?;

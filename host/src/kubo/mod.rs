@@ -21,7 +21,7 @@
 //! This file holds the client itself, the plain request/reply calls, and the [`Node`] impl that
 //! delegates to the pieces.
 
-mod addr;
+pub mod addr;
 mod flavour;
 mod ndjson;
 mod pin_stream;
@@ -479,6 +479,15 @@ impl Node for KuboClient {
             )));
         }
         Ok(info.addresses)
+    }
+
+    /// `pin/rm?recursive=true`; "not pinned" is done already.
+    async fn unpin(&self, cid: &str) -> Outcome {
+        match self.pin_rm(cid).await {
+            Ok(()) => Outcome::Ok,
+            Err(KuboError::Http { message, .. }) if is_not_pinned(&message) => Outcome::Ok,
+            Err(e) => e.into(),
+        }
     }
 
     /// `swarm/connect?arg=ADDR`, one address after the other until one succeeds.

@@ -1,14 +1,29 @@
 //! The group-commit writer: one thread commits every submission waiting in one fsynced
 //! transaction.
 
+use super::requests::{NewRequest, RequestRow, add_in};
 use super::{PinRow, QueueError, Submission, submit_in};
 use rusqlite::{Connection, TransactionBehavior};
 
+/// What a submission writes: a `/v1` job, or a Pinning Services API request.
+#[derive(Debug, Clone)]
+pub(super) enum Write {
+    Job(Submission),
+    Request(NewRequest),
+}
+
+/// What it wrote.
+#[derive(Debug, Clone)]
+pub(super) enum Written {
+    Pin(PinRow),
+    Request(RequestRow),
+}
+
 /// A submission waiting for the writer, and where to send its result.
 pub(super) struct Request {
-    pub(super) submission: Submission,
+    pub(super) write: Write,
     pub(super) now_ms: i64,
-    pub(super) reply: std::sync::mpsc::SyncSender<Result<PinRow, QueueError>>,
+    pub(super) reply: std::sync::mpsc::SyncSender<Result<Written, QueueError>>,
 }
 
 /// Submissions committed together at most.
@@ -47,7 +62,7 @@ pub(super) fn spawn_writer(
 /// Write transactions here begin IMMEDIATE: two connections write this database (this writer
 /// and the worker's), and a deferred one that reads first can fail to upgrade to a write with
 /// SQLITE_BUSY, which the busy timeout does not cover.
-fn commit_group(conn: &mut Connection, group: &[Request]) -> Vec<Result<PinRow, QueueError>> {
+fn commit_group(conn: &mut Connection, group: &[Request]) -> Vec<Result<Written, QueueError>> {
     let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(tx) => tx,
         Err(e) => return group.iter().map(|_| Err(QueueError::from_db(&e))).collect(),
@@ -55,9 +70,12 @@ fn commit_group(conn: &mut Connection, group: &[Request]) -> Vec<Result<PinRow, 
     let mut results = Vec::with_capacity(group.len());
     for request in group {
         let result = tx.savepoint().map_err(QueueError::Db).and_then(|sp| {
-            let row = submit_in(&sp, &request.submission, request.now_ms)?;
+            let written = match &request.write {
+                Write::Job(s) => Written::Pin(submit_in(&sp, s, request.now_ms)?),
+                Write::Request(r) => Written::Request(add_in(&sp, r, request.now_ms)?),
+            };
             sp.commit()?;
-            Ok(row)
+            Ok(written)
         });
         results.push(result);
     }

@@ -30,6 +30,35 @@ CREATE TABLE IF NOT EXISTS jobs (
     sent_cid   TEXT
 ) STRICT;
 CREATE INDEX IF NOT EXISTS jobs_cid ON jobs(cid);
+-- Pinning Services API requests: one job each (see queue/requests.rs).
+CREATE TABLE IF NOT EXISTS requests (
+    requestid TEXT PRIMARY KEY,
+    user      TEXT NOT NULL,
+    job_id    TEXT NOT NULL UNIQUE REFERENCES jobs(job_id) ON DELETE CASCADE,
+    cid       TEXT NOT NULL,
+    key       TEXT NOT NULL,
+    sent_cid  TEXT NOT NULL,
+    name      TEXT,
+    origins   TEXT NOT NULL DEFAULT '[]',
+    meta      TEXT NOT NULL DEFAULT '{}',
+    created   INTEGER NOT NULL UNIQUE,
+    state     TEXT NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS requests_user_state ON requests(user, state, created);
+CREATE INDEX IF NOT EXISTS requests_user_created ON requests(user, created);
+CREATE INDEX IF NOT EXISTS requests_user_key ON requests(user, key);
+CREATE INDEX IF NOT EXISTS requests_cid ON requests(cid);
+CREATE TRIGGER IF NOT EXISTS requests_follow_pin AFTER UPDATE OF state ON pins
+BEGIN
+    UPDATE requests SET state = NEW.state WHERE cid = NEW.cid;
+END;
+-- Content a deleted request leaves pinned on nodes, to unpin (unless wanted again).
+CREATE TABLE IF NOT EXISTS unpins (
+    key        TEXT PRIMARY KEY,
+    cid        TEXT NOT NULL,
+    nodes      TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+) STRICT;
 ";
 
 pub(super) fn connect(path: &Path) -> Result<Connection, QueueError> {

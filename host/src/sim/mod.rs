@@ -360,7 +360,7 @@ async fn run_job(
         };
         // A round holds a slot, as in the daemon; the semaphore is never closed.
         let _slot = slots.acquire().await.ok();
-        let result = run_round(policy, fallback, &job, topology, limits).await;
+        let result = run_round(policy, fallback, &job, &[], topology, limits).await;
         let again = spec.lazy && result.status == RoundEnd::Failed;
         rounds.push(result);
         if !again {

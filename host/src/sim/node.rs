@@ -356,6 +356,15 @@ impl Node for SimNode {
         )])
     }
 
+    async fn unpin(&self, cid: &str) -> Outcome {
+        if self.now().offline {
+            return Self::refused();
+        }
+        sleep(Duration::from_millis(QUERY_MS)).await;
+        self.with_state(|s| s.pinned.remove(cid));
+        Outcome::Ok
+    }
+
     async fn connect(&self, _addrs: &[String]) -> Outcome {
         if self.now().offline {
             Self::refused()

@@ -91,7 +91,7 @@ pub fn round_with(
         .start_paused(true)
         .build()
         .expect("runtime");
-    rt.block_on(run_round(policy, fallback, job, topology, limits))
+    rt.block_on(run_round(policy, fallback, job, &[], topology, limits))
 }
 
 /// `pinwarden pin` flags for a bounded real-node round: one attempt per node, short backoff,
