@@ -36,6 +36,7 @@ mod observability;
 mod openapi;
 mod outage;
 mod packaging;
+mod psa;
 mod real_size;
 mod sandbox;
 mod simulator;
