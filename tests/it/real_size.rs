@@ -123,7 +123,15 @@ async fn cases(cluster: &IpfsCluster, t0: Instant) {
         failed_rounds: 0,
     };
     let started = Instant::now();
-    let result = run_round(&policy, &fallback, &job, &[], &topology, &RoundLimits::default()).await;
+    let result = run_round(
+        &policy,
+        &fallback,
+        &job,
+        &[],
+        &topology,
+        &RoundLimits::default(),
+    )
+    .await;
     let took = started.elapsed();
     for line in &result.trace {
         eprintln!(
