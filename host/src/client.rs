@@ -2,10 +2,11 @@
 //! The CLI's `submit`, `status`, `jobs` and `policy reload` use it, and so do the tests and the
 //! end-to-end benchmark.
 
+use crate::daemon::wire::Job;
 use crate::daemon::wire::{
     ErrorReply, Health, JobReply, JobsReply, PolicyView, ReloadReply, ReloadRequest, SubmitRequest,
 };
-use crate::queue::{PinRow, State};
+use crate::queue::State;
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use std::path::Path;
@@ -35,7 +36,7 @@ impl ClientError {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Submitted {
     pub accepted_only: bool,
-    pub job: PinRow,
+    pub job: Job,
 }
 
 pub struct DaemonClient {
@@ -88,14 +89,14 @@ impl DaemonClient {
     }
 
     /// A pin by job id or CID.
-    pub async fn status(&self, key: &str) -> Result<PinRow, ClientError> {
+    pub async fn status(&self, key: &str) -> Result<Job, ClientError> {
         let (_, reply): (_, JobReply) = self
             .call::<(), _>(Method::GET, &["v1", "jobs", key], &[], None)
             .await?;
         Ok(reply.job)
     }
 
-    pub async fn jobs(&self, state: Option<State>, limit: u32) -> Result<Vec<PinRow>, ClientError> {
+    pub async fn jobs(&self, state: Option<State>, limit: u32) -> Result<Vec<Job>, ClientError> {
         let limit = limit.to_string();
         let mut query = vec![("limit", limit.as_str())];
         if let Some(s) = state {
@@ -108,7 +109,7 @@ impl DaemonClient {
     }
 
     /// Cancels one job id; the pin goes on while other job ids want it.
-    pub async fn cancel(&self, job_id: &str) -> Result<PinRow, ClientError> {
+    pub async fn cancel(&self, job_id: &str) -> Result<Job, ClientError> {
         let (_, reply): (_, JobReply) = self
             .call::<(), _>(Method::DELETE, &["v1", "jobs", job_id], &[], None)
             .await?;

@@ -134,10 +134,10 @@ async fn submit(Ctx(d): Ctx<Shared>, body: Result<Json<SubmitRequest>, JsonRejec
         Err(e) => return internal(e),
     };
     if submission.lazy {
-        return (StatusCode::ACCEPTED, Json(JobReply { job: row })).into_response();
+        return (StatusCode::ACCEPTED, Json(JobReply { job: row.into() })).into_response();
     }
     if row.state.is_final() {
-        return Json(JobReply { job: row }).into_response();
+        return Json(JobReply { job: row.into() }).into_response();
     }
     wait_for_round_end(&d, events, row, &submission.job_id, limit).await
 }
@@ -223,7 +223,7 @@ async fn wait_for_round_end(
     .await;
     match waited {
         Ok(Some(r)) => Json(JobReply {
-            job: with_job(r, job_id),
+            job: with_job(r, job_id).into(),
         })
         .into_response(),
         Ok(None) => error(
@@ -262,7 +262,7 @@ async fn status(Ctx(d): Ctx<Shared>, Path(key): Path<String>) -> Response {
         })
         .await;
     match found {
-        Ok(Some(row)) => Json(JobReply { job: row }).into_response(),
+        Ok(Some(row)) => Json(JobReply { job: row.into() }).into_response(),
         Ok(None) => error(StatusCode::NOT_FOUND, format!("no job or CID '{key}'")),
         Err(e) => internal(e),
     }
@@ -297,7 +297,10 @@ async fn list(
     };
     let limit = q.limit.unwrap_or(100).min(10_000);
     match d.queue.run(move |q| q.list(state, limit)).await {
-        Ok(rows) => Json(JobsReply { jobs: rows }).into_response(),
+        Ok(rows) => Json(JobsReply {
+            jobs: rows.into_iter().map(Into::into).collect(),
+        })
+        .into_response(),
         Err(e) => internal(e),
     }
 }
@@ -327,7 +330,7 @@ async fn cancel(Ctx(d): Ctx<Shared>, Path(job_id): Path<String>) -> Response {
         Err(e) => return internal(e),
     };
     let _ = d.events.send(row.clone());
-    Json(JobReply { job: row }).into_response()
+    Json(JobReply { job: row.into() }).into_response()
 }
 
 pub async fn health(d: &Daemon) -> Result<Health, QueueError> {

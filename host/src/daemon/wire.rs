@@ -1,9 +1,67 @@
 //! The JSON bodies of the daemon's API: what [`super::api`] serves and
 //! [`crate::client::DaemonClient`] reads, one definition for both ends.
 
-use crate::queue::PinRow;
+use crate::queue::{PinRow, State};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+
+/// One pin as `/v1` shows it: a CID and the job ids on it. The API's own type, so the queue's
+/// row can change without changing the API (`host/openapi.json`'s `Job`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    pub cid: String,
+    pub state: State,
+    pub lazy: bool,
+    pub size_bytes: u64,
+    /// Rounds that ended in failure so far.
+    pub failed_rounds: u32,
+    pub next_attempt_at_ms: i64,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+    /// The nodes that pinned, verified and proved the content retrievable.
+    pub confirmed: Vec<String>,
+    pub reason: Option<String>,
+    pub decided_by: Option<String>,
+    pub job_ids: Vec<String>,
+    /// The CID as this job id's caller sent it, when that is another form than `cid`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_cid: Option<String>,
+}
+
+impl From<PinRow> for Job {
+    fn from(row: PinRow) -> Job {
+        let PinRow {
+            cid,
+            state,
+            lazy,
+            size_bytes,
+            failed_rounds,
+            next_attempt_at_ms,
+            created_at_ms,
+            updated_at_ms,
+            confirmed,
+            reason,
+            decided_by,
+            job_ids,
+            requested_cid,
+        } = row;
+        Job {
+            cid,
+            state,
+            lazy,
+            size_bytes,
+            failed_rounds,
+            next_attempt_at_ms,
+            created_at_ms,
+            updated_at_ms,
+            confirmed,
+            reason,
+            decided_by,
+            job_ids,
+            requested_cid,
+        }
+    }
+}
 
 /// `POST /v1/pins`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -24,13 +82,13 @@ pub struct SubmitRequest {
 /// One pin (a CID and the job ids on it): submit, status and cancel answer with it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobReply {
-    pub job: PinRow,
+    pub job: Job,
 }
 
 /// `GET /v1/jobs`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobsReply {
-    pub jobs: Vec<PinRow>,
+    pub jobs: Vec<Job>,
 }
 
 /// Every 4xx/5xx answer.
