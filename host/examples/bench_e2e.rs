@@ -19,6 +19,9 @@
 //!   client against the plain one.
 //! * `drain` (not run by default): the outage drain on real Kubo nodes, against the backup's
 //!   direct pin rate (see `bench_e2e/drain.rs`).
+//! * `psa` (not run by default): the Pinning Services API: durable `POST /pins` throughput
+//!   against `/v1` submissions, filtered `GET /pins` over 100,000 requests, and `ipfs pin remote
+//!   add` against a direct `ipfs pin add` (see `bench_e2e/psa.rs`).
 //! * `size` (not run by default: about 25 minutes, a few GB of temporary space): pin + verify +
 //!   check against the content's size, locally, at `--rtt-ms` and over bitswap, next to a direct
 //!   baseline (see `bench_e2e/size.rs`).
@@ -26,7 +29,7 @@
 //! Each part that needs a node starts Kubo nodes of its own (`pinwarden-testkit`), stopped
 //! when the part ends.
 //!
-//! Usage: `bench_e2e [--bin PATH] [--only e2e,cold,daemon,check,size] [--pins N] [--size-kb K]
+//! Usage: `bench_e2e [--bin PATH] [--only e2e,cold,daemon,check,size,drain,psa] [--pins N] [--size-kb K]
 //! [--segments S] [--cold-runs N] [--jobs N] [--clients N] [--raw] [--sizes MB,MB,..]
 //! [--rtt-ms MS] [--transfer-timeout-s S] [--cidv0] [--drain-jobs N]`
 
@@ -48,6 +51,8 @@ use std::time::{Duration, Instant};
 
 #[path = "bench_e2e/drain.rs"]
 mod drain;
+#[path = "bench_e2e/psa.rs"]
+mod psa;
 #[path = "bench_e2e/size.rs"]
 mod size;
 
@@ -182,6 +187,9 @@ async fn main() -> Result<()> {
     }
     if args.wants("drain") {
         drain::drain(&args).await?;
+    }
+    if args.wants("psa") {
+        psa::psa(&args).await?;
     }
     println!("\nload after: {}", loadavg());
     Ok(())
@@ -964,6 +972,16 @@ impl Served {
     /// `pinwarden serve` with `config` written to `dir/pinwarden.toml`, in `dir`, with an empty
     /// environment (but PATH), its output in `dir/serve.log`.
     fn start(bin: &std::path::Path, dir: &std::path::Path, config: &str) -> Result<Served> {
+        Served::start_with(bin, dir, config, &[])
+    }
+
+    /// [`Served::start`] with `env` set too.
+    fn start_with(
+        bin: &std::path::Path,
+        dir: &std::path::Path,
+        config: &str,
+        env: &[(&str, &str)],
+    ) -> Result<Served> {
         let config_path = dir.join("pinwarden.toml");
         std::fs::write(&config_path, config)?;
         let log = std::fs::File::create(dir.join("serve.log"))?;
@@ -973,6 +991,7 @@ impl Served {
             .arg(&config_path)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .envs(env.iter().copied())
             .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
