@@ -62,6 +62,17 @@ if ! cmp -s tests/ipfs-node/package-lock.json tests/ipfs-node/node_modules/.pinw
   cp tests/ipfs-node/package-lock.json tests/ipfs-node/node_modules/.pinwarden-lock
 fi
 
+echo "==> the PSA compliance suite (tests/psa-compliance) and schemathesis (scripts/fuzz-api.sh)"
+# tests/it/psa.rs runs the official compliance suite offline and tests/it/fuzz.rs fuzzes both
+# APIs; both tools are installed here so the tests themselves never reach a registry.
+# --ignore-scripts: the suite depends on the `kubo` npm package, whose install script would
+# download a Kubo binary; the suite never runs it.
+if ! cmp -s tests/psa-compliance/package-lock.json tests/psa-compliance/node_modules/.pinwarden-lock; then
+  (cd tests/psa-compliance && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+  cp tests/psa-compliance/package-lock.json tests/psa-compliance/node_modules/.pinwarden-lock
+fi
+bash scripts/fuzz-api.sh --install
+
 echo "==> packaging checks: systemd-analyze (the service unit), groff (the man pages)"
 # tests/it/packaging.rs verifies deploy/systemd/pinwarden.service with systemd-analyze and
 # renders the man pages with groff. Debian packages; installed only when missing.

@@ -12,7 +12,8 @@
 //!   another job needs;
 //! * `kill_after_202_and_replace_racing_delete`: a 202 survives kill -9; a replace and a delete
 //!   of one request at once leave exactly one outcome;
-//! * `kubo_pin_remote`: Kubo's own client, `ipfs pin remote ...`, against pinwarden.
+//! * `kubo_pin_remote`: Kubo's own client, `ipfs pin remote ...`, against pinwarden;
+//! * `compliance_suite_passes`: the official PSA compliance suite, 9 of 9, as two users at once.
 
 use crate::support::config;
 use crate::support::daemon::{Daemon, Serve};
@@ -597,4 +598,58 @@ async fn kubo_pin_remote() {
             },
         )
         .await;
+}
+
+/// The official compliance suite (`scripts/psa-compliance.sh`, which runs
+/// @ipfs-shipyard/pinning-service-compliance 1.8.1 offline against the frozen spec): 9 of 9
+/// checks, as two users at once, so one user's requests showing up in the other's listings or
+/// counts fails both. The suite's pins are inline (identity) CIDs, so the shared cluster serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compliance_suite_passes() {
+    let cluster = crate::support::nodes::shared_cluster().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (port, tcp) = (free_port(), free_port());
+    write_config(dir.path(), &cluster, port);
+    let daemon = start(dir.path(), tcp).await;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out_dir = dir.path().join("compliance-reports");
+    let mut cmd = tokio::process::Command::new("bash");
+    cmd.arg(root.join("scripts/psa-compliance.sh"))
+        .args([&format!("http://127.0.0.1:{port}"), ALICE, BOB])
+        .env("PSA_COMPLIANCE_OUT", &out_dir)
+        .env("PSA_COMPLIANCE_TIMEOUT", "240")
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(300), cmd.output())
+        .await
+        .expect("the compliance suite ends within its own timeout")
+        .expect("run scripts/psa-compliance.sh (needs bash and node; scripts/setup.sh installs the suite)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reports = |user: &str| {
+        std::fs::read_dir(out_dir.join(user))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "md"))
+            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert!(
+        out.status.success() && text.contains("psa-compliance: 18 passed, 0 failed"),
+        "compliance suite: {}\n{text}\n--- first user's report ---\n{}\n--- daemon ---\n{}",
+        out.status,
+        reports("first"),
+        daemon.log_tail(60)
+    );
+    // The suite deletes what it made: neither user has a request left in any state.
+    for token in [ALICE, BOB] {
+        let (status, body) = Psa::new(port, Some(token))
+            .list("status=queued,pinning,pinned,failed")
+            .await;
+        assert_eq!((status, &body["count"]), (200, &json!(0)), "{body}");
+    }
 }

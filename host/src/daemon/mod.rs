@@ -368,7 +368,12 @@ async fn housekeeping(daemon: Arc<Daemon>, mut stop: tokio::sync::watch::Receive
         }
         let ledger = Arc::clone(daemon.topology.ledger());
         let _ = tokio::task::spawn_blocking(move || ledger.flush()).await;
-        if psa_on && last_delegates.elapsed() >= delegates::REFRESH_EVERY {
+        let due = if daemon.delegates.is_empty() {
+            delegates::RETRY_EMPTY_EVERY
+        } else {
+            delegates::REFRESH_EVERY
+        };
+        if psa_on && last_delegates.elapsed() >= due {
             last_delegates = std::time::Instant::now();
             let bound = daemon.limits.call_timeout.min(Duration::from_secs(5));
             daemon.delegates.refresh(&daemon.topology, bound).await;

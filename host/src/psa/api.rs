@@ -393,8 +393,18 @@ fn filter(user: &str, query: &str) -> Result<Filter, String> {
         }
     }
     f.name = name.map(|n| (n, how));
-    // The spec's default: only pinned requests.
-    let statuses = statuses.unwrap_or_else(|| vec![Status::Pinned]);
+    // The spec's default is "pinned only". It holds for a listing; a lookup of particular
+    // requests (by cid, name or meta) without a status sees them in every state, as a client
+    // looking for the request it just made expects (the compliance suite's name checks ask for a
+    // pin seconds old; pinning-service-compliance#245). Kubo always sends a status.
+    let lookup = !f.cids.is_empty() || f.name.is_some() || !f.meta.is_empty();
+    let statuses = statuses.unwrap_or_else(|| {
+        if lookup {
+            Status::ALL.to_vec()
+        } else {
+            vec![Status::Pinned]
+        }
+    });
     f.states = statuses
         .into_iter()
         .flat_map(Status::states)
@@ -414,6 +424,26 @@ mod tests {
         assert_eq!(f.states, [State::Pinned, State::LocalFallback]);
         assert_eq!(f.limit, 10);
         assert_eq!(f.user, "u");
+        let f = filter("u", "limit=5&before=2026-01-01T00:00:00Z").expect("filter");
+        assert_eq!(f.states, [State::Pinned, State::LocalFallback]);
+    }
+
+    #[test]
+    fn a_lookup_without_status_sees_every_state() {
+        for q in [
+            format!("cid={CID}"),
+            "name=video&match=iexact".to_string(),
+            "meta=%7B%22app%22%3A%22enc%22%7D".to_string(),
+        ] {
+            let f = filter("u", &q).expect("filter");
+            for s in Status::ALL {
+                for st in s.states() {
+                    assert!(f.states.contains(&st), "{q}: {st:?} missing");
+                }
+            }
+        }
+        let f = filter("u", "name=video&status=pinned").expect("filter");
+        assert_eq!(f.states, [State::Pinned, State::LocalFallback]);
     }
 
     #[test]
