@@ -33,6 +33,9 @@
 #   FUZZ_REQUEST_TIMEOUT per-request timeout in seconds (default 10)
 #   FUZZ_OUT             where reports, the crash cache and the generated config go
 #                        (default target/fuzz-api/<document name>)
+#   FUZZ_CONFIG_EXTRA    TOML appended to the generated config, e.g. [dictionaries] of real
+#                        request ids and CIDs bound to parameters, so generated cases reach
+#                        stored resources and not only 400s and 404s (ignored with FUZZ_CONFIG)
 #   FUZZ_CONFIG          your own schemathesis.toml instead of the generated one (e.g. to disable
 #                        one check on one operation with [[operations]]); it then also has to ask
 #                        for `warnings = { fail-on = [...] }` itself
@@ -125,6 +128,7 @@ warnings = { fail-on = ["missing_auth", "unmatched_filter"] }
 [cache]
 directory = "$out/cache"
 EOF
+    if [[ -n ${FUZZ_CONFIG_EXTRA:-} ]]; then printf '\n%s\n' "$FUZZ_CONFIG_EXTRA" >>"$config"; fi
 fi
 
 args=(

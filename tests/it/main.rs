@@ -26,6 +26,7 @@ mod daemon;
 mod doctor;
 mod e2e_pin;
 mod fallback_migrate;
+mod fuzz;
 mod harness;
 mod js_ipfs_smoke;
 mod kubo_client;

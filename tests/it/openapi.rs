@@ -14,6 +14,10 @@
 //!    agree with the request schemas (accepted ones validate, structurally refused ones do not);
 //! 4. every documented status is provoked here, or listed in [`NOT_PROVOKED`] with the reason,
 //!    so a status added to the document without a way to see it fails.
+//!
+//! Generated requests are schemathesis's job (`tests/it/fuzz.rs`). This test keeps what a
+//! fuzzer cannot reach: the slow statuses (409, 413, 503, 504), the framework's own refusals,
+//! every method on every path, and the document served byte for byte.
 
 use crate::support::daemon::{Daemon, Serve};
 use serde_json::{Value, json};

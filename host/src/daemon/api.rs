@@ -11,8 +11,8 @@ use super::wire::{
     SubmitRequest,
 };
 use super::{Daemon, now_ms};
+use crate::daemon::json_body::JsonObject;
 use crate::queue::{Cancelled, PinRow, QueueError, State, Submission};
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, Request, State as Ctx};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -119,7 +119,7 @@ fn internal(e: impl std::fmt::Display) -> Response {
     error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
 }
 
-async fn submit(Ctx(d): Ctx<Shared>, body: Result<Json<SubmitRequest>, JsonRejection>) -> Response {
+async fn submit(Ctx(d): Ctx<Shared>, body: Result<JsonObject<SubmitRequest>, String>) -> Response {
     let (submission, limit) = match validate(body) {
         Ok(valid) => valid,
         Err(message) => return error(StatusCode::BAD_REQUEST, message),
@@ -145,9 +145,9 @@ async fn submit(Ctx(d): Ctx<Shared>, body: Result<Json<SubmitRequest>, JsonRejec
 /// Checks the request and makes it a submission (lazy unless the caller waits), with how
 /// long a waiting caller waits; or why it is refused (a 400).
 fn validate(
-    body: Result<Json<SubmitRequest>, JsonRejection>,
+    body: Result<JsonObject<SubmitRequest>, String>,
 ) -> Result<(Submission, Duration), String> {
-    let Json(body) = body.map_err(|rejection| rejection.body_text())?;
+    let JsonObject(body) = body?;
     if let Err(e) = cid::Cid::try_from(body.cid.as_str()) {
         return Err(format!("invalid CID '{}': {e}", body.cid));
     }
@@ -382,10 +382,13 @@ async fn reload(Ctx(d): Ctx<Shared>, headers: HeaderMap, body: axum::body::Bytes
         let json = headers
             .get(header::CONTENT_TYPE)
             .is_none_or(|v| v.as_bytes().starts_with(b"application/json"));
-        match serde_json::from_slice(&body) {
+        let parsed = serde_json::from_slice(&body)
+            .map_err(|e| format!("bad JSON body: {e}"))
+            .and_then(crate::daemon::json_body::of_value);
+        match parsed {
             Ok(b) if json => b,
             Ok(_) => return error(StatusCode::BAD_REQUEST, "expected application/json"),
-            Err(e) => return error(StatusCode::BAD_REQUEST, format!("bad JSON body: {e}")),
+            Err(e) => return error(StatusCode::BAD_REQUEST, e),
         }
     };
     let params: Option<Vec<(String, String)>> = body.params.map(|m| {

@@ -13,6 +13,7 @@ pub mod alerts;
 pub mod api;
 pub mod async_queue;
 pub mod delegates;
+pub mod json_body;
 pub mod listen;
 pub mod metrics;
 pub mod observe;

@@ -5,10 +5,10 @@
 use super::tokens::Tokens;
 use super::wire::{Failure, FailureError, Pin, PinResults, PinStatus, Status};
 use crate::daemon::delegates::Delegates;
+use crate::daemon::json_body::JsonObject;
 use crate::daemon::{Daemon, now_ms};
 use crate::queue::requests::{Filter, NameMatch, NewRequest, Removed, RequestRow};
 use crate::queue::{QueueError, State};
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, RawQuery, Request, State as Ctx};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
@@ -140,8 +140,8 @@ fn new_requestid() -> String {
 }
 
 /// Checks a `Pin` body and makes it a new request of `user`.
-fn new_request(body: Result<Json<Pin>, JsonRejection>, user: &str) -> Result<NewRequest, String> {
-    let Json(pin) = body.map_err(|r| r.body_text())?;
+fn new_request(body: Result<JsonObject<Pin>, String>, user: &str) -> Result<NewRequest, String> {
+    let JsonObject(pin) = body?;
     if let Err(e) = cid::Cid::try_from(pin.cid.as_str()) {
         return Err(format!("invalid CID '{}': {e}", pin.cid));
     }
@@ -189,7 +189,7 @@ fn shown(d: &Daemon, row: RequestRow) -> PinStatus {
 async fn add(
     Ctx(d): Ctx<Shared>,
     Extension(User(user)): Extension<User>,
-    body: Result<Json<Pin>, JsonRejection>,
+    body: Result<JsonObject<Pin>, String>,
 ) -> Response {
     let new = match new_request(body, &user) {
         Ok(new) => new,
@@ -222,7 +222,7 @@ async fn replace(
     Ctx(d): Ctx<Shared>,
     Extension(User(user)): Extension<User>,
     Path(requestid): Path<String>,
-    body: Result<Json<Pin>, JsonRejection>,
+    body: Result<JsonObject<Pin>, String>,
 ) -> Response {
     let new = match new_request(body, &user) {
         Ok(new) => new,
@@ -321,9 +321,12 @@ fn filter(user: &str, query: &str) -> Result<Filter, String> {
                 if cids.len() > MAX_CIDS {
                     return Err(format!("at most {MAX_CIDS} CIDs in 'cid'"));
                 }
-                for c in &cids {
+                for (i, c) in cids.iter().enumerate() {
                     if cid::Cid::try_from(c.as_str()).is_err() {
                         return Err(format!("'cid': '{c}' is not a CID"));
+                    }
+                    if cids[..i].contains(c) {
+                        return Err(format!("'cid': '{c}' is given twice"));
                     }
                 }
                 f.cids = cids;
@@ -353,9 +356,11 @@ fn filter(user: &str, query: &str) -> Result<Filter, String> {
                     let st = Status::parse(s.trim()).ok_or_else(|| {
                         format!("'status': '{s}' is not one of queued, pinning, pinned, failed")
                     })?;
-                    if !list.contains(&st) {
-                        list.push(st);
+                    // The spec's uniqueItems, as for cid.
+                    if list.contains(&st) {
+                        return Err(format!("'status': '{}' is given twice", s.trim()));
                     }
+                    list.push(st);
                 }
                 statuses = Some(list);
             }
@@ -417,6 +422,7 @@ mod tests {
     use super::*;
 
     const CID: &str = "bafybeibdjhavaqzfimtkey4h5yikxe3y4k3efygimktbyy52aku4sofwfq";
+    const CID2: &str = "bafkreid72wrgxvqw64loy6hpnqf7sqd5y4wupmhkv5jdccjza6io32dynu";
 
     #[test]
     fn the_default_filter_is_pinned_newest_ten() {
@@ -449,7 +455,7 @@ mod tests {
     #[test]
     fn every_parameter_is_read() {
         let q = format!(
-            "cid={CID},{CID}&name=Video&match=ipartial&status=queued,failed&before=2026-01-01T00:00:00Z\
+            "cid={CID},{CID2}&name=Video&match=ipartial&status=queued,failed&before=2026-01-01T00:00:00Z\
              &after=2025-01-01T00:00:00.5Z&limit=1000&meta=%7B%22app%22%3A%22enc%22%7D"
         );
         let f = filter("u", &q).expect("filter");
@@ -473,10 +479,18 @@ mod tests {
             ("meta=[1]", "'meta'"),
             ("colour=red", "unknown parameter 'colour'"),
             ("limit=1&limit=2", "twice"),
+            (
+                "status=failed,pinned,failed",
+                "'status': 'failed' is given twice",
+            ),
+            ("status=", "'status'"),
+            ("cid=", "'cid'"),
         ] {
             let e = filter("u", q).expect_err(q);
             assert!(e.contains(says), "{q}: {e}");
         }
+        let twice = filter("u", &format!("cid={CID},{CID}")).expect_err("twice");
+        assert!(twice.contains("given twice"), "{twice}");
         let eleven = [CID; 11].join(",");
         assert!(filter("u", &format!("cid={eleven}")).is_err());
     }

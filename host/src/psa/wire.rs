@@ -154,28 +154,12 @@ pub fn format_created(us: i64) -> String {
 /// An RFC 3339 timestamp (`Z` or a `±HH:MM` offset, any fraction) as microseconds since the
 /// epoch.
 pub fn parse_timestamp(text: &str) -> Result<i64, String> {
-    let bad = |why: &str| format!("'{text}' is not an RFC 3339 timestamp: {why}");
-    let t = text.trim();
-    // humantime reads UTC (`Z`) only: move an offset into the value.
-    let (utc, offset_s) = match t.len().checked_sub(6).map(|i| t.split_at(i)) {
-        Some((head, tail))
-            if (tail.starts_with('+') || tail.starts_with('-')) && tail.as_bytes()[3] == b':' =>
-        {
-            let sign = if tail.starts_with('-') { -1 } else { 1 };
-            let h: i64 = tail[1..3].parse().map_err(|_| bad("bad offset"))?;
-            let m: i64 = tail[4..6].parse().map_err(|_| bad("bad offset"))?;
-            (format!("{head}Z"), sign * (h * 3600 + m * 60))
-        }
-        _ => (t.to_string(), 0),
-    };
-    let at = humantime::parse_rfc3339(&utc).map_err(|e| bad(&e.to_string()))?;
-    let us = at
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_err(|_| bad("before 1970"))?
-        .as_micros();
-    i64::try_from(us)
-        .map(|us| us - offset_s * 1_000_000)
-        .map_err(|_| bad("too far ahead"))
+    use time::format_description::well_known::Rfc3339;
+    let at = time::OffsetDateTime::parse(text.trim(), &Rfc3339)
+        .map_err(|e| format!("'{text}' is not an RFC 3339 timestamp: {e}"))?;
+    // Any year from 0000 to 9999 fits in i64 microseconds: before 1970 is only negative.
+    i64::try_from(at.unix_timestamp_nanos() / 1_000)
+        .map_err(|_| format!("'{text}' is out of range"))
 }
 
 #[cfg(test)]
@@ -212,5 +196,12 @@ mod tests {
         assert_eq!(parse_timestamp("2025-12-06T02:43:20.123Z"), Ok(us - 456));
         assert!(parse_timestamp("yesterday").is_err());
         assert!(parse_timestamp("2025-13-06T02:43:20Z").is_err());
+        assert_eq!(parse_timestamp("1969-12-31T23:59:59Z"), Ok(-1_000_000));
+        // What a fuzzer sent: multi-byte characters where an offset would be (this used to
+        // slice a string off a char boundary, a panic that dropped the connection).
+        for junk in ["Þ𞕀ë􏌤\u{6}\u{94}󇄯t\u{1d}Â򑏭󦝿O򵾆򛣋", "ééé+01:00", "€€€€€€", ""]
+        {
+            assert!(parse_timestamp(junk).is_err(), "{junk:?}");
+        }
     }
 }
