@@ -286,15 +286,41 @@ impl super::Queue {
     }
 
     /// The requests `filter` matches, newest first, and how many match in all.
+    ///
+    /// The page is one arm per asked state, each read newest first from `(user, state,
+    /// created)` (or `(user, name, created)` for an exact name) and stopped at `limit`, then
+    /// merged. One `state IN (…) ORDER BY created DESC` lets SQLite walk `(user, created)`
+    /// instead, through every request of the user when the asked states are rare (0 pinned
+    /// among 100,000: 29 ms against under 1 ms this way).
     pub fn list_requests(&self, filter: &Filter) -> Result<(u64, Vec<RequestRow>), QueueError> {
+        use rusqlite::types::Value;
         self.with(|conn| {
-            let (clause, args) = where_clause(filter);
+            let Clause { sql: rest, mut args } = where_clause(filter);
+            let first_state = args.len() + 1;
+            args.extend(filter.states.iter().map(|s| Value::Text(s.as_str().into())));
+            let states: Vec<String> = (first_state..=args.len()).map(|i| format!("?{i}")).collect();
+            if states.is_empty() {
+                return Ok((0, Vec::new()));
+            }
             let count: i64 = conn
-                .prepare_cached(&format!("SELECT COUNT(*) FROM requests r WHERE {clause}"))?
+                .prepare_cached(&format!(
+                    "SELECT COUNT(*) FROM requests r WHERE {rest} AND r.state IN ({})",
+                    states.join(", ")
+                ))?
                 .query_row(rusqlite::params_from_iter(args.iter()), |r| r.get(0))?;
+            let limit = filter.limit;
+            let arms: Vec<String> = states
+                .iter()
+                .map(|state| {
+                    format!(
+                        "SELECT * FROM (SELECT r.requestid AS id FROM requests r
+                         WHERE {rest} AND r.state = {state} ORDER BY r.created DESC LIMIT {limit})"
+                    )
+                })
+                .collect();
             let mut stmt = conn.prepare_cached(&format!(
-                "{SELECT} WHERE {clause} ORDER BY r.created DESC LIMIT {}",
-                filter.limit
+                "{SELECT} JOIN ({}) page ON page.id = r.requestid ORDER BY r.created DESC LIMIT {limit}",
+                arms.join(" UNION ALL ")
             ))?;
             let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
             let mut found = Vec::new();
@@ -410,8 +436,8 @@ impl Clause {
     }
 }
 
-/// The SQL condition for `filter` over `requests r`, and its arguments in order.
-fn where_clause(filter: &Filter) -> (String, Vec<rusqlite::types::Value>) {
+/// The SQL condition for `filter` over `requests r` but its states, and its arguments in order.
+fn where_clause(filter: &Filter) -> Clause {
     use rusqlite::types::Value;
     let text = |s: &str| Value::Text(s.to_string());
     let list = |n: usize| vec!["?"; n].join(", ");
@@ -419,10 +445,6 @@ fn where_clause(filter: &Filter) -> (String, Vec<rusqlite::types::Value>) {
         sql: "r.user = ?1".into(),
         args: vec![text(&filter.user)],
     };
-    c.and(
-        &format!("r.state IN ({})", list(filter.states.len())),
-        filter.states.iter().map(|s| text(s.as_str())),
-    );
     if !filter.cids.is_empty() {
         c.and(
             &format!("r.key IN ({})", list(filter.cids.len())),
@@ -453,7 +475,7 @@ fn where_clause(filter: &Filter) -> (String, Vec<rusqlite::types::Value>) {
             [text(k), text(v)],
         );
     }
-    (c.sql, c.args)
+    c
 }
 
 #[cfg(test)]
@@ -588,6 +610,43 @@ mod tests {
         let (_, rows) = q.list_requests(&all("u")).expect("all");
         let after = rows[3].created_us;
         assert_eq!(f(&|f| f.after_us = Some(after)).0, 3);
+    }
+
+    #[test]
+    fn a_page_over_several_states_merges_them_newest_first() {
+        let (_d, q) = open();
+        // r0, r2, r4 on A (made pinning below), r1, r3, r5 on B (queued).
+        for i in 0..6 {
+            let cid = if i % 2 == 0 { A } else { B };
+            q.add_request(&new(&format!("r{i}"), "u", cid, &format!("v{i}")), 10)
+                .expect("add");
+        }
+        q.with(|conn| {
+            conn.execute(
+                "UPDATE pins SET state = ?1 WHERE cid = ?2",
+                [State::Pinning.as_str(), A],
+            )?;
+            Ok(())
+        })
+        .expect("pinning");
+        let mut f = all("u");
+        f.states = vec![State::Queued, State::Pinning];
+        f.limit = 3;
+        // Each state's arm alone holds 3; the merged page is the 3 newest of both.
+        assert_eq!(
+            ids(&q, &f),
+            (6, vec!["r5".into(), "r4".into(), "r3".into()])
+        );
+        f.states = vec![State::Pinning];
+        assert_eq!(
+            ids(&q, &f),
+            (3, vec!["r4".into(), "r2".into(), "r0".into()])
+        );
+        f.states = vec![State::Pinned, State::Failed];
+        assert_eq!(ids(&q, &f), (0, vec![]));
+        f.states = vec![State::Queued, State::Pinning];
+        f.name = Some(("v2".into(), NameMatch::Exact));
+        assert_eq!(ids(&q, &f), (1, vec!["r2".into()]));
     }
 
     #[test]

@@ -47,6 +47,7 @@ CREATE TABLE IF NOT EXISTS requests (
 CREATE INDEX IF NOT EXISTS requests_user_state ON requests(user, state, created);
 CREATE INDEX IF NOT EXISTS requests_user_created ON requests(user, created);
 CREATE INDEX IF NOT EXISTS requests_user_key ON requests(user, key);
+CREATE INDEX IF NOT EXISTS requests_user_name ON requests(user, name, created);
 CREATE INDEX IF NOT EXISTS requests_cid ON requests(cid);
 CREATE TRIGGER IF NOT EXISTS requests_follow_pin AFTER UPDATE OF state ON pins
 BEGIN
