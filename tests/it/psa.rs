@@ -13,6 +13,8 @@
 //! * `kill_after_202_and_replace_racing_delete`: a 202 survives kill -9; a replace and a delete
 //!   of one request at once leave exactly one outcome;
 //! * `kubo_pin_remote`: Kubo's own client, `ipfs pin remote ...`, against pinwarden;
+//! * `the_guides_node_example_runs`: the Node.js example of docs/psa.md, with the generated PSA
+//!   client;
 //! * `compliance_suite_passes`: the official PSA compliance suite, 9 of 9, as two users at once.
 
 use crate::support::config;
@@ -598,6 +600,54 @@ async fn kubo_pin_remote() {
             },
         )
         .await;
+}
+
+/// The guide's Node.js example (docs/psa.md), as `tests/psa-compliance/client-example.mjs`
+/// runs it with the spec authors' generated client: submit with origins and meta, poll until
+/// pinned, list the job's open requests. Content only on the client's node 2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_guides_node_example_runs() {
+    let cluster = required_cluster(3).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (port, tcp) = (free_port(), free_port());
+    write_config(dir.path(), &cluster, port);
+    let daemon = start(dir.path(), tcp).await;
+    let cid = upload_tiny(&client(&cluster, 2, "client"), "psa-node-example").await;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.arg(root.join("tests/psa-compliance/client-example.mjs"))
+        .args([&format!("http://127.0.0.1:{port}"), ALICE, &cid, "job-7"])
+        .args(addrs(&cluster, 2).await)
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(90), cmd.output())
+        .await
+        .expect("the example ends within its own 60 s")
+        .expect("run node (scripts/setup.sh installs the client with the compliance suite)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "example: {}\n{text}{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        daemon.log_tail(60)
+    );
+    let result: Value = serde_json::from_str(text.trim()).expect("the example prints JSON");
+    let id = result["requestid"].as_str().expect("requestid");
+    assert_eq!(result["pinned"]["status"], "pinned", "{result}");
+    assert_eq!(result["pinned"]["pin"]["name"], "video-job-7", "{result}");
+    assert_eq!(
+        result["pinned"]["pin"]["meta"]["job_id"], "job-7",
+        "{result}"
+    );
+    assert_eq!(result["open"], 0, "{result}");
+    // The example's status is the daemon's: the same request, pinned, seen without the client.
+    let (status, body) = Psa::new(port, Some(ALICE)).get(id).await;
+    assert_eq!((status, &body["status"]), (200, &json!("pinned")), "{body}");
+    assert_eq!(
+        client(&cluster, 0, "primary").verify(&cid).await,
+        Outcome::Ok,
+        "the primary pins {cid}"
+    );
 }
 
 /// The official compliance suite (`scripts/psa-compliance.sh`, which runs

@@ -309,6 +309,7 @@ fn filter(user: &str, query: &str) -> Result<Filter, String> {
     let mut statuses: Option<Vec<Status>> = None;
     let (mut name, mut how) = (None, NameMatch::default());
     let mut seen: Vec<String> = Vec::new();
+    let mut json_meta = false;
     for (key, value) in form_urlencoded::parse(query.as_bytes()) {
         if seen.iter().any(|k| *k == key) {
             return Err(format!("'{key}' is given twice"));
@@ -383,12 +384,25 @@ fn filter(user: &str, query: &str) -> Result<Filter, String> {
                     })?;
             }
             "meta" => {
-                let meta: BTreeMap<String, String> = serde_json::from_str(value)
-                    .map_err(|e| format!("'meta': not a JSON object of strings: {e}"))?;
-                if meta.len() > MAX_META {
-                    return Err(format!("'meta': more than {MAX_META} entries"));
+                if !f.meta.is_empty() {
+                    return Err("give 'meta' as JSON or as meta[KEY]=VALUE, not both".into());
                 }
-                f.meta = meta;
+                f.meta = serde_json::from_str(value)
+                    .map_err(|e| format!("'meta': not a JSON object of strings: {e}"))?;
+                json_meta = true;
+            }
+            // The spec's form is `meta={"k":"v"}`; the spec authors' own generated JS client
+            // (@ipfs-shipyard/pinning-service-client 2.0.0) sends an object as `meta[k]=v`
+            // (OpenAPI's deepObject style). Both mean the same containment filter.
+            deep if deep.starts_with("meta[") && deep.ends_with(']') => {
+                if json_meta {
+                    return Err("give 'meta' as JSON or as meta[KEY]=VALUE, not both".into());
+                }
+                let key = &deep["meta[".len()..deep.len() - 1];
+                if key.is_empty() {
+                    return Err("'meta[]': an empty key".into());
+                }
+                f.meta.insert(key.to_string(), value.to_string());
             }
             other => {
                 return Err(format!(
@@ -396,6 +410,9 @@ fn filter(user: &str, query: &str) -> Result<Filter, String> {
                 ));
             }
         }
+    }
+    if f.meta.len() > MAX_META {
+        return Err(format!("'meta': more than {MAX_META} entries"));
     }
     f.name = name.map(|n| (n, how));
     // The spec's default is "pinned only". It holds for a listing; a lookup of particular
@@ -468,6 +485,22 @@ mod tests {
     }
 
     #[test]
+    fn meta_is_read_as_json_or_as_deep_object() {
+        let json = filter(
+            "u",
+            "meta=%7B%22app%22%3A%22enc%22%2C%22job%22%3A%227%22%7D",
+        );
+        let deep = filter("u", "meta%5Bapp%5D=enc&meta[job]=7");
+        let (json, deep) = (json.expect("json"), deep.expect("deep"));
+        assert_eq!(json.meta, deep.meta);
+        assert_eq!(deep.meta.len(), 2);
+        assert_eq!(
+            deep.states, json.states,
+            "a meta lookup sees every state either way"
+        );
+    }
+
+    #[test]
     fn bad_parameters_are_named() {
         for (q, says) in [
             ("limit=0", "'limit'"),
@@ -478,6 +511,10 @@ mod tests {
             ("before=yesterday", "'before'"),
             ("meta=[1]", "'meta'"),
             ("colour=red", "unknown parameter 'colour'"),
+            ("meta[]=x", "empty key"),
+            ("meta=%7B%7D&meta[a]=b", "not both"),
+            ("meta[a]=b&meta=%7B%7D", "not both"),
+            ("meta[a]=b&meta[a]=c", "twice"),
             ("limit=1&limit=2", "twice"),
             (
                 "status=failed,pinned,failed",
