@@ -15,7 +15,6 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 type Shared = Arc<Daemon>;
