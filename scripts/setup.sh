@@ -3,6 +3,7 @@
 #   - the wasm32 target the policies compile to (also named in rust-toolchain.toml);
 #   - Kubo (the IPFS node of the demo and the real-node tests), a pinned version built from the
 #     Go module proxy once and cached between runs;
+#   - IPFS Cluster (the cluster tier's tests), likewise;
 #   - js-ipfs (a second, smaller real-node smoke set) from the committed lockfile;
 #   - systemd-analyze and groff for the packaging tests (Debian packages, when missing).
 set -euo pipefail
@@ -11,6 +12,9 @@ cd "$(dirname "$0")/.."
 # The Kubo release the tests and the demo run on; bump it here (tests/testkit looks here too).
 KUBO_VERSION=v0.43.1
 KUBO_CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/pinwarden/kubo-$KUBO_VERSION"
+# The IPFS Cluster release of the cluster tier's tests (tests/testkit looks here too).
+CLUSTER_VERSION=v1.1.6
+CLUSTER_CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/pinwarden/ipfs-cluster-$CLUSTER_VERSION"
 
 echo "==> rust toolchain and wasm32 target"
 # The toolchain rust-toolchain.toml pins, with the wasm32 target (no-ops when present; explicit
@@ -54,6 +58,38 @@ else
   mv "$build/ipfs" "$kubo_bin.tmp" && mv "$kubo_bin.tmp" "$kubo_bin"
   echo "built $kubo_bin in $(($(date +%s) - started)) s"
 fi
+
+echo "==> IPFS Cluster $CLUSTER_VERSION for the cluster tier's tests (tests/cluster)"
+# Built like Kubo: `go install pkg@version` is refused here (the proxy does not list the
+# module's versions, and go install asks for them to check deprecation), so the module is
+# downloaded and built in a temp copy. Both commands into one cached directory.
+cluster_bin="$CLUSTER_CACHE/ipfs-cluster-service"
+if [ -x "$cluster_bin" ] && [ -x "$CLUSTER_CACHE/ipfs-cluster-ctl" ] \
+  && "$cluster_bin" --version 2>/dev/null | grep -qx "ipfs-cluster-service version ${CLUSTER_VERSION#v}"; then
+  echo "cached: $CLUSTER_CACHE"
+else
+  command -v go >/dev/null || { echo "IPFS Cluster needs Go (1.26 or newer) on PATH" >&2; exit 1; }
+  started=$(date +%s)
+  cbuild=$(mktemp -d "${TMPDIR:-/tmp}/pinwarden-cluster-build.XXXXXX")
+  src=$(go mod download -json "github.com/ipfs-cluster/ipfs-cluster@$CLUSTER_VERSION" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+  [ -d "$src" ] || { echo "go mod download did not give IPFS Cluster $CLUSTER_VERSION's source" >&2; exit 1; }
+  cp -r "$src" "$cbuild/src"
+  chmod -R u+w "$cbuild/src"
+  (
+    cd "$cbuild/src"
+    GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -o "$cbuild/" ./cmd/ipfs-cluster-service ./cmd/ipfs-cluster-ctl
+  )
+  "$cbuild/ipfs-cluster-service" --version | grep -qx "ipfs-cluster-service version ${CLUSTER_VERSION#v}" \
+    || { echo "the built ipfs-cluster-service is not $CLUSTER_VERSION: $("$cbuild/ipfs-cluster-service" --version)" >&2; exit 1; }
+  mkdir -p "$CLUSTER_CACHE"
+  for b in ipfs-cluster-service ipfs-cluster-ctl; do
+    mv "$cbuild/$b" "$CLUSTER_CACHE/$b.tmp" && mv "$CLUSTER_CACHE/$b.tmp" "$CLUSTER_CACHE/$b"
+  done
+  chmod -R u+w "$cbuild" 2>/dev/null; rm -rf "$cbuild"
+  echo "built $CLUSTER_CACHE in $(($(date +%s) - started)) s"
+fi
+command -v unshare >/dev/null && command -v ip >/dev/null \
+  || { echo "the cluster tests run in their own network namespace: they need unshare and ip (util-linux, iproute2)" >&2; exit 1; }
 
 echo "==> js-ipfs for the smaller js-ipfs smoke set"
 # npm ci is slow (~3 min cold); skip it when node_modules matches the lockfile already.

@@ -5,8 +5,10 @@ use crate::Role;
 use crate::config::{Config, ConfigError, NodeConfig};
 use crate::executor::Topology;
 use crate::kubo::{KuboClient, KuboConfig};
+use crate::node::{Node, NodeKind};
 use crate::policy::engine::SandboxLimits;
 use crate::policy::{BUILTIN_FALLBACK, Policy, PolicyEngine, Registry, Source};
+use crate::remote::{RemoteNode, cluster::Cluster, http::Http, psa::Psa};
 use std::sync::Arc;
 
 pub struct App {
@@ -34,12 +36,20 @@ impl App {
         let mut primary = None;
         let mut local = None;
         for node in &config.nodes {
-            let client = Arc::new(client_for(node, Some(&config.data_dir))?);
-            match node.role {
-                Role::Primary => primary = Some(Arc::clone(&client)),
-                Role::Local => local = Some(Arc::clone(&client)),
-                Role::Backup => {}
-            }
+            let client: Arc<dyn Node> = match node.role {
+                // Config validation keeps these two Kubo: the upload and the fallback pins
+                // need its RPC.
+                Role::Primary | Role::Local => {
+                    let kubo = Arc::new(client_for(node, Some(&config.data_dir))?);
+                    if node.role == Role::Primary {
+                        primary = Some(Arc::clone(&kubo));
+                    } else {
+                        local = Some(Arc::clone(&kubo));
+                    }
+                    kubo
+                }
+                Role::Backup => node_for(&config, node)?,
+            };
             if config.job_uses(node) {
                 topology.add(&node.name, node.role, client);
             }
@@ -112,4 +122,53 @@ pub fn client_with(node: &NodeConfig, config: KuboConfig) -> Result<KuboClient, 
         .map_err(|m| ConfigError(format!("node {}: {m}", node.name)))?;
     KuboClient::with_config(node.name.clone(), &node.url, auth, config)
         .map_err(|e| ConfigError(format!("node {}.url: {e}", node.name)))
+}
+
+/// Default poll of a remote request's status.
+const DEFAULT_POLL_MS: u64 = 500;
+/// One status call to a remote backend.
+const REMOTE_CALL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The backend behind a configured node, of its kind (`api`), with its credentials.
+pub fn node_for(config: &Config, node: &NodeConfig) -> Result<Arc<dyn Node>, ConfigError> {
+    let data_dir = Some(config.data_dir.as_path());
+    let at = |e: String| ConfigError(format!("node {}: {e}", node.name));
+    let http = || {
+        let auth = node.credentials().map_err(at)?;
+        Http::new(&node.url, auth, REMOTE_CALL).map_err(|e| at(format!("url: {e}")))
+    };
+    let poll = std::time::Duration::from_millis(node.poll_ms.unwrap_or(DEFAULT_POLL_MS));
+    Ok(match node.api {
+        NodeKind::Kubo => Arc::new(client_for(node, data_dir)?),
+        NodeKind::Cluster => {
+            let peers = node
+                .peer_kubo_urls
+                .iter()
+                .enumerate()
+                .map(|(i, url)| {
+                    KuboClient::new(format!("{}/peer-{i}", node.name), url, None)
+                        .map(Arc::new)
+                        .map_err(|e| at(format!("peer_kubo_urls: {e}")))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let (min, max) = node.replication();
+            let cluster = Cluster::new(http()?, min, max, peers);
+            Arc::new(RemoteNode::new(&node.name, Arc::new(cluster), poll))
+        }
+        NodeKind::Psa => {
+            let check_via = match &node.check_via {
+                None => None,
+                Some(name) => {
+                    let via = config
+                        .nodes
+                        .iter()
+                        .find(|n| &n.name == name)
+                        .ok_or_else(|| at(format!("check_via: no node is named '{name}'")))?;
+                    Some(Arc::new(client_for(via, data_dir)?))
+                }
+            };
+            let psa = Psa::new(http()?, check_via);
+            Arc::new(RemoteNode::new(&node.name, Arc::new(psa), poll))
+        }
+    })
 }

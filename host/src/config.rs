@@ -25,6 +25,7 @@
 
 use crate::Role;
 use crate::kubo::Auth;
+use crate::node::NodeKind;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -279,6 +280,27 @@ pub struct NodeConfig {
     pub basic_password: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub basic_password_env: Option<String>,
+    /// What `url` is: a Kubo RPC API (the default), an IPFS Cluster's REST API, or a Pinning
+    /// Services API endpoint. Only a Kubo node can be the primary or the local node.
+    #[serde(default, skip_serializing_if = "is_kubo")]
+    pub api: NodeKind,
+    /// Cluster: the peers that must pin (`replication-min`, default 1) and may (`-max`,
+    /// default the same; -1 is every peer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication_min: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication_max: Option<i32>,
+    /// Cluster: the Kubo RPC URLs of its peers, for the retrievability walk. Without one, the
+    /// tier cannot prove a pin retrievable, and a round never succeeds on it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peer_kubo_urls: Vec<String>,
+    /// PSA: the name of one of this config's Kubo nodes that proves a pin by fetching every
+    /// block from the provider's delegates. Without one, never verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check_via: Option<String>,
+    /// Cluster and PSA: how often a request's status is polled (default 500 ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll_ms: Option<u64>,
     /// The values of the variables `bearer_token_env` and `basic_password_env` name, read by
     /// [`NodeConfig::read_env`].
     #[serde(skip)]
@@ -452,7 +474,8 @@ impl Config {
             if !names.insert(node.name.as_str()) {
                 return err(format!("{key}.name: '{}' is used twice", node.name));
             }
-            crate::kubo::api_url(&node.url).map_err(|e| ConfigError(format!("{key}.url: {e}")))?;
+            node.validate_kind(&self.nodes)
+                .map_err(|m| ConfigError(format!("{key}.{m}")))?;
             node.credentials()
                 .map_err(|m| ConfigError(format!("{key}: {m}")))?;
         }
@@ -562,7 +585,98 @@ impl Config {
     }
 }
 
+fn is_kubo(kind: &NodeKind) -> bool {
+    *kind == NodeKind::Kubo
+}
+
 impl NodeConfig {
+    /// The keys of this node's kind, checked; `Err` starts with the key at fault.
+    fn validate_kind(&self, nodes: &[NodeConfig]) -> Result<(), String> {
+        let http_url = |key: &str, url: &str| {
+            crate::remote::http::Http::new(url, None, std::time::Duration::from_secs(1))
+                .map(|_| ())
+                .map_err(|e| format!("{key}: {e}"))
+        };
+        let only = |key: &str, set: bool, kind: &str| {
+            if set {
+                Err(format!("{key}: only for api = \"{kind}\""))
+            } else {
+                Ok(())
+            }
+        };
+        if self.api != NodeKind::Kubo && self.role != Role::Backup {
+            return Err(format!(
+                "api: a {} node can only be a backup (the primary takes the upload and the local \
+                 node the fallback pins: both need Kubo's RPC)",
+                self.api.as_str()
+            ));
+        }
+        match self.api {
+            NodeKind::Kubo => {
+                crate::kubo::api_url(&self.url).map_err(|e| format!("url: {e}"))?;
+            }
+            NodeKind::Cluster | NodeKind::Psa => http_url("url", &self.url)?,
+        }
+        let cluster = self.api == NodeKind::Cluster;
+        only(
+            "replication_min",
+            self.replication_min.is_some() && !cluster,
+            "cluster",
+        )?;
+        only(
+            "replication_max",
+            self.replication_max.is_some() && !cluster,
+            "cluster",
+        )?;
+        only(
+            "peer_kubo_urls",
+            !self.peer_kubo_urls.is_empty() && !cluster,
+            "cluster",
+        )?;
+        only(
+            "check_via",
+            self.check_via.is_some() && self.api != NodeKind::Psa,
+            "psa",
+        )?;
+        only(
+            "poll_ms",
+            self.poll_ms.is_some() && self.api == NodeKind::Kubo,
+            "cluster or psa",
+        )?;
+        if self.replication_min == Some(0) {
+            return Err("replication_min: must be at least 1".into());
+        }
+        let (min, max) = self.replication();
+        if max != -1 && (max < 1 || i64::from(max) < i64::from(min)) {
+            return Err(format!(
+                "replication_max: must be -1 (every peer) or at least replication_min ({min})"
+            ));
+        }
+        for url in &self.peer_kubo_urls {
+            crate::kubo::api_url(url).map_err(|e| format!("peer_kubo_urls: {e}"))?;
+        }
+        if self.poll_ms.is_some_and(|ms| !(50..=60_000).contains(&ms)) {
+            return Err("poll_ms: must be from 50 to 60000".into());
+        }
+        if let Some(via) = &self.check_via {
+            match nodes.iter().find(|n| &n.name == via) {
+                Some(n) if n.api == NodeKind::Kubo => {}
+                Some(_) => return Err(format!("check_via: '{via}' is not a Kubo node")),
+                None => return Err(format!("check_via: no node is named '{via}'")),
+            }
+        }
+        Ok(())
+    }
+
+    /// A cluster's (replication-min, replication-max), defaults applied.
+    pub fn replication(&self) -> (u32, i32) {
+        let min = self.replication_min.unwrap_or(1);
+        let max = self
+            .replication_max
+            .unwrap_or_else(|| i32::try_from(min).unwrap_or(i32::MAX));
+        (min, max)
+    }
+
     fn plain(name: &str, url: &str, role: Role) -> NodeConfig {
         NodeConfig {
             name: name.into(),
@@ -573,6 +687,12 @@ impl NodeConfig {
             basic_user: None,
             basic_password: None,
             basic_password_env: None,
+            api: NodeKind::Kubo,
+            replication_min: None,
+            replication_max: None,
+            peer_kubo_urls: Vec::new(),
+            check_via: None,
+            poll_ms: None,
             bearer_token_from_env: FromEnv::default(),
             basic_password_from_env: FromEnv::default(),
         }

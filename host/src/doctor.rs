@@ -142,6 +142,13 @@ struct NodeSeen {
 }
 
 async fn node_checks(node: &NodeConfig, opts: &Options) -> NodeSeen {
+    if node.api != crate::node::NodeKind::Kubo {
+        return NodeSeen {
+            checks: remote_checks(node, opts).await,
+            client: None,
+            info: None,
+        };
+    }
     let subject = node.name.clone();
     let check = |check, level, detail: String, hint: Option<String>| Check {
         subject: subject.clone(),
@@ -631,6 +638,169 @@ pub fn render(report: &Report) -> String {
         report.count(Level::Fail)
     ));
     out
+}
+
+/// A cluster or PSA tier: reachable, token or password accepted, what it can prove; a cluster's
+/// peers and the Kubo RPC of each peer configured for the walk.
+async fn remote_checks(node: &NodeConfig, opts: &Options) -> Vec<Check> {
+    use crate::node::NodeKind;
+    use crate::remote::http::Http;
+    let check = |check, level, detail: String, hint: Option<String>| Check {
+        subject: node.name.clone(),
+        check,
+        level,
+        detail,
+        hint,
+    };
+    let http = node
+        .credentials()
+        .and_then(|auth| Http::new(&node.url, auth, opts.timeout));
+    let http = match http {
+        Ok(h) => h,
+        Err(e) => return vec![check("reachable", Level::Fail, e, None)],
+    };
+    let kind = node.api.as_str();
+    let answer = match node.api {
+        NodeKind::Cluster => {
+            let cluster = crate::remote::cluster::Cluster::new(http, 1, 1, Vec::new());
+            match (cluster.id().await, cluster.peers().await) {
+                (Ok(id), Ok(peers)) => {
+                    let errors: Vec<String> = peers
+                        .iter()
+                        .filter_map(|p| {
+                            let e = p.get("error").and_then(serde_json::Value::as_str)?;
+                            (!e.is_empty()).then(|| e.to_string())
+                        })
+                        .collect();
+                    let peer = id.get("peername").and_then(serde_json::Value::as_str);
+                    Ok(format!(
+                        "IPFS Cluster {} answers (peer {}), {} peers{}",
+                        id.get("version")
+                            .and_then(serde_json::Value::as_str)
+                            .unwrap_or("?"),
+                        peer.unwrap_or("?"),
+                        peers.len(),
+                        if errors.is_empty() {
+                            String::new()
+                        } else {
+                            format!(", errors: {}", errors.join("; "))
+                        }
+                    ))
+                }
+                (Err(e), _) | (_, Err(e)) => Err(e),
+            }
+        }
+        NodeKind::Psa | NodeKind::Kubo => {
+            let psa = crate::remote::psa::Psa::new(http, None);
+            psa.count()
+                .await
+                .map(|n| format!("PSA endpoint answers; the token sees {n} requests"))
+        }
+    };
+    let mut checks = Vec::new();
+    match answer {
+        Ok(detail) => {
+            checks.push(check("reachable", Level::Ok, detail, None));
+            checks.push(check(
+                "auth",
+                Level::Ok,
+                "credentials accepted".into(),
+                None,
+            ));
+        }
+        Err(crate::Outcome::HttpError(e)) if e.status == 401 || e.status == 403 => {
+            checks.push(check(
+                "reachable",
+                Level::Ok,
+                format!("{} answers", node.url),
+                None,
+            ));
+            checks.push(check(
+                "auth",
+                Level::Fail,
+                format!("HTTP {}: {}", e.status, e.message),
+                Some(format!(
+                    "check the {} credentials of node '{}' (bearer_token* for a PSA provider, \
+                     basic_* for a cluster)",
+                    kind, node.name
+                )),
+            ));
+            return checks;
+        }
+        Err(e) => {
+            checks.push(check(
+                "reachable",
+                Level::Fail,
+                format!("{e:?}"),
+                Some(format!(
+                    "is {} an {} endpoint? Check `url` and `api` of node '{}'",
+                    node.url,
+                    if node.api == NodeKind::Cluster {
+                        "IPFS Cluster REST API"
+                    } else {
+                        "IPFS Pinning Services API"
+                    },
+                    node.name
+                )),
+            ));
+            return checks;
+        }
+    }
+    let walkers: Vec<&String> = match node.api {
+        NodeKind::Cluster => node.peer_kubo_urls.iter().collect(),
+        _ => Vec::new(),
+    };
+    for url in walkers {
+        let kubo = crate::kubo::KuboClient::new("peer", url, None);
+        let seen = match kubo {
+            Ok(k) => k.id().await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        checks.push(match seen {
+            Ok(info) => check(
+                "proof",
+                Level::Ok,
+                format!(
+                    "peer Kubo {url} answers (peer {}) for the walk",
+                    short_peer(&info.id)
+                ),
+                None,
+            ),
+            Err(e) => check(
+                "proof",
+                Level::Warn,
+                format!("peer Kubo {url}: {e}"),
+                Some("the walk skips this peer; fix peer_kubo_urls".into()),
+            ),
+        });
+    }
+    let unproven = match node.api {
+        NodeKind::Cluster => node.peer_kubo_urls.is_empty(),
+        _ => node.check_via.is_none(),
+    };
+    if unproven {
+        checks.push(check(
+            "proof",
+            Level::Warn,
+            "status only: no round can prove a pin retrievable here, so none succeeds on it".into(),
+            Some(match node.api {
+                NodeKind::Cluster => {
+                    "set peer_kubo_urls to the Kubo RPC of the cluster's peers".into()
+                }
+                _ => {
+                    "set check_via to one of your Kubo nodes that does not keep this content".into()
+                }
+            }),
+        ));
+    } else if let Some(via) = &node.check_via {
+        checks.push(check(
+            "proof",
+            Level::Ok,
+            format!("{via} fetches every block from the provider's delegates"),
+            None,
+        ));
+    }
+    checks
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ pub mod policy;
 pub mod prove;
 pub mod psa;
 pub mod queue;
+pub mod remote;
 pub mod sim;
 pub mod trace;
 

@@ -422,6 +422,18 @@ impl KuboClient {
         }
     }
 
+    /// Every block of `cid` present on this node or fetched by it from the network (its
+    /// peers, over bitswap): the proof that content a remote provider pins can be retrieved
+    /// from it, once this node has dialled the provider's delegates. Bounded like
+    /// `check_retrievable`: no new block for `check_idle_timeout` is a `Timeout`.
+    pub async fn fetch_all(&self, cid: &str) -> Outcome {
+        let fetched = async {
+            let root = presence::parse_root(cid)?;
+            presence::fetch(&self.rpc, &self.name, root, self.cfg.check_idle_timeout).await
+        };
+        fetched.await.unwrap_or_else(Outcome::from)
+    }
+
     async fn check_inner(&self, cid: &str) -> Result<Outcome, KuboError> {
         // Parsed first: a bad CID costs no call.
         let root = presence::parse_root(cid)?;

@@ -89,6 +89,38 @@ pub(super) async fn check(
     outcome
 }
 
+/// `Ok` when the node has, or fetches from the network, every block under `root`: Kubo's `refs`
+/// without `offline`, which asks bitswap for each block it lacks. `Err(Timeout)` when no new
+/// block arrives for `idle` (nobody serves the next one). Kubo only: js-ipfs is never asked.
+pub(super) async fn fetch(
+    rpc: &Rpc,
+    node: &str,
+    root: Cid,
+    idle: Duration,
+) -> Result<Outcome, KuboError> {
+    let mut walk = Walk {
+        rpc,
+        idle,
+        blocks: 0,
+    };
+    let root_text = root.to_string();
+    let args = [
+        ("arg", root_text.as_str()),
+        ("recursive", "true"),
+        ("unique", "true"),
+    ];
+    let mut refs = walk.open("refs", &args).await?;
+    walk.blocks = 1;
+    while let Some(line) = walk.next(&mut refs).await? {
+        match line {
+            RefLine::Ref(_) => walk.blocks += 1,
+            RefLine::Err(m) => return Ok(Outcome::Unretrievable(format!("fetch walk: {m}"))),
+        }
+    }
+    tracing::debug!(node = %node, cid = %root, blocks = walk.blocks, "every block fetched or present");
+    Ok(Outcome::Ok)
+}
+
 /// One walk, and how far it got.
 struct Walk<'a> {
     rpc: &'a Rpc,

@@ -9,6 +9,7 @@
 
 pub mod data;
 pub mod ipfs;
+pub mod ipfs_cluster;
 pub mod js_ipfs;
 pub mod kubo;
 pub mod proxy;
@@ -16,6 +17,7 @@ pub mod relay;
 
 pub use data::{XorShift, make_hls_dir, make_hls_set};
 pub use ipfs::IpfsCluster;
+pub use ipfs_cluster::ClusterPeers;
 pub use js_ipfs::{JsIpfsCluster, add_with_js_ipfs_cli};
 pub use kubo::{KUBO_VERSION, add_with_kubo_cli, kubo_bin};
 pub use proxy::{FaultProxy, Mode};
