@@ -241,10 +241,17 @@ impl RemotePins for Psa {
                 checker.name()
             ));
         }
-        if request.status.delegates.is_empty() {
+        // A list entry may leave delegates out; the request's own status names them.
+        let mut delegates = request.status.delegates.clone();
+        if delegates.is_empty()
+            && let Ok(status) = self.status(request).await
+        {
+            delegates = status.delegates;
+        }
+        if delegates.is_empty() {
             return Outcome::Unretrievable("not proven: the provider names no delegates".into());
         }
-        let dialled = checker.connect(&request.status.delegates).await;
+        let dialled = checker.connect(&delegates).await;
         if dialled != Outcome::Ok {
             return Outcome::Unretrievable(format!(
                 "not proven: {} cannot dial the provider's delegates: {dialled:?}",

@@ -206,7 +206,22 @@ impl ClusterPeers {
                         .await
                         .ok()?;
                     let id: Value = serde_json::from_slice(&body).ok()?;
-                    Some(id["cluster_peers"].as_array().map_or(0, Vec::len))
+                    let peers = id["cluster_peers"].as_array().map_or(0, Vec::len);
+                    // Every peer's free-space metric is in: the allocator can use them all.
+                    let body = http
+                        .get(format!("{}/monitor/metrics/freespace", self.rest_url(i)))
+                        .timeout(Duration::from_secs(2))
+                        .send()
+                        .await
+                        .ok()?
+                        .bytes()
+                        .await
+                        .ok()?;
+                    let metrics = match serde_json::from_slice::<Value>(&body).ok()? {
+                        Value::Array(list) => list.len(),
+                        _ => 0,
+                    };
+                    Some(peers.min(metrics))
                 };
                 if seen.await.is_some_and(|n| n >= want) {
                     break;
@@ -295,6 +310,12 @@ fn configure(peer: &Peer, i: usize, kubo_api: &str) -> Result<()> {
     cluster["mdns_interval"] = "0s".into();
     cluster["monitor_ping_interval"] = "2s".into();
     cluster["peer_watch_interval"] = "2s".into();
+    // Metrics every second or so (default 30 s): the allocator counts a peer as a candidate
+    // only while its metrics are fresh, so a new cluster can allocate at once.
+    for informer in ["disk", "pinqueue", "tags"] {
+        c["informer"][informer]["metric_ttl"] = "2s".into();
+    }
+    c["monitor"]["pubsubmon"]["check_interval"] = "2s".into();
     c["consensus"]["crdt"]["trusted_peers"] = serde_json::json!(["*"]);
     c["consensus"]["crdt"]["batching"]["max_batch_size"] = 0.into();
     c["api"]["restapi"]["http_listen_multiaddress"] = tcp(peer.rest).into();
@@ -320,6 +341,31 @@ fn free_ports(count: usize) -> Result<Vec<u16>> {
         .collect()
 }
 
+/// The private address of [`reexec_in_private_netns`]'s private interface. IPFS Cluster reports
+/// only global-unicast IPFS addresses of its peers (`publicIPFSAddresses` in its `util.go`:
+/// loopback is dropped), so the `delegates` of its PSA would be empty on loopback alone. Kubo
+/// nodes that should appear there listen on this address too ([`listen_on_private`]).
+pub const PRIVATE_IP: &str = "10.77.0.1";
+
+/// `lo` up, and [`PRIVATE_IP`] on one end of a veth pair whose both ends stay in the
+/// namespace (this kernel has no `dummy` links): a local address like loopback (nothing leaves
+/// the namespace, which has no link out), but one the cluster reports.
+const NETNS_SETUP: &str = "ip link set lo up && ip link add pw0 type veth peer name pw1 && \
+     ip addr add 10.77.0.1/24 dev pw0 && ip link set pw0 up && ip link set pw1 up && \
+     exec \"$0\" \"$@\"";
+
+/// Adds a swarm listener on [`PRIVATE_IP`] (any free port) to a Kubo config, for
+/// [`IpfsCluster::start_with`].
+pub fn listen_on_private(config: &mut serde_json::Map<String, Value>) -> Result<()> {
+    let swarm = config
+        .get_mut("Addresses")
+        .and_then(|a| a.get_mut("Swarm"))
+        .and_then(Value::as_array_mut)
+        .ok_or_else(|| anyhow!("no Addresses.Swarm in the Kubo config"))?;
+    swarm.push(format!("/ip4/{PRIVATE_IP}/tcp/0").into());
+    Ok(())
+}
+
 /// Running inside a private network namespace: [`reexec_in_private_netns`] puts a test binary
 /// there and sets this.
 pub const NETNS_ENV: &str = "PINWARDEN_PRIVATE_NETNS";
@@ -342,16 +388,10 @@ pub fn reexec_in_private_netns() -> Result<()> {
     if !is_root() {
         cmd.arg("--map-root-user");
     }
-    cmd.args([
-        "--net",
-        "--",
-        "sh",
-        "-c",
-        "ip link set lo up && exec \"$0\" \"$@\"",
-    ])
-    .arg(&exe)
-    .args(&args)
-    .env(NETNS_ENV, "1");
+    cmd.args(["--net", "--", "sh", "-c", NETNS_SETUP])
+        .arg(&exe)
+        .args(&args)
+        .env(NETNS_ENV, "1");
     let status = cmd
         .status()
         .context("running unshare --net (util-linux) for a private network namespace")?;
