@@ -60,6 +60,8 @@ macro_rules! inputs {
             name: name.to_string(),
             role,
             health: health(failures),
+            kind: t::NodeKind::Kubo,
+            replication: 1,
         };
         let nodes = vec![
             node("primary", t::Role::Primary, 2),

@@ -33,6 +33,17 @@ impl NodeKind {
     }
 }
 
+impl From<NodeKind> for crate::policy::contract::NodeKind {
+    fn from(kind: NodeKind) -> Self {
+        use crate::policy::contract::NodeKind as Wit;
+        match kind {
+            NodeKind::Kubo => Wit::Kubo,
+            NodeKind::Cluster => Wit::Cluster,
+            NodeKind::Psa => Wit::Psa,
+        }
+    }
+}
+
 /// What `check_retrievable` can prove on a backend (host-rules' `PROOF_BY_KIND` says why each
 /// is enough). A backend that cannot walk the blocks never reports `Ok` there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

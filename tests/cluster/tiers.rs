@@ -277,6 +277,9 @@ pub async fn a_cluster_peer_killed_mid_pin_ends_on_the_next_tier(slot: Arc<Mutex
     );
     let v: Value = serde_json::from_str(&text).expect("json");
     assert_eq!(confirmed(&v), ["backup-2"], "{v}");
+    // The second attempt recovered the cluster's pin in place (POST /pins/{cid}/recover).
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("another attempt on it"), "{stderr}");
     assert_eq!(v["attempts"]["cluster"], 2, "{v}");
     let trace = v["trace"].to_string();
     assert!(

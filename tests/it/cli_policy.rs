@@ -65,7 +65,7 @@ fn test_runs_builtin_scenarios_with_traces() {
     let out = pinwarden(&["policy", "test", "tank-mode"], dir.path());
     let (stdout, _) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
-    assert!(stdout.contains("8 passed, 0 failed"), "{stdout}");
+    assert!(stdout.contains("9 passed, 0 failed"), "{stdout}");
     // A job stream prints one line per job and its figures instead of every trace.
     assert!(
         stdout.contains("PASS  supernode-outage: 60 jobs, 60 pinned"),
@@ -87,7 +87,7 @@ fn test_runs_builtin_scenarios_with_traces() {
     let (stdout, _) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert!(
-        stdout.contains("7 passed, 0 failed, 1 not applicable"),
+        stdout.contains("7 passed, 0 failed, 2 not applicable"),
         "{stdout}"
     );
 }

@@ -27,17 +27,17 @@ fn run_builtin(policy_name: &str) -> Vec<sim::Report> {
 #[test]
 fn tank_mode_passes_every_builtin_scenario() {
     let reports = run_builtin("tank-mode");
-    assert_eq!(reports.len(), 8);
+    assert_eq!(reports.len(), 9);
     for r in &reports {
         assert!(r.passed(), "{}: {:?}", r.scenario, r.failures);
     }
 }
 
 #[test]
-fn single_backup_passes_all_but_the_quorum_scenario() {
+fn single_backup_passes_all_but_the_quorum_scenarios() {
     let reports = run_builtin("single-backup");
     for r in &reports {
-        if r.scenario == "quorum-2-of-3" {
+        if ["quorum-2-of-3", "cluster-quorum"].contains(&r.scenario.as_str()) {
             let why = r.not_applicable.as_deref().unwrap_or_default();
             assert!(why.contains("no parameter 'quorum'"), "{why}");
         } else {

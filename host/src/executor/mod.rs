@@ -68,10 +68,15 @@ impl Topology {
     pub fn infos(&self) -> Vec<NodeInfo> {
         self.nodes
             .iter()
-            .map(|(name, role, _)| NodeInfo {
-                name: name.clone(),
-                role: *role,
-                health: self.ledger.health(name),
+            .map(|(name, role, client)| {
+                let caps = client.capabilities();
+                NodeInfo {
+                    name: name.clone(),
+                    role: *role,
+                    health: self.ledger.health(name),
+                    kind: caps.kind.into(),
+                    replication: caps.replication,
+                }
             })
             .collect()
     }

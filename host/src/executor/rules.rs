@@ -38,6 +38,8 @@ mod tests {
                 name: n.to_string(),
                 role,
                 health: crate::health::unknown(),
+                kind: crate::policy::contract::NodeKind::Kubo,
+                replication: 1,
             })
             .collect()
     }

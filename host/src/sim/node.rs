@@ -57,6 +57,18 @@ pub struct NodeScript {
     /// fields above apply.
     #[serde(default, rename = "phase")]
     pub phases: Vec<Phase>,
+    /// What the node stands for: `kubo` (default), `cluster` or `psa`; the policy sees it
+    /// (contract 0.4.0). The scripted answers are the node's as a whole (for a cluster, the
+    /// state of its pin across peers).
+    #[serde(default)]
+    pub kind: crate::node::NodeKind,
+    /// The copies one confirmed pin stands for (a cluster's replication-min; default 1).
+    #[serde(default = "default_replication")]
+    pub replication: u32,
+}
+
+fn default_replication() -> u32 {
+    1
 }
 
 /// The node's behaviour from `from_ms` until `until_ms` of virtual time (open-ended without
@@ -275,6 +287,19 @@ impl Drop for PinGuard<'_> {
 
 #[async_trait]
 impl Node for SimNode {
+    fn capabilities(&self) -> crate::node::Capabilities {
+        use crate::node::{NodeKind, Proof};
+        crate::node::Capabilities {
+            kind: self.script.kind,
+            proof: match self.script.kind {
+                NodeKind::Kubo => Proof::LocalWalk,
+                NodeKind::Cluster => Proof::PeerWalk,
+                NodeKind::Psa => Proof::FetchFromDelegates,
+            },
+            replication: self.script.replication.max(1),
+        }
+    }
+
     async fn pin(&self, cid: &str, stall: Duration) -> Outcome {
         let at_ms = self.elapsed_ms();
         let breaker_open = self.breaker_open();
@@ -388,6 +413,8 @@ mod tests {
             offline: false,
             retrievable: true,
             phases,
+            kind: crate::node::NodeKind::Kubo,
+            replication: 1,
         }
     }
 

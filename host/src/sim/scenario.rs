@@ -7,8 +7,8 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// The built-in scenarios: the seed's five flows, quorum 2-of-3, the lazy local fallback and
-/// the supernode-outage drill.
+/// The built-in scenarios: the seed's five flows, quorum 2-of-3, the lazy local fallback,
+/// the supernode-outage drill and a quorum met by one cluster pin of replication 2.
 pub const BUILTIN: &[(&str, &str)] = &[
     (
         "happy-path",
@@ -38,6 +38,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
     (
         "supernode-outage",
         include_str!("../../scenarios/supernode-outage.toml"),
+    ),
+    (
+        "cluster-quorum",
+        include_str!("../../scenarios/cluster-quorum.toml"),
     ),
 ];
 

@@ -291,6 +291,31 @@ pub fn validate(round: &Round, history: &[Step], decided: &[Act]) -> Result<(), 
 /// too; `succeed` is accepted only with this evidence in the history for every node it names.
 pub const PROOF: [&str; 3] = ["pin", "verify", "check-retrievable"];
 
+/// What the three [`PROOF`] steps establish on each kind of node (the config's `api`), and why
+/// that is enough to call the content pinned and retrievable there. The host performs them;
+/// the rules above only see that each step succeeded.
+///
+/// | kind | `pin` | `verify` | `check-retrievable` |
+/// |---|---|---|---|
+/// | `kubo` | `pin/add` ended without error | `pin ls --type=recursive` lists the CID | every block of the DAG is in the node's own blockstore (offline `refs -r`): nothing needs the network to serve it |
+/// | `cluster` | the cluster's pin reached replication-min peers `pinned` (`GET /pins/{cid}` `peer_map`) | the same, asked again | every block present on the Kubo node of one of the cluster's peers (offline walk through its RPC, `peer_kubo_urls`): the cluster's own status says the others pin it, and one copy is seen whole |
+/// | `psa` | the provider's request reached `pinned` | the request found again by its name, `pinned` | one of pinwarden's own Kubo nodes (`check_via`) that did not hold the content dials the provider's `delegates` and fetches every block: the provider serves the whole DAG, not just claims it |
+///
+/// A `cluster` without `peer_kubo_urls`, or a `psa` without `check_via`, cannot take the third
+/// step: its `check-retrievable` is always `unretrievable` ("not proven"), so no `succeed` can
+/// name it. Status alone is never reported as verified.
+pub const PROOF_BY_KIND: [(&str, &str); 3] = [
+    ("kubo", "pin ls, then every block in the node's blockstore"),
+    (
+        "cluster",
+        "replication-min peers pinned, then every block on one peer's Kubo",
+    ),
+    (
+        "psa",
+        "status pinned, then every block fetched from its delegates by a Kubo node of ours",
+    ),
+];
+
 /// Success needs, per node: the last pin ok, then `pin ls` ok, then retrievable ok.
 pub fn check_evidence(round: &Round, history: &[Step], nodes: &[String]) -> Result<(), String> {
     if nodes.is_empty() {

@@ -65,6 +65,8 @@ mod tests {
                 pin_latency_ms: latency,
                 ..unknown()
             },
+            kind: crate::bindings::NodeKind::Kubo,
+            replication: 1,
         }
     }
 

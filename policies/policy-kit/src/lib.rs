@@ -37,7 +37,7 @@ pub mod bindings {
 #[doc(hidden)]
 pub use generated::*;
 
-pub use bindings::{Action, Event, HistoryChange, Job, Node, Outcome, PolicyInfo, Role};
+pub use bindings::{Action, Event, HistoryChange, Job, Node, NodeKind, Outcome, PolicyInfo, Role};
 pub use params::{ParamSpec, Settings};
 
 use std::sync::Mutex;

@@ -64,35 +64,46 @@ pub fn plan(
         })
         .collect();
 
-    let quorum = s.quorum.max(1) as usize;
-    let confirmed: Vec<String> = lanes
-        .iter()
-        .filter(|p| p.lane == Lane::Confirmed)
-        .map(|p| p.node.name.clone())
-        .collect();
-    if confirmed.len() >= quorum {
-        return vec![Action::Succeed(confirmed)];
+    // The quorum counts copies: a confirmed pin on a node stands for its `replication` (a
+    // cluster with replication-min 2 is two copies; any other node one).
+    let quorum = s.quorum.max(1);
+    let copies = |p: &Planned| p.node.replication.max(1);
+    let confirmed: Vec<&Planned> = lanes.iter().filter(|p| p.lane == Lane::Confirmed).collect();
+    let confirmed_copies: u32 = confirmed.iter().map(|p| copies(p)).sum();
+    if confirmed_copies >= quorum {
+        return vec![Action::Succeed(
+            confirmed.iter().map(|p| p.node.name.clone()).collect(),
+        )];
     }
 
     let alive: Vec<&Planned> = lanes
         .iter()
         .filter(|p| !matches!(p.lane, Lane::Exhausted { .. }))
         .collect();
-    if alive.len() < quorum {
-        return give_up(job, nodes, s, &lanes, confirmed.len());
+    if alive.iter().map(|p| copies(p)).sum::<u32>() < quorum {
+        return give_up(job, nodes, s, &lanes, confirmed_copies as usize);
     }
-    // The first `quorum` lanes still in the running work at once (an exhausted lane makes room
-    // for the next candidate), one more for each of them that is a primary pin past its hedge
-    // delay, and every lane this round has started already.
+    // The first lanes still in the running that make up `quorum` copies work at once (an
+    // exhausted lane makes room for the next candidate), one more for each of them that is a
+    // primary pin past its hedge delay, and every lane this round has started already.
+    let mut need = 0;
+    let mut sum = 0;
+    for p in &alive {
+        if sum >= quorum {
+            break;
+        }
+        sum += copies(p);
+        need += 1;
+    }
     let slow = alive
         .iter()
-        .take(quorum)
+        .take(need)
         .filter(|p| pin_running_past_hedge(p.node, &p.events, now_ms, s))
         .count();
     let active: Vec<&&Planned> = alive
         .iter()
         .enumerate()
-        .filter(|(i, p)| *i < quorum + slow || p.started)
+        .filter(|(i, p)| *i < need + slow || p.started)
         .map(|(_, p)| p)
         .collect();
     let spare = alive.len() > active.len();
@@ -175,7 +186,7 @@ fn give_up(
         .collect();
     let mut reason = if s.quorum > 1 {
         format!(
-            "CRITICAL: quorum {} unreachable ({confirmed} confirmed); {}",
+            "CRITICAL: quorum {} unreachable ({confirmed} copies confirmed); {}",
             s.quorum,
             tried.join("; ")
         )

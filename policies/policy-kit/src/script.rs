@@ -54,11 +54,23 @@ impl Run {
     }
 }
 
+/// A Kubo node with no health record yet.
 pub fn node(name: &str, role: Role) -> Node {
     Node {
         name: name.into(),
         role,
         health: crate::health::unknown(),
+        kind: crate::bindings::NodeKind::Kubo,
+        replication: 1,
+    }
+}
+
+/// A remote backup of `kind` whose confirmed pin stands for `replication` copies.
+pub fn remote(name: &str, kind: crate::bindings::NodeKind, replication: u32) -> Node {
+    Node {
+        kind,
+        replication,
+        ..node(name, Role::Backup)
     }
 }
 

@@ -261,6 +261,34 @@ mod tests {
     }
 
     #[test]
+    fn a_cluster_pin_with_replication_two_meets_a_quorum_of_two_alone() {
+        // primary, then a cluster of replication-min 2, then a plain backup.
+        let mut nodes = topology(2, false);
+        nodes[1] = policy_kit::script::remote("backup-1", policy_kit::NodeKind::Cluster, 2);
+        let s = settings(&[("quorum", "2"), ("attempts", "1")]);
+        let scripts: &[(&str, &[&str])] = &[("primary", &["refused"])];
+        let r = play(&s, false, 0, &nodes, scripts);
+        assert_eq!(
+            r.end,
+            End::Succeeded(vec!["backup-1".into()]),
+            "{:?}",
+            r.end
+        );
+        assert_eq!(
+            r.pins_on("backup-2"),
+            0,
+            "two copies already: no third lane"
+        );
+        // The same node counted as one copy (a Kubo backup) needs backup-2 too.
+        let r = play(&s, false, 0, &topology(2, false), scripts);
+        let End::Succeeded(mut two) = r.end.clone() else {
+            panic!("expected success, got {:?}", r.end)
+        };
+        two.sort();
+        assert_eq!(two, ["backup-1", "backup-2"]);
+    }
+
+    #[test]
     fn quorum_out_of_reach_fails_early() {
         let scripts: &[(&str, &[&str])] = &[("primary", &["refused"]), ("backup-1", &["refused"])];
         let s = settings(&[("quorum", "2"), ("attempts", "1")]);

@@ -45,6 +45,8 @@ pub fn script(name: &str, role: Role, pin: &[PinAnswer], offline: bool) -> NodeS
         offline,
         retrievable: true,
         phases: Vec::new(),
+        kind: pinwarden::node::NodeKind::Kubo,
+        replication: 1,
     }
 }
 
