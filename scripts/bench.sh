@@ -7,6 +7,10 @@
 #   scripts/bench.sh --only size          # not in "everything": pin + verify + check of 100 MB,
 #                                         # 600 MB, 2.5 GB sets (about 30 minutes, a few GB in
 #                                         # $TMPDIR; --sizes 100,600 for less)
+#   scripts/bench.sh --only cluster       # not in "everything": time to replication-min on an
+#                                         # IPFS Cluster tier against ipfs-cluster-ctl pin add
+#                                         # --wait (about 1 minute; runs in a private network
+#                                         # namespace; --size-kb for the video size)
 #   scripts/bench.sh --pins 10 --jobs 20000
 #
 # Options go to host/examples/bench_e2e.rs (see its header). The micro-benchmarks are separate:

@@ -22,6 +22,9 @@
 //! * `psa` (not run by default): the Pinning Services API: durable `POST /pins` throughput
 //!   against `/v1` submissions, filtered `GET /pins` over 100,000 requests, and `ipfs pin remote
 //!   add` against a direct `ipfs pin add` (see `bench_e2e/psa.rs`).
+//! * `cluster` (not run by default): time to replication-min on an IPFS Cluster tier against
+//!   `ipfs-cluster-ctl pin add --wait` on the same cluster (see `bench_e2e/cluster.rs`); the run
+//!   moves to a private network namespace.
 //! * `size` (not run by default: about 25 minutes, a few GB of temporary space): pin + verify +
 //!   check against the content's size, locally, at `--rtt-ms` and over bitswap, next to a direct
 //!   baseline (see `bench_e2e/size.rs`).
@@ -29,7 +32,7 @@
 //! Each part that needs a node starts Kubo nodes of its own (`pinwarden-testkit`), stopped
 //! when the part ends.
 //!
-//! Usage: `bench_e2e [--bin PATH] [--only e2e,cold,daemon,check,size,drain,psa] [--pins N] [--size-kb K]
+//! Usage: `bench_e2e [--bin PATH] [--only e2e,cold,daemon,check,size,drain,psa,cluster] [--pins N] [--size-kb K]
 //! [--segments S] [--cold-runs N] [--jobs N] [--clients N] [--raw] [--sizes MB,MB,..]
 //! [--rtt-ms MS] [--transfer-timeout-s S] [--cidv0] [--drain-jobs N]`
 
@@ -49,6 +52,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+#[path = "bench_e2e/cluster.rs"]
+mod cluster;
 #[path = "bench_e2e/drain.rs"]
 mod drain;
 #[path = "bench_e2e/psa.rs"]
@@ -160,6 +165,10 @@ fn default_bin() -> Result<PathBuf> {
 async fn main() -> Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let args = Args::parse()?;
+    if args.wants("cluster") {
+        // IPFS Cluster starts NAT port mapping: the whole run moves to a private namespace.
+        pinwarden_testkit::ipfs_cluster::reexec_in_private_netns()?;
+    }
     println!("pinwarden binary: {}", args.bin.display());
     println!("load before: {}", loadavg());
     // Each part gets a Kubo node of its own, with a fresh repo.
@@ -190,6 +199,9 @@ async fn main() -> Result<()> {
     }
     if args.wants("psa") {
         psa::psa(&args).await?;
+    }
+    if args.wants("cluster") {
+        cluster::cluster(&args).await?;
     }
     println!("\nload after: {}", loadavg());
     Ok(())

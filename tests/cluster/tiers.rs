@@ -495,3 +495,84 @@ async fn second_pinwarden_over(w: &World, node_url: &str) -> ((tempfile::TempDir
     let daemon = Serve::config(dir.path()).start().await;
     ((dir, daemon), port)
 }
+
+/// The check of `subject` named `check` in a `doctor --json` report: (level, detail, hint).
+fn doctor_check(report: &Value, subject: &str, check: &str) -> Vec<(String, String, String)> {
+    report["checks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["subject"] == subject && c["check"] == check)
+        .map(|c| {
+            let s = |k: &str| c[k].as_str().unwrap_or_default().to_string();
+            (s("level"), s("detail"), s("hint"))
+        })
+        .collect()
+}
+
+/// `pinwarden doctor` on each kind: a cluster with its peers and their Kubo nodes, a cluster
+/// that can only give status (a warning that says no round will succeed there), the cluster's
+/// PSA with a check node, and a PSA token the provider refuses (a failure, exit 1).
+pub async fn doctor_checks_each_kind(slot: Arc<Mutex<Option<World>>>) {
+    let guard = world(&slot).await;
+    let w = guard.as_ref().expect("world");
+    let (b, b_port) = second_pinwarden(w).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bare = format!(
+        "[[node]]\nname = \"bare-cluster\"\nrole = \"backup\"\napi = \"cluster\"\nurl = \"{}\"\n\n",
+        w.cluster.rest_url(1)
+    );
+    let refused = format!(
+        "[[node]]\nname = \"refused\"\nrole = \"backup\"\napi = \"psa\"\nurl = \"http://127.0.0.1:{b_port}\"\n\
+         bearer_token = \"wrong-token-0123456789\"\n\n"
+    );
+    let nodes = format!(
+        "{}{bare}{refused}{}",
+        w.cluster_node("cluster", 2, 2),
+        w.psa_node("psa", &w.cluster.pinsvc_url(0), None)
+    );
+    let config = w.config(dir.path(), &nodes, 30_000);
+    let out = Pinwarden::new()
+        .args(["doctor", "--json", "--config"])
+        .arg(&config)
+        .run_async()
+        .await;
+    let report: Value = serde_json::from_slice(&out.stdout).expect("doctor JSON");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the refused token fails: {report:#}"
+    );
+    let one = |subject: &str, check: &str| {
+        let found = doctor_check(&report, subject, check);
+        assert!(!found.is_empty(), "no {subject} {check} in {report:#}");
+        found
+    };
+    let (level, detail, _) = one("cluster", "reachable").remove(0);
+    assert_eq!(level, "ok", "{detail}");
+    assert!(
+        detail.contains("IPFS Cluster") && detail.contains("3 peers"),
+        "{detail}"
+    );
+    let walks = one("cluster", "proof");
+    assert_eq!(walks.len(), 3, "one check per peer Kubo: {walks:?}");
+    assert!(walks.iter().all(|(l, _, _)| l == "ok"), "{walks:?}");
+    let (level, detail, hint) = one("bare-cluster", "proof").remove(0);
+    assert_eq!(level, "warn");
+    assert!(
+        detail.contains("status only") && hint.contains("peer_kubo_urls"),
+        "{detail} / {hint}"
+    );
+    let (level, detail, _) = one("psa", "reachable").remove(0);
+    assert_eq!(level, "ok", "{detail}");
+    assert!(detail.contains("PSA endpoint answers"), "{detail}");
+    let (level, detail, _) = one("psa", "proof").remove(0);
+    assert_eq!(level, "ok", "{detail}");
+    let (level, detail, hint) = one("refused", "auth").remove(0);
+    assert_eq!(level, "fail", "{detail}");
+    assert!(
+        detail.contains("401") && hint.contains("bearer_token"),
+        "{detail} / {hint}"
+    );
+    drop(b);
+}

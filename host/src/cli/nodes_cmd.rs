@@ -30,7 +30,12 @@ pub fn run(cx: &Context, args: &NodesArgs) -> CliResult {
             serde_json::to_string(&nodes).map_err(CliError::failed)?
         );
     } else {
-        out!("{}", table(&nodes));
+        let kind = |name: &str| {
+            app.topology
+                .client(name)
+                .map_or("kubo", |c| c.capabilities().kind.as_str())
+        };
+        out!("{}", table(&nodes, kind));
     }
     Ok(exit::OK)
 }
@@ -39,12 +44,14 @@ pub fn after_help() -> &'static str {
     AFTER_HELP
 }
 
-fn table(nodes: &[NodeStatus]) -> String {
+/// `kind` names each node's backend (kubo, cluster, psa).
+fn table(nodes: &[NodeStatus], kind: impl Fn(&str) -> &'static str) -> String {
     let ago = |ms: Option<u64>| ms.map_or("-".to_string(), |ms| format!("{} ago", format_ms(ms)));
     let mut out = format!(
-        "{:<14} {:<8} {:<10} {:>6} {:>16} {:>16} {:>8} {:>10} {:>9}\n",
+        "{:<14} {:<8} {:<8} {:<10} {:>6} {:>16} {:>16} {:>8} {:>10} {:>9}\n",
         "NODE",
         "ROLE",
+        "KIND",
         "BREAKER",
         "FAILS",
         "LAST OK",
@@ -55,9 +62,10 @@ fn table(nodes: &[NodeStatus]) -> String {
     );
     for n in nodes {
         out.push_str(&format!(
-            "{:<14} {:<8} {:<10} {:>6} {:>16} {:>16} {:>8} {:>10} {:>9}\n",
+            "{:<14} {:<8} {:<8} {:<10} {:>6} {:>16} {:>16} {:>8} {:>10} {:>9}\n",
             n.name,
             n.role,
+            kind(&n.name),
             n.breaker,
             n.consecutive_failures,
             ago(n.since_last_ok_ms),
@@ -88,10 +96,14 @@ mod tests {
             pin_latency_ms: None,
             in_flight: 0,
         };
-        let text = table(&[node]);
+        let text = table(&[node], |_| "cluster");
         assert!(text.starts_with("NODE"), "{text}");
+        assert!(
+            text.lines().next().unwrap_or_default().contains("KIND"),
+            "{text}"
+        );
         let row = text.lines().nth(1).unwrap_or_default();
-        for cell in ["primary", "open", "4", "1.500s ago", "0/4"] {
+        for cell in ["primary", "cluster", "open", "4", "1.500s ago", "0/4"] {
             assert!(row.contains(cell), "{cell} missing: {row}");
         }
     }

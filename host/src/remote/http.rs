@@ -98,18 +98,27 @@ impl Http {
                 message: snippet(&text),
             }));
         }
-        let body = if bytes.iter().all(u8::is_ascii_whitespace) {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).map_err(|e| {
-                Outcome::Error(format!(
-                    "garbage reply from {url}: {e}: {}",
-                    snippet(&String::from_utf8_lossy(&bytes))
-                ))
-            })?
-        };
+        let body = parse(&bytes).map_err(|e| {
+            Outcome::Error(format!(
+                "garbage reply from {url}: {e}: {}",
+                snippet(&String::from_utf8_lossy(&bytes))
+            ))
+        })?;
         Ok(Reply { status, body })
     }
+}
+
+/// One JSON value, `Null` for an empty body, or an array of the values of a stream of them
+/// (IPFS Cluster streams lists such as `GET /peers` as one JSON object per line).
+fn parse(bytes: &[u8]) -> Result<Value, serde_json::Error> {
+    let mut values = serde_json::Deserializer::from_slice(bytes)
+        .into_iter::<Value>()
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(match values.len() {
+        0 => Value::Null,
+        1 => values.remove(0),
+        _ => Value::Array(values),
+    })
 }
 
 fn snippet(text: &str) -> String {
@@ -144,4 +153,18 @@ fn chain(e: &dyn std::error::Error) -> String {
 /// Is this the "it does not exist" answer?
 pub fn is_not_found(outcome: &Outcome) -> bool {
     matches!(outcome, Outcome::HttpError(HttpError { status: 404, .. }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_body_is_one_value_a_stream_of_them_or_nothing() {
+        assert_eq!(parse(b"  \n").expect("empty"), Value::Null);
+        assert_eq!(parse(br#"{"a":1}"#).expect("one")["a"], 1);
+        let list = parse(b"{\"id\":\"p1\"}\n{\"id\":\"p2\"}\n").expect("stream");
+        assert_eq!(list.as_array().map(Vec::len), Some(2));
+        assert!(parse(b"{\"a\":").is_err());
+    }
 }
