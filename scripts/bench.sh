@@ -10,7 +10,9 @@
 #   scripts/bench.sh --only cluster       # not in "everything": time to replication-min on an
 #                                         # IPFS Cluster tier against ipfs-cluster-ctl pin add
 #                                         # --wait (about 1 minute; runs in a private network
-#                                         # namespace; --size-kb for the video size)
+#                                         # namespace; --size-kb for the video size), then
+#                                         # the 50-video outage drill against IPFS Cluster
+#                                         # alone (--only cluster-drill: the drill only)
 #   scripts/bench.sh --pins 10 --jobs 20000
 #
 # Options go to host/examples/bench_e2e.rs (see its header). The micro-benchmarks are separate:

@@ -165,7 +165,7 @@ fn default_bin() -> Result<PathBuf> {
 async fn main() -> Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let args = Args::parse()?;
-    if args.wants("cluster") {
+    if args.wants("cluster") || args.wants("cluster-drill") {
         // IPFS Cluster starts NAT port mapping: the whole run moves to a private namespace.
         pinwarden_testkit::ipfs_cluster::reexec_in_private_netns()?;
     }
@@ -202,6 +202,9 @@ async fn main() -> Result<()> {
     }
     if args.wants("cluster") {
         cluster::cluster(&args).await?;
+        cluster::drill(&args).await?;
+    } else if args.wants("cluster-drill") {
+        cluster::drill(&args).await?;
     }
     println!("\nload after: {}", loadavg());
     Ok(())

@@ -97,10 +97,22 @@ impl ClusterPeers {
     /// One peer over each of `kubo`'s daemons `nodes`, the first started alone, the others
     /// bootstrapping to it; ready when every peer's REST API lists all peers.
     pub async fn start(kubo: &IpfsCluster, nodes: &[usize]) -> Result<ClusterPeers> {
+        let apis: Vec<(usize, String)> = nodes.iter().map(|&k| (k, kubo.api_url(k))).collect();
+        Self::start_on(&apis, None).await
+    }
+
+    /// [`start`](Self::start) over explicit Kubo RPC URLs (a fault proxy in front of one, say),
+    /// each with its index in the Kubo set; `pin_timeout` overrides the cluster's pin stall
+    /// timeout (`ipfshttp.pin_timeout`, default 2m0s), e.g. `"15s"`.
+    pub async fn start_on(
+        apis: &[(usize, String)],
+        pin_timeout: Option<&str>,
+    ) -> Result<ClusterPeers> {
         let bin = cluster_dir()?;
-        let ports = free_ports(3 * nodes.len())?;
+        let ports = free_ports(3 * apis.len())?;
         let mut peers = Vec::new();
-        for (i, &k) in nodes.iter().enumerate() {
+        for (i, (k, api)) in apis.iter().enumerate() {
+            let k = *k;
             let dir = tempfile::Builder::new()
                 .prefix("pinwarden-cluster-")
                 .tempdir()?;
@@ -133,7 +145,7 @@ impl ClusterPeers {
                 id,
                 kubo: k,
             };
-            configure(&peer, i, &kubo.api_url(k))?;
+            configure(&peer, i, api, pin_timeout)?;
             peers.push(peer);
         }
         let mut cluster = ClusterPeers { bin, peers };
@@ -294,7 +306,7 @@ impl ClusterPeers {
 
 /// The peer's service.json: loopback only, fixed ports, this test's secret, no mDNS, no relay,
 /// quick peer monitoring (a killed peer is noticed in seconds, not the default 30 s).
-fn configure(peer: &Peer, i: usize, kubo_api: &str) -> Result<()> {
+fn configure(peer: &Peer, i: usize, kubo_api: &str, pin_timeout: Option<&str>) -> Result<()> {
     let path = peer.config().join("service.json");
     let mut c: Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
     let tcp = |port: u16| format!("/ip4/127.0.0.1/tcp/{port}");
@@ -326,6 +338,9 @@ fn configure(peer: &Peer, i: usize, kubo_api: &str) -> Result<()> {
     let ipfs = &mut c["ipfs_connector"]["ipfshttp"];
     ipfs["node_multiaddress"] = format!("/ip4/127.0.0.1/tcp/{kubo_port}").into();
     ipfs["connect_swarms_delay"] = "1s".into();
+    if let Some(t) = pin_timeout {
+        ipfs["pin_timeout"] = t.into();
+    }
     std::fs::write(&path, serde_json::to_string_pretty(&c)?)?;
     Ok(())
 }
