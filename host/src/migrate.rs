@@ -173,9 +173,16 @@ pub struct Request {
     pub options: Options,
 }
 
+/// `--to` resolved: the node, the same as a Kubo client when it is one, its label.
+type Target = (Arc<dyn Node>, Option<Arc<KuboClient>>, String);
+
 /// The nodes of a migration, as [`Request::nodes`] resolved them.
 pub struct Nodes {
-    pub to: KuboClient,
+    /// The permanent node: a Kubo RPC, or a configured node of any kind (a cluster, a PSA
+    /// provider), proven as its kind proves a pin.
+    pub to: Arc<dyn Node>,
+    /// `to` as a Kubo client, when it is one: the check that it is not the local node itself.
+    pub to_kubo: Option<Arc<KuboClient>>,
     /// How `to` is named in records and output (as the operator gave it, password dropped).
     pub to_label: String,
     /// The local node: the provider to connect `to` to, and where to unpin from.
@@ -194,8 +201,8 @@ impl Request {
         env: Env,
         warn: impl Fn(String),
     ) -> Result<Nodes, Refusal> {
-        let to = KuboClient::new("permanent", &self.to, self.to_auth(env)?)
-            .map_err(|e| Refusal::BadInput(format!("--to {}: {e}", self.to)))?;
+        let (to, to_kubo, to_label) =
+            self.target(config.as_ref().ok().copied().flatten(), data_dir, env)?;
         let local = match self.local_node(config, data_dir, env) {
             Ok(local) => local,
             Err(e) if self.options.unpin_local => {
@@ -215,9 +222,58 @@ impl Request {
         }
         Ok(Nodes {
             to,
-            to_label: redact(&self.to),
+            to_kubo,
+            to_label,
             local,
         })
+    }
+
+    /// `--to`: a URL or multiaddr is a Kubo RPC; a bare name is a node of the config file, of
+    /// any kind (`api`), with its own credentials.
+    fn target(
+        &self,
+        config: Option<&Config>,
+        data_dir: Option<&Path>,
+        env: Env,
+    ) -> Result<Target, Refusal> {
+        let is_address = self.to.contains("://") || self.to.starts_with('/');
+        if !is_address {
+            let Some(config) = config else {
+                return Err(Refusal::BadInput(format!(
+                    "--to {}: not a URL or multiaddr, and no config file names nodes",
+                    self.to
+                )));
+            };
+            let Some(node) = config.nodes.iter().find(|n| n.name == self.to) else {
+                let names: Vec<&str> = config.nodes.iter().map(|n| n.name.as_str()).collect();
+                return Err(Refusal::BadInput(format!(
+                    "--to {}: not a URL or multiaddr, and no configured node has that name ({})",
+                    self.to,
+                    names.join(", ")
+                )));
+            };
+            if self.to_token.is_some() || self.to_basic.is_some() {
+                return Err(Refusal::BadInput(format!(
+                    "--to {}: a configured node brings its own credentials; drop --to-token / --to-user",
+                    self.to
+                )));
+            }
+            let mut node = node.clone();
+            node.read_env(env);
+            if node.api == crate::node::NodeKind::Kubo {
+                let kubo = Arc::new(
+                    crate::app::client_for(&node, data_dir).map_err(|e| Refusal::BadInput(e.0))?,
+                );
+                return Ok((kubo.clone(), Some(kubo), node.name.clone()));
+            }
+            let remote = crate::app::node_for(config, &node).map_err(|e| Refusal::BadInput(e.0))?;
+            return Ok((remote, None, node.name.clone()));
+        }
+        let kubo = Arc::new(
+            KuboClient::new("permanent", &self.to, self.to_auth(env)?)
+                .map_err(|e| Refusal::BadInput(format!("--to {}: {e}", self.to)))?,
+        );
+        Ok((kubo.clone(), Some(kubo), redact(&self.to)))
     }
 
     fn to_auth(&self, env: Env) -> Result<Option<Auth>, Refusal> {
@@ -465,7 +521,8 @@ pub struct Plan<'a> {
     pub pending: Vec<&'a Entry>,
     /// CIDs already migrated by earlier runs (skipped).
     pub skipped: usize,
-    pub to: &'a KuboClient,
+    pub to: &'a dyn Node,
+    pub to_kubo: Option<&'a KuboClient>,
     /// How `to` is named in records and output (as the operator gave it, password dropped).
     pub to_label: String,
     /// The local node: the provider to connect `to` to, and where to unpin from.
@@ -482,7 +539,8 @@ impl<'a> Plan<'a> {
         Plan {
             pending: backlog.pending,
             skipped: backlog.migrated.len(),
-            to: &nodes.to,
+            to: nodes.to.as_ref(),
+            to_kubo: nodes.to_kubo.as_deref(),
             to_label: nodes.to_label.clone(),
             local: nodes.local.as_deref(),
             options,
@@ -550,8 +608,11 @@ impl<'a> Plan<'a> {
         let Some(local) = self.local else {
             return Ok(());
         };
-        if self.options.unpin_local {
-            let (to_id, local_id) = match (self.to.id().await, local.id().await) {
+        // A cluster or a PSA provider is never the local Kubo node itself.
+        if self.options.unpin_local
+            && let Some(to) = self.to_kubo
+        {
+            let (to_id, local_id) = match (to.id().await, local.id().await) {
                 (Ok(a), Ok(b)) => (a.id, b.id),
                 (Err(e), _) => {
                     return Err(Refusal::Unreachable(format!(
@@ -651,7 +712,7 @@ impl<'a> Plan<'a> {
 /// unless the proof succeeded, and a failure leaves the CID pending.
 async fn migrate_one(
     entry: &Entry,
-    to: &KuboClient,
+    to: &dyn Node,
     unpin_from: Option<&KuboClient>,
     log: Arc<MigrationLog>,
     target: &str,
@@ -823,6 +884,48 @@ mod tests {
         assert!(
             matches!(refused, Err(Refusal::BadInput(m)) if m.contains("unreadable")),
             "an unpin needs the local node"
+        );
+    }
+
+    #[test]
+    fn a_configured_node_of_any_kind_can_be_the_target() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("pinwarden.toml");
+        std::fs::write(
+            &file,
+            "[[node]]\nname = \"primary\"\nrole = \"primary\"\nurl = \"http://127.0.0.1:5001\"\n\n\
+             [[node]]\nname = \"vault\"\nrole = \"backup\"\napi = \"cluster\"\n\
+             url = \"http://127.0.0.1:9094\"\nreplication_min = 2\n",
+        )
+        .expect("write");
+        let config = Config::load(Some(&file), &|_| None, &[]).expect("config");
+        let nodes = request("vault")
+            .nodes(Ok(Some(&config)), None, &|_| None, |_| {})
+            .expect("nodes");
+        assert_eq!(nodes.to_label, "vault");
+        assert_eq!(nodes.to.capabilities().kind, crate::node::NodeKind::Cluster);
+        assert_eq!(nodes.to.capabilities().replication, 2);
+        assert!(nodes.to_kubo.is_none());
+        let kubo = request("primary")
+            .nodes(Ok(Some(&config)), None, &|_| None, |_| {})
+            .expect("nodes");
+        assert!(kubo.to_kubo.is_some());
+
+        let unknown = request("nowhere")
+            .nodes(Ok(Some(&config)), None, &|_| None, |_| {})
+            .err();
+        assert!(
+            matches!(&unknown, Some(Refusal::BadInput(m)) if m.contains("primary, vault")),
+            "{unknown:?}"
+        );
+        let mut with_token = request("vault");
+        with_token.to_token = Some("t".into());
+        let refused = with_token
+            .nodes(Ok(Some(&config)), None, &|_| None, |_| {})
+            .err();
+        assert!(
+            matches!(&refused, Some(Refusal::BadInput(m)) if m.contains("its own credentials")),
+            "{refused:?}"
         );
     }
 

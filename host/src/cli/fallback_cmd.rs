@@ -77,9 +77,10 @@ pub struct StatsArgs {
 
 #[derive(Args)]
 pub struct MigrateArgs {
-    /// The permanent node's RPC API: http(s)://host:port (a path prefix, for a reverse proxy, is
-    /// kept) or a multiaddr such as /ip4/10.0.0.2/tcp/5001.
-    #[arg(long, value_name = "URL")]
+    /// The permanent node: a Kubo RPC API, http(s)://host:port (a path prefix, for a reverse
+    /// proxy, is kept) or a multiaddr such as /ip4/10.0.0.2/tcp/5001; or the name of a node of
+    /// the config file, of any kind (an IPFS Cluster, a PSA provider), with its credentials.
+    #[arg(long, value_name = "URL|NODE")]
     pub to: String,
     /// How many CIDs are migrated at the same time.
     #[arg(long, value_name = "N", default_value_t = 4,
