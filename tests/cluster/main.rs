@@ -47,7 +47,7 @@ fn main() -> std::process::ExitCode {
             .expect("tokio runtime"),
     );
     let world: Arc<Mutex<Option<tiers::World>>> = Arc::new(Mutex::new(None));
-    let tests: [(&str, Test); 5] = [
+    let tests: [(&str, Test); 6] = [
         ("cluster_tier_pins_from_the_primary_through_origins", |w| {
             Box::pin(tiers::cluster_tier_pins_from_the_primary_through_origins(w))
         }),
@@ -61,6 +61,9 @@ fn main() -> std::process::ExitCode {
         }),
         ("a_restart_mid_round_makes_no_second_remote_request", |w| {
             Box::pin(tiers::a_restart_mid_round_makes_no_second_remote_request(w))
+        }),
+        ("fallback_migrate_to_the_cluster", |w| {
+            Box::pin(tiers::fallback_migrate_to_the_cluster(w))
         }),
         ("doctor_checks_each_kind", |w| {
             Box::pin(tiers::doctor_checks_each_kind(w))

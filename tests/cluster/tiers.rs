@@ -576,3 +576,62 @@ pub async fn doctor_checks_each_kind(slot: Arc<Mutex<Option<World>>>) {
     );
     drop(b);
 }
+
+/// `fallback migrate --to NODE` with the cluster tier as the permanent node: the journal's CID,
+/// held by the local node only, lands on replication-min peers (fetched from the local node
+/// through origins), is proven as a cluster pin, and is recorded as migrated to that node.
+pub async fn fallback_migrate_to_the_cluster(slot: Arc<Mutex<Option<World>>>) {
+    use pinwarden::journal::{ContentKind, Entry, Journal, journal_path, migrated_path};
+    let guard = world(&slot).await;
+    let w = guard.as_ref().expect("world");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let local = format!(
+        "[[node]]\nname = \"local\"\nrole = \"local\"\nurl = \"{}\"\n\n",
+        w.kubo.api_url(SPARE)
+    );
+    let nodes = format!("{}{local}", w.cluster_node("vault", 2, 2));
+    let config = w.config(dir.path(), &nodes, 30_000);
+    let (_tmp, video) = make_hls_dir("migrate-to-cluster", 1 << 20, 4).expect("hls dir");
+    let cid = w
+        .kubo(SPARE)
+        .add_dir(&video)
+        .await
+        .expect("upload to the local node");
+    let journal = Journal::open(journal_path(dir.path())).expect("journal");
+    journal
+        .append(&Entry::new(
+            cid.as_str(),
+            "job-migrate",
+            1 << 20,
+            ContentKind::Directory,
+            3,
+            "encoder-node-1",
+            std::time::SystemTime::now(),
+        ))
+        .expect("append");
+    let out = Pinwarden::new()
+        .args(["fallback", "migrate", "--to", "vault", "--json", "--config"])
+        .arg(&config)
+        .run_async()
+        .await;
+    let report = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_str(&report).expect("report JSON");
+    assert_eq!(v["migrated"].as_array().map(Vec::len), Some(1), "{v}");
+    assert_eq!(
+        w.cluster_pinned(&cid).await,
+        2,
+        "replication-min peers pinned"
+    );
+    let records =
+        std::fs::read_to_string(migrated_path(&journal_path(dir.path()))).expect("records");
+    assert!(
+        records.contains(&cid) && records.contains("vault"),
+        "{records}"
+    );
+}
