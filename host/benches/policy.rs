@@ -353,6 +353,7 @@ fn bench_queue(c: &mut Criterion) {
                 job_id: format!("job-{next}"),
                 size_bytes: 26_214_400,
                 lazy: true,
+                notify_url: None,
             };
             queue
                 .submit(&submission, 1_700_000_000_000)

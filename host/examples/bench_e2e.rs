@@ -1111,6 +1111,7 @@ watch_ms = 0
                     size_bytes: 26_214_400,
                     wait: false,
                     timeout_ms: None,
+                    notify: None,
                 };
                 let submitted = daemon.submit(&request).await?;
                 ensure!(submitted.accepted_only, "submit {i}: not queued (202)");

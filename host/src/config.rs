@@ -74,6 +74,12 @@ pub struct Config {
     /// The Pinning Services API listener of `pinwarden serve` (off unless `psa.listen` is set).
     #[serde(default)]
     pub psa: PsaConfig,
+    /// Completion webhooks (`[notify]`, off unless `url` or `allowed_hosts` is set).
+    #[serde(default)]
+    pub notify: crate::notify::NotifyConfig,
+    /// The HMAC key, read from `notify.secret_env`'s variable by [`Config::load`].
+    #[serde(skip)]
+    notify_secret: FromEnv,
     /// Spike alerts (`[[alert]]` tables).
     #[serde(default, rename = "alert", skip_serializing_if = "Vec::is_empty")]
     pub alerts: Vec<AlertRule>,
@@ -367,6 +373,7 @@ impl Config {
             node.read_env(env);
         }
         config.daemon.token_from_env = FromEnv(env(config.daemon.token_var()));
+        config.notify_secret = FromEnv(env(config.notify.secret_var()));
         for (k, v) in params {
             config
                 .policy
@@ -516,6 +523,7 @@ impl Config {
         if self.node_name.trim().is_empty() {
             return err("node_name: must not be empty (NODE_NAME)".into());
         }
+        self.notify.validate().map_err(ConfigError)?;
         if let Some(listen) = &self.psa.listen {
             if listen.parse::<std::net::SocketAddr>().is_err() {
                 return err(format!("psa.listen: '{listen}' is not IP:PORT"));
@@ -528,6 +536,28 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The webhook signing key: `None` while `[notify]` is off; an error names the variable
+    /// when it is on but the key is missing or short (checked when the daemon starts).
+    pub fn notify_secret(&self) -> Result<Option<Vec<u8>>, String> {
+        if !self.notify.enabled() {
+            return Ok(None);
+        }
+        let var = self.notify.secret_var();
+        match &self.notify_secret.0 {
+            Some(s) if s.trim().len() >= crate::notify::MIN_SECRET_LEN => {
+                Ok(Some(s.trim().as_bytes().to_vec()))
+            }
+            Some(_) => Err(format!(
+                "{var}: the webhook secret must be at least {} characters",
+                crate::notify::MIN_SECRET_LEN
+            )),
+            None => Err(format!(
+                "[notify] is configured but {var} (notify.secret_env) is not set: every event is \
+                 signed with it"
+            )),
+        }
     }
 
     /// Whether jobs use `node`: the local node only when the local fallback is enabled.

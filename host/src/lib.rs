@@ -19,6 +19,7 @@ pub mod kubo;
 pub mod lock;
 pub mod migrate;
 pub mod node;
+pub mod notify;
 pub mod policy;
 pub mod prove;
 pub mod psa;

@@ -22,6 +22,7 @@
 //! which keeps enqueue throughput with an fsync per commit.
 
 mod group_commit;
+pub mod outbox;
 pub mod requests;
 mod rows;
 mod schema;
@@ -65,6 +66,9 @@ pub struct Submission {
     pub job_id: String,
     pub size_bytes: u64,
     pub lazy: bool,
+    /// Where this job's events go (already checked against `notify.allowed_hosts`); `None`:
+    /// the daemon's default, if any.
+    pub notify_url: Option<String>,
 }
 
 /// How a round ended, for [`Queue::finish`].
@@ -77,6 +81,8 @@ pub enum Finish {
     LocalFallback {
         confirmed: Vec<String>,
         decided_by: String,
+        /// The journal line written for it, for the `local-fallback` event.
+        journal: Option<crate::journal::Entry>,
     },
     /// `retry_at_ms`: when to try again if the pin is still lazy (any lazy job id on it); a pin
     /// with only blocking job ids has failed whatever it says.
@@ -125,6 +131,8 @@ pub struct Queue {
     conn: Mutex<Connection>,
     /// The group-commit writer's inbox (see [`Queue::submit`]).
     writer: Mutex<std::sync::mpsc::Sender<Request>>,
+    /// Where events of jobs without their own URL go (`notify.url`); `None`: nowhere.
+    notify_default: std::sync::RwLock<Option<String>>,
 }
 impl Queue {
     /// Opens (or creates) the queue and re-queues pins a crash left in `pinning`.
@@ -147,7 +155,19 @@ impl Queue {
         Ok(Queue {
             conn: Mutex::new(conn),
             writer: Mutex::new(writer),
+            notify_default: std::sync::RwLock::new(None),
         })
+    }
+
+    /// Sets where the events of jobs without a URL of their own go (`notify.url`).
+    pub fn set_notify_default(&self, url: Option<String>) {
+        if let Ok(mut d) = self.notify_default.write() {
+            *d = url;
+        }
+    }
+
+    fn notify_default(&self) -> Option<String> {
+        self.notify_default.read().ok().and_then(|d| d.clone())
     }
 
     fn with<R>(
@@ -227,9 +247,15 @@ impl Queue {
 
     /// Records how a round ended. Only a pin still `pinning` is changed (a cancelled one is not
     /// resurrected by a worker that finishes late).
+    /// The webhook events of the end are written in the same transaction (none when the pin
+    /// was no longer `pinning`).
     pub fn finish(&self, cid: &str, finish: &Finish, now_ms: i64) -> Result<(), QueueError> {
+        let default = self.notify_default();
         self.with(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let conn = &tx;
             let json = |v: &Vec<String>| serde_json::to_string(v).unwrap_or_else(|_| "[]".into());
+            let changed;
             match finish {
                 Finish::Pinned {
                     confirmed,
@@ -238,13 +264,14 @@ impl Queue {
                 | Finish::LocalFallback {
                     confirmed,
                     decided_by,
+                    ..
                 } => {
                     let state = if matches!(finish, Finish::Pinned { .. }) {
                         State::Pinned
                     } else {
                         State::LocalFallback
                     };
-                    conn.execute(
+                    changed = conn.execute(
                         "UPDATE pins SET state = ?2, confirmed = ?3, decided_by = ?4, reason = NULL,
                          urgent = 0, updated_at = ?5 WHERE cid = ?1 AND state = ?6",
                         params![
@@ -264,7 +291,7 @@ impl Queue {
                 } => {
                     // Lazy now (any lazy job id, whatever the round was started as): queued
                     // again at `retry_at_ms`. Otherwise the pin has failed.
-                    conn.execute(
+                    changed = conn.execute(
                         "UPDATE pins SET
                            state = CASE WHEN lazy = 1 THEN ?6 ELSE ?7 END,
                            next_attempt_at = CASE WHEN lazy = 1 THEN COALESCE(?4, ?5) ELSE ?5 END,
@@ -284,6 +311,10 @@ impl Queue {
                     )?;
                 }
             }
+            if changed > 0 {
+                outbox::record_end(conn, cid, finish, now_ms, default.as_deref())?;
+            }
+            tx.commit()?;
             Ok(())
         })
     }
@@ -339,6 +370,7 @@ impl Queue {
     /// ("cancelled by operator"). The pin is read and changed in one write transaction, so a
     /// job id attached meanwhile is either seen (detach) or attached after (the pin re-queued).
     pub fn cancel(&self, job_id: &str, now_ms: i64) -> Result<Cancelled, QueueError> {
+        let default = self.notify_default();
         self.with(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let Some(row) = by_job_in(&tx, job_id)? else {
@@ -348,6 +380,14 @@ impl Queue {
                 return Ok(Cancelled::AlreadyEnded(row));
             }
             let detach = row.job_ids.iter().any(|j| j != job_id);
+            outbox::record_cancel(
+                &tx,
+                &row.cid,
+                job_id,
+                "cancelled by operator",
+                now_ms,
+                default.as_deref(),
+            )?;
             if detach {
                 tx.execute("DELETE FROM jobs WHERE job_id = ?1", [job_id])?;
                 recompute_lazy(&tx, &row.cid)?;
@@ -407,8 +447,52 @@ impl Queue {
             );
             let mut args: Vec<&dyn rusqlite::ToSql> = vec![&cutoff_ms];
             args.extend(finals.iter().map(|s| s as &dyn rusqlite::ToSql));
-            Ok(conn.execute(&sql, rusqlite::params_from_iter(args))?)
+            let pruned = conn.execute(&sql, rusqlite::params_from_iter(args))?;
+            outbox::prune_delivered(conn, cutoff_ms)?;
+            Ok(pruned)
         })
+    }
+
+    /// Takes the next due webhook event, leased for `lease_ms` (see [`outbox`]).
+    pub fn claim_event(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<Option<outbox::Outgoing>, QueueError> {
+        self.with(|conn| outbox::claim(conn, now_ms, lease_ms))
+    }
+
+    /// When the next undelivered event is due, if any is.
+    pub fn next_event_due_ms(&self) -> Result<Option<i64>, QueueError> {
+        self.with(|conn| outbox::next_due(conn))
+    }
+
+    pub fn event_delivered(&self, event_id: &str, now_ms: i64) -> Result<(), QueueError> {
+        self.with(|conn| outbox::delivered(conn, event_id, now_ms))
+    }
+
+    /// A failed delivery attempt; `Ok(true)`: the event is now too old and has expired.
+    pub fn event_failed(
+        &self,
+        event_id: &str,
+        error: &str,
+        now_ms: i64,
+        retry_at_ms: i64,
+        max_age_ms: i64,
+    ) -> Result<bool, QueueError> {
+        self.with(|conn| {
+            outbox::attempt_failed(conn, event_id, error, now_ms, retry_at_ms, max_age_ms)
+        })
+    }
+
+    /// Events by delivery state: one pin's (`Some(cid)`) or the whole outbox's.
+    pub fn event_counts(&self, cid: Option<&str>) -> Result<outbox::OutboxCounts, QueueError> {
+        self.with(|conn| outbox::counts(conn, cid))
+    }
+
+    /// The newest delivery error among a pin's undelivered events.
+    pub fn event_error(&self, cid: &str) -> Result<Option<String>, QueueError> {
+        self.with(|conn| outbox::last_error(conn, cid))
     }
 }
 /// Queues `s` (or attaches its job id to the CID's existing pin) inside `tx`.
@@ -474,9 +558,9 @@ fn submit_in(tx: &Connection, s: &Submission, now_ms: i64) -> Result<PinRow, Que
         Some(_) => {}
     }
     tx.execute(
-        "INSERT OR IGNORE INTO jobs (job_id, cid, created_at, lazy, sent_cid)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![s.job_id, cid, now_ms, s.lazy, s.cid],
+        "INSERT OR IGNORE INTO jobs (job_id, cid, created_at, lazy, sent_cid, notify_url)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![s.job_id, cid, now_ms, s.lazy, s.cid, s.notify_url],
     )?;
     recompute_lazy(tx, &cid)?;
     let row = fetch(tx, &cid)?;

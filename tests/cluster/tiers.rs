@@ -410,6 +410,7 @@ pub async fn a_restart_mid_round_makes_no_second_remote_request(slot: Arc<Mutex<
         size_bytes: 0,
         wait: false,
         timeout_ms: None,
+        notify: None,
     })
     .await
     .expect("submit");

@@ -339,6 +339,7 @@ async fn sigterm_answers_waiting_clients_and_exits_promptly() {
             size_bytes: 0,
             wait: true,
             timeout_ms: None,
+            notify: None,
         };
         api.submit(&request).await
     });
@@ -447,6 +448,7 @@ async fn a_full_disk_delays_a_rounds_record_but_loses_nothing() {
         size_bytes: 0,
         wait: false,
         timeout_ms: None,
+        notify: None,
     };
     api.submit(&submit("enc-1")).await.expect("submit");
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -101,6 +101,7 @@ impl Served {
             size_bytes: 4096,
             wait: false,
             timeout_ms: None,
+            notify: None,
         };
         match self.api().submit(&request).await {
             Ok(s) => (
@@ -598,6 +599,7 @@ async fn crash_safety(cluster: &IpfsCluster, primary: &KuboClient, local: &KuboC
                 size_bytes: 0,
                 wait: false,
                 timeout_ms: None,
+                notify: None,
             };
             match d.api().submit(&request).await {
                 Ok(s) if s.accepted_only => break,

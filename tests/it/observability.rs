@@ -31,6 +31,7 @@ fn rendered(metrics: &Metrics) -> String {
                 job_id: "j1".into(),
                 size_bytes: 1,
                 lazy: true,
+                notify_url: None,
             },
             1,
         )

@@ -177,6 +177,7 @@ async fn a_daemon_drains_lazy_jobs_past_a_silent_primary() {
                 size_bytes: 1 << 20,
                 wait: false,
                 timeout_ms: None,
+                notify: None,
             };
             let s = api.submit(&request).await.expect("submit");
             assert!(s.accepted_only, "lazy jobs are queued: {:?}", s.job);

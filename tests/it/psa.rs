@@ -358,6 +358,7 @@ async fn requests_end_to_end() {
             size_bytes: 0,
             wait: false,
             timeout_ms: None,
+            notify: None,
         })
         .await;
     assert!(submitted.is_ok(), "{submitted:?}");

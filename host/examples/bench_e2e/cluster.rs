@@ -295,6 +295,7 @@ pub(super) async fn drill(args: &Args) -> Result<()> {
                 size_bytes: size as u64,
                 wait: false,
                 timeout_ms: None,
+                notify: None,
             })
             .await?;
     }

@@ -136,6 +136,7 @@ async fn pinwarden_drain(
             size_bytes: (args.size_kb as u64) << 10,
             wait: false,
             timeout_ms: None,
+            notify: None,
         };
         client.submit(&request).await?;
     }

@@ -38,6 +38,10 @@ pub struct SubmitArgs {
     /// With --wait: stop waiting after this long (the pin goes on).
     #[arg(long)]
     pub timeout_ms: Option<u64>,
+    /// POST this job's signed events (pinned, local-fallback, failed, cancelled) to URL. Its
+    /// host must be in the daemon's notify.allowed_hosts (else exit 2); default: notify.url.
+    #[arg(long, value_name = "URL")]
+    pub notify: Option<String>,
     /// Unix socket of the daemon.
     #[arg(long)]
     pub socket: Option<PathBuf>,
@@ -102,6 +106,7 @@ pub fn submit(cx: &Context, args: SubmitArgs) -> CliResult {
         size_bytes: args.size_bytes,
         wait: args.wait,
         timeout_ms: args.timeout_ms,
+        notify: args.notify,
     };
     let submitted = cx.block_on(client.submit(&request))??;
     outln!("{}", json_line(&submitted.job)?);

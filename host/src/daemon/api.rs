@@ -120,7 +120,7 @@ fn internal(e: impl std::fmt::Display) -> Response {
 }
 
 async fn submit(Ctx(d): Ctx<Shared>, body: Result<JsonObject<SubmitRequest>, String>) -> Response {
-    let (submission, limit) = match validate(body) {
+    let (submission, limit) = match validate(body, &d.config.notify) {
         Ok(valid) => valid,
         Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
@@ -146,6 +146,7 @@ async fn submit(Ctx(d): Ctx<Shared>, body: Result<JsonObject<SubmitRequest>, Str
 /// long a waiting caller waits; or why it is refused (a 400).
 fn validate(
     body: Result<JsonObject<SubmitRequest>, String>,
+    notify: &crate::notify::NotifyConfig,
 ) -> Result<(Submission, Duration), String> {
     let JsonObject(body) = body?;
     if let Err(e) = cid::Cid::try_from(body.cid.as_str()) {
@@ -162,11 +163,17 @@ fn validate(
         ));
     }
     let limit = Duration::from_millis(body.timeout_ms.unwrap_or(3_600_000));
+    // The allow-list: a submitter must not make the daemon call an arbitrary address.
+    let notify_url = match &body.notify {
+        Some(url) => Some(notify.check_callback(url)?),
+        None => None,
+    };
     let submission = Submission {
         cid: body.cid,
         job_id: body.job_id,
         size_bytes: body.size_bytes,
         lazy: !body.wait,
+        notify_url,
     };
     Ok((submission, limit))
 }
@@ -244,6 +251,26 @@ async fn wait_for_round_end(
     }
 }
 
+/// A pin as `/v1` shows it, with its webhook events' delivery state when it has events.
+fn shown(q: &crate::queue::Queue, row: PinRow) -> Result<super::wire::Job, QueueError> {
+    let counts = q.event_counts(Some(&row.cid))?;
+    let last_error = if counts.pending + counts.expired > 0 {
+        q.event_error(&row.cid)?
+    } else {
+        None
+    };
+    let mut job: super::wire::Job = row.into();
+    if counts != crate::queue::outbox::OutboxCounts::default() {
+        job.notifications = Some(super::wire::Notifications {
+            pending: counts.pending,
+            delivered: counts.delivered,
+            expired: counts.expired,
+            last_error,
+        });
+    }
+    Ok(job)
+}
+
 /// Keeps the row's job ids but makes sure the caller's is among them.
 fn with_job(mut row: PinRow, job_id: &str) -> PinRow {
     if !row.job_ids.iter().any(|j| j == job_id) {
@@ -256,13 +283,16 @@ async fn status(Ctx(d): Ctx<Shared>, Path(key): Path<String>) -> Response {
     let asked = key.clone();
     let found = d
         .queue
-        .run(move |q| match q.by_job(&asked)? {
-            Some(row) => Ok(Some(row)),
-            None => q.by_cid(&asked),
+        .run(move |q| {
+            let row = match q.by_job(&asked)? {
+                Some(row) => Some(row),
+                None => q.by_cid(&asked)?,
+            };
+            row.map(|row| shown(q, row)).transpose()
         })
         .await;
     match found {
-        Ok(Some(row)) => Json(JobReply { job: row.into() }).into_response(),
+        Ok(Some(job)) => Json(JobReply { job }).into_response(),
         Ok(None) => error(StatusCode::NOT_FOUND, format!("no job or CID '{key}'")),
         Err(e) => internal(e),
     }
@@ -296,11 +326,17 @@ async fn list(
         },
     };
     let limit = q.limit.unwrap_or(100).min(10_000);
-    match d.queue.run(move |q| q.list(state, limit)).await {
-        Ok(rows) => Json(JobsReply {
-            jobs: rows.into_iter().map(Into::into).collect(),
+    let listed = d
+        .queue
+        .run(move |q| {
+            q.list(state, limit)?
+                .into_iter()
+                .map(|row| shown(q, row))
+                .collect::<Result<Vec<_>, _>>()
         })
-        .into_response(),
+        .await;
+    match listed {
+        Ok(jobs) => Json(JobsReply { jobs }).into_response(),
         Err(e) => internal(e),
     }
 }

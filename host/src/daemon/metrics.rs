@@ -134,6 +134,8 @@ pub struct Metrics {
     queue_depth: Gauge,
     journal_pending: Gauge,
     journal_cache: Mutex<Option<(JournalStamp, i64)>>,
+    webhook_events: Family<StateLabel, Gauge>,
+    webhook_attempts: Family<ResultLabel, Counter>,
 }
 
 /// Size and mtime of the journal and of the migration records.
@@ -174,6 +176,8 @@ impl Metrics {
             queue_depth: Gauge::default(),
             journal_pending: Gauge::default(),
             journal_cache: Mutex::new(None),
+            webhook_events: Family::default(),
+            webhook_attempts: Family::default(),
         };
         registry.register(
             "pin_attempts",
@@ -237,6 +241,16 @@ impl Metrics {
             "local-fallback journal entries not yet migrated",
             m.journal_pending.clone(),
         );
+        registry.register(
+            "webhook_events",
+            "completion webhook events in the outbox by delivery state: pending (the backlog), delivered, expired (given up after notify.max_age_secs, kept)",
+            m.webhook_events.clone(),
+        );
+        registry.register(
+            "webhook_attempts",
+            "webhook delivery attempts by result: ok (2xx), failed (anything else, retried)",
+            m.webhook_attempts.clone(),
+        );
         m.zero_series();
         if let Ok(mut slot) = m.registry.lock() {
             *slot = registry;
@@ -284,6 +298,41 @@ impl Metrics {
                 state: state.to_string(),
             });
         }
+        for state in ["pending", "delivered", "expired"] {
+            self.webhook_events.get_or_create_owned(&StateLabel {
+                state: state.into(),
+            });
+        }
+        for result in ["ok", "failed"] {
+            self.webhook_attempts.get_or_create_owned(&ResultLabel {
+                result: result.into(),
+            });
+        }
+    }
+
+    /// Sets the outbox gauges from its counts (at scrape time).
+    pub fn observe_outbox(&self, counts: &crate::queue::outbox::OutboxCounts) {
+        for (state, n) in [
+            ("pending", counts.pending),
+            ("delivered", counts.delivered),
+            ("expired", counts.expired),
+        ] {
+            self.webhook_events
+                .get_or_create(&StateLabel {
+                    state: state.into(),
+                })
+                .set(n as i64);
+        }
+    }
+
+    /// One webhook delivery attempt ended.
+    pub fn webhook_attempt(&self, ok: bool) {
+        let result = if ok { "ok" } else { "failed" };
+        self.webhook_attempts
+            .get_or_create(&ResultLabel {
+                result: result.into(),
+            })
+            .inc();
     }
 
     /// Zero-valued incident series for a policy (the configured one and its fallback, at start
@@ -482,6 +531,8 @@ mod tests {
         "pinwarden_jobs",
         "pinwarden_queue_depth",
         "pinwarden_journal_pending",
+        "pinwarden_webhook_events",
+        "pinwarden_webhook_attempts",
     ];
 
     fn render(m: &Metrics) -> String {

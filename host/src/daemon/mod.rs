@@ -16,6 +16,7 @@ pub mod delegates;
 pub mod json_body;
 pub mod listen;
 pub mod metrics;
+pub mod notifier;
 pub mod observe;
 pub mod policy_slot;
 pub mod unpinner;
@@ -65,6 +66,8 @@ pub struct Daemon {
     pub delegates: delegates::Delegates,
     /// Unpins of deleted PSA requests under way.
     pub unpinning: unpinner::Unpinning,
+    /// Delivers the outbox's webhook events.
+    pub notifier: notifier::Notifier,
 }
 
 impl Daemon {
@@ -90,7 +93,11 @@ impl Daemon {
                 ),
                 other => anyhow::anyhow!("{other}"),
             })?;
-        let queue = AsyncQueue::new(Queue::open(&config.data_dir.join("queue.db"))?);
+        // Refused before anything starts: events would be written and never signed.
+        let secret = config.notify_secret().map_err(anyhow::Error::msg)?;
+        let queue = Queue::open(&config.data_dir.join("queue.db"))?;
+        queue.set_notify_default(config.notify.url.clone());
+        let queue = AsyncQueue::new(queue);
         let journal = Arc::new(Journal::open(crate::journal::journal_path(
             &config.data_dir,
         ))?);
@@ -140,6 +147,7 @@ impl Daemon {
             running: Mutex::new(HashMap::new()),
             delegates: delegates::Delegates::default(),
             unpinning: unpinner::Unpinning::default(),
+            notifier: notifier::Notifier::new(secret),
         }))
     }
 }
@@ -168,6 +176,10 @@ impl Daemon {
         match self.queue.run(|q| q.counts()).await {
             Ok(counts) => self.metrics.observe_queue(&counts),
             Err(e) => tracing::error!("metrics: queue counts: {e}"),
+        }
+        match self.queue.run(|q| q.event_counts(None)).await {
+            Ok(counts) => self.metrics.observe_outbox(&counts),
+            Err(e) => tracing::error!("metrics: outbox counts: {e}"),
         }
         let journal = crate::journal::journal_path(&self.config.data_dir);
         self.metrics.render(&journal)
@@ -265,6 +277,7 @@ pub async fn serve(daemon: Arc<Daemon>, listen: Listeners) -> anyhow::Result<()>
     }
     let worker = tokio::spawn(worker::run(Arc::clone(&daemon), stopped(stop_rx.clone())));
     let unpinner = tokio::spawn(unpinner::run(Arc::clone(&daemon), stop_rx.clone()));
+    let notifier = tokio::spawn(notifier::run(Arc::clone(&daemon), stop_rx.clone()));
     let unix_server = tokio::spawn(
         axum::serve(unix, api::router(Arc::clone(&daemon), None))
             .with_graceful_shutdown(stopped(stop_rx.clone()))
@@ -319,6 +332,8 @@ pub async fn serve(daemon: Arc<Daemon>, listen: Listeners) -> anyhow::Result<()>
     }
     housekeeping.abort();
     unpinner.abort();
+    // An event mid-delivery stays leased in the outbox and is sent again after the restart.
+    notifier.abort();
     daemon.topology.ledger().flush();
     let _ = std::fs::remove_file(&listen.socket);
     Ok(())

@@ -26,6 +26,20 @@ pub struct Job {
     /// The CID as this job id's caller sent it, when that is another form than `cid`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requested_cid: Option<String>,
+    /// The pin's webhook events by delivery state (on a single job's lookup, when it has any).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notifications: Option<Notifications>,
+}
+
+/// A pin's webhook events: how many wait, were delivered, or expired undelivered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Notifications {
+    pub pending: u64,
+    pub delivered: u64,
+    pub expired: u64,
+    /// Why the newest undelivered event's last attempt failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 impl From<PinRow> for Job {
@@ -59,6 +73,7 @@ impl From<PinRow> for Job {
             decided_by,
             job_ids,
             requested_cid,
+            notifications: None,
         }
     }
 }
@@ -77,6 +92,9 @@ pub struct SubmitRequest {
     /// With `wait`: give up waiting (the pin goes on) after this long. Default 1 hour.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    /// Where this job's events go (a host in `notify.allowed_hosts`); default `notify.url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<String>,
 }
 
 /// One pin (a CID and the job ids on it): submit, status and cancel answer with it.

@@ -122,9 +122,10 @@ async fn round(daemon: &Daemon, row: PinRow) {
             decided_by: result.decided_by.clone(),
         },
         RoundEnd::LocalFallback => match journal(daemon, &job, &result).await {
-            Ok(()) => Finish::LocalFallback {
+            Ok(entry) => Finish::LocalFallback {
                 confirmed: result.confirmed.clone(),
                 decided_by: result.decided_by.clone(),
+                journal: Some(entry),
             },
             Err(e) => failed(
                 daemon,
@@ -139,6 +140,8 @@ async fn round(daemon: &Daemon, row: PinRow) {
         }
     };
     record(daemon, &job, &finish).await;
+    // The end's events were written with it: the notifier takes them from here.
+    daemon.notifier.wake.notify_one();
     if let Ok(mut running) = daemon.running.lock() {
         running.remove(&job.cid);
     }
@@ -188,7 +191,7 @@ fn failed(daemon: &Daemon, job: &Job, reason: String, result: &RoundResult) -> F
 }
 
 /// Appends the seed's journal line for a local fallback (fsynced before returning).
-async fn journal(daemon: &Daemon, job: &Job, result: &RoundResult) -> anyhow::Result<()> {
+async fn journal(daemon: &Daemon, job: &Job, result: &RoundResult) -> anyhow::Result<Entry> {
     // The seed's `type`, asked of the node that now holds the content.
     let kind = match &daemon.local {
         Some(local) => match local.object_type(&job.cid).await {
@@ -211,7 +214,9 @@ async fn journal(daemon: &Daemon, job: &Job, result: &RoundResult) -> anyhow::Re
         std::time::SystemTime::now(),
     );
     // The write and fsync run on the blocking pool, not on a runtime worker thread.
-    Arc::clone(&daemon.journal).append_async(entry).await?;
+    Arc::clone(&daemon.journal)
+        .append_async(entry.clone())
+        .await?;
     tracing::warn!(
         cid = %job.cid,
         job_id = %job.job_id,
@@ -219,5 +224,5 @@ async fn journal(daemon: &Daemon, job: &Job, result: &RoundResult) -> anyhow::Re
         "LAZY PIN FALLBACK: pinned on the local node after {} failed lazy rounds; journaled for migration",
         job.failed_rounds + 1
     );
-    Ok(())
+    Ok(entry)
 }

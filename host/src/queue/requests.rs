@@ -148,6 +148,7 @@ pub(super) fn add_in(
             job_id: job_id(&new.requestid),
             size_bytes: 0,
             lazy: true,
+            notify_url: None,
         },
         now_ms,
     )?;
@@ -675,6 +676,7 @@ mod tests {
                 job_id: "encoder-1".into(),
                 size_bytes: 0,
                 lazy: true,
+                notify_url: None,
             },
             4,
         )

@@ -27,7 +27,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     cid        TEXT NOT NULL REFERENCES pins(cid) ON DELETE CASCADE,
     created_at INTEGER NOT NULL,
     lazy       INTEGER NOT NULL DEFAULT 0,
-    sent_cid   TEXT
+    sent_cid   TEXT,
+    notify_url TEXT
 ) STRICT;
 CREATE INDEX IF NOT EXISTS jobs_cid ON jobs(cid);
 -- Pinning Services API requests: one job each (see queue/requests.rs).
@@ -53,6 +54,24 @@ CREATE TRIGGER IF NOT EXISTS requests_follow_pin AFTER UPDATE OF state ON pins
 BEGIN
     UPDATE requests SET state = NEW.state WHERE cid = NEW.cid;
 END;
+-- Webhook events, written with the round's end they report (see queue/outbox.rs). No
+-- foreign key: an event outlives a pruned or cancelled job until it is delivered.
+CREATE TABLE IF NOT EXISTS outbox (
+    event_id        TEXT PRIMARY KEY,
+    job_id          TEXT NOT NULL,
+    cid             TEXT NOT NULL,
+    kind            TEXT NOT NULL,
+    url             TEXT NOT NULL,
+    body            TEXT NOT NULL,
+    created_at      INTEGER NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    last_error      TEXT,
+    delivered_at    INTEGER,
+    expired         INTEGER NOT NULL DEFAULT 0
+) STRICT;
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox(delivered_at, expired, next_attempt_at);
+CREATE INDEX IF NOT EXISTS outbox_cid ON outbox(cid);
 -- Content a deleted request leaves pinned on nodes, to unpin (unless wanted again).
 CREATE TABLE IF NOT EXISTS unpins (
     key        TEXT PRIMARY KEY,
@@ -104,6 +123,9 @@ pub(super) fn migrate_columns(conn: &Connection) -> rusqlite::Result<()> {
         )?;
     }
     conn.execute_batch("CREATE UNIQUE INDEX IF NOT EXISTS pins_key ON pins(key);")?;
+    if !has("jobs", "notify_url")? {
+        conn.execute_batch("ALTER TABLE jobs ADD COLUMN notify_url TEXT;")?;
+    }
     if !has("jobs", "lazy")? {
         // Until now a pin's laziness was the pin's own flag: give it to each of its job ids.
         conn.execute_batch(

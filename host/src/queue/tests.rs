@@ -6,6 +6,7 @@ fn sub(cid: &str, job: &str, lazy: bool) -> Submission {
         job_id: job.into(),
         size_bytes: 10,
         lazy,
+        notify_url: None,
     }
 }
 
@@ -375,4 +376,194 @@ fn counts_and_retention() {
         "job ids go with the pin"
     );
     assert!(q.by_job("j2").expect("get").is_some());
+}
+
+fn notified(cid: &str, job: &str, lazy: bool, url: Option<&str>) -> Submission {
+    Submission {
+        notify_url: url.map(str::to_string),
+        ..sub(cid, job, lazy)
+    }
+}
+
+fn body(e: &outbox::Outgoing) -> serde_json::Value {
+    serde_json::from_str(&e.body).expect("event body is JSON")
+}
+
+#[test]
+fn a_round_end_writes_an_event_per_job_that_asked_in_its_own_transaction() {
+    let (_d, q) = open();
+    q.submit(&notified("c1", "j1", true, Some("http://gw/a")), 1)
+        .expect("submit");
+    q.submit(&sub("c1", "j2", true), 2).expect("submit");
+    let row = q.claim_due(10).expect("claim").expect("due");
+    let pinned = Finish::Pinned {
+        confirmed: vec!["primary".into()],
+        decided_by: "tank-mode".into(),
+    };
+    q.finish(&row.cid, &pinned, 50).expect("finish");
+    // Only j1 asked (no default URL): one event, to its URL, with what the gateway needs.
+    let counts = q.event_counts(Some("c1")).expect("counts");
+    assert_eq!(
+        (counts.pending, counts.delivered, counts.expired),
+        (1, 0, 0)
+    );
+    let e = q.claim_event(60, 1_000).expect("claim").expect("an event");
+    assert_eq!(e.url, "http://gw/a");
+    let v = body(&e);
+    assert_eq!(v["type"], "pinned");
+    assert_eq!(v["job_id"], "j1");
+    assert_eq!(v["cid"], "c1");
+    assert_eq!(v["nodes"], serde_json::json!(["primary"]));
+    assert_eq!(v["duration_ms"], 49);
+    assert_eq!(v["id"], e.event_id);
+    // A second finish of the same round (a late worker) writes nothing more.
+    q.finish(&row.cid, &pinned, 70).expect("late finish");
+    assert_eq!(q.event_counts(None).expect("counts").pending, 1);
+    // With a default URL, a job without its own gets events there.
+    q.set_notify_default(Some("http://gw/default".into()));
+    q.submit(&sub("c2", "j3", true), 80).expect("submit");
+    let row = q.claim_due(90).expect("claim").expect("due");
+    q.finish(&row.cid, &pinned, 100).expect("finish");
+    let e = q
+        .claim_event(110, 1_000)
+        .expect("claim")
+        .expect("the default's event");
+    assert_eq!(
+        (e.url.as_str(), body(&e)["job_id"].as_str()),
+        ("http://gw/default", Some("j3"))
+    );
+}
+
+#[test]
+fn failed_events_say_whether_the_queue_retries() {
+    let (_d, q) = open();
+    q.set_notify_default(Some("http://gw/".into()));
+    q.submit(&sub("lazy", "l", true), 1).expect("submit");
+    q.submit(&sub("wait", "w", false), 1).expect("submit");
+    for _ in 0..2 {
+        let row = q.claim_due(10).expect("claim").expect("due");
+        q.finish(
+            &row.cid,
+            &Finish::Failed {
+                reason: "CRITICAL: no node pinned".into(),
+                decided_by: "tank-mode".into(),
+                retry_at_ms: Some(5_000),
+            },
+            20,
+        )
+        .expect("finish");
+    }
+    let mut seen = std::collections::BTreeMap::new();
+    while let Some(e) = q.claim_event(30, 1_000).expect("claim") {
+        let v = body(&e);
+        seen.insert(v["job_id"].as_str().unwrap_or_default().to_string(), v);
+    }
+    assert_eq!(seen["l"]["type"], "failed");
+    assert_eq!(seen["l"]["will_retry"], true);
+    assert_eq!(seen["l"]["next_attempt_at"], "1970-01-01T00:00:05.000Z");
+    assert_eq!(seen["l"]["reason"], "CRITICAL: no node pinned");
+    assert_eq!(seen["w"]["will_retry"], false);
+    assert!(seen["w"].get("next_attempt_at").is_none(), "{}", seen["w"]);
+}
+
+#[test]
+fn a_cancel_writes_a_cancelled_event_and_a_late_finish_none() {
+    let (_d, q) = open();
+    q.submit(&notified("c1", "j1", true, Some("http://gw/")), 1)
+        .expect("submit");
+    let row = q.claim_due(5).expect("claim").expect("due");
+    q.cancel("j1", 6).expect("cancel");
+    q.finish(
+        &row.cid,
+        &Finish::Pinned {
+            confirmed: vec!["primary".into()],
+            decided_by: "tank-mode".into(),
+        },
+        7,
+    )
+    .expect("late finish");
+    let e = q.claim_event(8, 1_000).expect("claim").expect("cancelled");
+    assert_eq!(body(&e)["type"], "cancelled");
+    assert!(
+        q.claim_event(8, 1_000).expect("claim").is_none(),
+        "one event only"
+    );
+}
+
+#[test]
+fn a_claimed_event_is_leased_retried_and_expires_but_is_kept() {
+    let (_d, q) = open();
+    q.submit(&notified("c1", "j1", true, Some("http://gw/")), 1)
+        .expect("submit");
+    let row = q.claim_due(5).expect("claim").expect("due");
+    let pinned = Finish::Pinned {
+        confirmed: vec!["primary".into()],
+        decided_by: "tank-mode".into(),
+    };
+    q.finish(&row.cid, &pinned, 10).expect("finish");
+    let first = q.claim_event(10, 1_000).expect("claim").expect("event");
+    assert!(
+        q.claim_event(500, 1_000).expect("claim").is_none(),
+        "leased"
+    );
+    // The lease runs out (a crash mid-delivery): the same event, same id, same body.
+    let again = q.claim_event(1_010, 1_000).expect("claim").expect("again");
+    assert_eq!(
+        (&again.event_id, &again.body),
+        (&first.event_id, &first.body)
+    );
+    assert!(
+        !q.event_failed(&again.event_id, "answered HTTP 500", 1_020, 3_000, 60_000)
+            .expect("failed")
+    );
+    assert!(q.claim_event(2_999, 1_000).expect("claim").is_none());
+    let third = q
+        .claim_event(3_000, 1_000)
+        .expect("claim")
+        .expect("retried");
+    assert_eq!(third.attempts, 1);
+    assert!(
+        q.event_failed(&third.event_id, "cannot connect", 60_010, 70_000, 60_000)
+            .expect("failed"),
+        "older than max age: expired"
+    );
+    assert!(
+        q.claim_event(80_000, 1_000).expect("claim").is_none(),
+        "no longer retried"
+    );
+    let counts = q.event_counts(None).expect("counts");
+    assert_eq!((counts.pending, counts.expired), (0, 1));
+    assert_eq!(
+        q.event_error("c1").expect("error").as_deref(),
+        Some("cannot connect")
+    );
+    // Kept through retention: only delivered events are pruned.
+    q.prune_finished(i64::MAX).expect("prune");
+    assert_eq!(q.event_counts(None).expect("counts").expired, 1);
+}
+
+#[test]
+fn delivered_events_are_counted_then_pruned_with_retention() {
+    let (_d, q) = open();
+    q.submit(&notified("c1", "j1", true, Some("http://gw/")), 1)
+        .expect("submit");
+    let row = q.claim_due(5).expect("claim").expect("due");
+    q.finish(
+        &row.cid,
+        &Finish::Pinned {
+            confirmed: vec!["primary".into()],
+            decided_by: "tank-mode".into(),
+        },
+        10,
+    )
+    .expect("finish");
+    let e = q.claim_event(10, 1_000).expect("claim").expect("event");
+    q.event_delivered(&e.event_id, 20).expect("delivered");
+    assert_eq!(q.event_counts(Some("c1")).expect("counts").delivered, 1);
+    assert!(q.claim_event(5_000, 1_000).expect("claim").is_none());
+    q.prune_finished(30).expect("prune");
+    assert_eq!(
+        q.event_counts(None).expect("counts"),
+        outbox::OutboxCounts::default()
+    );
 }
