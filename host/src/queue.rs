@@ -255,8 +255,7 @@ impl Queue {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let conn = &tx;
             let json = |v: &Vec<String>| serde_json::to_string(v).unwrap_or_else(|_| "[]".into());
-            let changed;
-            match finish {
+            let changed = match finish {
                 Finish::Pinned {
                     confirmed,
                     decided_by,
@@ -271,7 +270,7 @@ impl Queue {
                     } else {
                         State::LocalFallback
                     };
-                    changed = conn.execute(
+                    conn.execute(
                         "UPDATE pins SET state = ?2, confirmed = ?3, decided_by = ?4, reason = NULL,
                          urgent = 0, updated_at = ?5 WHERE cid = ?1 AND state = ?6",
                         params![
@@ -282,7 +281,7 @@ impl Queue {
                             now_ms,
                             State::Pinning
                         ],
-                    )?;
+                    )?
                 }
                 Finish::Failed {
                     reason,
@@ -291,7 +290,7 @@ impl Queue {
                 } => {
                     // Lazy now (any lazy job id, whatever the round was started as): queued
                     // again at `retry_at_ms`. Otherwise the pin has failed.
-                    changed = conn.execute(
+                    conn.execute(
                         "UPDATE pins SET
                            state = CASE WHEN lazy = 1 THEN ?6 ELSE ?7 END,
                            next_attempt_at = CASE WHEN lazy = 1 THEN COALESCE(?4, ?5) ELSE ?5 END,
@@ -308,9 +307,9 @@ impl Queue {
                             State::Failed,
                             State::Pinning
                         ],
-                    )?;
+                    )?
                 }
-            }
+            };
             if changed > 0 {
                 outbox::record_end(conn, cid, finish, now_ms, default.as_deref())?;
             }
