@@ -74,6 +74,7 @@ export interface SubmitRequest {
   size_bytes?: number;
   wait?: boolean;
   timeout_ms?: number;
+  notify?: string;
 }
 
 /** The daemon's answer bodies, for reference (the client returns what is inside them). */
@@ -115,6 +116,11 @@ export interface SubmitOptions {
   /** The encoder's job id (1 to 256 characters); submitting it again is idempotent. */
   jobId: string;
   sizeBytes?: number;
+  /**
+   * Where the daemon POSTs this job's signed events (a host in its `notify.allowed_hosts`);
+   * default: the daemon's `notify.url`. Check each with {@link verifyWebhook}.
+   */
+  notify?: string;
 }
 
 export interface SubmitAndWaitOptions extends SubmitOptions {
@@ -220,3 +226,40 @@ export class PinFailedError extends PinwardenError {
   readonly job: PinRow;
   readonly jobId: string;
 }
+
+/** A completion webhook's body (`host/openapi.json`'s `Event`). */
+export interface WebhookEvent {
+  /** Unique per event: de-duplicate by it (a delivery can be repeated). */
+  id: string;
+  type: 'pinned' | 'local-fallback' | 'failed' | 'cancelled';
+  job_id: string;
+  cid: string;
+  /** RFC 3339, UTC, milliseconds. */
+  created: string;
+  nodes?: string[];
+  duration_ms?: number;
+  decided_by?: string;
+  reason?: string;
+  will_retry?: boolean;
+  next_attempt_at?: string;
+  failed_rounds?: number;
+  journal?: Record<string, unknown>;
+}
+
+/** A webhook `verifyWebhook` refused. */
+export class WebhookVerificationError extends Error {
+  reason: 'missing' | 'malformed' | 'stale' | 'mismatch';
+}
+
+/**
+ * Checks the `Pinwarden-Signature` header of a webhook against the raw body (the bytes as
+ * received, before JSON parsing) and the shared secret, and returns the event. Throws
+ * {@link WebhookVerificationError} on a missing, malformed or non-matching signature, or a
+ * timestamp more than `toleranceMs` (default 300000) from now.
+ */
+export function verifyWebhook(
+  rawBody: Buffer | string,
+  headers: Record<string, string | string[] | undefined> | { get(name: string): string | null },
+  secret: string | Buffer,
+  toleranceMs?: number,
+): WebhookEvent;

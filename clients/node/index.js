@@ -7,6 +7,7 @@
 // Every error is a PinwardenError (see the subclasses below), mirroring host/src/client.rs.
 
 const http = require('node:http');
+const crypto = require('node:crypto');
 
 /** Per-request client-side timeout when none is given (0 disables it). */
 const DEFAULT_TIMEOUT_MS = 30_000;
@@ -128,6 +129,7 @@ function submitBody(options, wait) {
   // presence in the JSON is up to us, and JSON.stringify drops undefined.
   const body = { cid: options.cid, job_id: options.jobId, wait };
   if (options.sizeBytes !== undefined) body.size_bytes = options.sizeBytes;
+  if (options.notify !== undefined) body.notify = options.notify;
   return body;
 }
 
@@ -379,7 +381,80 @@ function verdict(row, jobId) {
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Webhooks: the receiver's side
+
+/** How old a webhook's signed timestamp may be when `verifyWebhook` is given none (5 min). */
+const DEFAULT_WEBHOOK_TOLERANCE_MS = 300_000;
+
+/** A webhook refused by `verifyWebhook`: `reason` is `missing`, `malformed`, `stale` or `mismatch`. */
+class WebhookVerificationError extends Error {
+  constructor(reason, message) {
+    super(message);
+    this.name = 'WebhookVerificationError';
+    this.reason = reason;
+  }
+}
+
+function headerValue(headers, name) {
+  if (headers && typeof headers.get === 'function') return headers.get(name) ?? undefined;
+  const wanted = name.toLowerCase();
+  for (const [k, v] of Object.entries(headers || {})) {
+    if (k.toLowerCase() === wanted) return Array.isArray(v) ? v[0] : v;
+  }
+  return undefined;
+}
+
+/**
+ * Checks a pinwarden webhook and returns its event. `rawBody` must be the bytes as received
+ * (a Buffer or string), before any JSON parsing: the signature covers them exactly. Throws a
+ * WebhookVerificationError when the `Pinwarden-Signature` header is missing or malformed, its
+ * timestamp is further than `toleranceMs` from now (a replay), or no `v1` signature matches.
+ * De-duplicate the returned event by its `id`: a delivery can be repeated.
+ */
+function verifyWebhook(rawBody, headers, secret, toleranceMs = DEFAULT_WEBHOOK_TOLERANCE_MS) {
+  if (typeof secret !== 'string' && !Buffer.isBuffer(secret)) {
+    throw new TypeError('secret must be the shared secret, as a string or Buffer');
+  }
+  const body = Buffer.isBuffer(rawBody) ? rawBody : Buffer.from(String(rawBody), 'utf8');
+  const header = headerValue(headers, 'pinwarden-signature');
+  if (!header) {
+    throw new WebhookVerificationError('missing', 'no Pinwarden-Signature header');
+  }
+  let t;
+  const sigs = [];
+  for (const part of String(header).split(',')) {
+    const eq = part.indexOf('=');
+    if (eq < 0) continue;
+    const key = part.slice(0, eq).trim();
+    const value = part.slice(eq + 1).trim();
+    if (key === 't' && /^[0-9]+$/.test(value)) t = Number(value);
+    if (key === 'v1' && /^[0-9a-f]{64}$/.test(value)) sigs.push(Buffer.from(value, 'hex'));
+  }
+  if (t === undefined || sigs.length === 0) {
+    throw new WebhookVerificationError('malformed', `Pinwarden-Signature '${header}' has no t= and v1=`);
+  }
+  const ageMs = Math.abs(Date.now() - t * 1000);
+  if (ageMs > toleranceMs) {
+    throw new WebhookVerificationError(
+      'stale',
+      `the signature's timestamp is ${Math.round(ageMs / 1000)} s from now (tolerance ${toleranceMs} ms)`,
+    );
+  }
+  const expected = crypto
+    .createHmac('sha256', secret)
+    .update(`${t}.`)
+    .update(body)
+    .digest();
+  if (!sigs.some((sig) => crypto.timingSafeEqual(sig, expected))) {
+    throw new WebhookVerificationError('mismatch', 'the signature does not match the body');
+  }
+  return JSON.parse(body.toString('utf8'));
+}
+
 module.exports = {
+  verifyWebhook,
+  WebhookVerificationError,
   PinwardenClient,
   PinwardenError,
   BadRequestError,

@@ -39,6 +39,7 @@ pub struct Submitted {
     pub job: Job,
 }
 
+#[derive(Clone)]
 pub struct DaemonClient {
     http: reqwest::Client,
     /// `http://host[:port]` (a dummy host over the Unix socket).

@@ -33,6 +33,7 @@ mod kubo_client;
 mod kubo_daemon;
 mod latency;
 mod node_client;
+mod notify;
 mod observability;
 mod openapi;
 mod outage;
