@@ -250,7 +250,11 @@ async fn remove(
     Path(requestid): Path<String>,
 ) -> Response {
     let id = requestid.clone();
-    match d.queue.run(move |q| q.remove_request(&user, &id)).await {
+    match d
+        .queue
+        .run(move |q| q.remove_request(&user, &id, now_ms()))
+        .await
+    {
         Ok(Some(removed)) => {
             after_removal(&d, &removed);
             tracing::info!(requestid = %requestid, "PSA pin request deleted ({removed:?})");

@@ -194,10 +194,28 @@ fn get_in(
 }
 
 /// Removes `user`'s request `requestid` inside `tx` (`None`: there is none).
-fn remove_in(tx: &Connection, user: &str, requestid: &str) -> Result<Option<Removed>, QueueError> {
+/// `cancel` (a reason and the default URL, with the time): the `cancelled` event of a request
+/// whose pin had not ended, written in the same transaction.
+fn remove_in(
+    tx: &Connection,
+    user: &str,
+    requestid: &str,
+    cancel: (&str, Option<&str>, i64),
+) -> Result<Option<Removed>, QueueError> {
     let Some(request) = get_in(tx, user, requestid)? else {
         return Ok(None);
     };
+    if !request.state.is_final() {
+        let (reason, default, now_ms) = cancel;
+        super::outbox::record_cancel(
+            tx,
+            &request.pin_cid,
+            &job_id(requestid),
+            reason,
+            now_ms,
+            default,
+        )?;
+    }
     // The request goes with its job (ON DELETE CASCADE).
     tx.execute("DELETE FROM jobs WHERE job_id = ?1", [job_id(requestid)])?;
     let cid = request.pin_cid;
@@ -254,10 +272,13 @@ impl super::Queue {
         &self,
         user: &str,
         requestid: &str,
+        now_ms: i64,
     ) -> Result<Option<Removed>, QueueError> {
+        let default = self.notify_default();
         self.with(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let removed = remove_in(&tx, user, requestid)?;
+            let cancel = ("deleted by its user", default.as_deref(), now_ms);
+            let removed = remove_in(&tx, user, requestid, cancel)?;
             tx.commit()?;
             Ok(removed)
         })
@@ -272,13 +293,17 @@ impl super::Queue {
         new: &NewRequest,
         now_ms: i64,
     ) -> Result<Option<(RequestRow, Removed)>, QueueError> {
+        let default = self.notify_default();
         self.with(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             if get_in(&tx, &new.user, requestid)?.is_none() {
                 return Ok(None);
             }
             let added = add_in(&tx, new, now_ms)?;
-            let removed = remove_in(&tx, &new.user, requestid)?.unwrap_or(Removed::Detached);
+            let reason = format!("replaced by request {}", new.requestid);
+            let cancel = (reason.as_str(), default.as_deref(), now_ms);
+            let removed =
+                remove_in(&tx, &new.user, requestid, cancel)?.unwrap_or(Removed::Detached);
             // The old request may have been on the same pin: read the new one as it now is.
             let added = get_in(&tx, &new.user, &added.requestid)?.unwrap_or(added);
             tx.commit()?;
@@ -682,7 +707,7 @@ mod tests {
         )
         .expect("submit");
         assert_eq!(
-            q.remove_request("u", "r1").expect("remove"),
+            q.remove_request("u", "r1", 9).expect("remove"),
             Some(Removed::Detached)
         );
         assert_eq!(q.unpins(10).expect("unpins"), vec![]);
@@ -695,12 +720,12 @@ mod tests {
         let claimed = q.claim_due(6).expect("claim").expect("due");
         q.finish(&claimed.cid, &done, 7).expect("finish");
         assert_eq!(
-            q.remove_request("x", "r2").expect("remove"),
+            q.remove_request("x", "r2", 9).expect("remove"),
             None,
             "another user's"
         );
         assert_eq!(
-            q.remove_request("u", "r2").expect("remove"),
+            q.remove_request("u", "r2", 9).expect("remove"),
             Some(Removed::Forgotten {
                 cid: B.into(),
                 unpin: vec!["primary".into()]
@@ -724,7 +749,7 @@ mod tests {
         )
         .expect("add");
         assert!(matches!(
-            q.remove_request("u", "r4").expect("remove"),
+            q.remove_request("u", "r4", 9).expect("remove"),
             Some(Removed::Cancelled { .. })
         ));
     }
@@ -762,5 +787,50 @@ mod tests {
         // History past retention goes; a pin a request holds never does.
         assert_eq!(q.prune_finished(i64::MAX).expect("prune"), 0);
         assert!(q.request("u", "r3").expect("get").is_some());
+    }
+
+    #[test]
+    fn requests_get_the_default_urls_events_and_a_delete_or_replace_cancels() {
+        let (_d, q) = open();
+        q.set_notify_default(Some("http://gw/hooks".into()));
+        q.add_request(&new("r1", "u", A, "one"), 1).expect("add");
+        let row = q.claim_due(2).expect("claim").expect("due");
+        q.finish(
+            &row.cid,
+            &Finish::Pinned {
+                confirmed: vec!["primary".into()],
+                decided_by: "tank-mode".into(),
+            },
+            3,
+        )
+        .expect("finish");
+        let e = q
+            .claim_event(4, 1_000)
+            .expect("claim")
+            .expect("pinned event");
+        let v: serde_json::Value = serde_json::from_str(&e.body).expect("JSON");
+        assert_eq!(
+            (v["type"].as_str(), v["job_id"].as_str()),
+            (Some("pinned"), Some("psa:r1"))
+        );
+        assert_eq!(e.url, "http://gw/hooks");
+        // An ended request's delete tells nothing new; an open one's is a cancel.
+        q.remove_request("u", "r1", 5).expect("remove");
+        assert!(q.claim_event(6, 1_000).expect("claim").is_none());
+        q.add_request(&new("r2", "u", B, "two"), 7).expect("add");
+        q.replace_request("r2", &new("r3", "u", B, "three"), 8)
+            .expect("replace");
+        let e = q.claim_event(9, 1_000).expect("claim").expect("cancelled");
+        let v: serde_json::Value = serde_json::from_str(&e.body).expect("JSON");
+        assert_eq!(v["type"], "cancelled");
+        assert_eq!(v["job_id"], "psa:r2");
+        assert_eq!(v["reason"], "replaced by request r3");
+        q.remove_request("u", "r3", 10).expect("remove");
+        let e = q.claim_event(11, 1_000).expect("claim").expect("cancelled");
+        let v: serde_json::Value = serde_json::from_str(&e.body).expect("JSON");
+        assert_eq!(
+            (v["job_id"].as_str(), v["reason"].as_str()),
+            (Some("psa:r3"), Some("deleted by its user"))
+        );
     }
 }
