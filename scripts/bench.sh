@@ -13,6 +13,9 @@
 #                                         # namespace; --size-kb for the video size), then
 #                                         # the 50-video outage drill against IPFS Cluster
 #                                         # alone (--only cluster-drill: the drill only)
+#   scripts/bench.sh --only notify --drain-jobs 200 --size-kb 64
+#                                         # not in "everything": rounds with completion
+#                                         # webhooks off / on / on with a hanging receiver
 #   scripts/bench.sh --pins 10 --jobs 20000
 #
 # Options go to host/examples/bench_e2e.rs (see its header). The micro-benchmarks are separate:

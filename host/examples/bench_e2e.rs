@@ -22,6 +22,8 @@
 //! * `psa` (not run by default): the Pinning Services API: durable `POST /pins` throughput
 //!   against `/v1` submissions, filtered `GET /pins` over 100,000 requests, and `ipfs pin remote
 //!   add` against a direct `ipfs pin add` (see `bench_e2e/psa.rs`).
+//! * `notify` (not run by default): completion webhooks off, on (receiver 200) and on (receiver
+//!   hanging), `--drain-jobs` lazy jobs at once each (see `bench_e2e/notify.rs`).
 //! * `cluster` (not run by default): time to replication-min on an IPFS Cluster tier against
 //!   `ipfs-cluster-ctl pin add --wait` on the same cluster (see `bench_e2e/cluster.rs`); the run
 //!   moves to a private network namespace.
@@ -32,7 +34,7 @@
 //! Each part that needs a node starts Kubo nodes of its own (`pinwarden-testkit`), stopped
 //! when the part ends.
 //!
-//! Usage: `bench_e2e [--bin PATH] [--only e2e,cold,daemon,check,size,drain,psa,cluster] [--pins N] [--size-kb K]
+//! Usage: `bench_e2e [--bin PATH] [--only e2e,cold,daemon,check,size,drain,psa,notify,cluster] [--pins N] [--size-kb K]
 //! [--segments S] [--cold-runs N] [--jobs N] [--clients N] [--raw] [--sizes MB,MB,..]
 //! [--rtt-ms MS] [--transfer-timeout-s S] [--cidv0] [--drain-jobs N]`
 
@@ -56,6 +58,8 @@ use std::time::{Duration, Instant};
 mod cluster;
 #[path = "bench_e2e/drain.rs"]
 mod drain;
+#[path = "bench_e2e/notify.rs"]
+mod notify;
 #[path = "bench_e2e/psa.rs"]
 mod psa;
 #[path = "bench_e2e/size.rs"]
@@ -199,6 +203,9 @@ async fn main() -> Result<()> {
     }
     if args.wants("psa") {
         psa::psa(&args).await?;
+    }
+    if args.wants("notify") {
+        notify::notify(&args).await?;
     }
     if args.wants("cluster") {
         cluster::cluster(&args).await?;

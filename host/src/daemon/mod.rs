@@ -332,8 +332,16 @@ pub async fn serve(daemon: Arc<Daemon>, listen: Listeners) -> anyhow::Result<()>
     }
     housekeeping.abort();
     unpinner.abort();
-    // An event mid-delivery stays leased in the outbox and is sent again after the restart.
-    notifier.abort();
+    // It saw the stop: deliveries in flight are dropped (their events stay leased and are sent
+    // again after the restart), the delivery marks waiting are written. Bounded all the same.
+    if tokio::time::timeout(Duration::from_secs(2), notifier)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "webhooks: delivery marks not all written at exit; those events will be repeated"
+        );
+    }
     daemon.topology.ledger().flush();
     let _ = std::fs::remove_file(&listen.socket);
     Ok(())

@@ -34,8 +34,9 @@ impl Notifier {
     }
 }
 
-/// Runs until `stop` says so. Deliveries in flight then are dropped; their events stay
-/// leased and are delivered again after the lease (a restart included).
+/// Runs until `stop` says so. Deliveries in flight then are dropped (their events stay
+/// leased and are delivered again after the lease, a restart included); the delivery marks
+/// waiting are written before it returns.
 pub async fn run(daemon: Arc<Daemon>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let Some(secret) = daemon.notifier.secret.clone() else {
         return;
@@ -58,9 +59,13 @@ pub async fn run(daemon: Arc<Daemon>, mut stop: tokio::sync::watch::Receiver<boo
     // An attempt ends within its timeout; past that the event is due again.
     let lease_ms = settings.timeout_ms as i64 + 5_000;
     let slots = Arc::new(Semaphore::new(settings.concurrency));
+    // Delivery marks are written in batches by one flusher: a burst of rounds costs a few
+    // outbox transactions, not one per event.
+    let (marks, marked) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let flusher = tokio::spawn(flush_marks(Arc::clone(&daemon), marked));
     let mut tasks = tokio::task::JoinSet::new();
     loop {
-        let permit = tokio::select! {
+        let first = tokio::select! {
             p = Arc::clone(&slots).acquire_owned() => match p {
                 Ok(p) => p,
                 Err(_) => break,
@@ -68,23 +73,27 @@ pub async fn run(daemon: Arc<Daemon>, mut stop: tokio::sync::watch::Receiver<boo
             _ = stop.changed() => break,
         };
         while tasks.try_join_next().is_some() {}
+        // One claim for as many events as there are free slots.
+        let mut permits = vec![first];
+        while let Ok(p) = Arc::clone(&slots).try_acquire_owned() {
+            permits.push(p);
+        }
+        let limit = permits.len();
         let next = daemon
             .queue
-            .run(move |q| match q.claim_event(now_ms(), lease_ms)? {
-                Some(event) => Ok(Ok(event)),
-                None => Ok(Err(q.next_event_due_ms()?)),
+            .run(move |q| {
+                let events = q.claim_events(now_ms(), lease_ms, limit)?;
+                let due = if events.is_empty() {
+                    q.next_event_due_ms()?
+                } else {
+                    None
+                };
+                Ok((events, due))
             })
             .await;
         match next {
-            Ok(Ok(event)) => {
-                let (d, http, secret) = (Arc::clone(&daemon), http.clone(), Arc::clone(&secret));
-                tasks.spawn(async move {
-                    deliver(&d, &http, &secret, event).await;
-                    drop(permit);
-                });
-            }
-            Ok(Err(due)) => {
-                drop(permit);
+            Ok((events, due)) if events.is_empty() => {
+                drop(permits);
                 let wait = due.map_or(1_000, |at| (at - now_ms()).clamp(5, 1_000)) as u64;
                 tokio::select! {
                     () = tokio::time::sleep(Duration::from_millis(wait)) => {}
@@ -92,8 +101,19 @@ pub async fn run(daemon: Arc<Daemon>, mut stop: tokio::sync::watch::Receiver<boo
                     _ = stop.changed() => break,
                 }
             }
+            Ok((events, _)) => {
+                for (event, permit) in events.into_iter().zip(permits) {
+                    let (d, http, secret) =
+                        (Arc::clone(&daemon), http.clone(), Arc::clone(&secret));
+                    let marks = marks.clone();
+                    tasks.spawn(async move {
+                        deliver(&d, &http, &secret, event, &marks).await;
+                        drop(permit);
+                    });
+                }
+            }
             Err(e) => {
-                drop(permit);
+                drop(permits);
                 tracing::error!("webhooks: outbox: {e}; retrying in 1 s");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
@@ -101,10 +121,47 @@ pub async fn run(daemon: Arc<Daemon>, mut stop: tokio::sync::watch::Receiver<boo
     }
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
+    // The last marks are written before the daemon exits (their events are not sent again).
+    drop(marks);
+    let _ = flusher.await;
+}
+
+/// Writes delivery marks as they come, every one waiting in one transaction; ends when every
+/// sender is gone, after writing what is left.
+async fn flush_marks(
+    daemon: Arc<Daemon>,
+    mut marked: tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    const BATCH: usize = 512;
+    while let Some(first) = marked.recv().await {
+        let mut ids = vec![first];
+        while ids.len() < BATCH {
+            match marked.try_recv() {
+                Ok(id) => ids.push(id),
+                Err(_) => break,
+            }
+        }
+        let n = ids.len();
+        // Not recorded (a full disk): the leases run out and the events are sent again, with
+        // the same ids, which receivers de-duplicate.
+        if let Err(e) = daemon
+            .queue
+            .run(move |q| q.events_delivered(&ids, now_ms()))
+            .await
+        {
+            tracing::error!("webhooks: {n} deliveries not recorded ({e}); they will be repeated");
+        }
+    }
 }
 
 /// One attempt: POST the signed body, then record what came of it.
-async fn deliver(daemon: &Daemon, http: &reqwest::Client, secret: &[u8], event: Outgoing) {
+async fn deliver(
+    daemon: &Daemon,
+    http: &reqwest::Client,
+    secret: &[u8],
+    event: Outgoing,
+    marks: &tokio::sync::mpsc::UnboundedSender<String>,
+) {
     let settings = &daemon.config.notify;
     let t = now_ms() / 1_000;
     let sent = http
@@ -134,15 +191,7 @@ async fn deliver(daemon: &Daemon, http: &reqwest::Client, secret: &[u8], event: 
     match outcome {
         Ok(()) => {
             tracing::debug!(event = %id, host = %host, "webhook delivered");
-            // Not recorded (a full disk): the lease runs out and the event is sent again,
-            // with the same id, which receivers de-duplicate.
-            if let Err(e) = daemon
-                .queue
-                .run(move |q| q.event_delivered(&id, now_ms()))
-                .await
-            {
-                tracing::error!(event = %event.event_id, "webhook delivered but not recorded: {e}");
-            }
+            let _ = marks.send(id);
         }
         Err(why) => {
             let factor = 1u64.checked_shl(event.attempts.min(32)).unwrap_or(u64::MAX);

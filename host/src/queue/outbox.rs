@@ -181,35 +181,38 @@ pub(super) fn record_cancel(
     Ok(())
 }
 
-/// Takes the next due event and leases it until `now_ms + lease_ms`.
+/// Takes up to `limit` due events (oldest due first) and leases them until
+/// `now_ms + lease_ms`, in one transaction.
 pub(super) fn claim(
     conn: &mut Connection,
     now_ms: i64,
     lease_ms: i64,
-) -> Result<Option<Outgoing>, QueueError> {
+    limit: usize,
+) -> Result<Vec<Outgoing>, QueueError> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let found = tx
-        .query_row(
+    let found = {
+        let mut stmt = tx.prepare_cached(
             "SELECT event_id, url, body, attempts, created_at FROM outbox
              WHERE delivered_at IS NULL AND expired = 0 AND next_attempt_at <= ?1
-             ORDER BY next_attempt_at LIMIT 1",
-            [now_ms],
-            |r| {
-                Ok(Outgoing {
-                    event_id: r.get(0)?,
-                    url: r.get(1)?,
-                    body: r.get(2)?,
-                    attempts: r.get(3)?,
-                    created_at_ms: r.get(4)?,
-                })
-            },
-        )
-        .optional()?;
-    if let Some(e) = &found {
-        tx.execute(
-            "UPDATE outbox SET next_attempt_at = ?2 WHERE event_id = ?1",
-            params![e.event_id, now_ms + lease_ms],
+             ORDER BY next_attempt_at LIMIT ?2",
         )?;
+        let rows = stmt.query_map(params![now_ms, limit as i64], |r| {
+            Ok(Outgoing {
+                event_id: r.get(0)?,
+                url: r.get(1)?,
+                body: r.get(2)?,
+                attempts: r.get(3)?,
+                created_at_ms: r.get(4)?,
+            })
+        })?;
+        rows.collect::<Result<Vec<_>, _>>()?
+    };
+    {
+        let mut lease =
+            tx.prepare_cached("UPDATE outbox SET next_attempt_at = ?2 WHERE event_id = ?1")?;
+        for e in &found {
+            lease.execute(params![e.event_id, now_ms + lease_ms])?;
+        }
     }
     tx.commit()?;
     Ok(found)
@@ -224,12 +227,23 @@ pub(super) fn next_due(conn: &Connection) -> Result<Option<i64>, QueueError> {
     )?)
 }
 
-pub(super) fn delivered(conn: &Connection, event_id: &str, now_ms: i64) -> Result<(), QueueError> {
-    conn.execute(
-        "UPDATE outbox SET delivered_at = ?2, attempts = attempts + 1, last_error = NULL
-         WHERE event_id = ?1",
-        params![event_id, now_ms],
-    )?;
+/// Marks `event_ids` delivered, in one transaction.
+pub(super) fn delivered(
+    conn: &mut Connection,
+    event_ids: &[String],
+    now_ms: i64,
+) -> Result<(), QueueError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    {
+        let mut mark = tx.prepare_cached(
+            "UPDATE outbox SET delivered_at = ?2, attempts = attempts + 1, last_error = NULL
+             WHERE event_id = ?1",
+        )?;
+        for id in event_ids {
+            mark.execute(params![id, now_ms])?;
+        }
+    }
+    tx.commit()?;
     Ok(())
 }
 

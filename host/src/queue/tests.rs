@@ -567,3 +567,35 @@ fn delivered_events_are_counted_then_pruned_with_retention() {
         outbox::OutboxCounts::default()
     );
 }
+
+#[test]
+fn events_are_claimed_and_marked_in_batches() {
+    let (_d, q) = open();
+    q.set_notify_default(Some("http://gw/".into()));
+    for i in 0..5 {
+        q.submit(&sub(&format!("c{i}"), &format!("j{i}"), true), 1)
+            .expect("submit");
+        let row = q.claim_due(2).expect("claim").expect("due");
+        q.finish(
+            &row.cid,
+            &Finish::Pinned {
+                confirmed: vec!["primary".into()],
+                decided_by: "tank-mode".into(),
+            },
+            3,
+        )
+        .expect("finish");
+    }
+    let batch = q.claim_events(4, 1_000, 3).expect("claim");
+    assert_eq!(batch.len(), 3, "at most the limit");
+    let rest = q.claim_events(4, 1_000, 10).expect("claim");
+    assert_eq!(rest.len(), 2, "the others; the first three are leased");
+    let ids: Vec<String> = batch
+        .iter()
+        .chain(&rest)
+        .map(|e| e.event_id.clone())
+        .collect();
+    q.events_delivered(&ids, 5).expect("marked");
+    assert_eq!(q.event_counts(None).expect("counts").delivered, 5);
+    assert!(q.claim_events(10_000, 1_000, 10).expect("claim").is_empty());
+}
