@@ -109,9 +109,9 @@ pub(super) async fn notify(args: &Args) -> Result<()> {
         }
     }
     println!(
-        "\n| variant | wall s (median of {REPETITIONS}) | ratio | per-job p50 ms | ratio | per-job p99 ms | ratio |"
+        "\n| variant | wall s (median of {REPETITIONS}) | ratio | per-job p50 ms | ratio | per-job p99 ms | ratio | daemon CPU s | ratio |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     let med = |v: Variant, f: &dyn Fn(&Run) -> f64| {
         let mut xs: Vec<f64> = runs
             .iter()
@@ -124,19 +124,26 @@ pub(super) async fn notify(args: &Args) -> Result<()> {
     let wall = |r: &Run| r.wall.as_secs_f64();
     let p50 = |r: &Run| pct(&r.per_job, 0.5);
     let p99 = |r: &Run| pct(&r.per_job, 0.99);
-    let base = (
+    let cpu = |r: &Run| r.cpu;
+    let base = [
         med(Variant::Off, &wall),
         med(Variant::Off, &p50),
         med(Variant::Off, &p99),
-    );
+        med(Variant::Off, &cpu),
+    ];
     for v in order {
-        let (w, a, b) = (med(v, &wall), med(v, &p50), med(v, &p99));
+        let m = [med(v, &wall), med(v, &p50), med(v, &p99), med(v, &cpu)];
         println!(
-            "| {} | {w:.2} | {:.3}x | {a:.1} | {:.3}x | {b:.1} | {:.3}x |",
+            "| {} | {:.2} | {:.3}x | {:.1} | {:.3}x | {:.1} | {:.3}x | {:.2} | {:.3}x |",
             v.label(),
-            w / base.0,
-            a / base.1,
-            b / base.2
+            m[0],
+            m[0] / base[0],
+            m[1],
+            m[1] / base[1],
+            m[2],
+            m[2] / base[2],
+            m[3],
+            m[3] / base[3]
         );
     }
     let mut delays: Vec<f64> = runs
