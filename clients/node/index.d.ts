@@ -233,6 +233,8 @@ export interface WebhookEvent {
   id: string;
   type: 'pinned' | 'local-fallback' | 'failed' | 'cancelled';
   job_id: string;
+  /** This job's events in the order they happened (1, 2, ...): keep the highest seen. */
+  seq: number;
   cid: string;
   /** RFC 3339, UTC, milliseconds. */
   created: string;

@@ -546,9 +546,13 @@ impl Config {
         }
         let var = self.notify.secret_var();
         match &self.notify_secret.0 {
-            Some(s) if s.trim().len() >= crate::notify::MIN_SECRET_LEN => {
-                Ok(Some(s.trim().as_bytes().to_vec()))
-            }
+            // Not trimmed, refused: a receiver holding the exact bytes would see every
+            // signature fail, and the events expire undelivered.
+            Some(s) if s.trim() != s => Err(format!(
+                "{var}: the webhook secret has leading or trailing whitespace; the receivers \
+                 must hold the same bytes, so remove it"
+            )),
+            Some(s) if s.len() >= crate::notify::MIN_SECRET_LEN => Ok(Some(s.as_bytes().to_vec())),
             Some(_) => Err(format!(
                 "{var}: the webhook secret must be at least {} characters",
                 crate::notify::MIN_SECRET_LEN

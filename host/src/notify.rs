@@ -198,6 +198,9 @@ pub struct Event {
     #[serde(rename = "type")]
     pub kind: EventType,
     pub job_id: String,
+    /// This job's events in the order they happened (1, 2, ...): a receiver keeps the highest
+    /// it has seen, since deliveries (retried, concurrent) arrive in any order.
+    pub seq: u32,
     /// The CID as this job's caller sent it.
     pub cid: String,
     /// When the event happened: RFC 3339, UTC, milliseconds.
@@ -234,6 +237,7 @@ impl Event {
             id: format!("evt_{}", uuid::Uuid::new_v4().simple()),
             kind,
             job_id: job_id.to_string(),
+            seq: 0,
             cid: cid.to_string(),
             created: rfc3339_ms(at_ms),
             nodes: Vec::new(),
@@ -279,7 +283,7 @@ pub fn verify(secret: &[u8], header: &str, body: &[u8], now: i64, tolerance_secs
         }
     }
     let Some(t) = t else { return false };
-    if (now - t).abs() > tolerance_secs {
+    if now.abs_diff(t) > tolerance_secs.unsigned_abs() {
         return false;
     }
     let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
@@ -290,7 +294,7 @@ pub fn verify(secret: &[u8], header: &str, body: &[u8], now: i64, tolerance_secs
 }
 
 fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
+    if !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     (0..s.len())
@@ -343,6 +347,11 @@ mod tests {
             300
         ));
         assert!(!verify(b"secret-key-0123456789", "v1=00", body, 1_000, 300));
+        // Hostile headers are refused, never a panic.
+        let min = format!("t={},v1=00", i64::MIN);
+        assert!(!verify(b"secret-key-0123456789", &min, body, i64::MAX, 300));
+        let plus = sig.replacen("v1=", "v1=+", 1);
+        assert!(!verify(b"secret-key-0123456789", &plus, body, 1_000, 300));
     }
 
     fn config(allowed: &[&str], url: Option<&str>) -> NotifyConfig {

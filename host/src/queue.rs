@@ -131,8 +131,9 @@ pub struct Queue {
     conn: Mutex<Connection>,
     /// The group-commit writer's inbox (see [`Queue::submit`]).
     writer: Mutex<std::sync::mpsc::Sender<Request>>,
-    /// Where events of jobs without their own URL go (`notify.url`); `None`: nowhere.
-    notify_default: std::sync::RwLock<Option<String>>,
+    /// Where events go (`[notify]`); shared with the group-commit writer, whose submissions
+    /// to an already ended pin are told at once.
+    notify: std::sync::Arc<std::sync::RwLock<outbox::Target>>,
     /// The notifier's own connection (see [`outbox`]): its claims and delivery marks never wait
     /// on the worker's connection, and commit with `synchronous = NORMAL` (no fsync each). A
     /// mark lost to a power cut only repeats a delivery, which at-least-once allows; the event
@@ -149,7 +150,8 @@ impl Queue {
         let conn = connect(path)?;
         conn.execute_batch(SCHEMA)?;
         migrate_columns(&conn)?;
-        let writer = spawn_writer(connect(path)?)?;
+        let notify = std::sync::Arc::new(std::sync::RwLock::new(outbox::Target::default()));
+        let writer = spawn_writer(connect(path)?, std::sync::Arc::clone(&notify))?;
         let outbox_conn = connect(path)?;
         outbox_conn.pragma_update(None, "synchronous", "NORMAL")?;
         let resumed = conn.execute(
@@ -162,20 +164,26 @@ impl Queue {
         Ok(Queue {
             conn: Mutex::new(conn),
             writer: Mutex::new(writer),
-            notify_default: std::sync::RwLock::new(None),
+            notify,
             outbox_conn: Mutex::new(outbox_conn),
         })
     }
 
-    /// Sets where the events of jobs without a URL of their own go (`notify.url`).
-    pub fn set_notify_default(&self, url: Option<String>) {
-        if let Ok(mut d) = self.notify_default.write() {
-            *d = url;
+    /// Turns events on (`[notify]` configured) or off, with where the events of jobs without
+    /// a URL of their own go (`notify.url`).
+    pub fn set_notify(&self, on: bool, default: Option<String>) {
+        if let Ok(mut t) = self.notify.write() {
+            *t = outbox::Target { on, default };
         }
     }
 
-    fn notify_default(&self) -> Option<String> {
-        self.notify_default.read().ok().and_then(|d| d.clone())
+    /// [`Queue::set_notify`] on, with `url` as the default.
+    pub fn set_notify_default(&self, url: Option<String>) {
+        self.set_notify(true, url);
+    }
+
+    fn notify_target(&self) -> outbox::Target {
+        self.notify.read().map(|t| t.clone()).unwrap_or_default()
     }
 
     /// Reads on the notifier's connection.
@@ -191,12 +199,15 @@ impl Queue {
     /// writing at once meet SQLite's lock, and the loser sleeps in its busy handler (1 ms and
     /// up), which cost rounds a fifth of their rate in a burst. Without an fsync, the turn
     /// lasts microseconds.
+    /// The outbox connection is taken first: a long read on it (a scrape) then delays only
+    /// the notifier, never a round waiting on the worker's connection.
     fn with_outbox_write<R>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<R, QueueError>,
     ) -> Result<R, QueueError> {
+        let mut conn = self.outbox_conn.lock().map_err(|_| QueueError::Poisoned)?;
         let _turn = self.conn.lock().map_err(|_| QueueError::Poisoned)?;
-        self.with_outbox(f)
+        f(&mut conn)
     }
 
     fn with<R>(
@@ -279,7 +290,7 @@ impl Queue {
     /// The webhook events of the end are written in the same transaction (none when the pin
     /// was no longer `pinning`).
     pub fn finish(&self, cid: &str, finish: &Finish, now_ms: i64) -> Result<(), QueueError> {
-        let default = self.notify_default();
+        let target = self.notify_target();
         self.with(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let conn = &tx;
@@ -340,7 +351,7 @@ impl Queue {
                 }
             };
             if changed > 0 {
-                outbox::record_end(conn, cid, finish, now_ms, default.as_deref())?;
+                outbox::record_end(conn, cid, finish, now_ms, &target)?;
             }
             tx.commit()?;
             Ok(())
@@ -398,7 +409,7 @@ impl Queue {
     /// ("cancelled by operator"). The pin is read and changed in one write transaction, so a
     /// job id attached meanwhile is either seen (detach) or attached after (the pin re-queued).
     pub fn cancel(&self, job_id: &str, now_ms: i64) -> Result<Cancelled, QueueError> {
-        let default = self.notify_default();
+        let target = self.notify_target();
         self.with(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let Some(row) = by_job_in(&tx, job_id)? else {
@@ -414,7 +425,7 @@ impl Queue {
                 job_id,
                 "cancelled by operator",
                 now_ms,
-                default.as_deref(),
+                &target,
             )?;
             if detach {
                 tx.execute("DELETE FROM jobs WHERE job_id = ?1", [job_id])?;
@@ -539,7 +550,13 @@ impl Queue {
     }
 }
 /// Queues `s` (or attaches its job id to the CID's existing pin) inside `tx`.
-fn submit_in(tx: &Connection, s: &Submission, now_ms: i64) -> Result<PinRow, QueueError> {
+/// A job id attached to a pin that has already ended gets its event here (`target`).
+fn submit_in(
+    tx: &Connection,
+    s: &Submission,
+    now_ms: i64,
+    target: &outbox::Target,
+) -> Result<PinRow, QueueError> {
     let key = crate::cid_identity::key(&s.cid);
     let owner: Option<String> = tx
         .query_row("SELECT cid FROM jobs WHERE job_id = ?1", [&s.job_id], |r| {
@@ -566,6 +583,7 @@ fn submit_in(tx: &Connection, s: &Submission, now_ms: i64) -> Result<PinRow, Que
         None => None,
     };
     let cid = found.unwrap_or_else(|| s.cid.clone());
+    let ended = existing.as_ref().map(|row| row.state);
     match existing.map(|row| row.state) {
         None => {
             tx.execute(
@@ -600,11 +618,15 @@ fn submit_in(tx: &Connection, s: &Submission, now_ms: i64) -> Result<PinRow, Que
         }
         Some(_) => {}
     }
-    tx.execute(
+    let attached = tx.execute(
         "INSERT OR IGNORE INTO jobs (job_id, cid, created_at, lazy, sent_cid, notify_url)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![s.job_id, cid, now_ms, s.lazy, s.cid, s.notify_url],
-    )?;
+    )? == 1;
+    // Its pin had ended before it came: no round will end for it, so it is told now.
+    if attached && matches!(ended, Some(State::Pinned | State::LocalFallback)) {
+        outbox::record_attached(tx, &cid, &s.job_id, now_ms, target)?;
+    }
     recompute_lazy(tx, &cid)?;
     let row = fetch(tx, &cid)?;
     row.ok_or(QueueError::Db(rusqlite::Error::QueryReturnedNoRows))

@@ -4,12 +4,13 @@
 //!
 //! 1. start-up refuses a `[notify]` without its secret; a callback outside the allow-list is
 //!    a 400 (API) and exit 2 (CLI), and creates no job;
-//! 2. `pinned` arrives after the persistence gate, signed, with where it is pinned;
+//! 2. `pinned` arrives after the persistence gate, signed, with where it is pinned; a job on
+//!    content already pinned is told too;
 //! 3. the receiver down for a while, then answering 500 once per event: every event arrives,
 //!    and the repeat carries the same id and body;
 //! 4. kill -9 between a round's end and its delivery: the event arrives after the restart;
-//! 5. a receiver that answers 500, then hangs: 20 rounds still end, the API answers, and
-//!    metrics and `/v1` show the backlog;
+//! 5. a receiver that answers 500, then hangs: 20 rounds all end while the hung attempts
+//!    are still open, the API answers, and metrics show the backlog;
 //! 6. `failed` (will retry), `local-fallback` (with the journal record) and `cancelled`;
 //! 7. the Node.js client's `verifyWebhook` on a real delivery: accepted, and refused tampered,
 //!    stale, or under another key.
@@ -31,6 +32,9 @@ use std::time::{Duration, Instant};
 const SECRET: &str = "webhook-test-secret-0123456789";
 /// How long any one wait in this test may take.
 const LIMIT: Duration = Duration::from_secs(60);
+/// `notify.timeout_ms`: a hung delivery attempt ends after this long. Phase 5's rounds must
+/// all end well inside it.
+const HANG_MS: u64 = 20_000;
 
 fn config(dir: &Path, primary: &str, local: &str, receiver: &Receiver) {
     let rest = format!(
@@ -52,7 +56,7 @@ url = "{default}"
 allowed_hosts = ["{host}"]
 retry_base_ms = 200
 retry_max_ms = 1000
-timeout_ms = 1000
+timeout_ms = {HANG_MS}
 "#,
         default = receiver.url("default"),
         host = receiver.host_port(),
@@ -225,7 +229,18 @@ async fn webhooks_against_real_nodes() {
     let job = api.status("job-own-url").await.expect("status");
     let n = job.notifications.expect("delivery state shown");
     assert_eq!((n.pending, n.delivered, n.expired), (0, 1, 0));
-    step(t0, "allow-list, pinned event");
+    // A second job on the same content after it was pinned: no round runs, it is told anyway.
+    let again = api
+        .submit(&submit(&cid, "job-same-content", None))
+        .await
+        .expect("submit");
+    assert_eq!(again.job.state.to_string(), "pinned");
+    let e = delivered(&d, &r, "job-same-content", "pinned").await;
+    assert_eq!(e.json()["seq"], 1);
+    step(
+        t0,
+        "allow-list, pinned event, a job on already pinned content",
+    );
 
     // 3. Down for a while, then 500 once per event: every event, the repeat the same.
     r.down();
@@ -306,16 +321,30 @@ async fn webhooks_against_real_nodes() {
     step(t0, "kill -9 before delivery: delivered after the restart");
 
     // 5. 500, then hanging: rounds and the API go on; the backlog shows.
+    let failures = |text: &str| metric(text, "pinwarden_webhook_attempts_total{result=\"failed\"}");
+    let before = failures(&api.metrics().await.expect("metrics"));
     r.set_answer(Answer::Http500);
+    let cid = upload_tiny(&primary, "notify-500").await;
+    api.submit(&submit(&cid, "job-500", None))
+        .await
+        .expect("submit");
+    d.wait_until("a delivery answered 500", LIMIT, || {
+        let api = api.clone();
+        async move { failures(&api.metrics().await.unwrap_or_default()) > before }
+    })
+    .await;
+    r.set_answer(Answer::Hang);
+    d.wait_until("a delivery hangs", LIMIT, || {
+        std::future::ready(r.deliveries().iter().any(|x| x.status == 0))
+    })
+    .await;
+    let hung_at = failures(&api.metrics().await.expect("metrics"));
     let mut jobs = Vec::new();
     for i in 0..20 {
         let cid = upload_tiny(&primary, &format!("notify-hang-{i}")).await;
         let job = format!("job-hang-{i}");
         api.submit(&submit(&cid, &job, None)).await.expect("submit");
         jobs.push(job);
-        if i == 4 {
-            r.set_answer(Answer::Hang);
-        }
     }
     settle(&d, &jobs, "pinned").await;
     for _ in 0..5 {
@@ -325,21 +354,24 @@ async fn webhooks_against_real_nodes() {
             .expect("health");
     }
     let text = api.metrics().await.expect("metrics");
+    // Every round ended while deliveries hung: none of those attempts has ended yet (they
+    // last HANG_MS), so rounds never waited on one.
+    assert_eq!(
+        failures(&text),
+        hung_at,
+        "a hung attempt ended before the rounds did"
+    );
     assert!(
-        metric(&text, "pinwarden_webhook_events{state=\"pending\"}") >= 20.0,
+        metric(&text, "pinwarden_webhook_events{state=\"pending\"}") >= 21.0,
         "{text}"
     );
-    assert!(
-        r.deliveries().iter().any(|x| x.status == 0),
-        "the receiver did hang"
-    );
     r.set_answer(Answer::Ok);
-    for job in &jobs {
+    for job in jobs.iter().chain(std::iter::once(&"job-500".to_string())) {
         delivered(&d, &r, job, "pinned").await;
     }
     step(
         t0,
-        "500 then hang: 20 rounds ended, API answered, backlog drained",
+        "500 then hang: 20 rounds ended while deliveries hung, API answered, backlog drained",
     );
 
     // 6. failed (will retry) and local-fallback: content on the local node only, primary down.

@@ -187,6 +187,10 @@ async fn enqueue(d: &Daemon, submission: Submission) -> Result<PinRow, QueueErro
         .run(move |q| q.submit(&submission, now_ms()))
         .await?;
     d.wake.notify_one();
+    if row.state.is_final() {
+        // Attached to a pin that had ended: its event was written with the submission.
+        d.notifier.wake.notify_one();
+    }
     tracing::info!(cid = %row.cid, job_id = %job_id, state = %row.state, wait, "submitted");
     Ok(row)
 }
@@ -366,6 +370,8 @@ async fn cancel(Ctx(d): Ctx<Shared>, Path(job_id): Path<String>) -> Response {
         Err(e) => return internal(e),
     };
     let _ = d.events.send(row.clone());
+    // A `cancelled` event may have been written with it.
+    d.notifier.wake.notify_one();
     Json(JobReply { job: row.into() }).into_response()
 }
 

@@ -96,7 +96,7 @@ impl Daemon {
         // Refused before anything starts: events would be written and never signed.
         let secret = config.notify_secret().map_err(anyhow::Error::msg)?;
         let queue = Queue::open(&config.data_dir.join("queue.db"))?;
-        queue.set_notify_default(config.notify.url.clone());
+        queue.set_notify(config.notify.enabled(), config.notify.url.clone());
         let queue = AsyncQueue::new(queue);
         let journal = Arc::new(Journal::open(crate::journal::journal_path(
             &config.data_dir,

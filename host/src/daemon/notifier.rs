@@ -163,6 +163,22 @@ async fn deliver(
     marks: &tokio::sync::mpsc::UnboundedSender<String>,
 ) {
     let settings = &daemon.config.notify;
+    // The allow-list as configured now: a host removed since the event was written is not
+    // called. The event is kept, expired, with the reason.
+    if let Err(why) = settings.check_callback(&event.url) {
+        let id = event.event_id.clone();
+        let error = why.clone();
+        let now = now_ms();
+        let recorded = daemon
+            .queue
+            .run(move |q| q.event_failed(&id, &error, now, now, 0))
+            .await;
+        tracing::error!(event = %event.event_id, "webhook event not sent ({why}); kept as expired");
+        if let Err(e) = recorded {
+            tracing::error!(event = %event.event_id, "webhook: cannot record it: {e}");
+        }
+        return;
+    }
     let t = now_ms() / 1_000;
     let sent = http
         .post(&event.url)

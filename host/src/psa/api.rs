@@ -197,6 +197,10 @@ async fn add(
     match d.queue.run(move |q| q.add_request(&new, now_ms())).await {
         Ok(row) => {
             d.wake.notify_one();
+            if row.state.is_final() {
+                // Content pinned already: its event was written with the request.
+                d.notifier.wake.notify_one();
+            }
             tracing::info!(cid = %row.cid, requestid = %row.requestid, user = %row.user, "PSA pin request");
             (StatusCode::ACCEPTED, Json(shown(&d, row))).into_response()
         }
@@ -265,8 +269,10 @@ async fn remove(
     }
 }
 
-/// A cancelled pin's round stops; a forgotten one's unpin starts.
+/// A cancelled pin's round stops; a forgotten one's unpin starts; a `cancelled` event written
+/// with the removal goes out.
 fn after_removal(d: &Daemon, removed: &Removed) {
+    d.notifier.wake.notify_one();
     match removed {
         Removed::Detached => {}
         Removed::Cancelled { cid } => {

@@ -33,6 +33,7 @@ const MAX_GROUP: usize = 512;
 /// [`MAX_GROUP`]), commits them in one transaction and answers each. It ends with the queue.
 pub(super) fn spawn_writer(
     mut conn: Connection,
+    notify: std::sync::Arc<std::sync::RwLock<super::outbox::Target>>,
 ) -> Result<std::sync::mpsc::Sender<Request>, QueueError> {
     let (tx, rx) = std::sync::mpsc::channel::<Request>();
     std::thread::Builder::new()
@@ -46,7 +47,8 @@ pub(super) fn spawn_writer(
                         Err(_) => break,
                     }
                 }
-                let results = commit_group(&mut conn, &group);
+                let target = notify.read().map(|t| t.clone()).unwrap_or_default();
+                let results = commit_group(&mut conn, &group, &target);
                 for (request, result) in group.into_iter().zip(results) {
                     // The caller may have gone (a cancelled request): nothing to tell.
                     let _ = request.reply.send(result);
@@ -62,7 +64,11 @@ pub(super) fn spawn_writer(
 /// Write transactions here begin IMMEDIATE: two connections write this database (this writer
 /// and the worker's), and a deferred one that reads first can fail to upgrade to a write with
 /// SQLITE_BUSY, which the busy timeout does not cover.
-fn commit_group(conn: &mut Connection, group: &[Request]) -> Vec<Result<Written, QueueError>> {
+fn commit_group(
+    conn: &mut Connection,
+    group: &[Request],
+    target: &super::outbox::Target,
+) -> Vec<Result<Written, QueueError>> {
     let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(tx) => tx,
         Err(e) => return group.iter().map(|_| Err(QueueError::from_db(&e))).collect(),
@@ -71,8 +77,8 @@ fn commit_group(conn: &mut Connection, group: &[Request]) -> Vec<Result<Written,
     for request in group {
         let result = tx.savepoint().map_err(QueueError::Db).and_then(|sp| {
             let written = match &request.write {
-                Write::Job(s) => Written::Pin(submit_in(&sp, s, request.now_ms)?),
-                Write::Request(r) => Written::Request(add_in(&sp, r, request.now_ms)?),
+                Write::Job(s) => Written::Pin(submit_in(&sp, s, request.now_ms, target)?),
+                Write::Request(r) => Written::Request(add_in(&sp, r, request.now_ms, target)?),
             };
             sp.commit()?;
             Ok(written)

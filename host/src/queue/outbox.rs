@@ -8,6 +8,14 @@ use super::{Finish, QueueError, State};
 use crate::notify::{Event, EventType, rfc3339_ms};
 use rusqlite::{Connection, OptionalExtension, params};
 
+/// Where events go, as the daemon configured it: nowhere while `[notify]` is off (a job's
+/// stored URL included), else the job's own URL or `default`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Target {
+    pub on: bool,
+    pub default: Option<String>,
+}
+
 /// One event waiting to be delivered.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outgoing {
@@ -38,13 +46,17 @@ struct Subscriber {
 }
 
 /// The job ids of `cid`'s pin that want events (`only`: just that job id), with the URL each
-/// goes to: its own, else `default`.
+/// goes to: its own, else the default. A cancelled job's URL is '' (it wants no more).
 fn subscribers(
     tx: &Connection,
     cid: &str,
     only: Option<&str>,
-    default: Option<&str>,
+    target: &Target,
 ) -> Result<Vec<Subscriber>, QueueError> {
+    if !target.on {
+        return Ok(Vec::new());
+    }
+    let default = target.default.as_deref();
     let mut stmt = tx.prepare_cached(
         "SELECT job_id, COALESCE(sent_cid, cid), created_at, COALESCE(notify_url, ?3)
          FROM jobs WHERE cid = ?1 AND (?2 IS NULL OR job_id = ?2)
@@ -61,7 +73,7 @@ fn subscribers(
     let mut out = Vec::new();
     for row in rows {
         let (job_id, sent_cid, created_at, url) = row?;
-        if let Some(url) = url {
+        if let Some(url) = url.filter(|u| !u.is_empty()) {
             out.push(Subscriber {
                 job_id,
                 sent_cid,
@@ -73,21 +85,27 @@ fn subscribers(
     Ok(out)
 }
 
+/// Stores `event` for `url`, numbered after the job's earlier events (`seq`).
 fn insert(
     tx: &Connection,
     pin_cid: &str,
     url: &str,
-    event: &Event,
+    mut event: Event,
     now_ms: i64,
 ) -> Result<(), QueueError> {
-    let body = serde_json::to_string(event).map_err(|e| QueueError::Commit(e.to_string()))?;
+    event.seq = tx
+        .prepare_cached("SELECT COALESCE(MAX(seq), 0) + 1 FROM outbox WHERE job_id = ?1")?
+        .query_row([&event.job_id], |r| r.get(0))?;
+    let body = serde_json::to_string(&event).map_err(|e| QueueError::Commit(e.to_string()))?;
     tx.prepare_cached(
-        "INSERT INTO outbox (event_id, job_id, cid, kind, url, body, created_at, next_attempt_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
+        "INSERT INTO outbox (event_id, job_id, seq, cid, kind, url, body, created_at,
+           next_attempt_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
     )?
     .execute(params![
         event.id,
         event.job_id,
+        event.seq,
         pin_cid,
         event.kind.as_str(),
         url,
@@ -104,9 +122,9 @@ pub(super) fn record_end(
     cid: &str,
     finish: &Finish,
     now_ms: i64,
-    default: Option<&str>,
+    target: &Target,
 ) -> Result<usize, QueueError> {
-    let subs = subscribers(tx, cid, None, default)?;
+    let subs = subscribers(tx, cid, None, target)?;
     if subs.is_empty() {
         return Ok(0);
     }
@@ -158,9 +176,42 @@ pub(super) fn record_end(
                 event.failed_rounds = Some(failed_rounds);
             }
         }
-        insert(tx, cid, &sub.url, &event, now_ms)?;
+        insert(tx, cid, &sub.url, event, now_ms)?;
     }
     Ok(subs.len())
+}
+
+/// The event of a job id attached to a pin that had already ended (`pinned` or
+/// `local-fallback`): its end is now, inside the submission's transaction.
+pub(super) fn record_attached(
+    tx: &Connection,
+    cid: &str,
+    job_id: &str,
+    now_ms: i64,
+    target: &Target,
+) -> Result<(), QueueError> {
+    let subs = subscribers(tx, cid, Some(job_id), target)?;
+    if subs.is_empty() {
+        return Ok(());
+    }
+    let (state, confirmed, decided_by): (State, String, Option<String>) = tx.query_row(
+        "SELECT state, confirmed, decided_by FROM pins WHERE cid = ?1",
+        [cid],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    let kind = match state {
+        State::Pinned => EventType::Pinned,
+        State::LocalFallback => EventType::LocalFallback,
+        _ => return Ok(()),
+    };
+    for sub in subs {
+        let mut event = Event::new(kind, &sub.job_id, &sub.sent_cid, now_ms);
+        event.nodes = serde_json::from_str(&confirmed).unwrap_or_default();
+        event.decided_by = decided_by.clone();
+        event.duration_ms = Some(0);
+        insert(tx, cid, &sub.url, event, now_ms)?;
+    }
+    Ok(())
 }
 
 /// A `cancelled` event for `job_id` (before its row is detached), inside the cancel's
@@ -171,13 +222,18 @@ pub(super) fn record_cancel(
     job_id: &str,
     reason: &str,
     now_ms: i64,
-    default: Option<&str>,
+    target: &Target,
 ) -> Result<(), QueueError> {
-    for sub in subscribers(tx, cid, Some(job_id), default)? {
+    for sub in subscribers(tx, cid, Some(job_id), target)? {
         let mut event = Event::new(EventType::Cancelled, &sub.job_id, &sub.sent_cid, now_ms);
         event.reason = Some(reason.to_string());
-        insert(tx, cid, &sub.url, &event, now_ms)?;
+        insert(tx, cid, &sub.url, event, now_ms)?;
     }
+    // Its last word: should the pin be wanted again by others, this job id hears no more.
+    tx.execute(
+        "UPDATE jobs SET notify_url = '' WHERE job_id = ?1",
+        [job_id],
+    )?;
     Ok(())
 }
 
@@ -270,21 +326,33 @@ pub(super) fn attempt_failed(
     )?)
 }
 
-/// Counts by delivery state, of one pin's events or (`cid` `None`) of all.
+/// Counts by delivery state, of one pin's events or (`cid` `None`) of all; each count reads
+/// an index (`outbox_cid`, or `outbox_due` for all), never the whole table.
 pub(super) fn counts(conn: &Connection, cid: Option<&str>) -> Result<OutboxCounts, QueueError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT COALESCE(SUM(delivered_at IS NULL AND expired = 0), 0),
-                COALESCE(SUM(delivered_at IS NOT NULL), 0),
-                COALESCE(SUM(expired = 1), 0)
-         FROM outbox WHERE ?1 IS NULL OR cid = ?1",
-    )?;
-    Ok(stmt.query_row([cid], |r| {
+    let read = |r: &rusqlite::Row<'_>| {
         Ok(OutboxCounts {
             pending: r.get::<_, i64>(0)?.max(0) as u64,
             delivered: r.get::<_, i64>(1)?.max(0) as u64,
             expired: r.get::<_, i64>(2)?.max(0) as u64,
         })
-    })?)
+    };
+    Ok(match cid {
+        Some(cid) => conn
+            .prepare_cached(
+                "SELECT COALESCE(SUM(delivered_at IS NULL AND expired = 0), 0),
+                        COALESCE(SUM(delivered_at IS NOT NULL), 0),
+                        COALESCE(SUM(delivered_at IS NULL AND expired = 1), 0)
+                 FROM outbox WHERE cid = ?1",
+            )?
+            .query_row([cid], read)?,
+        None => conn
+            .prepare_cached(
+                "SELECT (SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL AND expired = 0),
+                        (SELECT COUNT(*) FROM outbox WHERE delivered_at IS NOT NULL),
+                        (SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL AND expired = 1)",
+            )?
+            .query_row([], read)?,
+    })
 }
 
 /// The last delivery error of one pin's undelivered events, if any.

@@ -140,6 +140,7 @@ pub(super) fn add_in(
     tx: &Connection,
     new: &NewRequest,
     now_ms: i64,
+    target: &super::outbox::Target,
 ) -> Result<RequestRow, QueueError> {
     let pin: PinRow = submit_in(
         tx,
@@ -151,6 +152,7 @@ pub(super) fn add_in(
             notify_url: None,
         },
         now_ms,
+        target,
     )?;
     // Unique and increasing: a request made in the same microsecond as the newest (a group
     // commit holds hundreds) comes one microsecond after it.
@@ -194,26 +196,26 @@ fn get_in(
 }
 
 /// Removes `user`'s request `requestid` inside `tx` (`None`: there is none).
-/// `cancel` (a reason and the default URL, with the time): the `cancelled` event of a request
-/// whose pin had not ended, written in the same transaction.
+/// `cancel` (a reason, where events go, the time): the `cancelled` event of a request whose
+/// pin had not ended, written in the same transaction.
 fn remove_in(
     tx: &Connection,
     user: &str,
     requestid: &str,
-    cancel: (&str, Option<&str>, i64),
+    cancel: (&str, &super::outbox::Target, i64),
 ) -> Result<Option<Removed>, QueueError> {
     let Some(request) = get_in(tx, user, requestid)? else {
         return Ok(None);
     };
     if !request.state.is_final() {
-        let (reason, default, now_ms) = cancel;
+        let (reason, target, now_ms) = cancel;
         super::outbox::record_cancel(
             tx,
             &request.pin_cid,
             &job_id(requestid),
             reason,
             now_ms,
-            default,
+            target,
         )?;
     }
     // The request goes with its job (ON DELETE CASCADE).
@@ -274,10 +276,10 @@ impl super::Queue {
         requestid: &str,
         now_ms: i64,
     ) -> Result<Option<Removed>, QueueError> {
-        let default = self.notify_default();
+        let target = self.notify_target();
         self.with(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let cancel = ("deleted by its user", default.as_deref(), now_ms);
+            let cancel = ("deleted by its user", &target, now_ms);
             let removed = remove_in(&tx, user, requestid, cancel)?;
             tx.commit()?;
             Ok(removed)
@@ -293,15 +295,15 @@ impl super::Queue {
         new: &NewRequest,
         now_ms: i64,
     ) -> Result<Option<(RequestRow, Removed)>, QueueError> {
-        let default = self.notify_default();
+        let target = self.notify_target();
         self.with(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             if get_in(&tx, &new.user, requestid)?.is_none() {
                 return Ok(None);
             }
-            let added = add_in(&tx, new, now_ms)?;
+            let added = add_in(&tx, new, now_ms, &target)?;
             let reason = format!("replaced by request {}", new.requestid);
-            let cancel = (reason.as_str(), default.as_deref(), now_ms);
+            let cancel = (reason.as_str(), &target, now_ms);
             let removed =
                 remove_in(&tx, &new.user, requestid, cancel)?.unwrap_or(Removed::Detached);
             // The old request may have been on the same pin: read the new one as it now is.

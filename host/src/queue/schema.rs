@@ -59,6 +59,7 @@ END;
 CREATE TABLE IF NOT EXISTS outbox (
     event_id        TEXT PRIMARY KEY,
     job_id          TEXT NOT NULL,
+    seq             INTEGER NOT NULL,
     cid             TEXT NOT NULL,
     kind            TEXT NOT NULL,
     url             TEXT NOT NULL,
@@ -72,6 +73,7 @@ CREATE TABLE IF NOT EXISTS outbox (
 ) STRICT;
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox(delivered_at, expired, next_attempt_at);
 CREATE INDEX IF NOT EXISTS outbox_cid ON outbox(cid);
+CREATE INDEX IF NOT EXISTS outbox_job ON outbox(job_id, seq);
 -- Content a deleted request leaves pinned on nodes, to unpin (unless wanted again).
 CREATE TABLE IF NOT EXISTS unpins (
     key        TEXT PRIMARY KEY,

@@ -392,6 +392,7 @@ fn body(e: &outbox::Outgoing) -> serde_json::Value {
 #[test]
 fn a_round_end_writes_an_event_per_job_that_asked_in_its_own_transaction() {
     let (_d, q) = open();
+    q.set_notify(true, None);
     q.submit(&notified("c1", "j1", true, Some("http://gw/a")), 1)
         .expect("submit");
     q.submit(&sub("c1", "j2", true), 2).expect("submit");
@@ -469,6 +470,7 @@ fn failed_events_say_whether_the_queue_retries() {
 #[test]
 fn a_cancel_writes_a_cancelled_event_and_a_late_finish_none() {
     let (_d, q) = open();
+    q.set_notify(true, None);
     q.submit(&notified("c1", "j1", true, Some("http://gw/")), 1)
         .expect("submit");
     let row = q.claim_due(5).expect("claim").expect("due");
@@ -493,6 +495,7 @@ fn a_cancel_writes_a_cancelled_event_and_a_late_finish_none() {
 #[test]
 fn a_claimed_event_is_leased_retried_and_expires_but_is_kept() {
     let (_d, q) = open();
+    q.set_notify(true, None);
     q.submit(&notified("c1", "j1", true, Some("http://gw/")), 1)
         .expect("submit");
     let row = q.claim_due(5).expect("claim").expect("due");
@@ -545,6 +548,7 @@ fn a_claimed_event_is_leased_retried_and_expires_but_is_kept() {
 #[test]
 fn delivered_events_are_counted_then_pruned_with_retention() {
     let (_d, q) = open();
+    q.set_notify(true, None);
     q.submit(&notified("c1", "j1", true, Some("http://gw/")), 1)
         .expect("submit");
     let row = q.claim_due(5).expect("claim").expect("due");
@@ -598,4 +602,125 @@ fn events_are_claimed_and_marked_in_batches() {
     q.events_delivered(&ids, 5).expect("marked");
     assert_eq!(q.event_counts(None).expect("counts").delivered, 5);
     assert!(q.claim_events(10_000, 1_000, 10).expect("claim").is_empty());
+}
+
+fn pinned() -> Finish {
+    Finish::Pinned {
+        confirmed: vec!["primary".into()],
+        decided_by: "tank-mode".into(),
+    }
+}
+
+#[test]
+fn with_notify_off_a_stored_url_gets_nothing() {
+    let (_d, q) = open();
+    q.submit(&notified("c1", "j1", true, Some("http://gw/")), 1)
+        .expect("submit");
+    let row = q.claim_due(2).expect("claim").expect("due");
+    q.finish(&row.cid, &pinned(), 3).expect("finish");
+    assert_eq!(
+        q.event_counts(None).expect("counts"),
+        outbox::OutboxCounts::default()
+    );
+}
+
+#[test]
+fn an_end_and_its_events_commit_together_or_not_at_all() {
+    let (_d, q) = open();
+    q.set_notify_default(Some("http://gw/".into()));
+    q.submit(&sub("c1", "j1", true), 1).expect("submit");
+    let row = q.claim_due(2).expect("claim").expect("due");
+    // The outbox refuses the event (as a full disk would refuse the write).
+    raw_sql(
+        &q,
+        "CREATE TRIGGER refuse BEFORE INSERT ON outbox BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
+    );
+    assert!(q.finish(&row.cid, &pinned(), 3).is_err());
+    let after = q.by_cid("c1").expect("read").expect("row");
+    assert_eq!(
+        after.state,
+        State::Pinning,
+        "the end was not recorded without its event"
+    );
+    raw_sql(&q, "DROP TRIGGER refuse;");
+    q.finish(&row.cid, &pinned(), 4).expect("finish");
+    assert_eq!(
+        q.by_cid("c1").expect("read").expect("row").state,
+        State::Pinned
+    );
+    assert_eq!(q.event_counts(None).expect("counts").pending, 1);
+}
+
+#[test]
+fn a_job_attached_to_an_ended_pin_is_told_at_once() {
+    let (_d, q) = open();
+    q.set_notify_default(Some("http://gw/".into()));
+    q.submit(&sub("c1", "first", true), 1).expect("submit");
+    let row = q.claim_due(2).expect("claim").expect("due");
+    q.finish(&row.cid, &pinned(), 3).expect("finish");
+    let first = q
+        .claim_event(4, 1_000)
+        .expect("claim")
+        .expect("first's event");
+    q.event_delivered(&first.event_id, 5).expect("delivered");
+    // Another job on the same content, after its pin ended: no round will run for it.
+    let row = q.submit(&sub("c1", "second", true), 6).expect("submit");
+    assert_eq!(row.state, State::Pinned);
+    let e = q
+        .claim_event(7, 1_000)
+        .expect("claim")
+        .expect("second's event");
+    let v = body(&e);
+    assert_eq!(
+        (v["type"].as_str(), v["job_id"].as_str()),
+        (Some("pinned"), Some("second"))
+    );
+    assert_eq!(v["nodes"], serde_json::json!(["primary"]));
+    // Submitting the same job id again tells nothing new.
+    q.submit(&sub("c1", "second", true), 8).expect("again");
+    assert!(q.claim_event(9, 1_000).expect("claim").is_none());
+}
+
+#[test]
+fn a_jobs_events_are_numbered_and_a_cancelled_job_hears_no_more() {
+    let (_d, q) = open();
+    q.set_notify_default(Some("http://gw/".into()));
+    q.submit(&sub("c1", "j1", true), 1).expect("submit");
+    let failed = Finish::Failed {
+        reason: "CRITICAL".into(),
+        decided_by: "tank-mode".into(),
+        retry_at_ms: Some(2),
+    };
+    for at in [2, 3] {
+        let row = q.claim_due(at).expect("claim").expect("due");
+        q.finish(&row.cid, &failed, at).expect("finish");
+    }
+    q.cancel("j1", 4).expect("cancel");
+    let mut seqs = Vec::new();
+    while let Some(e) = q.claim_event(5, 1_000).expect("claim") {
+        let v = body(&e);
+        seqs.push((
+            v["seq"].as_u64().unwrap_or(0),
+            v["type"].as_str().unwrap_or("").to_string(),
+        ));
+    }
+    seqs.sort();
+    assert_eq!(
+        seqs,
+        [
+            (1, "failed".into()),
+            (2, "failed".into()),
+            (3, "cancelled".into())
+        ]
+    );
+    // Another job wants the content again and it pins: only that job is told.
+    q.submit(&sub("c1", "j2", true), 6).expect("submit");
+    let row = q.claim_due(7).expect("claim").expect("due");
+    q.finish(&row.cid, &pinned(), 8).expect("finish");
+    let e = q.claim_event(9, 1_000).expect("claim").expect("j2's event");
+    assert_eq!(body(&e)["job_id"], "j2");
+    assert!(
+        q.claim_event(9, 1_000).expect("claim").is_none(),
+        "j1 was cancelled"
+    );
 }
