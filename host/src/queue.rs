@@ -183,7 +183,7 @@ impl Queue {
     }
 
     fn notify_target(&self) -> outbox::Target {
-        self.notify.read().map(|t| t.clone()).unwrap_or_default()
+        outbox::Target::current(&self.notify)
     }
 
     /// Reads on the notifier's connection.
@@ -583,8 +583,7 @@ fn submit_in(
         None => None,
     };
     let cid = found.unwrap_or_else(|| s.cid.clone());
-    let ended = existing.as_ref().map(|row| row.state);
-    match existing.map(|row| row.state) {
+    match existing.as_ref().map(|row| row.state) {
         None => {
             tx.execute(
                 "INSERT INTO pins (cid, key, state, lazy, urgent, size_bytes, next_attempt_at,
@@ -623,9 +622,8 @@ fn submit_in(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![s.job_id, cid, now_ms, s.lazy, s.cid, s.notify_url],
     )? == 1;
-    // Its pin had ended before it came: no round will end for it, so it is told now.
-    if attached && matches!(ended, Some(State::Pinned | State::LocalFallback)) {
-        outbox::record_attached(tx, &cid, &s.job_id, now_ms, target)?;
+    if let Some(pin) = existing.filter(|_| attached) {
+        outbox::record_attached(tx, &pin, &s.job_id, now_ms, target)?;
     }
     recompute_lazy(tx, &cid)?;
     let row = fetch(tx, &cid)?;

@@ -47,7 +47,7 @@ pub(super) fn spawn_writer(
                         Err(_) => break,
                     }
                 }
-                let target = notify.read().map(|t| t.clone()).unwrap_or_default();
+                let target = super::outbox::Target::current(&notify);
                 let results = commit_group(&mut conn, &group, &target);
                 for (request, result) in group.into_iter().zip(results) {
                     // The caller may have gone (a cancelled request): nothing to tell.

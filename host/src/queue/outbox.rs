@@ -16,6 +16,13 @@ pub struct Target {
     pub default: Option<String>,
 }
 
+impl Target {
+    /// The target as set now (a poisoned lock reads as off).
+    pub(super) fn current(shared: &std::sync::RwLock<Target>) -> Target {
+        shared.read().map(|t| t.clone()).unwrap_or_default()
+    }
+}
+
 /// One event waiting to be delivered.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outgoing {
@@ -181,35 +188,27 @@ pub(super) fn record_end(
     Ok(subs.len())
 }
 
-/// The event of a job id attached to a pin that had already ended (`pinned` or
-/// `local-fallback`): its end is now, inside the submission's transaction.
+/// The event of a job id just attached to `pin` (as it was before the submission), inside the
+/// submission's transaction. Only a pin that had ended (`pinned`, `local-fallback`) has one:
+/// no round will end for this job, so its end is now.
 pub(super) fn record_attached(
     tx: &Connection,
-    cid: &str,
+    pin: &super::PinRow,
     job_id: &str,
     now_ms: i64,
     target: &Target,
 ) -> Result<(), QueueError> {
-    let subs = subscribers(tx, cid, Some(job_id), target)?;
-    if subs.is_empty() {
-        return Ok(());
-    }
-    let (state, confirmed, decided_by): (State, String, Option<String>) = tx.query_row(
-        "SELECT state, confirmed, decided_by FROM pins WHERE cid = ?1",
-        [cid],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-    )?;
-    let kind = match state {
+    let kind = match pin.state {
         State::Pinned => EventType::Pinned,
         State::LocalFallback => EventType::LocalFallback,
         _ => return Ok(()),
     };
-    for sub in subs {
+    for sub in subscribers(tx, &pin.cid, Some(job_id), target)? {
         let mut event = Event::new(kind, &sub.job_id, &sub.sent_cid, now_ms);
-        event.nodes = serde_json::from_str(&confirmed).unwrap_or_default();
-        event.decided_by = decided_by.clone();
+        event.nodes = pin.confirmed.clone();
+        event.decided_by = pin.decided_by.clone();
         event.duration_ms = Some(0);
-        insert(tx, cid, &sub.url, event, now_ms)?;
+        insert(tx, &pin.cid, &sub.url, event, now_ms)?;
     }
     Ok(())
 }

@@ -579,16 +579,7 @@ fn events_are_claimed_and_marked_in_batches() {
     for i in 0..5 {
         q.submit(&sub(&format!("c{i}"), &format!("j{i}"), true), 1)
             .expect("submit");
-        let row = q.claim_due(2).expect("claim").expect("due");
-        q.finish(
-            &row.cid,
-            &Finish::Pinned {
-                confirmed: vec!["primary".into()],
-                decided_by: "tank-mode".into(),
-            },
-            3,
-        )
-        .expect("finish");
+        round_ends(&q, 2, &pinned());
     }
     let batch = q.claim_events(4, 1_000, 3).expect("claim");
     assert_eq!(batch.len(), 3, "at most the limit");
@@ -611,13 +602,19 @@ fn pinned() -> Finish {
     }
 }
 
+/// The next due pin is claimed at `at` and its round ends with `finish` at `at + 1`.
+fn round_ends(q: &Queue, at: i64, finish: &Finish) -> PinRow {
+    let row = q.claim_due(at).expect("claim").expect("due");
+    q.finish(&row.cid, finish, at + 1).expect("finish");
+    row
+}
+
 #[test]
 fn with_notify_off_a_stored_url_gets_nothing() {
     let (_d, q) = open();
     q.submit(&notified("c1", "j1", true, Some("http://gw/")), 1)
         .expect("submit");
-    let row = q.claim_due(2).expect("claim").expect("due");
-    q.finish(&row.cid, &pinned(), 3).expect("finish");
+    round_ends(&q, 2, &pinned());
     assert_eq!(
         q.event_counts(None).expect("counts"),
         outbox::OutboxCounts::default()
@@ -656,8 +653,7 @@ fn a_job_attached_to_an_ended_pin_is_told_at_once() {
     let (_d, q) = open();
     q.set_notify_default(Some("http://gw/".into()));
     q.submit(&sub("c1", "first", true), 1).expect("submit");
-    let row = q.claim_due(2).expect("claim").expect("due");
-    q.finish(&row.cid, &pinned(), 3).expect("finish");
+    round_ends(&q, 2, &pinned());
     let first = q
         .claim_event(4, 1_000)
         .expect("claim")
@@ -715,8 +711,7 @@ fn a_jobs_events_are_numbered_and_a_cancelled_job_hears_no_more() {
     );
     // Another job wants the content again and it pins: only that job is told.
     q.submit(&sub("c1", "j2", true), 6).expect("submit");
-    let row = q.claim_due(7).expect("claim").expect("due");
-    q.finish(&row.cid, &pinned(), 8).expect("finish");
+    round_ends(&q, 7, &pinned());
     let e = q.claim_event(9, 1_000).expect("claim").expect("j2's event");
     assert_eq!(body(&e)["job_id"], "j2");
     assert!(
