@@ -305,21 +305,24 @@ impl Queue {
                     decided_by,
                     ..
                 } => {
-                    let state = if matches!(finish, Finish::Pinned { .. }) {
-                        State::Pinned
-                    } else {
-                        State::LocalFallback
+                    let (state, journal) = match finish {
+                        Finish::LocalFallback { journal, .. } => (
+                            State::LocalFallback,
+                            journal.as_ref().and_then(|e| serde_json::to_string(e).ok()),
+                        ),
+                        _ => (State::Pinned, None),
                     };
                     conn.execute(
                         "UPDATE pins SET state = ?2, confirmed = ?3, decided_by = ?4, reason = NULL,
-                         urgent = 0, updated_at = ?5 WHERE cid = ?1 AND state = ?6",
+                         urgent = 0, updated_at = ?5, journal = ?7 WHERE cid = ?1 AND state = ?6",
                         params![
                             cid,
                             state,
                             json(confirmed),
                             decided_by,
                             now_ms,
-                            State::Pinning
+                            State::Pinning,
+                            journal
                         ],
                     )?
                 }

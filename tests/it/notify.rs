@@ -13,7 +13,9 @@
 //!    are still open, the API answers, and metrics show the backlog;
 //! 6. `failed` (will retry), `local-fallback` (with the journal record) and `cancelled`;
 //! 7. the Node.js client's `verifyWebhook` on a real delivery: accepted, and refused tampered,
-//!    stale, or under another key.
+//!    stale, or under another key;
+//! 8. a host taken off `notify.allowed_hosts` (by a restart) while its event waits is never
+//!    called: the event is kept as expired, with the reason.
 
 use crate::support::cli::Pinwarden;
 use crate::support::daemon::{Daemon, Serve};
@@ -36,7 +38,11 @@ const LIMIT: Duration = Duration::from_secs(60);
 /// all end well inside it.
 const HANG_MS: u64 = 20_000;
 
-fn config(dir: &Path, primary: &str, local: &str, receiver: &Receiver) {
+fn config(dir: &Path, primary: &str, local: &str, receiver: &Receiver, also: &[String]) {
+    let allowed: Vec<String> = std::iter::once(receiver.host_port())
+        .chain(also.iter().cloned())
+        .map(|h| format!("{h:?}"))
+        .collect();
     let rest = format!(
         r#"[policy]
 name = "tank-mode"
@@ -53,13 +59,13 @@ retry_max_ms = 400
 
 [notify]
 url = "{default}"
-allowed_hosts = ["{host}"]
+allowed_hosts = [{allowed}]
 retry_base_ms = 200
 retry_max_ms = 1000
 timeout_ms = {HANG_MS}
 "#,
         default = receiver.url("default"),
-        host = receiver.host_port(),
+        allowed = allowed.join(", "),
     );
     let nodes = [("primary", "primary", primary), ("local", "local", local)];
     crate::support::config::write(dir, &nodes, &rest);
@@ -142,12 +148,15 @@ async fn webhooks_against_real_nodes() {
     let primary = KuboClient::new("primary", &cluster.api_url(MESH[0]), None).expect("client");
     let local = KuboClient::new("local", &cluster.api_url(ISOLATED), None).expect("client");
     let mut r = Receiver::start().await;
+    // A second receiver, allowed until phase 8 takes it off the list.
+    let mut other = Receiver::start().await;
     let dir = tempfile::tempdir().expect("tempdir");
     config(
         dir.path(),
         &primary_proxy.url(),
         &cluster.api_url(ISOLATED),
         &r,
+        &[other.host_port()],
     );
 
     // 1. No secret, no daemon: events would be written and never signed.
@@ -441,4 +450,52 @@ async fn webhooks_against_real_nodes() {
         String::from_utf8_lossy(&out.stderr)
     );
     step(t0, "verifyWebhook");
+
+    // 8. The allow-list narrowed while an event waits: the event is expired, never sent.
+    other.down();
+    let cid = upload_tiny(&primary, "notify-narrowed").await;
+    api.submit(&submit(&cid, "job-narrowed", Some(other.url("narrowed"))))
+        .await
+        .expect("submit");
+    settle(&d, &["job-narrowed".into()], "pinned").await;
+    d.kill();
+    config(
+        dir.path(),
+        &primary_proxy.url(),
+        &cluster.api_url(ISOLATED),
+        &r,
+        &[],
+    );
+    other.up().await;
+    d.restart();
+    d.ready().await;
+    let api = d.api();
+    d.wait_until("the narrowed host's event expires", LIMIT, || {
+        let api = api.clone();
+        async move {
+            api.status("job-narrowed")
+                .await
+                .ok()
+                .and_then(|row| row.notifications)
+                .is_some_and(|n| n.expired == 1 && n.pending == 0)
+        }
+    })
+    .await;
+    let n = api
+        .status("job-narrowed")
+        .await
+        .expect("status")
+        .notifications
+        .expect("notifications");
+    assert!(
+        n.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("not in notify.allowed_hosts")),
+        "{n:?}"
+    );
+    assert!(
+        other.deliveries().is_empty(),
+        "a host off the allow-list was called"
+    );
+    step(t0, "a host taken off the allow-list is not called");
 }

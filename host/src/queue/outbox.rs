@@ -208,9 +208,22 @@ pub(super) fn record_attached(
         event.nodes = pin.confirmed.clone();
         event.decided_by = pin.decided_by.clone();
         event.duration_ms = Some(0);
+        if kind == EventType::LocalFallback {
+            event.journal = stored_journal(tx, &pin.cid)?;
+        }
         insert(tx, &pin.cid, &sub.url, event, now_ms)?;
     }
     Ok(())
+}
+
+/// The journal line a pin's local-fallback end stored (none for a pin that ended before
+/// the column existed, or whose line failed to parse: the event then goes without it).
+fn stored_journal(tx: &Connection, cid: &str) -> Result<Option<crate::journal::Entry>, QueueError> {
+    let text: Option<String> =
+        tx.query_row("SELECT journal FROM pins WHERE cid = ?1", [cid], |r| {
+            r.get(0)
+        })?;
+    Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
 }
 
 /// A `cancelled` event for `job_id` (before its row is detached), inside the cancel's

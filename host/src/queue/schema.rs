@@ -19,7 +19,9 @@ CREATE TABLE IF NOT EXISTS pins (
     reason          TEXT,
     decided_by      TEXT,
     urgent          INTEGER NOT NULL DEFAULT 0,
-    key             TEXT
+    key             TEXT,
+    -- A local-fallback end's journal line (JSON), told to job ids that attach later.
+    journal         TEXT
 ) STRICT;
 CREATE INDEX IF NOT EXISTS pins_due ON pins(state, lazy, next_attempt_at);
 CREATE TABLE IF NOT EXISTS jobs (
@@ -127,6 +129,9 @@ pub(super) fn migrate_columns(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch("CREATE UNIQUE INDEX IF NOT EXISTS pins_key ON pins(key);")?;
     if !has("jobs", "notify_url")? {
         conn.execute_batch("ALTER TABLE jobs ADD COLUMN notify_url TEXT;")?;
+    }
+    if !has("pins", "journal")? {
+        conn.execute_batch("ALTER TABLE pins ADD COLUMN journal TEXT;")?;
     }
     if !has("jobs", "lazy")? {
         // Until now a pin's laziness was the pin's own flag: give it to each of its job ids.

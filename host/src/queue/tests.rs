@@ -719,3 +719,38 @@ fn a_jobs_events_are_numbered_and_a_cancelled_job_hears_no_more() {
         "j1 was cancelled"
     );
 }
+
+#[test]
+fn a_job_attached_to_local_fallback_content_gets_the_journal_line() {
+    let (_d, q) = open();
+    q.set_notify_default(Some("http://gw/".into()));
+    q.submit(&sub("c1", "first", true), 1).expect("submit");
+    let entry = crate::journal::Entry::new(
+        "c1",
+        "first",
+        1 << 20,
+        crate::journal::ContentKind::Directory,
+        3,
+        "encoder-1",
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_761_647_400),
+    );
+    let fallback = Finish::LocalFallback {
+        confirmed: vec!["local".into()],
+        decided_by: "tank-mode".into(),
+        journal: Some(entry.clone()),
+    };
+    round_ends(&q, 2, &fallback);
+    let first = q.claim_event(4, 1_000).expect("claim").expect("first's");
+    q.event_delivered(&first.event_id, 5).expect("delivered");
+    // A second job on the content after the fallback: told at once, with the line as written.
+    q.submit(&sub("c1", "second", true), 6).expect("submit");
+    let e = q.claim_event(7, 1_000).expect("claim").expect("second's");
+    let v = body(&e);
+    assert_eq!(
+        (v["type"].as_str(), v["job_id"].as_str()),
+        (Some("local-fallback"), Some("second"))
+    );
+    let told: crate::journal::Entry =
+        serde_json::from_value(v["journal"].clone()).expect("a journal record");
+    assert_eq!(told, entry);
+}
