@@ -77,6 +77,9 @@ pub struct Config {
     /// Completion webhooks (`[notify]`, off unless `url` or `allowed_hosts` is set).
     #[serde(default)]
     pub notify: crate::notify::NotifyConfig,
+    /// Round records in `data_dir/rounds` (`[rounds]`, on by default).
+    #[serde(default)]
+    pub rounds: crate::rounds::store::RoundsConfig,
     /// The HMAC key, read from `notify.secret_env`'s variable by [`Config::load`].
     #[serde(skip)]
     notify_secret: FromEnv,
@@ -524,6 +527,7 @@ impl Config {
             return err("node_name: must not be empty (NODE_NAME)".into());
         }
         self.notify.validate().map_err(ConfigError)?;
+        self.rounds.validate().map_err(ConfigError)?;
         if let Some(listen) = &self.psa.listen {
             if listen.parse::<std::net::SocketAddr>().is_err() {
                 return err(format!("psa.listen: '{listen}' is not IP:PORT"));

@@ -25,6 +25,7 @@ pub mod prove;
 pub mod psa;
 pub mod queue;
 pub mod remote;
+pub mod rounds;
 pub mod sim;
 pub mod trace;
 

@@ -44,6 +44,17 @@ impl From<NodeKind> for crate::policy::contract::NodeKind {
     }
 }
 
+impl From<crate::policy::contract::NodeKind> for NodeKind {
+    fn from(kind: crate::policy::contract::NodeKind) -> Self {
+        use crate::policy::contract::NodeKind as Wit;
+        match kind {
+            Wit::Kubo => NodeKind::Kubo,
+            Wit::Cluster => NodeKind::Cluster,
+            Wit::Psa => NodeKind::Psa,
+        }
+    }
+}
+
 /// What `check_retrievable` can prove on a backend (host-rules' `PROOF_BY_KIND` says why each
 /// is enough). A backend that cannot walk the blocks never reports `Ok` there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

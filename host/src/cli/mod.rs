@@ -15,6 +15,7 @@ mod output;
 mod package_cmd;
 mod pin_cmd;
 mod policy_cmd;
+mod rounds_cmd;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use context::Context;
@@ -95,6 +96,10 @@ pub enum Command {
     /// Inspect and migrate the local-fallback journal (data/local-fallback-pins.jsonl).
     #[command(subcommand)]
     Fallback(fallback_cmd::FallbackCommand),
+    /// The round records (data/rounds): what every decision of every round saw and answered.
+    /// `policy replay` asks a candidate policy the same questions.
+    #[command(subcommand)]
+    Rounds(rounds_cmd::RoundsCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(package_cmd::CompletionsArgs),
     /// Print the man page (roff), or write one per command with --out-dir.
@@ -132,6 +137,7 @@ pub fn main() -> ExitCode {
             daemon_cmd::reload(&cx, policy, socket.as_deref())
         }
         Command::Fallback(cmd) => fallback_cmd::run(&cx, cmd),
+        Command::Rounds(cmd) => rounds_cmd::run(&cx, cmd),
         Command::Completions(args) => package_cmd::completions(&args),
         Command::Man(args) => package_cmd::man(&args),
         Command::Policy(cmd) => policy_cmd::run(&cx, cmd),

@@ -93,6 +93,7 @@ async fn pin_with(app: &App, cid: &str, args: &JobArgs) -> CliResult {
         lazy: false,
         failed_rounds: 0,
     };
+    let began = crate::daemon::now_ms();
     let result = run_round(
         &app.policy,
         &app.fallback,
@@ -103,6 +104,17 @@ async fn pin_with(app: &App, cid: &str, args: &JobArgs) -> CliResult {
     )
     .await;
     app.topology.ledger().flush();
+    let recorder = crate::rounds::store::Recorder::open(&app.config.data_dir, &app.config.rounds);
+    recorder.record(crate::rounds::RoundRecord::new(
+        "cli",
+        began,
+        &job,
+        &app.policy,
+        &app.fallback,
+        &result,
+    ));
+    // The process ends after this: the record is written before it does.
+    recorder.close();
     if args.json {
         outln!("{}", result_json(app, &job, &result));
     } else {

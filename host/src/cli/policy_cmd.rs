@@ -1,4 +1,4 @@
-//! `pinwarden policy list|check|test|encode`.
+//! `pinwarden policy list|check|test|encode` (`replay` is in `rounds_cmd`).
 
 use super::context::{CliError, CliResult, Context, exit};
 use super::output::outln;
@@ -59,6 +59,31 @@ pub enum PolicyCommand {
         #[arg(long)]
         socket: Option<PathBuf>,
     },
+    /// Replay the recorded rounds (data/rounds) against a candidate policy: at every recorded
+    /// decision point it is given what the live policy was given (job, nodes and health,
+    /// history, now). Reports, per round, the first point where it answers otherwise, and
+    /// the kind of difference; the diverging rounds are re-run in the simulator, with each
+    /// node scripted from what it did in the record, to predict how they would have ended.
+    /// Exit 0 with the report, 2 if the candidate does not load.
+    #[command(after_long_help = REPLAY_HELP)]
+    Replay {
+        /// A built-in policy name or a component file.
+        policy: String,
+        /// Only rounds that began within this long ago (e.g. 24h, 7d); default: every record.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        since: Option<std::time::Duration>,
+        /// One JSON object per replayed round, then a summary object.
+        #[arg(long)]
+        json: bool,
+        /// A candidate parameter, key=value (repeatable).
+        #[arg(long = "param", value_name = "KEY=VALUE", value_parser = super::parse_param)]
+        params: Vec<(String, String)>,
+        /// Start each round's candidate from the parameters the live policy ran that round
+        /// with (those the candidate declares), then apply --param: "the live policy, with
+        /// one thing changed". Without it: the candidate's defaults and --param.
+        #[arg(long)]
+        live_params: bool,
+    },
     /// Encode a core wasm module built with wit-bindgen (e.g. for wasm32-unknown-unknown) into
     /// the component pinwarden loads.
     Encode {
@@ -69,6 +94,17 @@ pub enum PolicyCommand {
         output: PathBuf,
     },
 }
+
+const REPLAY_HELP: &str = "\
+Divergence classes: other-node, longer-wait, shorter-wait, gives-up-earlier, falls-back,
+succeeds-sooner, keeps-going (goes on where the live policy ended the round), other-action
+(same nodes and waits, other actions or timeouts), incident (the candidate's answer is refused
+where the live one was not), avoids-incident.
+
+A prediction scripts each node from the record: its pin answers in order (the last repeats),
+its typical pin time, whether it refused every call, whether its blocks were retrievable. A
+node the live round never asked cannot be known: it is scripted as healthy, and the
+prediction says so. The simulated round starts from clean node health.";
 
 const TEST_HELP: &str = "\
 `policy test` checks each scenario's [expect] table: what a scenario's author expects of the
@@ -100,6 +136,15 @@ pub fn run(cx: &Context, cmd: PolicyCommand) -> CliResult {
             quiet,
         } => test(&registry, &policy, &scenarios, builtins, &params, quiet),
         PolicyCommand::Encode { input, output } => encode(&registry, &input, &output),
+        PolicyCommand::Replay {
+            policy,
+            since,
+            json,
+            params,
+            live_params,
+        } => {
+            super::rounds_cmd::replay_cmd(cx, &registry, &policy, &params, since, json, live_params)
+        }
         // Dispatched to the daemon client before we get here.
         PolicyCommand::Reload { .. } => Err(bad_input("policy reload needs the daemon")),
     }

@@ -68,6 +68,8 @@ pub struct Daemon {
     pub unpinning: unpinner::Unpinning,
     /// Delivers the outbox's webhook events.
     pub notifier: notifier::Notifier,
+    /// Keeps every round's record (`data/rounds`), off the rounds' way.
+    pub rounds: crate::rounds::store::Recorder,
 }
 
 impl Daemon {
@@ -128,6 +130,7 @@ impl Daemon {
             Arc::clone(&alerts),
             crate::health::Thresholds::of(&active),
         );
+        let (config_dir, rounds) = (config.data_dir.clone(), config.rounds);
         Ok(Arc::new(Daemon {
             stop: tokio::sync::watch::Sender::new(false),
             lock,
@@ -148,6 +151,7 @@ impl Daemon {
             delegates: delegates::Delegates::default(),
             unpinning: unpinner::Unpinning::default(),
             notifier: notifier::Notifier::new(secret),
+            rounds: crate::rounds::store::Recorder::open(&config_dir, &rounds),
         }))
     }
 }
@@ -343,6 +347,7 @@ pub async fn serve(daemon: Arc<Daemon>, listen: Listeners) -> anyhow::Result<()>
         );
     }
     daemon.topology.ledger().flush();
+    daemon.rounds.close();
     let _ = std::fs::remove_file(&listen.socket);
     Ok(())
 }

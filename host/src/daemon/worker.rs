@@ -101,6 +101,7 @@ async fn round(daemon: &Daemon, row: PinRow) {
             Vec::new()
         }
     };
+    let began = now_ms();
     let result = run_round(
         &policy,
         &fallback,
@@ -110,6 +111,10 @@ async fn round(daemon: &Daemon, row: PinRow) {
         &daemon.limits,
     )
     .await;
+    // Handed to the records' own thread: never waited for.
+    daemon.rounds.record(crate::rounds::RoundRecord::new(
+        "daemon", began, &job, &policy, &fallback, &result,
+    ));
     // Only what the round as a whole did: its node actions (pin attempts, verifications,
     // breakers) were counted and signalled as each ended, by `observe::Live`.
     let signals = daemon

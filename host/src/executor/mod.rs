@@ -176,6 +176,36 @@ pub struct RoundResult {
     /// Wall time of each `decide` call, in nanoseconds (for the latency histogram).
     #[serde(skip)]
     pub decision_nanos: Vec<u64>,
+    /// What each decision saw and answered, for the round's record ([`crate::rounds`]).
+    #[serde(skip)]
+    pub decisions: Vec<DecisionPoint>,
+}
+
+/// One decision as the policy in charge saw it, relative to the round's final history: the
+/// first `len` events, of which those in `ended` (and earlier points' `ended`) had their
+/// outcome. That is exactly what the policy was given, so a replay can give a candidate the
+/// same (see [`crate::rounds::replay`]).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct DecisionPoint {
+    /// The decision's `now-ms` (since the round began).
+    pub t: u64,
+    /// The history's length at the decision.
+    pub len: u32,
+    /// Events whose outcome arrived since the previous decision.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ended: Vec<u32>,
+    /// The nodes with their health; absent: as at the previous decision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<Vec<NodeInfo>>,
+    /// Decided by the fallback policy (after an incident), not the round's own.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fallback: bool,
+    /// What it answered (empty when the answer was an incident).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<Action>,
+    /// Why the answer was refused (a trap, a timeout, an action the rules refuse…).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident: Option<String>,
 }
 
 impl RoundResult {
@@ -221,6 +251,8 @@ pub async fn run_round(
         trace: Vec::new(),
         incidents: Vec::new(),
         decision_nanos: Vec::new(),
+        decisions: Vec::new(),
+        told_ended: Vec::new(),
     }
     .run(policy, fallback)
     .await
@@ -240,6 +272,9 @@ struct Round<'a> {
     trace: Vec<TraceLine>,
     incidents: Vec<Incident>,
     decision_nanos: Vec<u64>,
+    decisions: Vec<DecisionPoint>,
+    /// Per history index: whether an earlier decision point already saw its outcome.
+    told_ended: Vec<bool>,
 }
 
 impl Round<'_> {
@@ -292,7 +327,39 @@ impl Round<'_> {
         let decision = charge.decide(self.job, &self.infos, &self.history, now, self.limits);
         self.decision_nanos
             .push(u64::try_from(decision.took.as_nanos()).unwrap_or(u64::MAX));
+        self.note_decision(now, charge.rank == Rank::Fallback, &decision.actions);
         decision.actions
+    }
+
+    /// Keeps what this decision saw and answered, in the record's compact form.
+    fn note_decision(&mut self, now: u64, fallback: bool, answer: &Result<Vec<Action>, Incident>) {
+        self.told_ended.resize(self.history.len(), false);
+        let mut ended = Vec::new();
+        for (i, event) in self.history.iter().enumerate() {
+            if event.outcome.is_some() && !self.told_ended[i] {
+                self.told_ended[i] = true;
+                ended.push(u32::try_from(i).unwrap_or(u32::MAX));
+            }
+        }
+        let unchanged = self
+            .decisions
+            .iter()
+            .rev()
+            .find_map(|p| p.nodes.as_ref())
+            .is_some_and(|last| *last == self.infos);
+        let (actions, incident) = match answer {
+            Ok(actions) => (actions.clone(), None),
+            Err(i) => (Vec::new(), Some(i.to_string())),
+        };
+        self.decisions.push(DecisionPoint {
+            t: now,
+            len: u32::try_from(self.history.len()).unwrap_or(u32::MAX),
+            ended,
+            nodes: (!unchanged).then(|| self.infos.clone()),
+            fallback,
+            actions,
+            incident,
+        });
     }
 
     /// After `incident`, the fallback takes the round over; if the fallback itself misbehaved,
@@ -638,6 +705,7 @@ impl Round<'_> {
             trace: self.trace,
             elapsed_ms,
             decision_nanos: self.decision_nanos,
+            decisions: self.decisions,
         }
     }
 }

@@ -4,7 +4,7 @@
 wasmtime::component::bindgen!({
     world: "policy",
     path: "../wit",
-    additional_derives: [PartialEq, serde::Serialize],
+    additional_derives: [PartialEq, serde::Serialize, serde::Deserialize],
 });
 
 /// The generated bindings of the `policy` world (named to avoid clashing with [`super::Policy`]).

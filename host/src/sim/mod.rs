@@ -253,6 +253,35 @@ pub fn run(
     Ok(report)
 }
 
+/// One round of `job` on nodes scripted by `scripts`, on virtual time: what `policy replay`
+/// predicts a diverging round with (the same executor as every simulation).
+pub fn run_round_on(
+    policy: &Policy,
+    fallback: &Policy,
+    job: &Job,
+    scripts: Vec<node::NodeScript>,
+    limits: &RoundLimits,
+) -> Result<RoundResult, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .map_err(|e| format!("cannot start the simulation runtime: {e}"))?;
+    let quiet = tracing::subscriber::NoSubscriber::default();
+    let _silenced = tracing::subscriber::set_default(quiet);
+    runtime.block_on(async {
+        let epoch = Instant::now();
+        let mut topology = Topology::new();
+        for script in scripts {
+            script.check()?;
+            let node = Arc::new(SimNode::starting_at(script, epoch, None));
+            let (name, role) = (node.name().to_string(), node.role());
+            topology.add(&name, role, node as _);
+        }
+        Ok(run_round(policy, fallback, job, &[], &topology, limits).await)
+    })
+}
+
 /// A finished job: submitted and ended (virtual ms), its id and its rounds.
 type Finished = (u64, u64, String, Vec<RoundResult>);
 

@@ -1,0 +1,388 @@
+//! Round records: what a decision saw is rebuilt exactly, the live policy agrees with its own
+//! records, another policy's divergences are classified and predicted, and the files on disk
+//! stay within their bounds and survive a torn line.
+
+use super::replay::{self, Answer, Class};
+use super::store::{self, Limits, Recorder};
+use super::*;
+use crate::executor::RoundLimits;
+use crate::policy::contract::{Action, PinRequest, WaitRequest};
+use crate::policy::{PolicyEngine, Registry};
+use crate::sim::scenario::Scenario;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn registry() -> Registry {
+    Registry::new(PolicyEngine::new(Default::default(), None).expect("engine"))
+}
+
+fn builtin(r: &Registry, name: &str) -> Arc<Policy> {
+    r.builtin(name, &[]).expect("a built-in").expect("loads")
+}
+
+/// Rounds of the built-in scenarios' jobs under `policy`, on their scripted nodes, as records.
+fn records_of(policy: &Policy, fallback: &Policy) -> Vec<RoundRecord> {
+    Scenario::builtin()
+        .iter()
+        .filter(|s| s.jobs.is_none())
+        .map(|s| {
+            let job = Job {
+                cid: s.job.cid.clone(),
+                job_id: s.name.clone(),
+                size_bytes: s.job.size_bytes,
+                lazy: s.job.lazy,
+                failed_rounds: 0,
+            };
+            let result = crate::sim::run_round_on(
+                policy,
+                fallback,
+                &job,
+                s.nodes.clone(),
+                &RoundLimits::default(),
+            )
+            .expect("simulated");
+            RoundRecord::new("sim", 0, &job, policy, fallback, &result)
+        })
+        .collect()
+}
+
+#[test]
+fn the_live_policy_agrees_with_its_own_records() {
+    let r = registry();
+    let tank = builtin(&r, "tank-mode");
+    let records = records_of(&tank, &tank);
+    assert!(records.len() >= 7, "{}", records.len());
+    let (rounds, summary) = replay::replay(&records, &tank, &tank, &RoundLimits::default());
+    for round in &rounds {
+        assert!(
+            round.divergence.is_none() && round.unreplayable.is_none(),
+            "{}: {round:?}",
+            round.job_id
+        );
+    }
+    assert_eq!(summary.agree, records.len());
+    let points: usize = records.iter().map(|r| r.points.len()).sum();
+    assert_eq!(summary.decisions, points, "every point was asked");
+    assert!(points > 3 * records.len(), "{points}");
+}
+
+#[test]
+fn a_record_survives_its_json_line() {
+    let r = registry();
+    let tank = builtin(&r, "tank-mode");
+    for record in records_of(&tank, &tank) {
+        let line = serde_json::to_string(&record).expect("encodes");
+        let back: RoundRecord = serde_json::from_str(&line).expect("decodes");
+        assert_eq!(back, record);
+    }
+}
+
+#[test]
+fn the_history_a_decision_saw_is_rebuilt() {
+    let r = registry();
+    let tank = builtin(&r, "tank-mode");
+    let records = records_of(&tank, &tank);
+    let record = records
+        .iter()
+        .find(|r| r.job.job_id == "primary-lies")
+        .expect("primary-lies");
+    // The first decision saw nothing; every later one saw a longer or more complete history.
+    assert_eq!(record.history_at(0).map(|h| h.len()), Some(0));
+    let mut done_before = 0;
+    for k in 0..record.points.len() {
+        let h = record.history_at(k).expect("consistent");
+        assert_eq!(h.len(), record.points[k].len as usize);
+        let done = h.iter().filter(|e| e.outcome.is_some()).count();
+        assert!(done >= done_before);
+        // An event still running at the decision carries no end.
+        assert!(
+            h.iter()
+                .all(|e| e.outcome.is_some() == e.ended_ms.is_some())
+        );
+        done_before = done;
+    }
+    assert!(record.history_at(record.points.len()).is_none());
+}
+
+/// Nodes scripted in the scenario format (`[[node]]` tables).
+fn nodes(toml_text: &str) -> Vec<crate::sim::node::NodeScript> {
+    #[derive(serde::Deserialize)]
+    struct Nodes {
+        node: Vec<crate::sim::node::NodeScript>,
+    }
+    toml::from_str::<Nodes>(toml_text).expect("nodes").node
+}
+
+/// One round of `job_id` under `policy` on `scripts`, as a record.
+fn record_on(
+    policy: &Policy,
+    fallback: &Policy,
+    job_id: &str,
+    scripts: Vec<crate::sim::node::NodeScript>,
+) -> RoundRecord {
+    let job = Job {
+        cid: "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi".into(),
+        job_id: job_id.into(),
+        size_bytes: 1 << 20,
+        lazy: false,
+        failed_rounds: 0,
+    };
+    let result = crate::sim::run_round_on(policy, fallback, &job, scripts, &RoundLimits::default())
+        .expect("simulated");
+    RoundRecord::new("sim", 0, &job, policy, fallback, &result)
+}
+
+/// A dead primary and two backups, the first of them failing: tank-mode goes on to the
+/// second backup, single-backup never does.
+const SECOND_BACKUP_SAVES: &str = r#"
+[[node]]
+name = "primary"
+role = "primary"
+offline = true
+[[node]]
+name = "backup-1"
+role = "backup"
+pin = ["http500"]
+[[node]]
+name = "backup-2"
+role = "backup"
+pin_ms = 2000
+"#;
+
+#[test]
+fn single_backup_against_tank_mode_records_diverges_as_expected() {
+    let r = registry();
+    let (tank, single) = (builtin(&r, "tank-mode"), builtin(&r, "single-backup"));
+    let mut records = records_of(&tank, &tank);
+    records.push(record_on(
+        &tank,
+        &tank,
+        "second-backup-saves",
+        nodes(SECOND_BACKUP_SAVES),
+    ));
+    let saved = records.last().expect("pushed");
+    assert_eq!(
+        (saved.end.status, saved.end.confirmed.clone()),
+        (RoundEnd::Pinned, vec!["backup-2".to_string()]),
+        "the live round ended on backup-2"
+    );
+    let (rounds, summary) = replay::replay(&records, &single, &tank, &RoundLimits::default());
+    let by = |job: &str| {
+        rounds
+            .iter()
+            .find(|r| r.job_id == job)
+            .unwrap_or_else(|| panic!("{job}"))
+    };
+    // With one backup (every built-in scenario but the quorum ones), both policies do the same.
+    for job in [
+        "happy-path",
+        "primary-recovers",
+        "primary-lies",
+        "primary-offline",
+        "all-fail",
+    ] {
+        assert!(by(job).divergence.is_none(), "{job}: {:?}", by(job));
+    }
+    // Where tank-mode goes on to backup-2, single-backup gives up instead, and the simulator
+    // predicts the round fails where it pinned.
+    let saves = by("second-backup-saves");
+    let d = saves.divergence.as_ref().expect("diverges");
+    assert_eq!(d.class, Class::GivesUpEarlier, "{d:?}");
+    assert!(
+        matches!(&d.live, Answer::Actions(a) if a.iter().any(|a| a.node() == Some("backup-2"))),
+        "{d:?}"
+    );
+    let p = saves.prediction.as_ref().expect("predicted");
+    assert_eq!(p.status, RoundEnd::Failed, "{p:?}");
+    assert!(!p.same_end);
+    assert!(
+        p.assumed.is_empty(),
+        "every node it used was asked live: {p:?}"
+    );
+    assert!(summary.predicted_newly_failed >= 1, "{summary:?}");
+    assert_eq!(summary.agree + summary.diverge, records.len());
+    assert_eq!(summary.by_class.values().sum::<usize>(), summary.diverge);
+}
+
+#[test]
+fn a_node_the_live_round_never_asked_is_an_assumption() {
+    let r = registry();
+    let (tank, single) = (builtin(&r, "tank-mode"), builtin(&r, "single-backup"));
+    // Recorded under single-backup, which fails: backup-2 is never asked, nothing is known of it.
+    let record = record_on(&single, &tank, "gave-up", nodes(SECOND_BACKUP_SAVES));
+    assert_eq!(record.end.status, RoundEnd::Failed);
+    let (scripts, unasked) = replay::scripts_of(&record);
+    assert_eq!(scripts.len(), 3);
+    assert_eq!(unasked, ["backup-2"]);
+    assert!(scripts[0].offline, "the primary refused every call");
+    assert!(
+        scripts[1]
+            .pin
+            .iter()
+            .all(|a| *a == crate::sim::node::PinAnswer::Http500),
+        "{:?}",
+        scripts[1].pin
+    );
+    // tank-mode goes on where single-backup failed, and would have pinned on backup-2: a
+    // prediction that rests on a node the record knows nothing about, and says so.
+    let (rounds, summary) = replay::replay(&[record], &tank, &tank, &RoundLimits::default());
+    let d = rounds[0].divergence.as_ref().expect("diverges");
+    assert_eq!(d.class, Class::KeepsGoing, "{d:?}");
+    let p = rounds[0].prediction.as_ref().expect("predicted");
+    assert_eq!(
+        (p.status, p.confirmed.clone()),
+        (RoundEnd::Pinned, vec!["backup-2".to_string()])
+    );
+    assert_eq!(p.assumed, ["backup-2"], "{p:?}");
+    assert_eq!(
+        (
+            summary.predicted_newly_pinned,
+            summary.predictions_with_assumptions
+        ),
+        (1, 1)
+    );
+}
+
+fn pin(node: &str) -> Action {
+    Action::Pin(PinRequest {
+        node: node.into(),
+        timeout_ms: 1_000,
+        stall_timeout_ms: 500,
+    })
+}
+
+fn wait(ms: u64) -> Action {
+    Action::Wait(WaitRequest { ms, node: None })
+}
+
+#[test]
+fn divergences_are_classified() {
+    let a = |v: Vec<Action>| Answer::Actions(v);
+    let cases = [
+        (
+            vec![pin("primary")],
+            vec![pin("backup-1")],
+            Class::OtherNode,
+        ),
+        (vec![wait(100)], vec![wait(400)], Class::LongerWait),
+        (vec![wait(400)], vec![wait(100)], Class::ShorterWait),
+        (vec![pin("primary")], vec![wait(100)], Class::LongerWait),
+        (vec![wait(100)], vec![pin("primary")], Class::ShorterWait),
+        (
+            vec![pin("primary")],
+            vec![Action::Fail("x".into())],
+            Class::GivesUpEarlier,
+        ),
+        (
+            vec![pin("primary")],
+            vec![Action::LocalFallback],
+            Class::FallsBack,
+        ),
+        (
+            vec![pin("primary")],
+            vec![Action::Succeed(vec!["primary".into()])],
+            Class::SucceedsSooner,
+        ),
+        (
+            vec![Action::Fail("x".into())],
+            vec![pin("backup-1")],
+            Class::KeepsGoing,
+        ),
+    ];
+    for (live, candidate, class) in cases {
+        assert_eq!(
+            replay::classify(&a(live.clone()), &a(candidate.clone())),
+            class,
+            "{live:?} vs {candidate:?}"
+        );
+    }
+    assert_eq!(
+        replay::classify(&a(vec![wait(1)]), &Answer::Incident("trap".into())),
+        Class::Incident
+    );
+}
+
+fn small(segment_bytes: u64, max_bytes: u64) -> Limits {
+    Limits {
+        segment_bytes,
+        max_bytes,
+        max_age: Duration::from_secs(3600),
+    }
+}
+
+#[test]
+fn records_stay_within_their_bound_and_a_torn_line_is_skipped() {
+    let r = registry();
+    let tank = builtin(&r, "tank-mode");
+    let record = records_of(&tank, &tank).remove(0);
+    let size = serde_json::to_vec(&record).expect("encodes").len() as u64 + 1;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rounds = dir.path().join("rounds");
+    let recorder = Recorder::with_limits(&rounds, small(size * 10, size * 30));
+    for i in 0..200 {
+        let mut r = record.clone();
+        r.at_ms = i;
+        recorder.record(r);
+    }
+    recorder.close();
+    assert_eq!(recorder.written(), 200);
+    let read = store::read(&rounds, None, None).expect("reads");
+    // Pruned to the bound (one segment over, at most, while the newest fills).
+    assert!(read.bytes <= size * 40, "{} bytes", read.bytes);
+    // At least the bound less one segment.
+    assert!(read.records.len() >= 20, "{}", read.records.len());
+    let newest = read.records.last().expect("some").at_ms;
+    assert_eq!(newest, 199, "the newest are kept");
+    // A kill -9 mid-line: the torn line is skipped, the rest read.
+    let last = store::segments(&rounds).expect("list").pop().expect("one");
+    let mut torn = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&last)
+        .expect("open");
+    std::io::Write::write_all(&mut torn, b"{\"v\":1,\"at_ms\":5,\"by\":\"dae").expect("write");
+    let again = store::read(&rounds, None, None).expect("reads");
+    assert_eq!(again.skipped, 1);
+    assert_eq!(again.records.len(), read.records.len());
+    // Filters.
+    let since = store::read(&rounds, Some(190), None).expect("reads");
+    assert_eq!(since.records.len(), 10);
+    let none = store::read(&rounds, None, Some("no-such-job")).expect("reads");
+    assert!(none.records.is_empty());
+}
+
+#[test]
+fn two_processes_write_their_own_segments() {
+    let r = registry();
+    let tank = builtin(&r, "tank-mode");
+    let record = records_of(&tank, &tank).remove(0);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let limits = small(1 << 20, 8 << 20);
+    let (a, b) = (
+        Recorder::with_limits(dir.path(), limits),
+        Recorder::with_limits(dir.path(), limits),
+    );
+    for _ in 0..50 {
+        a.record(record.clone());
+        b.record(record.clone());
+    }
+    a.close();
+    b.close();
+    assert_eq!(store::segments(dir.path()).expect("list").len(), 2);
+    let read = store::read(dir.path(), None, None).expect("reads");
+    assert_eq!((read.records.len(), read.skipped), (100, 0));
+}
+
+#[test]
+fn a_recorder_that_is_off_keeps_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = store::RoundsConfig {
+        enabled: false,
+        ..Default::default()
+    };
+    let r = registry();
+    let tank = builtin(&r, "tank-mode");
+    let recorder = Recorder::open(dir.path(), &config);
+    recorder.record(records_of(&tank, &tank).remove(0));
+    recorder.close();
+    assert!(!store::dir(dir.path()).exists());
+}
