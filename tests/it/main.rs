@@ -40,6 +40,7 @@ mod outage;
 mod packaging;
 mod psa;
 mod real_size;
+mod rollout;
 mod sandbox;
 mod simulator;
 mod weak_points;

@@ -1,0 +1,318 @@
+//! Safe policy rollout: round records kept by a real daemon on real Kubo nodes, read back by
+//! `rounds export|show`, and replayed by `policy replay` (the live policy agrees with its own
+//! records; another policy diverges); a contained round replays too, and hostile candidates
+//! are contained in a replay.
+
+use crate::support::cli::Pinwarden;
+use crate::support::daemon::{Daemon, Serve};
+use crate::support::nodes::{ISOLATED, MESH, shared_cluster, step, upload_tiny};
+use crate::support::policies::{hostile, registry, script};
+use crate::support::{FaultProxy, Mode};
+use pinwarden::executor::{RoundEnd, RoundLimits};
+use pinwarden::kubo::KuboClient;
+use pinwarden::rounds::RoundRecord;
+use pinwarden::rounds::replay::{self, Class};
+use pinwarden::sim::node::PinAnswer;
+use pinwarden::{Job, Role};
+use serde_json::Value;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn submit(cid: &str, job: &str) -> pinwarden::daemon::wire::SubmitRequest {
+    pinwarden::daemon::wire::SubmitRequest {
+        cid: cid.into(),
+        job_id: job.into(),
+        size_bytes: 4096,
+        wait: false,
+        timeout_ms: None,
+        notify: None,
+    }
+}
+
+async fn settle(d: &Daemon, jobs: &[String]) {
+    let api = d.api();
+    d.wait_until(&format!("{jobs:?} are pinned"), LIMIT, || {
+        let api = api.clone();
+        let jobs = jobs.to_vec();
+        async move {
+            for j in &jobs {
+                match api.status(j).await {
+                    Ok(row) if row.state.to_string() == "pinned" => {}
+                    _ => return false,
+                }
+            }
+            true
+        }
+    })
+    .await;
+}
+
+fn cli(dir: &Path) -> Pinwarden {
+    Pinwarden::new()
+        .arg("--config")
+        .arg(dir.join("pinwarden.toml"))
+}
+
+/// JSON lines on stdout.
+fn lines(out: &std::process::Output) -> Vec<Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_of_real_rounds_replay_and_survive_kill_9() {
+    let t0 = Instant::now();
+    let cluster = shared_cluster().await;
+    let proxy = FaultProxy::start(&cluster.api_url(MESH[0]))
+        .await
+        .expect("proxy");
+    let primary = KuboClient::new("primary", &cluster.api_url(MESH[0]), None).expect("client");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nodes = [
+        ("primary", "primary", proxy.url()),
+        ("backup-1", "backup", cluster.api_url(MESH[1])),
+        ("local", "local", cluster.api_url(ISOLATED)),
+    ];
+    let nodes: Vec<(&str, &str, &str)> =
+        nodes.iter().map(|(a, b, c)| (*a, *b, c.as_str())).collect();
+    crate::support::config::write(
+        dir.path(),
+        &nodes,
+        r#"[policy]
+name = "tank-mode"
+params = { attempts = 2, base_delay_ms = 50, max_delay_ms = 100, pin_timeout_ms = 5000, stall_timeout_ms = 2000 }
+
+[daemon]
+concurrent_pins = 4
+"#,
+    );
+    let mut d = Serve::config(dir.path()).start().await;
+    let api = d.api();
+    let mut jobs = Vec::new();
+    for i in 0..5 {
+        let cid = upload_tiny(&primary, &format!("rollout-{i}")).await;
+        let job = format!("job-{i}");
+        api.submit(&submit(&cid, &job)).await.expect("submit");
+        jobs.push(job);
+    }
+    settle(&d, &jobs).await;
+    // The primary refuses: the rounds retry it, then pin on the backup.
+    proxy.set_mode(Mode::Refuse).await;
+    for i in 5..7 {
+        let cid = upload_tiny(&primary, &format!("rollout-{i}")).await;
+        let job = format!("job-{i}");
+        api.submit(&submit(&cid, &job)).await.expect("submit");
+        jobs.push(job);
+    }
+    settle(&d, &jobs).await;
+    proxy.set_mode(Mode::Pass).await;
+    step(t0, "7 rounds on real nodes, 2 of them on the backup");
+
+    // kill -9: the records written survive it.
+    d.kill();
+    let out = cli(dir.path()).args(["rounds", "export"]).run_async().await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let records = lines(&out);
+    assert_eq!(records.len(), 7, "one record per round");
+    for job in &jobs {
+        let r = records
+            .iter()
+            .find(|r| r["job"]["job_id"] == job.as_str())
+            .unwrap_or_else(|| panic!("no record of {job}"));
+        assert_eq!(r["by"], "daemon");
+        assert_eq!(r["end"]["status"], "pinned");
+        assert_eq!(r["policy"]["name"], "tank-mode");
+        assert!(
+            r["policy"]["hash"]
+                .as_str()
+                .is_some_and(|h| h.starts_with("sha256:"))
+        );
+        let typed: RoundRecord = serde_json::from_value(r.clone()).expect("a record");
+        assert!(
+            typed.points.len() >= 3,
+            "{job}: {} decisions",
+            typed.points.len()
+        );
+    }
+    let on_backup = records
+        .iter()
+        .filter(|r| r["end"]["confirmed"] == serde_json::json!(["backup-1"]))
+        .count();
+    assert_eq!(on_backup, 2);
+    step(t0, "kill -9: every round's record is there");
+
+    let out = cli(dir.path())
+        .args(["rounds", "show", "job-6"])
+        .run_async()
+        .await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("ended pinned on backup-1"), "{text}");
+    assert!(
+        text.contains("pin primary") && text.contains("pin backup-1"),
+        "{text}"
+    );
+    let out = cli(dir.path())
+        .args(["rounds", "show", "no-such-job"])
+        .run_async()
+        .await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no recorded rounds of job 'no-such-job'")
+    );
+
+    // The live policy, with its live parameters, agrees with every recorded decision.
+    let out = cli(dir.path())
+        .args(["policy", "replay", "tank-mode", "--live-params", "--json"])
+        .run_async()
+        .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let replayed = lines(&out);
+    let summary = &replayed.last().expect("a summary")["summary"];
+    assert_eq!(
+        (
+            summary["rounds"].as_u64(),
+            summary["agree"].as_u64(),
+            summary["diverge"].as_u64()
+        ),
+        (Some(7), Some(7), Some(0)),
+        "{summary}"
+    );
+    // The same policy with another backoff waits otherwise where the primary refused.
+    let out = cli(dir.path())
+        .args([
+            "policy",
+            "replay",
+            "tank-mode",
+            "--live-params",
+            "--param",
+            "base_delay_ms=400",
+            "--param",
+            "max_delay_ms=800",
+        ])
+        .run_async()
+        .await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("5 of 7 rounds decided the same at every point; 2 diverge"),
+        "{text}"
+    );
+    assert!(text.contains("longer-wait"), "{text}");
+    assert!(
+        text.contains("predicted: 2 of 2 diverging rounds end the same"),
+        "{text}"
+    );
+    // --since: rounds older than that are left out.
+    let out = cli(dir.path())
+        .args(["rounds", "export", "--since", "1ms"])
+        .run_async()
+        .await;
+    assert!(out.status.success());
+    assert!(lines(&out).len() < 7);
+    step(t0, "rounds show, export --since, policy replay");
+
+    // The CLI's own rounds are recorded too.
+    let cid = upload_tiny(&primary, "rollout-cli").await;
+    let out = cli(dir.path())
+        .args(["pin", &cid, "--job-id", "job-cli"])
+        .run_async()
+        .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = cli(dir.path())
+        .args(["rounds", "export", "--job", "job-cli"])
+        .run_async()
+        .await;
+    let found = lines(&out);
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0]["by"], "cli");
+    step(t0, "pinwarden pin keeps its record");
+}
+
+fn job() -> Job {
+    Job {
+        cid: "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi".into(),
+        job_id: "job-contained".into(),
+        size_bytes: 1 << 20,
+        lazy: false,
+        failed_rounds: 0,
+    }
+}
+
+fn scripts() -> Vec<pinwarden::sim::node::NodeScript> {
+    vec![
+        script(
+            "primary",
+            Role::Primary,
+            &[PinAnswer::Http500, PinAnswer::Ok],
+            false,
+        ),
+        script("backup-1", Role::Backup, &[], false),
+    ]
+}
+
+#[test]
+fn a_contained_round_replays_and_hostile_candidates_are_contained() {
+    let r = registry();
+    let tank = r.fallback_for(&[]).expect("tank-mode");
+    let limits = RoundLimits::default();
+    // A round whose policy traps after two events: contained, the fallback finishes it.
+    let trap = hostile(&r, &[("mode", "trap"), ("after", "2")]);
+    let result =
+        pinwarden::sim::run_round_on(&trap, &tank, &job(), scripts(), &limits).expect("simulated");
+    assert_eq!(result.status, RoundEnd::Pinned);
+    assert_eq!(result.incidents.len(), 1);
+    let record = RoundRecord::new("sim", 0, &job(), &trap, &tank, &result);
+    assert!(record.points.iter().any(|p| p.incident.is_some()));
+    assert!(record.points.iter().any(|p| p.fallback));
+    // The same policy agrees with its record, containment included.
+    let (rounds, summary) = replay::replay(std::slice::from_ref(&record), &trap, &tank, &limits);
+    assert!(rounds[0].divergence.is_none(), "{:?}", rounds[0]);
+    assert_eq!(summary.agree, 1);
+    // tank-mode answers where the hostile policy trapped.
+    let (rounds, _) = replay::replay(std::slice::from_ref(&record), &tank, &tank, &limits);
+    let d = rounds[0].divergence.as_ref().expect("diverges");
+    assert_eq!(d.class, Class::AvoidsIncident);
+
+    // Hostile candidates against a clean record: each contained, each an incident.
+    let clean =
+        pinwarden::sim::run_round_on(&tank, &tank, &job(), scripts(), &limits).expect("simulated");
+    let clean = RoundRecord::new("sim", 0, &job(), &tank, &tank, &clean);
+    for mode in [
+        "trap",
+        "loop",
+        "oom",
+        "unknown-node",
+        "huge-reason",
+        "recurse",
+    ] {
+        let candidate = hostile(&r, &[("mode", mode), ("after", "0")]);
+        let started = Instant::now();
+        let (rounds, summary) =
+            replay::replay(std::slice::from_ref(&clean), &candidate, &tank, &limits);
+        let d = rounds[0].divergence.as_ref().expect("diverges");
+        assert!(
+            matches!(d.class, Class::Incident | Class::GivesUpEarlier),
+            "{mode}: {d:?}"
+        );
+        assert_eq!(summary.diverge, 1, "{mode}");
+        // Bounded by the sandbox's deadline, not by the candidate.
+        assert!(started.elapsed() < Duration::from_secs(30), "{mode}");
+    }
+}
