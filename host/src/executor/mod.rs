@@ -238,7 +238,22 @@ pub async fn run_round(
     topology: &Topology,
     limits: &RoundLimits,
 ) -> RoundResult {
+    run_round_shadowed(policy, fallback, job, origins, topology, limits, None).await
+}
+
+/// [`run_round`], with every decision also handed to `shadow` (a candidate policy asked
+/// beside the live one, on its own thread, never executed: see [`crate::rounds::shadow`]).
+pub async fn run_round_shadowed(
+    policy: &Policy,
+    fallback: &Policy,
+    job: &Job,
+    origins: &[String],
+    topology: &Topology,
+    limits: &RoundLimits,
+    shadow: Option<&Arc<crate::rounds::shadow::Shadow>>,
+) -> RoundResult {
     Round {
+        shadow: shadow.map(|s| s.round()),
         job,
         origins: Arc::new(origins.to_vec()),
         topology,
@@ -275,6 +290,7 @@ struct Round<'a> {
     decisions: Vec<DecisionPoint>,
     /// Per history index: whether an earlier decision point already saw its outcome.
     told_ended: Vec<bool>,
+    shadow: Option<crate::rounds::shadow::ShadowRound>,
 }
 
 impl Round<'_> {
@@ -351,6 +367,21 @@ impl Round<'_> {
             Ok(actions) => (actions.clone(), None),
             Err(i) => (Vec::new(), Some(i.to_string())),
         };
+        if let Some(shadow) = self.shadow.as_mut() {
+            let live = match &incident {
+                Some(i) => crate::rounds::replay::Answer::Incident(i.clone()),
+                None => crate::rounds::replay::Answer::Actions(actions.clone()),
+            };
+            shadow.decided(
+                self.job,
+                &self.infos,
+                &self.history,
+                &ended,
+                now,
+                live,
+                fallback,
+            );
+        }
         self.decisions.push(DecisionPoint {
             t: now,
             len: u32::try_from(self.history.len()).unwrap_or(u32::MAX),

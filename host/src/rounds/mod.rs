@@ -13,6 +13,7 @@
 //! ([`RoundRecord::history_at`]).
 
 pub mod replay;
+pub mod shadow;
 pub mod store;
 
 use crate::executor::{DecisionPoint, RoundEnd, RoundResult};

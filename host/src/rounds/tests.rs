@@ -386,3 +386,81 @@ fn a_recorder_that_is_off_keeps_nothing() {
     recorder.close();
     assert!(!store::dir(dir.path()).exists());
 }
+
+fn shadowed(
+    live: &Policy,
+    fallback: &Policy,
+    shadow: Option<&Arc<super::shadow::Shadow>>,
+    scripts: Vec<crate::sim::node::NodeScript>,
+) -> crate::executor::RoundResult {
+    let job = Job {
+        cid: "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi".into(),
+        job_id: "shadowed".into(),
+        size_bytes: 1 << 20,
+        lazy: false,
+        failed_rounds: 0,
+    };
+    crate::sim::run_round_shadowed_on(
+        live,
+        fallback,
+        &job,
+        scripts,
+        &RoundLimits::default(),
+        shadow,
+    )
+    .expect("simulated")
+}
+
+#[test]
+fn a_shadow_changes_nothing_the_live_round_does_and_is_compared() {
+    let r = registry();
+    let (tank, single) = (builtin(&r, "tank-mode"), builtin(&r, "single-backup"));
+    let alone = shadowed(&tank, &tank, None, nodes(SECOND_BACKUP_SAVES));
+    let shadow =
+        super::shadow::Shadow::start(Arc::clone(&single), "single-backup", RoundLimits::default())
+            .expect("shadow thread");
+    let beside = shadowed(&tank, &tank, Some(&shadow), nodes(SECOND_BACKUP_SAVES));
+    shadow.stop();
+    // The same node calls, in the same order, at the same (virtual) times.
+    assert_eq!(
+        serde_json::to_string(&beside.trace).expect("trace"),
+        serde_json::to_string(&alone.trace).expect("trace")
+    );
+    assert_eq!(beside.history, alone.history);
+    assert_eq!(beside.decisions, alone.decisions);
+    let report = shadow.report();
+    assert_eq!(report.rounds, 1);
+    assert_eq!(report.decisions as usize, beside.decisions.len());
+    assert_eq!(
+        report.agree + report.by_class.values().sum::<u64>(),
+        report.decisions
+    );
+    // single-backup gives up where tank-mode goes on to backup-2.
+    assert_eq!(report.rounds_diverged, 1);
+    assert!(
+        report.by_class.contains_key("gives-up-earlier"),
+        "{report:?}"
+    );
+    assert_eq!((report.incidents, report.skipped), (0, 0));
+    assert!(!report.recent.is_empty());
+}
+
+#[test]
+fn the_live_policy_as_its_own_shadow_always_agrees() {
+    let r = registry();
+    let tank = builtin(&r, "tank-mode");
+    let shadow =
+        super::shadow::Shadow::start(Arc::clone(&tank), "tank-mode", RoundLimits::default())
+            .expect("shadow thread");
+    let mut decisions = 0;
+    for s in Scenario::builtin().iter().filter(|s| s.jobs.is_none()) {
+        decisions += shadowed(&tank, &tank, Some(&shadow), s.nodes.clone())
+            .decisions
+            .len();
+    }
+    shadow.stop();
+    let report = shadow.report();
+    assert_eq!(report.decisions as usize, decisions);
+    assert_eq!(report.agree, report.decisions, "{report:?}");
+    assert_eq!(report.rounds_diverged, 0);
+}

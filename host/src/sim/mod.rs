@@ -262,6 +262,18 @@ pub fn run_round_on(
     scripts: Vec<node::NodeScript>,
     limits: &RoundLimits,
 ) -> Result<RoundResult, String> {
+    run_round_shadowed_on(policy, fallback, job, scripts, limits, None)
+}
+
+/// [`run_round_on`] with a shadow asked beside the policy.
+pub fn run_round_shadowed_on(
+    policy: &Policy,
+    fallback: &Policy,
+    job: &Job,
+    scripts: Vec<node::NodeScript>,
+    limits: &RoundLimits,
+    shadow: Option<&Arc<crate::rounds::shadow::Shadow>>,
+) -> Result<RoundResult, String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)
@@ -278,7 +290,16 @@ pub fn run_round_on(
             let (name, role) = (node.name().to_string(), node.role());
             topology.add(&name, role, node as _);
         }
-        Ok(run_round(policy, fallback, job, &[], &topology, limits).await)
+        Ok(crate::executor::run_round_shadowed(
+            policy,
+            fallback,
+            job,
+            &[],
+            &topology,
+            limits,
+            shadow,
+        )
+        .await)
     })
 }
 

@@ -1,0 +1,457 @@
+//! Shadow mode: a candidate policy asked at every live decision, on a thread of its own, its
+//! answer compared with the live one and never executed.
+//!
+//! The round hands each decision over (what changed in the history, the nodes when they
+//! changed, the live answer) through a bounded channel and goes on: the candidate's time is
+//! never the round's. The shadow thread keeps one instance of the candidate per round, under
+//! the same sandbox limits and a decision-time budget of its own; a candidate that traps,
+//! loops, grows without bound or answers what the host's rules refuse is contained there (its
+//! round's instance is dropped, the incident counted) and cannot reach the live round. Should
+//! the candidate fall so far behind that the channel fills, the round's later decisions are
+//! not compared (counted as skipped), rather than waited for.
+//!
+//! Points after the live policy was contained are the fallback's and are not compared
+//! (as in `policy replay`).
+
+use super::replay::{Answer, Class, classify};
+use crate::executor::{RoundLimits, rules};
+use crate::policy::contract::{Event, HistoryChange, Job, Node as NodeInfo};
+use crate::policy::{Policy, Session};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Decisions waiting for the shadow thread, at most.
+const BACKLOG: usize = 8192;
+/// Divergences kept for the report.
+const RECENT: usize = 20;
+
+/// One live decision, as the shadow needs it.
+enum Msg {
+    Decide {
+        round: u64,
+        /// The job, with the round's first decision.
+        job: Option<Box<Job>>,
+        changes: Vec<HistoryChange>,
+        /// Absent: as at the round's previous decision.
+        nodes: Option<Vec<NodeInfo>>,
+        now_ms: u64,
+        live: Answer,
+    },
+    End {
+        round: u64,
+    },
+}
+
+/// A divergence, for the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Seen {
+    pub job_id: String,
+    pub cid: String,
+    pub t_ms: u64,
+    pub class: Class,
+    pub live: Answer,
+    pub shadow: Answer,
+}
+
+/// What the shadow has answered so far.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    pub policy: String,
+    pub hash: String,
+    pub params: Vec<(String, String)>,
+    /// Since the shadow started (s).
+    pub running_s: u64,
+    pub rounds: u64,
+    /// Rounds with at least one divergence.
+    pub rounds_diverged: u64,
+    pub decisions: u64,
+    pub agree: u64,
+    pub by_class: BTreeMap<String, u64>,
+    /// Incidents the shadow had (contained; its round's instance dropped).
+    pub incidents: u64,
+    /// Decisions not compared: the shadow was behind, or its instance was gone.
+    pub skipped: u64,
+    /// Wall time the shadow spent deciding, in all (ms).
+    pub decide_ms: u64,
+    pub recent: Vec<Seen>,
+}
+
+#[derive(Default)]
+struct Tally {
+    rounds: AtomicU64,
+    rounds_diverged: AtomicU64,
+    decisions: AtomicU64,
+    agree: AtomicU64,
+    incidents: AtomicU64,
+    skipped: AtomicU64,
+    decide_nanos: AtomicU64,
+    by_class: Mutex<BTreeMap<Class, u64>>,
+    recent: Mutex<VecDeque<Seen>>,
+}
+
+/// A running shadow: the candidate and its thread. Dropping it stops the thread.
+pub struct Shadow {
+    pub policy: Arc<Policy>,
+    /// How it was asked for (a built-in name or a file), for `promote`.
+    pub spec: String,
+    sender: Mutex<Option<SyncSender<Msg>>>,
+    tally: Arc<Tally>,
+    next_round: AtomicU64,
+    started: Instant,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Shadow {
+    /// Starts the shadow thread for `policy` (already validated, as a reload validates).
+    pub fn start(
+        policy: Arc<Policy>,
+        spec: &str,
+        limits: RoundLimits,
+    ) -> std::io::Result<Arc<Shadow>> {
+        let (sender, receiver) = sync_channel(BACKLOG);
+        let tally = Arc::new(Tally::default());
+        let worker = Worker {
+            policy: Arc::clone(&policy),
+            limits,
+            tally: Arc::clone(&tally),
+            rounds: HashMap::new(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("pinwarden-shadow".into())
+            .spawn(move || worker.run(receiver))?;
+        Ok(Arc::new(Shadow {
+            policy,
+            spec: spec.to_string(),
+            sender: Mutex::new(Some(sender)),
+            tally,
+            next_round: AtomicU64::new(1),
+            started: Instant::now(),
+            thread: Mutex::new(Some(thread)),
+        }))
+    }
+
+    /// What the shadow has answered so far.
+    pub fn report(&self) -> Report {
+        let t = &self.tally;
+        let by_class = t
+            .by_class
+            .lock()
+            .map(|m| {
+                m.iter()
+                    .map(|(c, n)| (c.as_str().to_string(), *n))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let recent = t
+            .recent
+            .lock()
+            .map(|r| r.iter().cloned().collect())
+            .unwrap_or_default();
+        Report {
+            policy: self.policy.name.clone(),
+            hash: self.policy.hash.clone(),
+            params: self.policy.params.clone(),
+            running_s: self.started.elapsed().as_secs(),
+            rounds: t.rounds.load(Ordering::Relaxed),
+            rounds_diverged: t.rounds_diverged.load(Ordering::Relaxed),
+            decisions: t.decisions.load(Ordering::Relaxed),
+            agree: t.agree.load(Ordering::Relaxed),
+            by_class,
+            incidents: t.incidents.load(Ordering::Relaxed),
+            skipped: t.skipped.load(Ordering::Relaxed),
+            decide_ms: t.decide_nanos.load(Ordering::Relaxed) / 1_000_000,
+            recent,
+        }
+    }
+
+    /// A round's link to the shadow.
+    pub fn round(self: &Arc<Self>) -> ShadowRound {
+        ShadowRound {
+            shadow: Arc::clone(self),
+            id: self.next_round.fetch_add(1, Ordering::Relaxed),
+            told_len: 0,
+            told_job: false,
+            last_nodes: None,
+            off: false,
+        }
+    }
+
+    fn send(&self, msg: Msg) -> bool {
+        let Ok(guard) = self.sender.lock() else {
+            return false;
+        };
+        match guard.as_ref().map(|s| s.try_send(msg)) {
+            Some(Ok(())) => true,
+            Some(Err(TrySendError::Full(_))) | Some(Err(TrySendError::Disconnected(_))) | None => {
+                false
+            }
+        }
+    }
+
+    /// Stops the thread after what is waiting (a later round's decisions are not compared).
+    pub fn stop(&self) {
+        if let Ok(mut s) = self.sender.lock() {
+            s.take();
+        }
+        if let Some(t) = self.thread.lock().ok().and_then(|mut t| t.take()) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Shadow {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.sender.lock() {
+            s.take();
+        }
+    }
+}
+
+/// One round's side of the shadow: what it has told the shadow so far.
+pub struct ShadowRound {
+    shadow: Arc<Shadow>,
+    id: u64,
+    told_len: usize,
+    told_job: bool,
+    last_nodes: Option<Vec<NodeInfo>>,
+    /// The live policy was contained, or the shadow fell behind: no more comparisons.
+    off: bool,
+}
+
+impl ShadowRound {
+    /// Hands over one live decision. `ended`: history indices whose outcome arrived since
+    /// the previous decision (the round's record computes them anyway). Never waits.
+    pub fn decided(
+        &mut self,
+        job: &Job,
+        nodes: &[NodeInfo],
+        history: &[Event],
+        ended: &[u32],
+        now_ms: u64,
+        live: Answer,
+        by_fallback: bool,
+    ) {
+        if self.off {
+            return;
+        }
+        if by_fallback {
+            self.off = true;
+            return;
+        }
+        // New events, and earlier ones that ended: exactly what changed since last time.
+        let mut changes: Vec<HistoryChange> = ended
+            .iter()
+            .filter(|&&i| (i as usize) < self.told_len)
+            .filter_map(|&i| {
+                Some(HistoryChange {
+                    index: i,
+                    event: history.get(i as usize)?.clone(),
+                })
+            })
+            .collect();
+        changes.extend(
+            history
+                .iter()
+                .enumerate()
+                .skip(self.told_len)
+                .map(|(i, e)| HistoryChange {
+                    index: u32::try_from(i).unwrap_or(u32::MAX),
+                    event: e.clone(),
+                }),
+        );
+        let nodes = if self.last_nodes.as_deref() == Some(nodes) {
+            None
+        } else {
+            self.last_nodes = Some(nodes.to_vec());
+            Some(nodes.to_vec())
+        };
+        let msg = Msg::Decide {
+            round: self.id,
+            job: (!self.told_job).then(|| Box::new(job.clone())),
+            changes,
+            nodes,
+            now_ms,
+            live,
+        };
+        if self.shadow.send(msg) {
+            self.told_job = true;
+            self.told_len = history.len();
+        } else {
+            // Behind (or stopped): this round is not compared any further.
+            self.shadow.tally.skipped.fetch_add(1, Ordering::Relaxed);
+            self.off = true;
+        }
+    }
+}
+
+impl Drop for ShadowRound {
+    fn drop(&mut self) {
+        if self.told_job {
+            // Best effort: a full channel leaves the state to be dropped with the thread.
+            let _ = self.shadow.send(Msg::End { round: self.id });
+        }
+    }
+}
+
+/// The shadow's own copy of a round.
+struct RoundState {
+    job: Job,
+    nodes: Vec<NodeInfo>,
+    history: Vec<Event>,
+    session: Option<Session>,
+    spent: Duration,
+    diverged: bool,
+}
+
+struct Worker {
+    policy: Arc<Policy>,
+    limits: RoundLimits,
+    tally: Arc<Tally>,
+    rounds: HashMap<u64, RoundState>,
+}
+
+impl Worker {
+    fn run(mut self, receiver: Receiver<Msg>) {
+        while let Ok(msg) = receiver.recv() {
+            match msg {
+                Msg::End { round } => {
+                    self.rounds.remove(&round);
+                }
+                Msg::Decide {
+                    round,
+                    job,
+                    changes,
+                    nodes,
+                    now_ms,
+                    live,
+                } => self.decide(round, job, changes, nodes, now_ms, live),
+            }
+        }
+    }
+
+    fn decide(
+        &mut self,
+        round: u64,
+        job: Option<Box<Job>>,
+        changes: Vec<HistoryChange>,
+        nodes: Option<Vec<NodeInfo>>,
+        now_ms: u64,
+        live: Answer,
+    ) {
+        let t = &self.tally;
+        if let Some(job) = job {
+            t.rounds.fetch_add(1, Ordering::Relaxed);
+            let session = match self.policy.session() {
+                Ok(s) => Some(s),
+                Err(incident) => {
+                    t.incidents.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(policy = %self.policy.name, "shadow policy contained: {incident}");
+                    None
+                }
+            };
+            self.rounds.insert(
+                round,
+                RoundState {
+                    job: *job,
+                    nodes: Vec::new(),
+                    history: Vec::new(),
+                    session,
+                    spent: Duration::ZERO,
+                    diverged: false,
+                },
+            );
+        }
+        let Some(state) = self.rounds.get_mut(&round) else {
+            t.skipped.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        for change in changes {
+            let i = change.index as usize;
+            let len = state.history.len();
+            if i < len {
+                state.history[i] = change.event;
+            } else if i == len {
+                state.history.push(change.event);
+            } else {
+                // Out of step with the round: stop comparing it.
+                state.session = None;
+            }
+        }
+        if let Some(nodes) = nodes {
+            state.nodes = nodes;
+        }
+        let Some(session) = state.session.as_mut() else {
+            t.skipped.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let asked = Instant::now();
+        let decided = session.decide(&state.job, &state.nodes, &state.history, now_ms);
+        let took = asked.elapsed();
+        state.spent += took;
+        t.decide_nanos.fetch_add(
+            u64::try_from(took.as_nanos()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        let answer = match decided {
+            Ok(actions) => match rules::check(
+                &actions,
+                &state.history,
+                &state.nodes,
+                self.limits.bounds,
+                state.history.len(),
+            ) {
+                Ok(()) if state.spent <= self.limits.policy_time => Answer::Actions(actions),
+                Ok(()) => Answer::Incident(format!(
+                    "policy '{}' budget: spent {} ms deciding in this round",
+                    self.policy.name,
+                    state.spent.as_millis()
+                )),
+                Err(m) => {
+                    Answer::Incident(format!("policy '{}' invalid-action: {m}", self.policy.name))
+                }
+            },
+            Err(incident) => Answer::Incident(incident.to_string()),
+        };
+        t.decisions.fetch_add(1, Ordering::Relaxed);
+        let same = match (&live, &answer) {
+            (Answer::Actions(a), Answer::Actions(b)) => a == b,
+            (Answer::Incident(_), Answer::Incident(_)) => true,
+            _ => false,
+        };
+        if let Answer::Incident(why) = &answer {
+            // Contained: this round's instance is never entered again.
+            t.incidents.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(policy = %self.policy.name, job_id = %state.job.job_id, "shadow policy contained: {why}");
+            state.session = None;
+        }
+        if same {
+            t.agree.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let class = classify(&live, &answer);
+        if let Ok(mut by) = t.by_class.lock() {
+            *by.entry(class).or_default() += 1;
+        }
+        if !state.diverged {
+            state.diverged = true;
+            t.rounds_diverged.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Ok(mut recent) = t.recent.lock() {
+            if recent.len() == RECENT {
+                recent.pop_front();
+            }
+            recent.push_back(Seen {
+                job_id: state.job.job_id.clone(),
+                cid: state.job.cid.clone(),
+                t_ms: now_ms,
+                class,
+                live,
+                shadow: answer,
+            });
+        }
+    }
+}
