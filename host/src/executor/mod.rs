@@ -372,15 +372,11 @@ impl Round<'_> {
                 Some(i) => crate::rounds::replay::Answer::Incident(i.clone()),
                 None => crate::rounds::replay::Answer::Actions(actions.clone()),
             };
-            shadow.decided(
-                self.job,
-                &self.infos,
-                &self.history,
-                &ended,
-                now,
-                live,
-                fallback,
-            );
+            if fallback {
+                shadow.live_contained();
+            } else {
+                shadow.decided(self.job, &self.infos, &self.history, &ended, now, live);
+            }
         }
         self.decisions.push(DecisionPoint {
             t: now,

@@ -223,6 +223,11 @@ pub struct ShadowRound {
 }
 
 impl ShadowRound {
+    /// The live policy was contained: the fallback decides the rest, which is not compared.
+    pub fn live_contained(&mut self) {
+        self.off = true;
+    }
+
     /// Hands over one live decision. `ended`: history indices whose outcome arrived since
     /// the previous decision (the round's record computes them anyway). Never waits.
     pub fn decided(
@@ -233,13 +238,8 @@ impl ShadowRound {
         ended: &[u32],
         now_ms: u64,
         live: Answer,
-        by_fallback: bool,
     ) {
         if self.off {
-            return;
-        }
-        if by_fallback {
-            self.off = true;
             return;
         }
         // New events, and earlier ones that ended: exactly what changed since last time.
