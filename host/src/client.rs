@@ -136,6 +136,46 @@ impl DaemonClient {
         Ok(reply.policy)
     }
 
+    /// Puts `request`'s policy in shadow (validated as a reload is); its first report.
+    pub async fn shadow_start(
+        &self,
+        request: &crate::daemon::wire::ShadowRequest,
+    ) -> Result<crate::rounds::shadow::Report, ClientError> {
+        let (_, reply): (_, crate::daemon::wire::ShadowReply) = self
+            .call(
+                Method::POST,
+                &["v1", "policy", "shadow"],
+                &[],
+                Some(request),
+            )
+            .await?;
+        Ok(reply.shadow)
+    }
+
+    /// The running shadow's report (404 when none runs).
+    pub async fn shadow_report(&self) -> Result<crate::rounds::shadow::Report, ClientError> {
+        let (_, reply): (_, crate::daemon::wire::ShadowReply) = self
+            .call::<(), _>(Method::GET, &["v1", "policy", "shadow"], &[], None)
+            .await?;
+        Ok(reply.shadow)
+    }
+
+    /// Stops the shadow; its last report.
+    pub async fn shadow_stop(&self) -> Result<crate::rounds::shadow::Report, ClientError> {
+        let (_, reply): (_, crate::daemon::wire::ShadowReply) = self
+            .call::<(), _>(Method::DELETE, &["v1", "policy", "shadow"], &[], None)
+            .await?;
+        Ok(reply.shadow)
+    }
+
+    /// Makes the shadow the live policy.
+    pub async fn promote(&self) -> Result<crate::daemon::wire::PromoteReply, ClientError> {
+        let (_, reply): (_, crate::daemon::wire::PromoteReply) = self
+            .call::<(), _>(Method::POST, &["v1", "policy", "promote"], &[], None)
+            .await?;
+        Ok(reply)
+    }
+
     /// Every node's health and breaker, live.
     pub async fn nodes(&self) -> Result<Vec<crate::health::NodeStatus>, ClientError> {
         let (_, reply): (_, crate::daemon::wire::NodesReply) = self

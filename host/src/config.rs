@@ -325,11 +325,20 @@ pub struct PolicyConfig {
     pub name: String,
     #[serde(default)]
     pub params: BTreeMap<String, toml::Value>,
+    /// A candidate asked beside the live policy at every decision, never executed (a built-in
+    /// name or a component file, validated as a reload is): `pinwarden policy shadow`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<String>,
+    /// The shadow's parameters, exactly these; absent: those of `params` it declares.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub shadow_params: BTreeMap<String, toml::Value>,
 }
 
 impl Default for PolicyConfig {
     fn default() -> Self {
         PolicyConfig {
+            shadow: None,
+            shadow_params: BTreeMap::new(),
             name: default_policy(),
             params: BTreeMap::new(),
         }
@@ -607,6 +616,15 @@ impl Config {
             params.push(("local_fallback_after".into(), t.to_string()));
         }
         params
+    }
+
+    /// `[policy] shadow_params`, as `configure` takes them.
+    pub fn shadow_params(&self) -> Vec<(String, String)> {
+        self.policy
+            .shadow_params
+            .iter()
+            .map(|(k, v)| (k.clone(), value_string(v)))
+            .collect()
     }
 
     /// The effective configuration as TOML, secrets masked.

@@ -117,7 +117,14 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "404", "409",
         &v1,
         ADMIN,
         &dir.path().join("fuzz-v1"),
-        &["--exclude-operation-id", "reloadPolicy"],
+        &[
+            "--exclude-operation-id",
+            "reloadPolicy",
+            "--exclude-operation-id",
+            "startShadow",
+            "--exclude-operation-id",
+            "promoteShadow",
+        ],
         v1_config,
     )
     .await;
@@ -130,14 +137,27 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "404", "409",
         &[
             "--include-operation-id",
             "reloadPolicy",
+            "--include-operation-id",
+            "startShadow",
+            "--include-operation-id",
+            "promoteShadow",
             "--phases",
             "examples,coverage,fuzzing",
         ],
-        // A well-formed reload of a policy that does not exist, or of parameters the policy
-        // refuses, is a documented 422: the daemon keeps its policy.
+        // A well-formed reload (or shadow) of a policy that does not exist, or of parameters
+        // the policy refuses, is a documented 422: the daemon keeps its policy; a promote
+        // without a shadow is a documented 409.
         r#"[[operations]]
 include-operation-id = "reloadPolicy"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "404", "409", "422"]
+
+[[operations]]
+include-operation-id = "startShadow"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "409", "422"]
+
+[[operations]]
+include-operation-id = "promoteShadow"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "409", "422"]
 "#,
     )
     .await;

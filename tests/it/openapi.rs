@@ -57,6 +57,19 @@ const NOT_PROVOKED: &[(&str, u16, &str)] = &[
         500,
         "the blocking reload task panicking (a JoinError), a bug by definition",
     ),
+    (
+        "startShadow",
+        409,
+        "another request stopping the shadow between its start and its first report: a race \
+         this test cannot time",
+    ),
+    (
+        "startShadow",
+        500,
+        "the blocking validation task panicking (a JoinError), a bug by definition",
+    ),
+    ("stopShadow", 500, "the blocking stop task panicking"),
+    ("promoteShadow", 500, "the blocking promote task panicking"),
 ];
 
 /// Distinct CIDv1 (raw, sha256) that no node has: one per submission scenario.
@@ -644,16 +657,21 @@ async fn the_openapi_document_is_the_served_api() {
     crate::support::config::write(
         dir.path(),
         &[("primary", "primary", &url)],
-        r#"[policy]
+        &format!(
+            r#"[policy]
 name = "tank-mode"
-params = { attempts = 1, pin_timeout_ms = 6000, stall_timeout_ms = 3000, breaker_failures = 0 }
+params = {{ attempts = 1, pin_timeout_ms = 6000, stall_timeout_ms = 3000, breaker_failures = 0 }}
 
 [daemon]
 retry_base_ms = 600000
 retry_max_ms = 600000
 watch_ms = 0
+policy_dir = "{}"
 "#,
+            dir.path().join("policies").display()
+        ),
     );
+    std::fs::create_dir_all(dir.path().join("policies")).expect("policy dir");
     let mut daemon = start(dir.path(), port).await;
     let socket = dir.path().join("pinwarden.sock");
     let api = Api::unix(&socket);
@@ -962,6 +980,102 @@ watch_ms = 0
     assert_eq!(r.status, 413, "{}", r.text());
     doc.check("reloadPolicy", &r);
     crate::support::nodes::step(t0, "jobs, cancel, health, nodes, metrics, reload");
+
+    // The shadow: none yet (404, 409), started (200), refused (422), bad or oversized bodies (400),
+    // a candidate failing the scenarios watched but not promoted (422), one promoted (200).
+    let r = api.call("GET", "/v1/policy/shadow", Body::None).await;
+    assert_eq!(r.status, 404, "{}", r.text());
+    doc.check("shadowReport", &r);
+    let r = api.call("DELETE", "/v1/policy/shadow", Body::None).await;
+    assert_eq!(r.status, 404, "{}", r.text());
+    doc.check("stopShadow", &r);
+    let r = api.call("POST", "/v1/policy/promote", Body::None).await;
+    assert_eq!(r.status, 409, "{}", r.text());
+    doc.check("promoteShadow", &r);
+    let hostile = dir.path().join("policies").join("hostile.wasm");
+    std::fs::write(&hostile, crate::support::policies::HOSTILE).expect("hostile guest");
+    let hostile = hostile.display().to_string();
+    for (body, status) in [
+        (json!({ "policy": "no-such-policy" }), 422),
+        (
+            json!({ "policy": "single-backup", "params": { "quorum": 2 } }),
+            422,
+        ),
+        (json!({ "policy": "/etc/passwd" }), 422),
+        (json!({ "policy": "single-backup" }), 200),
+        (
+            json!({ "policy": hostile, "params": { "mode": "loop", "after": "2" } }),
+            200,
+        ),
+    ] {
+        doc.request("startShadow", &body, true);
+        let r = api
+            .call("POST", "/v1/policy/shadow", Body::Json(body.clone()))
+            .await;
+        assert_eq!(r.status, status, "{body}: {}", r.text());
+        doc.check("startShadow", &r);
+    }
+    for body in [
+        json!({ "policy": "" }),
+        json!({ "colour": 1 }),
+        json!({ "policy": 7 }),
+        json!({}),
+    ] {
+        doc.request("startShadow", &body, false);
+        let r = api
+            .call("POST", "/v1/policy/shadow", Body::Json(body.clone()))
+            .await;
+        assert_eq!(r.status, 400, "{body}: {}", r.text());
+        doc.check("startShadow", &r);
+    }
+    let r = api
+        .call(
+            "POST",
+            "/v1/policy/shadow",
+            Body::Raw(Some("application/json"), b"{".to_vec()),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    doc.check("startShadow", &r);
+    let big = format!("{{\"policy\":\"{}\"}}", "p".repeat(3 << 20)).into_bytes();
+    let r = oversized(&socket, "/v1/policy/shadow", big).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    doc.check("startShadow", &r);
+    let r = api.call("GET", "/v1/policy/shadow", Body::None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        r.json()["shadow"]["check_failed"].is_string(),
+        "{}",
+        r.text()
+    );
+    doc.check("shadowReport", &r);
+    let r = api.call("POST", "/v1/policy/promote", Body::None).await;
+    assert_eq!(r.status, 422, "{}", r.text());
+    doc.check("promoteShadow", &r);
+    let r = api
+        .call(
+            "POST",
+            "/v1/policy/shadow",
+            Body::Json(json!({ "policy": "tank-mode" })),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = api.call("POST", "/v1/policy/promote", Body::None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["policy"]["name"], "tank-mode", "{}", r.text());
+    doc.check("promoteShadow", &r);
+    let r = api
+        .call(
+            "POST",
+            "/v1/policy/shadow",
+            Body::Json(json!({ "policy": "single-backup" })),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = api.call("DELETE", "/v1/policy/shadow", Body::None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    doc.check("stopShadow", &r);
+    crate::support::nodes::step(t0, "shadow, promote");
 
     // TCP: a foreign Host (403, before the token), no or a wrong token (401), on every
     // operation; with the token, every GET answers as on the socket.

@@ -316,3 +316,200 @@ fn a_contained_round_replays_and_hostile_candidates_are_contained() {
         assert!(started.elapsed() < Duration::from_secs(30), "{mode}");
     }
 }
+
+/// `policy shadow ... --json` (and the other shadow commands) through the CLI.
+async fn shadow_cli(dir: &Path, d: &Daemon, args: &[&str]) -> std::process::Output {
+    cli(dir)
+        .args(["policy"])
+        .args(args)
+        .arg("--socket")
+        .arg(d.socket())
+        .run_async()
+        .await
+}
+
+fn json_of(out: &std::process::Output) -> Value {
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shadow_on_a_live_daemon_is_compared_contained_and_promoted() {
+    let t0 = Instant::now();
+    let cluster = shared_cluster().await;
+    let primary = std::sync::Arc::new(
+        KuboClient::new("primary", &cluster.api_url(MESH[0]), None).expect("client"),
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policies = dir.path().join("policies");
+    std::fs::create_dir_all(&policies).expect("policy dir");
+    let hostile_file = policies.join("hostile.wasm");
+    std::fs::write(&hostile_file, crate::support::policies::HOSTILE).expect("hostile guest");
+    let nodes = [
+        ("primary", "primary", cluster.api_url(MESH[0])),
+        ("backup-1", "backup", cluster.api_url(MESH[1])),
+    ];
+    let nodes: Vec<(&str, &str, &str)> =
+        nodes.iter().map(|(a, b, c)| (*a, *b, c.as_str())).collect();
+    crate::support::config::write(
+        dir.path(),
+        &nodes,
+        &format!(
+            r#"[policy]
+name = "tank-mode"
+shadow = "single-backup"
+
+[daemon]
+concurrent_pins = 4
+policy_dir = "{}"
+"#,
+            policies.display()
+        ),
+    );
+    let d = Serve::config(dir.path()).start().await;
+    let api = d.api();
+    let run = |from: usize, to: usize| {
+        let (api, primary) = (api.clone(), std::sync::Arc::clone(&primary));
+        async move {
+            let mut jobs = Vec::new();
+            for i in from..to {
+                let cid = upload_tiny(&primary, &format!("shadow-{i}")).await;
+                let job = format!("shadow-job-{i}");
+                api.submit(&submit(&cid, &job)).await.expect("submit");
+                jobs.push(job);
+            }
+            jobs
+        }
+    };
+    // The shadow's answers come on its own thread, behind the rounds: wait for them.
+    let report_when = |what: &'static str, done: fn(&Value) -> bool| {
+        let api = api.clone();
+        let d = &d;
+        async move {
+            d.wait_until(what, LIMIT, || {
+                let api = api.clone();
+                async move {
+                    api.shadow_report()
+                        .await
+                        .ok()
+                        .and_then(|r| serde_json::to_value(r).ok())
+                        .is_some_and(|v| done(&v))
+                }
+            })
+            .await;
+        }
+    };
+    let jobs = run(0, 4).await;
+    settle(&d, &jobs).await;
+    report_when("the shadow saw 4 rounds", |r| {
+        r["rounds"].as_u64() >= Some(4)
+    })
+    .await;
+    // The configured shadow was asked at every decision; on a healthy primary it agrees.
+    let report = json_of(&shadow_cli(dir.path(), &d, &["shadow", "--report", "--json"]).await);
+    assert_eq!(report["policy"], "single-backup", "{report}");
+    assert!(report["rounds"].as_u64() >= Some(4), "{report}");
+    assert!(report["decisions"].as_u64() >= Some(12), "{report}");
+    assert_eq!(report["agree"], report["decisions"], "{report}");
+    assert!(report.get("check_failed").is_none(), "{report}");
+    let metrics = api.metrics().await.expect("metrics");
+    assert!(
+        metrics.contains("pinwarden_shadow_decisions{result=\"agree\"}"),
+        "{metrics}"
+    );
+    step(t0, "configured shadow: compared at every decision, agrees");
+
+    // A hostile candidate in shadow: it loops at its third decision of every round. The
+    // scenarios fail (shown, and promote refuses it), yet it may be watched in shadow.
+    let hostile = hostile_file.display().to_string();
+    let out = shadow_cli(
+        dir.path(),
+        &d,
+        &[
+            "shadow",
+            &hostile,
+            "--param",
+            "mode=loop",
+            "--param",
+            "after=2",
+            "--json",
+        ],
+    )
+    .await;
+    let report = json_of(&out);
+    assert!(report["check_failed"].is_string(), "{report}");
+    let jobs = run(4, 8).await;
+    let before = Instant::now();
+    settle(&d, &jobs).await;
+    for j in &jobs {
+        let row = api.status(j).await.expect("status");
+        assert_eq!(row.decided_by.as_deref(), Some("tank-mode"), "{row:?}");
+    }
+    tokio::time::timeout(Duration::from_secs(5), api.health())
+        .await
+        .expect("/v1/health answers")
+        .expect("health");
+    let settled_in = before.elapsed();
+    report_when("the hostile shadow is contained", |r| {
+        r["incidents"].as_u64() >= Some(1)
+    })
+    .await;
+    let report = json_of(&shadow_cli(dir.path(), &d, &["shadow", "--report", "--json"]).await);
+    assert!(report["incidents"].as_u64() >= Some(1), "{report}");
+    assert!(
+        report["by_class"]["incident"].as_u64() >= Some(1),
+        "{report}"
+    );
+    step(
+        t0,
+        &format!("hostile shadow contained; live rounds settled in {settled_in:?}"),
+    );
+
+    // promote refuses it: the live policy keeps serving, the shadow keeps running.
+    let out = shadow_cli(dir.path(), &d, &["promote"]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("fails built-in scenario"));
+    assert_eq!(api.health().await.expect("health").policy.name, "tank-mode");
+    assert!(api.shadow_report().await.is_ok());
+
+    // A sound candidate promoted: it is the live policy, and the shadow is gone.
+    let out = shadow_cli(dir.path(), &d, &["shadow", "single-backup"]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = shadow_cli(dir.path(), &d, &["promote"]).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.starts_with("promoted: single-backup"), "{text}");
+    assert_eq!(
+        api.health().await.expect("health").policy.name,
+        "single-backup"
+    );
+    let out = shadow_cli(dir.path(), &d, &["shadow", "--report"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no shadow policy is running"));
+    // A candidate that does not load is refused at once, naming it.
+    let out = shadow_cli(dir.path(), &d, &["shadow", "/etc/passwd"]).await;
+    assert_ne!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("policy_dir"));
+    step(
+        t0,
+        "promote: refused for the hostile one, done for a sound one",
+    );
+}

@@ -159,6 +159,106 @@ pub fn reload(cx: &Context, policy: Option<String>, socket: Option<&Path>) -> Cl
     Ok(exit::OK)
 }
 
+/// What `policy shadow` was asked.
+pub struct ShadowAsk {
+    pub policy: Option<String>,
+    pub params: Vec<(String, String)>,
+    pub report: bool,
+    pub off: bool,
+    pub json: bool,
+}
+
+pub fn shadow(cx: &Context, ask: ShadowAsk, socket: Option<&Path>) -> CliResult {
+    let client = cx.daemon(socket)?;
+    let report = if ask.report {
+        cx.block_on(client.shadow_report())??
+    } else if ask.off {
+        cx.block_on(client.shadow_stop())??
+    } else {
+        let policy = ask
+            .policy
+            .map(|spec| absolute_if_file(&spec))
+            .ok_or_else(|| CliError::bad_input("name the candidate policy"))?;
+        let params = (!ask.params.is_empty()).then(|| {
+            ask.params
+                .into_iter()
+                .map(|(k, v)| (k, serde_json::Value::String(v)))
+                .collect()
+        });
+        let report = cx.block_on(
+            client.shadow_start(&crate::daemon::wire::ShadowRequest { policy, params }),
+        )??;
+        if !ask.json {
+            outln!(
+                "shadow: {} ({}) is asked at every decision, never executed",
+                report.policy,
+                report.hash
+            );
+            return Ok(exit::OK);
+        }
+        report
+    };
+    if ask.json {
+        outln!("{}", json_line(&report)?);
+    } else {
+        print_shadow(&report, ask.off);
+    }
+    Ok(exit::OK)
+}
+
+fn print_shadow(r: &crate::rounds::shadow::Report, stopped: bool) {
+    let state = if stopped { "stopped" } else { "running" };
+    outln!(
+        "shadow {} ({}), {state}, {} s: {} rounds, {} decisions",
+        r.policy,
+        r.hash,
+        r.running_s,
+        r.rounds,
+        r.decisions
+    );
+    let pct = |n: u64| {
+        if r.decisions == 0 {
+            0.0
+        } else {
+            100.0 * n as f64 / r.decisions as f64
+        }
+    };
+    outln!("  {:>8}  agree ({:.1} %)", r.agree, pct(r.agree));
+    for (class, n) in &r.by_class {
+        outln!("  {n:>8}  {class} ({:.1} %)", pct(*n));
+    }
+    outln!(
+        "  {} rounds with a divergence; {} incidents (contained); {} decisions not compared; {} ms spent deciding",
+        r.rounds_diverged,
+        r.incidents,
+        r.skipped,
+        r.decide_ms
+    );
+    for seen in &r.recent {
+        outln!(
+            "  recent: {} at {} ms: {} (live {:?}, shadow {:?})",
+            seen.job_id,
+            seen.t_ms,
+            seen.class.as_str(),
+            seen.live,
+            seen.shadow
+        );
+    }
+}
+
+pub fn promote(cx: &Context, socket: Option<&Path>) -> CliResult {
+    let client = cx.daemon(socket)?;
+    let reply = cx.block_on(client.promote())??;
+    outln!(
+        "promoted: {} ({}) is the live policy, after {} decisions in shadow ({} agreed)",
+        reply.policy.name,
+        reply.policy.hash,
+        reply.shadow.decisions,
+        reply.shadow.agree
+    );
+    Ok(exit::OK)
+}
+
 /// A policy spec as the daemon must read it: a path that exists here, made absolute; a
 /// built-in name (or a path that does not exist, which the daemon will report) unchanged.
 fn absolute_if_file(spec: &str) -> String {

@@ -136,6 +136,27 @@ pub fn main() -> ExitCode {
         Command::Policy(policy_cmd::PolicyCommand::Reload { policy, socket }) => {
             daemon_cmd::reload(&cx, policy, socket.as_deref())
         }
+        Command::Policy(policy_cmd::PolicyCommand::Shadow {
+            policy,
+            params,
+            report,
+            off,
+            json,
+            socket,
+        }) => daemon_cmd::shadow(
+            &cx,
+            daemon_cmd::ShadowAsk {
+                policy,
+                params,
+                report,
+                off,
+                json,
+            },
+            socket.as_deref(),
+        ),
+        Command::Policy(policy_cmd::PolicyCommand::Promote { socket }) => {
+            daemon_cmd::promote(&cx, socket.as_deref())
+        }
         Command::Fallback(cmd) => fallback_cmd::run(&cx, cmd),
         Command::Rounds(cmd) => rounds_cmd::run(&cx, cmd),
         Command::Completions(args) => package_cmd::completions(&args),

@@ -84,6 +84,40 @@ pub enum PolicyCommand {
         #[arg(long)]
         live_params: bool,
     },
+    /// Ask a candidate policy beside the live one at every decision of the running daemon:
+    /// its answers are compared with the live answers (counted by divergence class, in
+    /// /metrics too) and never executed. Validated like a reload. With --report, print the
+    /// running shadow's figures; with --off, stop it. `policy promote` makes it live.
+    Shadow {
+        /// A built-in name or a component file (other files than the configured policy only
+        /// from daemon.policy_dir).
+        #[arg(required_unless_present_any = ["report", "off"])]
+        policy: Option<String>,
+        /// A candidate parameter, key=value (repeatable); default: the configured parameters
+        /// it declares.
+        #[arg(long = "param", value_name = "KEY=VALUE", value_parser = super::parse_param)]
+        params: Vec<(String, String)>,
+        /// Print the running shadow's report.
+        #[arg(long, conflicts_with_all = ["policy", "off"])]
+        report: bool,
+        /// Stop the shadow, printing its last report.
+        #[arg(long, conflicts_with = "policy")]
+        off: bool,
+        /// The report as one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// Unix socket of the daemon.
+        #[arg(long)]
+        socket: Option<PathBuf>,
+    },
+    /// Make the running shadow the live policy, validated like a reload (and counted as
+    /// one); the shadow stops. Exit 0 promoted, 2 refused (the live policy keeps serving),
+    /// 1 the daemon could not be asked.
+    Promote {
+        /// Unix socket of the daemon.
+        #[arg(long)]
+        socket: Option<PathBuf>,
+    },
     /// Encode a core wasm module built with wit-bindgen (e.g. for wasm32-unknown-unknown) into
     /// the component pinwarden loads.
     Encode {
@@ -146,7 +180,9 @@ pub fn run(cx: &Context, cmd: PolicyCommand) -> CliResult {
             super::rounds_cmd::replay_cmd(cx, &registry, &policy, &params, since, json, live_params)
         }
         // Dispatched to the daemon client before we get here.
-        PolicyCommand::Reload { .. } => Err(bad_input("policy reload needs the daemon")),
+        PolicyCommand::Reload { .. }
+        | PolicyCommand::Shadow { .. }
+        | PolicyCommand::Promote { .. } => Err(bad_input("this policy command needs the daemon")),
     }
 }
 

@@ -35,6 +35,13 @@ pub fn router(daemon: Shared, token: Option<String>) -> Router {
         .route("/v1/health", get(health_endpoint))
         .route("/v1/nodes", get(nodes))
         .route("/v1/policy/reload", post(reload))
+        .route(
+            "/v1/policy/shadow",
+            get(super::shadow_api::report)
+                .post(super::shadow_api::start)
+                .delete(super::shadow_api::stop),
+        )
+        .route("/v1/policy/promote", post(super::shadow_api::promote))
         .route("/metrics", get(metrics))
         .route("/v1/openapi.json", get(openapi))
         .method_not_allowed_fallback(wrong_method)

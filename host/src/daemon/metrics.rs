@@ -136,6 +136,8 @@ pub struct Metrics {
     journal_cache: Mutex<Option<(JournalStamp, i64)>>,
     webhook_events: Family<StateLabel, Gauge>,
     webhook_attempts: Family<ResultLabel, Counter>,
+    shadow_decisions: Family<ResultLabel, Gauge>,
+    round_records: Family<ResultLabel, Gauge>,
 }
 
 /// Size and mtime of the journal and of the migration records.
@@ -178,6 +180,8 @@ impl Metrics {
             journal_cache: Mutex::new(None),
             webhook_events: Family::default(),
             webhook_attempts: Family::default(),
+            shadow_decisions: Family::default(),
+            round_records: Family::default(),
         };
         registry.register(
             "pin_attempts",
@@ -251,6 +255,16 @@ impl Metrics {
             "webhook delivery attempts by result: ok (2xx), failed (anything else, retried)",
             m.webhook_attempts.clone(),
         );
+        registry.register(
+            "shadow_decisions",
+            "decisions of the shadow policy since it started, by result: agree, a divergence class (other-node, longer-wait, gives-up-earlier...), incident (contained), skipped (not compared)",
+            m.shadow_decisions.clone(),
+        );
+        registry.register(
+            "round_records",
+            "round records since start, by result: written, dropped (the records' disk was behind; rounds are never slowed)",
+            m.round_records.clone(),
+        );
         m.zero_series();
         if let Ok(mut slot) = m.registry.lock() {
             *slot = registry;
@@ -320,6 +334,36 @@ impl Metrics {
             self.webhook_events
                 .get_or_create(&StateLabel {
                     state: state.into(),
+                })
+                .set(n as i64);
+        }
+    }
+
+    /// Sets the shadow gauges from its report (at scrape time); `None`: no shadow runs.
+    pub fn observe_shadow(&self, report: Option<&crate::rounds::shadow::Report>) {
+        self.shadow_decisions.clear();
+        let Some(r) = report else { return };
+        let set = |result: &str, n: u64| {
+            self.shadow_decisions
+                .get_or_create(&ResultLabel {
+                    result: result.into(),
+                })
+                .set(n as i64);
+        };
+        set("agree", r.agree);
+        set("incident", r.incidents);
+        set("skipped", r.skipped);
+        for (class, n) in &r.by_class {
+            set(class, *n);
+        }
+    }
+
+    /// Sets the round-record gauges (at scrape time).
+    pub fn observe_records(&self, written: u64, dropped: u64) {
+        for (result, n) in [("written", written), ("dropped", dropped)] {
+            self.round_records
+                .get_or_create(&ResultLabel {
+                    result: result.into(),
                 })
                 .set(n as i64);
         }

@@ -19,6 +19,8 @@ pub mod metrics;
 pub mod notifier;
 pub mod observe;
 pub mod policy_slot;
+mod rollout;
+mod shadow_api;
 pub mod unpinner;
 pub mod wire;
 pub mod worker;
@@ -70,6 +72,8 @@ pub struct Daemon {
     pub notifier: notifier::Notifier,
     /// Keeps every round's record (`data/rounds`), off the rounds' way.
     pub rounds: crate::rounds::store::Recorder,
+    /// A candidate policy asked beside the live one (`policy shadow`), if any.
+    pub shadow: arc_swap::ArcSwapOption<crate::rounds::shadow::Shadow>,
 }
 
 impl Daemon {
@@ -131,7 +135,7 @@ impl Daemon {
             crate::health::Thresholds::of(&active),
         );
         let (config_dir, rounds) = (config.data_dir.clone(), config.rounds);
-        Ok(Arc::new(Daemon {
+        let daemon = Arc::new(Daemon {
             stop: tokio::sync::watch::Sender::new(false),
             lock,
             primary,
@@ -152,7 +156,21 @@ impl Daemon {
             unpinning: unpinner::Unpinning::default(),
             notifier: notifier::Notifier::new(secret),
             rounds: crate::rounds::store::Recorder::open(&config_dir, &rounds),
-        }))
+            shadow: arc_swap::ArcSwapOption::empty(),
+        });
+        if let Some(spec) = daemon.config.policy.shadow.clone() {
+            let params = daemon.config.shadow_params();
+            let params = (!params.is_empty()).then_some(params.as_slice());
+            // On a thread of its own: the built-in scenarios run on a runtime of their own,
+            // which cannot start inside the daemon's.
+            std::thread::scope(|s| {
+                s.spawn(|| daemon.start_shadow(&spec, params))
+                    .join()
+                    .unwrap_or_else(|_| Err("the shadow's checks panicked".into()))
+            })
+            .map_err(|e| anyhow::anyhow!("policy.shadow: {e}"))?;
+        }
+        Ok(daemon)
     }
 }
 
@@ -185,6 +203,9 @@ impl Daemon {
             Ok(counts) => self.metrics.observe_outbox(&counts),
             Err(e) => tracing::error!("metrics: outbox counts: {e}"),
         }
+        self.metrics.observe_shadow(self.shadow_report().as_ref());
+        self.metrics
+            .observe_records(self.rounds.written(), self.rounds.dropped());
         let journal = crate::journal::journal_path(&self.config.data_dir);
         self.metrics.render(&journal)
     }

@@ -112,6 +112,34 @@ impl PolicySlot {
         spec: Option<&str>,
         params: Option<&[(String, String)]>,
     ) -> Result<Arc<Policy>, String> {
+        let (policy, fallback) = self.prepare(spec, params)?;
+        self.active.store(Arc::clone(&policy));
+        self.fallback.store(fallback);
+        Ok(policy)
+    }
+
+    /// Everything a reload checks, without the swap: the policy `spec` (default: the
+    /// configured one) with its parameters, and the fallback to go with it. A shadow is
+    /// validated with this, so that `promote` cannot fail on what a reload would refuse.
+    /// Blocking (it compiles and simulates).
+    pub fn prepare(
+        &self,
+        spec: Option<&str>,
+        params: Option<&[(String, String)]>,
+    ) -> Result<(Arc<Policy>, Arc<Policy>), String> {
+        let (policy, fallback) = self.load(spec, params)?;
+        let spec = spec.unwrap_or(&self.spec);
+        sim::check_contract(&policy, &fallback).map_err(|e| format!("{spec}: {e}"))?;
+        Ok((policy, fallback))
+    }
+
+    /// [`prepare`](Self::prepare) without the built-in scenarios: the component may be loaded
+    /// from there, it is a policy, and it accepts its parameters.
+    pub fn load(
+        &self,
+        spec: Option<&str>,
+        params: Option<&[(String, String)]>,
+    ) -> Result<(Arc<Policy>, Arc<Policy>), String> {
         let spec = spec.unwrap_or(&self.spec);
         self.may_load(spec)?;
         let bare = self
@@ -139,10 +167,6 @@ impl PolicySlot {
             .registry
             .fallback_for(&configured)
             .map_err(|e| e.to_string())?;
-        sim::check_contract(&policy, &fallback).map_err(|e| format!("{spec}: {e}"))?;
-        let policy = Arc::new(policy);
-        self.active.store(Arc::clone(&policy));
-        self.fallback.store(fallback);
-        Ok(policy)
+        Ok((Arc::new(policy), fallback))
     }
 }

@@ -151,6 +151,30 @@ pub struct ReloadReply {
     pub policy: PolicyView,
 }
 
+/// `POST /v1/policy/shadow`: the candidate to ask beside the live policy.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShadowRequest {
+    /// A built-in name or a component path (read by the daemon, from `daemon.policy_dir`).
+    pub policy: String,
+    /// Its parameters, exactly (default: those of the configured parameters it declares).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<BTreeMap<String, serde_json::Value>>,
+}
+
+/// `GET|POST|DELETE /v1/policy/shadow`: the shadow's report.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ShadowReply {
+    pub shadow: crate::rounds::shadow::Report,
+}
+
+/// `POST /v1/policy/promote`: the new live policy, and the shadow's last report.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PromoteReply {
+    pub policy: PolicyView,
+    pub shadow: crate::rounds::shadow::Report,
+}
+
 /// `GET /v1/health`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Health {

@@ -5,7 +5,7 @@
 //! a crash in between re-runs the round rather than losing the line.
 
 use super::{Daemon, now_ms};
-use crate::executor::{RoundEnd, RoundResult, run_round};
+use crate::executor::{RoundEnd, RoundResult, run_round_shadowed};
 use crate::journal::{ContentKind, Entry};
 use crate::kubo::ObjectKind;
 use crate::policy::contract::Job;
@@ -102,13 +102,15 @@ async fn round(daemon: &Daemon, row: PinRow) {
         }
     };
     let began = now_ms();
-    let result = run_round(
+    let shadow = daemon.shadow.load_full();
+    let result = run_round_shadowed(
         &policy,
         &fallback,
         &job,
         &origins,
         &daemon.topology,
         &daemon.limits,
+        shadow.as_ref(),
     )
     .await;
     // Handed to the records' own thread: never waited for.

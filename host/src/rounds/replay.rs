@@ -14,11 +14,11 @@ use crate::executor::{RoundEnd, RoundLimits, rules};
 use crate::policy::contract::{Action, Event, Node as NodeInfo, Outcome};
 use crate::policy::{Policy, Session};
 use crate::sim::node::{NodeScript, PinAnswer};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// How a candidate's first different answer differs from the live one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Class {
     /// Acts on other nodes (another backup, say).
@@ -62,7 +62,7 @@ impl Class {
 }
 
 /// What one side answered at a decision point.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Answer {
     Actions(Vec<Action>),

@@ -17,7 +17,7 @@ use super::replay::{Answer, Class, classify};
 use crate::executor::{RoundLimits, rules};
 use crate::policy::contract::{Event, HistoryChange, Job, Node as NodeInfo};
 use crate::policy::{Policy, Session};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
@@ -47,7 +47,7 @@ enum Msg {
 }
 
 /// A divergence, for the report.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Seen {
     pub job_id: String,
     pub cid: String,
@@ -58,11 +58,14 @@ pub struct Seen {
 }
 
 /// What the shadow has answered so far.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Report {
     pub policy: String,
     pub hash: String,
     pub params: Vec<(String, String)>,
+    /// Why the candidate failed the built-in scenarios (`promote` refuses it); absent: passed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check_failed: Option<String>,
     /// Since the shadow started (s).
     pub running_s: u64,
     pub rounds: u64,
@@ -98,6 +101,8 @@ pub struct Shadow {
     pub policy: Arc<Policy>,
     /// How it was asked for (a built-in name or a file), for `promote`.
     pub spec: String,
+    /// Why it failed the built-in scenarios, if it did (`promote` would refuse it).
+    pub check: Option<String>,
     sender: Mutex<Option<SyncSender<Msg>>>,
     tally: Arc<Tally>,
     next_round: AtomicU64,
@@ -107,10 +112,12 @@ pub struct Shadow {
 
 impl Shadow {
     /// Starts the shadow thread for `policy` (already validated, as a reload validates).
+    /// `check`: why the candidate failed the built-in scenarios, if it did (shown in reports).
     pub fn start(
         policy: Arc<Policy>,
         spec: &str,
         limits: RoundLimits,
+        check: Option<String>,
     ) -> std::io::Result<Arc<Shadow>> {
         let (sender, receiver) = sync_channel(BACKLOG);
         let tally = Arc::new(Tally::default());
@@ -125,6 +132,7 @@ impl Shadow {
             .spawn(move || worker.run(receiver))?;
         Ok(Arc::new(Shadow {
             policy,
+            check,
             spec: spec.to_string(),
             sender: Mutex::new(Some(sender)),
             tally,
@@ -155,6 +163,7 @@ impl Shadow {
             policy: self.policy.name.clone(),
             hash: self.policy.hash.clone(),
             params: self.policy.params.clone(),
+            check_failed: self.check.clone(),
             running_s: self.started.elapsed().as_secs(),
             rounds: t.rounds.load(Ordering::Relaxed),
             rounds_diverged: t.rounds_diverged.load(Ordering::Relaxed),

@@ -416,9 +416,13 @@ fn a_shadow_changes_nothing_the_live_round_does_and_is_compared() {
     let r = registry();
     let (tank, single) = (builtin(&r, "tank-mode"), builtin(&r, "single-backup"));
     let alone = shadowed(&tank, &tank, None, nodes(SECOND_BACKUP_SAVES));
-    let shadow =
-        super::shadow::Shadow::start(Arc::clone(&single), "single-backup", RoundLimits::default())
-            .expect("shadow thread");
+    let shadow = super::shadow::Shadow::start(
+        Arc::clone(&single),
+        "single-backup",
+        RoundLimits::default(),
+        None,
+    )
+    .expect("shadow thread");
     let beside = shadowed(&tank, &tank, Some(&shadow), nodes(SECOND_BACKUP_SAVES));
     shadow.stop();
     // The same node calls, in the same order, at the same (virtual) times.
@@ -450,7 +454,7 @@ fn the_live_policy_as_its_own_shadow_always_agrees() {
     let r = registry();
     let tank = builtin(&r, "tank-mode");
     let shadow =
-        super::shadow::Shadow::start(Arc::clone(&tank), "tank-mode", RoundLimits::default())
+        super::shadow::Shadow::start(Arc::clone(&tank), "tank-mode", RoundLimits::default(), None)
             .expect("shadow thread");
     let mut decisions = 0;
     for s in Scenario::builtin().iter().filter(|s| s.jobs.is_none()) {
