@@ -286,3 +286,82 @@ fn a_slow_policy_is_stopped_by_the_rounds_time_budget() {
     assert_eq!(result.incidents[0].kind, IncidentKind::Budget);
     assert!(result.incidents[0].message.contains("budget 50 ms"));
 }
+
+/// A policy that is merely slow keeps its deadline on a machine busy with other work: the
+/// deadline counts the call's CPU time, and the machine's load only stretches its wall time.
+#[test]
+fn a_slow_policy_on_a_busy_machine_keeps_its_deadline() {
+    use pinwarden::policy::engine::SandboxLimits;
+    use pinwarden::policy::session::thread_cpu_time;
+    use pinwarden::policy::{PolicyEngine, Registry};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+    let job = crate::support::policies::job(false);
+    let nodes = crate::support::policies::topology(&[]).infos();
+    // The slow mode's CPU time per decision, on an idle machine.
+    let plain = crate::support::policies::registry();
+    let mut session = hostile(&plain, &[("mode", "slow")])
+        .session()
+        .expect("session");
+    let mut cpu = Vec::new();
+    for _ in 0..5 {
+        let t = thread_cpu_time();
+        session.decide(&job, &nodes, &[], 0).expect("decides");
+        cpu.push(thread_cpu_time() - t);
+    }
+    cpu.sort();
+    let deadline = (cpu[2] * 3).max(Duration::from_millis(2));
+    let limits = SandboxLimits {
+        call_deadline: deadline,
+        ..SandboxLimits::default()
+    };
+    let tight = Registry::new(PolicyEngine::new(limits, None).expect("engine"));
+    let mut session = hostile(&tight, &[("mode", "slow")])
+        .session()
+        .expect("session");
+    // Many more busy threads than cores: each decision gets a fraction of a core.
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let spinners: Vec<_> = (0..cores * 8)
+        .map(|_| {
+            let stop = std::sync::Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let mut x = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    x = std::hint::black_box(x.wrapping_add(1));
+                }
+            })
+        })
+        .collect();
+    let mut slowest = Duration::ZERO;
+    let mut outcomes = Vec::new();
+    for _ in 0..10 {
+        let t = Instant::now();
+        outcomes.push(session.decide(&job, &nodes, &[], 0).map(|_| ()));
+        slowest = slowest.max(t.elapsed());
+    }
+    stop.store(true, Ordering::Relaxed);
+    for s in spinners {
+        let _ = s.join();
+    }
+    assert!(
+        slowest > deadline,
+        "the machine was not busy enough to test this: slowest decision {slowest:?}, deadline {deadline:?}"
+    );
+    for o in outcomes {
+        o.unwrap_or_else(|i| {
+            panic!(
+                "slow (CPU {:?}, deadline {deadline:?}) but sound: {i}",
+                cpu[2]
+            )
+        });
+    }
+    // The deadline still ends a call that uses its CPU time up.
+    let looping = hostile(&tight, &[("mode", "loop")]);
+    let err = looping
+        .session()
+        .expect("session")
+        .decide(&job, &nodes, &[], 0)
+        .expect_err("a loop is interrupted");
+    assert_eq!(err.kind, IncidentKind::Timeout);
+}

@@ -5,6 +5,7 @@
 
 use super::{RoundLimits, rules};
 use crate::policy::contract::{Action, Event, Job, Node as NodeInfo};
+use crate::policy::session::thread_cpu_time;
 use crate::policy::{Incident, IncidentKind, Policy, Session};
 use std::time::{Duration, Instant};
 
@@ -26,7 +27,7 @@ pub(super) struct InCharge<'p> {
     attempts: Option<u32>,
     /// Actions this policy has started in this round (the rules bound them per policy).
     started: usize,
-    /// Decision time this policy has spent in this round.
+    /// Decision CPU time this policy has spent in this round.
     spent: Duration,
 }
 
@@ -63,10 +64,12 @@ impl<'p> InCharge<'p> {
         now_ms: u64,
         limits: &RoundLimits,
     ) -> Decision {
-        let asked = Instant::now();
+        let (asked, cpu) = (Instant::now(), thread_cpu_time());
         let decided = self.session.decide(job, nodes, history, now_ms);
         let took = asked.elapsed();
-        self.spent += took;
+        // The budget counts the policy's own CPU time (as each call's deadline does): a busy
+        // machine must not spend a slow-but-sound policy's budget for it.
+        self.spent += thread_cpu_time().saturating_sub(cpu);
         let actions = decided
             .and_then(|actions| self.within_budget(limits).map(|()| actions))
             .and_then(|actions| {

@@ -108,7 +108,7 @@ pub struct RoundLimits {
     pub check_timeout: Duration,
     /// Bounds on what a decision may ask for (see [`rules`]).
     pub bounds: host_rules::Bounds,
-    /// Total wall time one policy may spend deciding in a round (each call also has its own
+    /// Total CPU time one policy may spend deciding in a round (each call also has its own
     /// deadline): a policy that takes 150 ms per decision must not hold a slot for minutes.
     pub policy_time: Duration,
     /// Timeouts of the local-fallback pin (the action carries none).

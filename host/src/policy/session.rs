@@ -7,7 +7,8 @@
 use super::contract::{Action, Event, HistoryChange, Job, Node, PolicyBindings, PolicyInfo};
 use super::engine::{EPOCH_TICK, SandboxLimits};
 use std::fmt;
-use wasmtime::{ResourceLimiter, Store, Trap};
+use std::time::{Duration, Instant};
+use wasmtime::{ResourceLimiter, Store, Trap, UpdateDeadline};
 
 /// What went wrong in a policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -264,10 +265,42 @@ fn bound_action(action: &mut Action) {
     }
 }
 
+/// A call's deadline counts the CPU time the call itself used, not wall time: on a busy
+/// machine a policy that is merely slow is descheduled, not at fault. The epoch fires first at
+/// the deadline in wall time; from there, every tick checks the calling thread's CPU clock and
+/// interrupts once the call has used `call_deadline` of it. A policy imports nothing, so it
+/// cannot wait: its wall time is its CPU time plus the machine's load. `WALL_CAP` times the
+/// deadline in wall time ends a call whatever the clock says.
 fn arm_deadline(store: &mut Store<HostState>, limits: SandboxLimits) {
-    let ticks = limits.call_deadline.as_millis() / EPOCH_TICK.as_millis().max(1);
-    store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX).max(1));
-    store.epoch_deadline_trap();
+    let tick = EPOCH_TICK.as_nanos().max(1);
+    let ticks = move |d: Duration| {
+        u64::try_from(d.as_nanos() / tick)
+            .unwrap_or(u64::MAX)
+            .max(1)
+    };
+    let budget = limits.call_deadline;
+    let cap = budget.saturating_mul(WALL_CAP);
+    let (cpu_start, wall_start) = (thread_cpu_time(), Instant::now());
+    store.set_epoch_deadline(ticks(budget));
+    store.epoch_deadline_callback(move |_| {
+        let used = thread_cpu_time().saturating_sub(cpu_start);
+        if used >= budget || wall_start.elapsed() >= cap {
+            return Ok(UpdateDeadline::Interrupt);
+        }
+        Ok(UpdateDeadline::Continue(ticks(budget - used)))
+    });
+}
+
+/// A call ends after this many times its deadline in wall time, however little CPU it used.
+const WALL_CAP: u32 = 10;
+
+/// CPU time the calling thread has used.
+pub fn thread_cpu_time() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(
+        t.tv_sec.max(0) as u64,
+        t.tv_nsec.clamp(0, 999_999_999) as u32,
+    )
 }
 
 fn classify(policy: &str, store: &Store<HostState>, error: wasmtime::Error) -> Incident {
@@ -279,7 +312,7 @@ fn classify(policy: &str, store: &Store<HostState>, error: wasmtime::Error) -> I
     } else if matches!(error.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
         (
             IncidentKind::Timeout,
-            "call ran past its deadline".to_string(),
+            "call ran past its deadline (CPU time, or 10 times it in wall time)".to_string(),
         )
     } else {
         // The root cause reads best ("wasm `unreachable` instruction executed"); the guest

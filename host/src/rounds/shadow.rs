@@ -397,10 +397,10 @@ impl Worker {
             t.skipped.fetch_add(1, Ordering::Relaxed);
             return;
         };
-        let asked = Instant::now();
+        let (asked, cpu) = (Instant::now(), crate::policy::session::thread_cpu_time());
         let decided = session.decide(&state.job, &state.nodes, &state.history, now_ms);
         let took = asked.elapsed();
-        state.spent += took;
+        state.spent += crate::policy::session::thread_cpu_time().saturating_sub(cpu);
         t.decide_nanos.fetch_add(
             u64::try_from(took.as_nanos()).unwrap_or(u64::MAX),
             Ordering::Relaxed,
