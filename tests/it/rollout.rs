@@ -513,3 +513,31 @@ policy_dir = "{}"
         "promote: refused for the hostile one, done for a sound one",
     );
 }
+
+/// The checks a reload runs, at start-up: a daemon configured with a policy that loops at its
+/// third decision refuses to start, and says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_does_not_start_with_a_policy_a_reload_would_refuse() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("hostile.wasm");
+    std::fs::write(&file, crate::support::policies::HOSTILE).expect("hostile guest");
+    crate::support::config::write(
+        dir.path(),
+        &[("primary", "primary", "http://127.0.0.1:9")],
+        &format!(
+            "[policy]\nname = \"{}\"\nparams = {{ mode = \"loop\", after = \"2\" }}\n",
+            file.display()
+        ),
+    );
+    let out = cli(dir.path()).args(["serve"]).run_async().await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("fails built-in scenario") && stderr.contains("does not start"),
+        "{stderr}"
+    );
+    assert!(
+        !dir.path().join("pinwarden.sock").exists(),
+        "nothing was served"
+    );
+}

@@ -126,6 +126,21 @@ impl Daemon {
         let metrics = Arc::new(metrics::Metrics::new(&names));
         let alerts = Arc::new(alerts::Alerts::new(&config.alerts));
         let (active, fallback) = slot.current();
+        // The checks a reload runs, before anything is served: a policy that never returns or
+        // fails the built-in scenarios must not start a daemon silently. (On a thread of its
+        // own: the scenarios run on a runtime of their own.)
+        let checked = std::thread::scope(|s| {
+            s.spawn(|| crate::sim::check_contract(&active, &fallback))
+                .join()
+                .unwrap_or_else(|_| Err("the checks panicked".into()))
+        });
+        if let Err(e) = checked {
+            anyhow::bail!(
+                "policy '{}' ({}): {e}; the daemon does not start with a policy a reload would refuse",
+                config.policy.name,
+                active.source
+            );
+        }
         metrics.expect_policy(&active.name);
         metrics.expect_policy(&fallback.name);
         let live = observe::Live::attach(
@@ -234,6 +249,27 @@ pub struct Listeners {
     pub psa: Option<(String, crate::psa::tokens::Tokens)>,
 }
 
+/// The rounds' runtime, shut down without blocking when dropped (on any way out of
+/// [`serve`], which runs inside another runtime, where a blocking drop would panic).
+struct RoundsRuntime(Option<tokio::runtime::Runtime>);
+
+impl RoundsRuntime {
+    fn handle(&self) -> tokio::runtime::Handle {
+        match &self.0 {
+            Some(rt) => rt.handle().clone(),
+            None => tokio::runtime::Handle::current(),
+        }
+    }
+}
+
+impl Drop for RoundsRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
 /// Serves until SIGTERM or SIGINT. SIGHUP reloads the policy.
 pub async fn serve(daemon: Arc<Daemon>, listen: Listeners) -> anyhow::Result<()> {
     use anyhow::Context;
@@ -300,7 +336,22 @@ pub async fn serve(daemon: Arc<Daemon>, listen: Listeners) -> anyhow::Result<()>
             )
             .await;
     }
-    let worker = tokio::spawn(worker::run(Arc::clone(&daemon), stopped(stop_rx.clone())));
+    // Rounds run on a runtime of their own: a policy decision is a synchronous call into
+    // wasm (up to its deadline), and on the threads that answer the API a slow policy made
+    // /v1/health wait behind it. The OS shares the cores between the two thread pools.
+    let rounds = RoundsRuntime(Some(
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get()))
+            .thread_name("pinwarden-rounds")
+            .enable_all()
+            .build()
+            .context("cannot start the rounds' runtime")?,
+    ));
+    let worker = tokio::spawn(worker::run(
+        Arc::clone(&daemon),
+        rounds.handle(),
+        stopped(stop_rx.clone()),
+    ));
     let unpinner = tokio::spawn(unpinner::run(Arc::clone(&daemon), stop_rx.clone()));
     let notifier = tokio::spawn(notifier::run(Arc::clone(&daemon), stop_rx.clone()));
     let unix_server = tokio::spawn(
@@ -341,6 +392,8 @@ pub async fn serve(daemon: Arc<Daemon>, listen: Listeners) -> anyhow::Result<()>
     tracing::info!("shutting down: in-flight pins resume on the next start");
     let _ = daemon.stop.send(true);
     let _ = worker.await;
+    // Every round was aborted and awaited by the worker: nothing of them is left to run.
+    drop(rounds);
     // Waiting clients were answered 503 when the stop was signalled; a request that still has
     // not finished after the grace period is cut off rather than holding the exit.
     let servers = async {

@@ -19,7 +19,12 @@ const MAX_ORIGINS: usize = 10;
 
 /// Runs until `shutdown` resolves; rounds still in flight are aborted (and resumed on restart,
 /// because their pins are still `pinning` in the queue).
-pub async fn run(daemon: Arc<Daemon>, shutdown: impl std::future::Future<Output = ()>) {
+/// Rounds are spawned on `rounds` (the daemon's runtime for them, apart from the API's).
+pub async fn run(
+    daemon: Arc<Daemon>,
+    rounds: tokio::runtime::Handle,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
     let slots = Arc::new(Semaphore::new(daemon.config.daemon.concurrent_pins));
     let mut tasks = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
@@ -44,10 +49,13 @@ pub async fn run(daemon: Arc<Daemon>, shutdown: impl std::future::Future<Output 
             Ok(Ok(row)) => {
                 let d = Arc::clone(&daemon);
                 let cid = row.cid.clone();
-                let handle = tasks.spawn(async move {
-                    round(&d, row).await;
-                    drop(permit);
-                });
+                let handle = tasks.spawn_on(
+                    async move {
+                        round(&d, row).await;
+                        drop(permit);
+                    },
+                    &rounds,
+                );
                 if let Ok(mut running) = daemon.running.lock() {
                     running.insert(cid, handle);
                 }
