@@ -24,6 +24,8 @@
 //!   add` against a direct `ipfs pin add` (see `bench_e2e/psa.rs`).
 //! * `notify` (not run by default): completion webhooks off, on (receiver 200) and on (receiver
 //!   hanging), `--drain-jobs` lazy jobs at once each (see `bench_e2e/notify.rs`).
+//! * `rollout` (not run by default): 10,000 simulated rounds recorded, replayed under two
+//!   candidates, and the live decision time with a shadow beside it (see `bench_e2e/rollout.rs`).
 //! * `cluster` (not run by default): time to replication-min on an IPFS Cluster tier against
 //!   `ipfs-cluster-ctl pin add --wait` on the same cluster (see `bench_e2e/cluster.rs`); the run
 //!   moves to a private network namespace.
@@ -34,7 +36,7 @@
 //! Each part that needs a node starts Kubo nodes of its own (`pinwarden-testkit`), stopped
 //! when the part ends.
 //!
-//! Usage: `bench_e2e [--bin PATH] [--only e2e,cold,daemon,check,size,drain,psa,notify,cluster] [--pins N] [--size-kb K]
+//! Usage: `bench_e2e [--bin PATH] [--only e2e,cold,daemon,check,size,drain,psa,notify,rollout,cluster] [--pins N] [--size-kb K]
 //! [--segments S] [--cold-runs N] [--jobs N] [--clients N] [--raw] [--sizes MB,MB,..]
 //! [--rtt-ms MS] [--transfer-timeout-s S] [--cidv0] [--drain-jobs N]`
 
@@ -62,6 +64,8 @@ mod drain;
 mod notify;
 #[path = "bench_e2e/psa.rs"]
 mod psa;
+#[path = "bench_e2e/rollout.rs"]
+mod rollout;
 #[path = "bench_e2e/size.rs"]
 mod size;
 
@@ -206,6 +210,12 @@ async fn main() -> Result<()> {
     }
     if args.wants("notify") {
         notify::notify(&args).await?;
+    }
+    if args.wants("rollout") {
+        // Simulated rounds start runtimes of their own: not inside this one.
+        std::thread::spawn(|| rollout::rollout(10_000))
+            .join()
+            .map_err(|_| anyhow!("the rollout part panicked"))??;
     }
     if args.wants("cluster") {
         cluster::cluster(&args).await?;
