@@ -322,6 +322,11 @@ impl Metrics {
                 result: result.into(),
             });
         }
+        for result in ["written", "dropped"] {
+            self.round_records.get_or_create_owned(&ResultLabel {
+                result: result.into(),
+            });
+        }
     }
 
     /// Sets the outbox gauges from its counts (at scrape time).
