@@ -16,6 +16,9 @@
 #   scripts/bench.sh --only notify --drain-jobs 200 --size-kb 64
 #                                         # not in "everything": rounds with completion
 #                                         # webhooks off / on / on with a hanging receiver
+#   scripts/bench.sh --only rollout       # not in "everything": 10,000 simulated rounds
+#                                         # recorded, replayed, and run beside a shadow
+#                                         # (about 10 s; no node)
 #   scripts/bench.sh --pins 10 --jobs 20000
 #
 # Options go to host/examples/bench_e2e.rs (see its header). The micro-benchmarks are separate:

@@ -284,10 +284,20 @@ fn worked_example_encode_check_and_test_a_custom_policy() {
     let plain = dir.path().join("plain.wasm");
     std::fs::write(&plain, wat::parse_str("(module)").expect("wat")).expect("write");
     let p = plain.to_string_lossy();
-    let out = pinwarden(&["policy", "encode", &p, "-o", &o], dir.path());
+    let refused = dir.path().join("refused.wasm");
+    let r = refused.to_string_lossy();
+    let out = pinwarden(&["policy", "encode", &p, "-o", &r], dir.path());
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("not as a policy"), "{stderr}");
+    // The message names the input, and says nothing was written: not the file it never wrote
+    // as the source of the problem.
+    assert!(!refused.exists());
+    assert!(
+        stderr.contains(&format!("nothing written to {r}"))
+            && stderr.matches(r.as_ref()).count() == 1,
+        "{stderr}"
+    );
 }
 
 #[test]

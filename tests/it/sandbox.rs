@@ -29,6 +29,16 @@ fn contained(mode: &str, after: &str, kind: IncidentKind) {
     let incident = &result.incidents[0];
     assert_eq!(incident.kind, kind, "{mode}: {incident}");
     assert_eq!(incident.policy, "hostile", "{mode}");
+    if matches!(
+        kind,
+        IncidentKind::Trap | IncidentKind::Timeout | IncidentKind::Memory
+    ) {
+        assert!(
+            incident.message.starts_with("in decide: "),
+            "{mode}: the message names the function: {}",
+            incident.message
+        );
+    }
     assert!(
         result
             .trace
@@ -139,7 +149,15 @@ fn trap_in_configure_is_a_load_error() {
     .err()
     .expect("must not load");
     match err {
-        LoadError::Incident(_, incident) => assert_eq!(incident.kind, IncidentKind::Trap),
+        LoadError::Incident(_, incident) => {
+            assert_eq!(incident.kind, IncidentKind::Trap);
+            // The message names the function that trapped.
+            assert!(
+                incident.message.starts_with("in configure: "),
+                "{}",
+                incident.message
+            );
+        }
         other => panic!("expected a trap incident, got {other}"),
     }
 }

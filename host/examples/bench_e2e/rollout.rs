@@ -59,10 +59,10 @@ pub fn rollout(rounds: usize) -> Result<()> {
     println!("\n== rollout: round records, replay, shadow ({rounds} rounds)");
     let registry = Registry::new(PolicyEngine::new(Default::default(), None)?);
     let builtin = |name: &str| -> Result<Arc<Policy>> {
-        Ok(registry
+        registry
             .builtin(name, &[])
             .context("built-in")?
-            .map_err(|e| anyhow::anyhow!("{e}"))?)
+            .map_err(|e| anyhow::anyhow!("{e}"))
     };
     let (tank, single) = (builtin("tank-mode")?, builtin("single-backup")?);
     let scenarios: Vec<Scenario> = Scenario::builtin()

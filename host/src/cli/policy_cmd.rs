@@ -458,12 +458,13 @@ fn encode(registry: &Registry, input: &Path, output: &Path) -> CliResult {
             ))
         })?;
     // Only a component that loads as a policy is worth writing.
-    let label = output.display().to_string();
-    let source = crate::policy::Source::File(output.to_path_buf());
+    let label = input.display().to_string();
+    let source = crate::policy::Source::File(input.to_path_buf());
     Policy::from_bytes(registry.engine(), &label, source, &component, &[]).map_err(|e| {
         bad_input(format!(
-            "{} encodes, but not as a policy: {e}",
-            input.display()
+            "{} encodes, but not as a policy: {e}; nothing written to {}",
+            input.display(),
+            output.display()
         ))
     })?;
     crate::atomic_file::write(output, &component)

@@ -582,6 +582,7 @@ mod tests {
         "pinwarden_journal_pending",
         "pinwarden_webhook_events",
         "pinwarden_webhook_attempts",
+        "pinwarden_round_records",
     ];
 
     fn render(m: &Metrics) -> String {

@@ -136,7 +136,7 @@ impl Session {
     }
 
     pub fn describe(&mut self) -> Result<PolicyInfo, Incident> {
-        let mut info = self.call(|b, s| b.call_describe(s))?;
+        let mut info = self.call("describe", |b, s| b.call_describe(s))?;
         bound(&mut info.name);
         bound(&mut info.description);
         for p in &mut info.params {
@@ -149,7 +149,7 @@ impl Session {
 
     pub fn configure(&mut self, params: &[(String, String)]) -> Result<(), Incident> {
         let policy = self.policy.clone();
-        self.call(|b, s| b.call_configure(s, params))?
+        self.call("configure", |b, s| b.call_configure(s, params))?
             .map_err(|mut message| {
                 bound(&mut message);
                 Incident {
@@ -182,7 +182,9 @@ impl Session {
             });
         }
         let changes = changes_since(&self.sent, history);
-        let mut actions = self.call(|b, s| b.call_decide(s, job, nodes, &changes, now_ms))?;
+        let mut actions = self.call("decide", |b, s| {
+            b.call_decide(s, job, nodes, &changes, now_ms)
+        })?;
         for change in changes {
             match self.sent.get_mut(change.index as usize) {
                 Some(slot) => *slot = change.event,
@@ -195,8 +197,11 @@ impl Session {
         Ok(actions)
     }
 
+    /// Calls the guest's `what` (named in an incident's message: a trap in `configure` reads
+    /// otherwise like one in `decide`).
     fn call<R>(
         &mut self,
+        what: &'static str,
         f: impl FnOnce(&PolicyBindings, &mut Store<HostState>) -> wasmtime::Result<R>,
     ) -> Result<R, Incident> {
         if self.poisoned {
@@ -209,7 +214,9 @@ impl Session {
         arm_deadline(&mut self.store, self.limits);
         f(&self.bindings, &mut self.store).map_err(|e| {
             self.poisoned = true;
-            classify(&self.policy, &self.store, e)
+            let mut incident = classify(&self.policy, &self.store, e);
+            incident.message = format!("in {what}: {}", incident.message);
+            incident
         })
     }
 }
