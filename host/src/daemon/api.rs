@@ -20,7 +20,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast;
@@ -112,7 +111,7 @@ pub fn render_error(status: StatusCode, message: String) -> Response {
     error(status, message)
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
+pub(super) fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (
         status,
         Json(ErrorReply {
@@ -440,17 +439,7 @@ async fn reload(Ctx(d): Ctx<Shared>, headers: HeaderMap, body: axum::body::Bytes
             Err(e) => return error(StatusCode::BAD_REQUEST, e),
         }
     };
-    let params: Option<Vec<(String, String)>> = body.params.map(|m| {
-        m.into_iter()
-            .map(|(k, v)| {
-                let v = match v {
-                    Value::String(s) => s,
-                    other => other.to_string(),
-                };
-                (k, v)
-            })
-            .collect()
-    });
+    let params = body.params.map(super::wire::param_pairs);
     let daemon = Arc::clone(&d);
     // Through the daemon, like SIGHUP and the file watch, so every reload is counted.
     let result = tokio::task::spawn_blocking(move || {

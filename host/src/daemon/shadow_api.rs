@@ -2,26 +2,16 @@
 //! promote a shadow policy. Validation compiles and simulates, so it runs on the blocking pool.
 
 use super::Daemon;
+use super::api::error;
 use super::json_body::JsonObject;
 use super::wire::{PolicyView, PromoteReply, ShadowReply, ShadowRequest};
 use axum::Json;
 use axum::extract::State as Ctx;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::Value;
 use std::sync::Arc;
 
 type Shared = Arc<Daemon>;
-
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (
-        status,
-        Json(super::wire::ErrorReply {
-            error: message.into(),
-        }),
-    )
-        .into_response()
-}
 
 const NONE_RUNNING: &str = "no shadow policy is running: start one with `policy shadow CANDIDATE`";
 
@@ -48,17 +38,7 @@ pub async fn start(
             "policy: must name a built-in or a file",
         );
     }
-    let params: Option<Vec<(String, String)>> = body.params.map(|m| {
-        m.into_iter()
-            .map(|(k, v)| {
-                let v = match v {
-                    Value::String(s) => s,
-                    other => other.to_string(),
-                };
-                (k, v)
-            })
-            .collect()
-    });
+    let params = body.params.map(super::wire::param_pairs);
     let daemon = Arc::clone(&d);
     let started = tokio::task::spawn_blocking(move || {
         daemon

@@ -133,6 +133,17 @@ impl From<&crate::policy::Policy> for PolicyView {
     }
 }
 
+/// Policy parameters as a request gives them (a JSON object), as `configure` takes them:
+/// strings as they are, any other value in its JSON spelling.
+pub fn param_pairs(map: BTreeMap<String, serde_json::Value>) -> Vec<(String, String)> {
+    map.into_iter()
+        .map(|(k, v)| match v {
+            serde_json::Value::String(s) => (k, s),
+            other => (k, other.to_string()),
+        })
+        .collect()
+}
+
 /// `POST /v1/policy/reload`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -1,5 +1,6 @@
 //! The policy in charge of a round: the instance that decides, what it has started and how long
-//! it has spent deciding. A policy that misbehaves is contained by handing the round to the
+//! it has spent deciding. A replay and a shadow ask their candidate through it too, so a
+//! candidate is held to exactly the rules and budget a live policy is. A policy that misbehaves is contained by handing the round to the
 //! built-in fallback, which starts afresh (its own instance, count and time budget) on the same
 //! history.
 
@@ -11,14 +12,14 @@ use std::time::{Duration, Instant};
 
 /// Which of the round's two policies is in charge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Rank {
+pub(crate) enum Rank {
     /// The policy the round was started with.
     Chosen,
     /// The built-in fallback, after the chosen policy was contained. Nothing replaces it.
     Fallback,
 }
 
-pub(super) struct InCharge<'p> {
+pub(crate) struct InCharge<'p> {
     pub policy: &'p Policy,
     pub rank: Rank,
     session: Session,
@@ -32,7 +33,7 @@ pub(super) struct InCharge<'p> {
 }
 
 /// One decision: the actions (or why they are refused) and the wall time the call took.
-pub(super) struct Decision {
+pub(crate) struct Decision {
     pub actions: Result<Vec<Action>, Incident>,
     pub took: Duration,
 }
@@ -83,6 +84,20 @@ impl<'p> InCharge<'p> {
     /// Counts an action this policy started.
     pub fn started_one(&mut self) {
         self.started += 1;
+    }
+
+    /// Counts what a decision of this policy started (all but a terminal action): for a
+    /// replay or a shadow, whose decisions the live round performed.
+    pub fn started(&mut self, actions: &[Action]) {
+        self.started += actions
+            .iter()
+            .filter(|a| {
+                !matches!(
+                    a,
+                    Action::Succeed(_) | Action::Fail(_) | Action::LocalFallback
+                )
+            })
+            .count();
     }
 
     fn within_budget(&self, limits: &RoundLimits) -> Result<(), Incident> {

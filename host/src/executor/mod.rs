@@ -9,7 +9,7 @@
 //! `pin ls` confirmed and whose blocks are present). A misbehaving policy is contained: the
 //! round continues under the built-in fallback policy, which reads the same history.
 
-mod in_charge;
+pub(crate) mod in_charge;
 pub mod rules;
 
 use crate::health::{self, Ledger};

@@ -10,9 +10,10 @@
 //! prediction that relied on it says so ([`Prediction::assumed`]).
 
 use super::RoundRecord;
-use crate::executor::{RoundEnd, RoundLimits, rules};
+use crate::executor::in_charge::{InCharge, Rank};
+use crate::executor::{RoundEnd, RoundLimits};
+use crate::policy::Policy;
 use crate::policy::contract::{Action, Event, Node as NodeInfo, Outcome};
-use crate::policy::{Policy, Session};
 use crate::sim::node::{NodeScript, PinAnswer};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -196,7 +197,7 @@ fn first_divergence(
     candidate: &Policy,
     limits: &RoundLimits,
 ) -> Result<(usize, Option<Divergence>), String> {
-    let mut session: Option<Session> = None;
+    let mut charge: Option<InCharge<'_>> = None;
     for (k, point) in record.points.iter().enumerate() {
         if point.fallback {
             // The live policy was contained before this point, and so was the candidate.
@@ -208,72 +209,74 @@ fn first_divergence(
         let nodes = record
             .nodes_at(k)
             .ok_or_else(|| format!("decision {k} has no nodes"))?;
-        let asked = match session.as_mut() {
-            Some(s) => ask(
-                s, candidate, record, &history, nodes, point.t, point.len, limits,
-            ),
-            None => match candidate.session() {
-                Ok(s) => {
-                    let s = session.insert(s);
-                    ask(
-                        s, candidate, record, &history, nodes, point.t, point.len, limits,
-                    )
+        if charge.is_none() {
+            match InCharge::open(candidate, Rank::Chosen) {
+                Ok(c) => charge = Some(c),
+                Err(i) => {
+                    let live = live_answer(point);
+                    let asked = Answer::Incident(i.to_string());
+                    return Ok((k + 1, divergence(k, point.t, live, asked)));
                 }
-                Err(i) => Answer::Incident(i.to_string()),
-            },
-        };
-        let live = match &point.incident {
-            Some(i) => Answer::Incident(i.clone()),
-            None => Answer::Actions(point.actions.clone()),
-        };
-        let same = match (&live, &asked) {
-            (Answer::Actions(a), Answer::Actions(b)) => a == b,
-            (Answer::Incident(_), Answer::Incident(_)) => true,
-            _ => false,
-        };
-        if !same {
-            return Ok((
-                k + 1,
-                Some(Divergence {
-                    point: k,
-                    t_ms: point.t,
-                    class: classify(&live, &asked),
-                    live,
-                    candidate: asked,
-                }),
-            ));
+            }
         }
-        if matches!(live, Answer::Incident(_)) {
+        let Some(c) = charge.as_mut() else {
+            return Err("no instance".into());
+        };
+        let asked = ask(c, &record.job, nodes, &history, point.t, limits);
+        let live = live_answer(point);
+        if !live.same_as(&asked) {
+            return Ok((k + 1, divergence(k, point.t, live, asked)));
+        }
+        match &asked {
             // Both contained here: the fallback decides the rest for either.
-            return Ok((k + 1, None));
+            Answer::Incident(_) => return Ok((k + 1, None)),
+            Answer::Actions(actions) => c.started(actions),
         }
     }
     Ok((record.points.len(), None))
 }
 
-/// The candidate's answer, held to the host's rules as a live answer is.
-#[allow(clippy::too_many_arguments)]
-fn ask(
-    session: &mut Session,
-    candidate: &Policy,
-    record: &RoundRecord,
-    history: &[Event],
+fn live_answer(point: &crate::executor::DecisionPoint) -> Answer {
+    match &point.incident {
+        Some(i) => Answer::Incident(i.clone()),
+        None => Answer::Actions(point.actions.clone()),
+    }
+}
+
+fn divergence(point: usize, t_ms: u64, live: Answer, candidate: Answer) -> Option<Divergence> {
+    Some(Divergence {
+        point,
+        t_ms,
+        class: classify(&live, &candidate),
+        live,
+        candidate,
+    })
+}
+
+/// The candidate's answer through the same [`InCharge`] a live round uses: the host's rules
+/// and the round's decision budget apply as they do live.
+pub(crate) fn ask(
+    charge: &mut InCharge<'_>,
+    job: &crate::policy::contract::Job,
     nodes: &[NodeInfo],
+    history: &[Event],
     now: u64,
-    started: u32,
     limits: &RoundLimits,
 ) -> Answer {
-    match session.decide(&record.job, nodes, history, now) {
-        Ok(actions) => {
-            match rules::check(&actions, history, nodes, limits.bounds, started as usize) {
-                Ok(()) => Answer::Actions(actions),
-                Err(message) => Answer::Incident(format!(
-                    "policy '{}' invalid-action: {message}",
-                    candidate.name
-                )),
-            }
-        }
+    match charge.decide(job, nodes, history, now, limits).actions {
+        Ok(actions) => Answer::Actions(actions),
         Err(incident) => Answer::Incident(incident.to_string()),
+    }
+}
+
+impl Answer {
+    /// The same answer: the same actions, or an incident on both sides (whatever its text).
+    pub fn same_as(&self, other: &Answer) -> bool {
+        match (self, other) {
+            (Answer::Actions(a), Answer::Actions(b)) => a == b,
+            (Answer::Incident(_), Answer::Incident(_)) => true,
+            _ => false,
+        }
     }
 }
 

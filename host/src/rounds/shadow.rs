@@ -14,15 +14,16 @@
 //! (as in `policy replay`).
 
 use super::replay::{Answer, Class, classify};
-use crate::executor::{RoundLimits, rules};
+use crate::executor::RoundLimits;
+use crate::executor::in_charge::{InCharge, Rank};
+use crate::policy::Policy;
 use crate::policy::contract::{Event, HistoryChange, Job, Node as NodeInfo};
-use crate::policy::{Policy, Session};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Decisions waiting for the shadow thread, at most.
 const BACKLOG: usize = 8192;
@@ -31,19 +32,20 @@ const RECENT: usize = 20;
 
 /// One live decision, as the shadow needs it.
 enum Msg {
-    Decide {
-        round: u64,
-        /// The job, with the round's first decision.
-        job: Option<Box<Job>>,
-        changes: Vec<HistoryChange>,
-        /// Absent: as at the round's previous decision.
-        nodes: Option<Vec<NodeInfo>>,
-        now_ms: u64,
-        live: Answer,
-    },
-    End {
-        round: u64,
-    },
+    Decide(Decision),
+    End { round: u64 },
+}
+
+/// One live decision, as the shadow needs it: what changed since the round's last one.
+struct Decision {
+    round: u64,
+    /// The job, with the round's first decision.
+    job: Option<Box<Job>>,
+    changes: Vec<HistoryChange>,
+    /// Absent: as at the round's previous decision.
+    nodes: Option<Vec<NodeInfo>>,
+    now_ms: u64,
+    live: Answer,
 }
 
 /// A divergence, for the report.
@@ -78,7 +80,7 @@ pub struct Report {
     pub incidents: u64,
     /// Decisions not compared: the shadow was behind, or its instance was gone.
     pub skipped: u64,
-    /// Wall time the shadow spent deciding, in all (ms).
+    /// CPU time the shadow spent deciding, in all (ms).
     pub decide_ms: u64,
     pub recent: Vec<Seen>,
 }
@@ -122,14 +124,13 @@ impl Shadow {
         let (sender, receiver) = sync_channel(BACKLOG);
         let tally = Arc::new(Tally::default());
         let worker = Worker {
-            policy: Arc::clone(&policy),
             limits,
             tally: Arc::clone(&tally),
-            rounds: HashMap::new(),
         };
+        let candidate = Arc::clone(&policy);
         let thread = std::thread::Builder::new()
             .name("pinwarden-shadow".into())
-            .spawn(move || worker.run(receiver))?;
+            .spawn(move || worker.run(&candidate, receiver))?;
         Ok(Arc::new(Shadow {
             policy,
             check,
@@ -278,14 +279,14 @@ impl ShadowRound {
             self.last_nodes = Some(nodes.to_vec());
             Some(nodes.to_vec())
         };
-        let msg = Msg::Decide {
+        let msg = Msg::Decide(Decision {
             round: self.id,
             job: (!self.told_job).then(|| Box::new(job.clone())),
             changes,
             nodes,
             now_ms,
             live,
-        };
+        });
         if self.shadow.send(msg) {
             self.told_job = true;
             self.told_len = history.len();
@@ -306,79 +307,67 @@ impl Drop for ShadowRound {
     }
 }
 
-/// The shadow's own copy of a round.
-struct RoundState {
+/// The shadow's own copy of a round, and the candidate in charge of it (`None`: contained, or
+/// out of step with the round: not compared any further).
+struct RoundState<'p> {
     job: Job,
     nodes: Vec<NodeInfo>,
     history: Vec<Event>,
-    session: Option<Session>,
-    spent: Duration,
+    charge: Option<InCharge<'p>>,
     diverged: bool,
 }
 
 struct Worker {
-    policy: Arc<Policy>,
     limits: RoundLimits,
     tally: Arc<Tally>,
-    rounds: HashMap<u64, RoundState>,
 }
 
 impl Worker {
-    fn run(mut self, receiver: Receiver<Msg>) {
+    fn run(self, policy: &Policy, receiver: Receiver<Msg>) {
+        let mut rounds: HashMap<u64, RoundState<'_>> = HashMap::new();
         while let Ok(msg) = receiver.recv() {
             match msg {
                 Msg::End { round } => {
-                    self.rounds.remove(&round);
+                    rounds.remove(&round);
                 }
-                Msg::Decide {
-                    round,
-                    job,
-                    changes,
-                    nodes,
-                    now_ms,
-                    live,
-                } => self.decide(round, job, changes, nodes, now_ms, live),
+                Msg::Decide(d) => self.decide(policy, &mut rounds, d),
             }
         }
     }
 
-    fn decide(
-        &mut self,
-        round: u64,
-        job: Option<Box<Job>>,
-        changes: Vec<HistoryChange>,
-        nodes: Option<Vec<NodeInfo>>,
-        now_ms: u64,
-        live: Answer,
+    fn decide<'p>(
+        &self,
+        policy: &'p Policy,
+        rounds: &mut HashMap<u64, RoundState<'p>>,
+        d: Decision,
     ) {
         let t = &self.tally;
-        if let Some(job) = job {
+        if let Some(job) = d.job {
             t.rounds.fetch_add(1, Ordering::Relaxed);
-            let session = match self.policy.session() {
-                Ok(s) => Some(s),
+            let charge = match InCharge::open(policy, Rank::Chosen) {
+                Ok(c) => Some(c),
                 Err(incident) => {
                     t.incidents.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(policy = %self.policy.name, "shadow policy contained: {incident}");
+                    tracing::warn!(policy = %policy.name, "shadow policy contained: {incident}");
                     None
                 }
             };
-            self.rounds.insert(
-                round,
+            rounds.insert(
+                d.round,
                 RoundState {
                     job: *job,
                     nodes: Vec::new(),
                     history: Vec::new(),
-                    session,
-                    spent: Duration::ZERO,
+                    charge,
                     diverged: false,
                 },
             );
         }
-        let Some(state) = self.rounds.get_mut(&round) else {
+        let Some(state) = rounds.get_mut(&d.round) else {
             t.skipped.fetch_add(1, Ordering::Relaxed);
             return;
         };
-        for change in changes {
+        for change in d.changes {
             let i = change.index as usize;
             let len = state.history.len();
             if i < len {
@@ -387,60 +376,60 @@ impl Worker {
                 state.history.push(change.event);
             } else {
                 // Out of step with the round: stop comparing it.
-                state.session = None;
+                state.charge = None;
             }
         }
-        if let Some(nodes) = nodes {
+        if let Some(nodes) = d.nodes {
             state.nodes = nodes;
         }
-        let Some(session) = state.session.as_mut() else {
+        let Some(charge) = state.charge.as_mut() else {
             t.skipped.fetch_add(1, Ordering::Relaxed);
             return;
         };
-        let (asked, cpu) = (Instant::now(), crate::policy::session::thread_cpu_time());
-        let decided = session.decide(&state.job, &state.nodes, &state.history, now_ms);
-        let took = asked.elapsed();
-        state.spent += crate::policy::session::thread_cpu_time().saturating_sub(cpu);
+        let cpu = crate::policy::session::thread_cpu_time();
+        let answer = super::replay::ask(
+            charge,
+            &state.job,
+            &state.nodes,
+            &state.history,
+            d.now_ms,
+            &self.limits,
+        );
         t.decide_nanos.fetch_add(
-            u64::try_from(took.as_nanos()).unwrap_or(u64::MAX),
+            u64::try_from(
+                crate::policy::session::thread_cpu_time()
+                    .saturating_sub(cpu)
+                    .as_nanos(),
+            )
+            .unwrap_or(u64::MAX),
             Ordering::Relaxed,
         );
-        let answer = match decided {
-            Ok(actions) => match rules::check(
-                &actions,
-                &state.history,
-                &state.nodes,
-                self.limits.bounds,
-                state.history.len(),
-            ) {
-                Ok(()) if state.spent <= self.limits.policy_time => Answer::Actions(actions),
-                Ok(()) => Answer::Incident(format!(
-                    "policy '{}' budget: spent {} ms deciding in this round",
-                    self.policy.name,
-                    state.spent.as_millis()
-                )),
-                Err(m) => {
-                    Answer::Incident(format!("policy '{}' invalid-action: {m}", self.policy.name))
-                }
-            },
-            Err(incident) => Answer::Incident(incident.to_string()),
-        };
         t.decisions.fetch_add(1, Ordering::Relaxed);
-        let same = match (&live, &answer) {
-            (Answer::Actions(a), Answer::Actions(b)) => a == b,
-            (Answer::Incident(_), Answer::Incident(_)) => true,
-            _ => false,
-        };
-        if let Answer::Incident(why) = &answer {
-            // Contained: this round's instance is never entered again.
-            t.incidents.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(policy = %self.policy.name, job_id = %state.job.job_id, "shadow policy contained: {why}");
-            state.session = None;
+        let live = d.live;
+        match &answer {
+            Answer::Incident(why) => {
+                // Contained: this round's instance is never entered again.
+                t.incidents.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(policy = %policy.name, job_id = %state.job.job_id, "shadow policy contained: {why}");
+                state.charge = None;
+            }
+            // The live round performed the live answer: that is what the shadow saw start.
+            Answer::Actions(_) => {
+                if let Answer::Actions(performed) = &live {
+                    charge.started(performed);
+                }
+            }
         }
-        if same {
+        if live.same_as(&answer) {
             t.agree.fetch_add(1, Ordering::Relaxed);
             return;
         }
+        self.diverged(state, d.now_ms, live, answer);
+    }
+
+    /// Counts a divergence and keeps it among the recent ones.
+    fn diverged(&self, state: &mut RoundState<'_>, now_ms: u64, live: Answer, answer: Answer) {
+        let t = &self.tally;
         let class = classify(&live, &answer);
         if let Ok(mut by) = t.by_class.lock() {
             *by.entry(class).or_default() += 1;

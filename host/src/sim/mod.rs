@@ -229,15 +229,7 @@ pub fn run(
         }
     };
 
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .map_err(|e| format!("cannot start the simulation runtime: {e}"))?;
-    // Simulated rounds report through their trace; the live job log would only repeat it.
-    let quiet = tracing::subscriber::NoSubscriber::default();
-    let _silenced = tracing::subscriber::set_default(quiet);
-    let (jobs, nodes) = runtime.block_on(simulate(&policy, fallback, scenario));
+    let (jobs, nodes) = on_virtual_time(simulate(&policy, fallback, scenario))?;
     for (submitted_ms, ended_ms, job_id, rounds) in jobs {
         let first = report.rounds.len();
         report.rounds.extend(rounds);
@@ -274,14 +266,7 @@ pub fn run_round_shadowed_on(
     limits: &RoundLimits,
     shadow: Option<&Arc<crate::rounds::shadow::Shadow>>,
 ) -> Result<RoundResult, String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .map_err(|e| format!("cannot start the simulation runtime: {e}"))?;
-    let quiet = tracing::subscriber::NoSubscriber::default();
-    let _silenced = tracing::subscriber::set_default(quiet);
-    runtime.block_on(async {
+    on_virtual_time(async {
         let epoch = Instant::now();
         let mut topology = Topology::new();
         for script in scripts {
@@ -300,7 +285,21 @@ pub fn run_round_shadowed_on(
             shadow,
         )
         .await)
-    })
+    })?
+}
+
+/// Runs `work` on a single-threaded runtime with a paused clock (time jumps to the next timer
+/// when every task waits), with the live job log silenced: simulated rounds report through
+/// their trace.
+fn on_virtual_time<R>(work: impl std::future::Future<Output = R>) -> Result<R, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .map_err(|e| format!("cannot start the simulation runtime: {e}"))?;
+    let quiet = tracing::subscriber::NoSubscriber::default();
+    let _silenced = tracing::subscriber::set_default(quiet);
+    Ok(runtime.block_on(work))
 }
 
 /// A finished job: submitted and ended (virtual ms), its id and its rounds.
