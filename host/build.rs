@@ -23,6 +23,7 @@ const GUESTS: &[&str] = &[
     "single-backup",
     "hostile-policy",
     "legacy-v01-policy",
+    "retry-trap-policy",
     "backups-first",
     "no-kit",
 ];

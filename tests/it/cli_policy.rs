@@ -1,7 +1,7 @@
 //! `pinwarden policy ...` as an operator runs it: exit statuses and messages.
 
 use crate::support::cli::Pinwarden;
-use crate::support::policies::{GUEST_MODULES, HOSTILE, TANK_MODE};
+use crate::support::policies::{GUEST_MODULES, HOSTILE, RETRY_TRAP, TANK_MODE};
 use std::path::Path;
 use std::process::Output;
 
@@ -65,7 +65,7 @@ fn test_runs_builtin_scenarios_with_traces() {
     let out = pinwarden(&["policy", "test", "tank-mode"], dir.path());
     let (stdout, _) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
-    assert!(stdout.contains("9 passed, 0 failed"), "{stdout}");
+    assert!(stdout.contains("10 passed, 0 failed"), "{stdout}");
     // A job stream prints one line per job and its figures instead of every trace.
     assert!(
         stdout.contains("PASS  supernode-outage: 60 jobs, 60 pinned"),
@@ -87,7 +87,7 @@ fn test_runs_builtin_scenarios_with_traces() {
     let (stdout, _) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert!(
-        stdout.contains("7 passed, 0 failed, 2 not applicable"),
+        stdout.contains("8 passed, 0 failed, 2 not applicable"),
         "{stdout}"
     );
 }
@@ -199,6 +199,12 @@ fn check_accepts_a_good_component_and_names_what_is_wrong_with_bad_ones() {
             vec![good.clone(), "--param".into(), "quorum=0".into()],
             "'quorum'",
         ),
+        // No local_fallback_after, so lazy-local-fallback does not apply: only lazy-retries
+        // runs a retried round, where this policy traps.
+        (
+            vec![write("retry-trap.wasm", RETRY_TRAP)],
+            "fails built-in scenario 'lazy-retries': policy incident",
+        ),
     ];
     for (extra, needle) in cases {
         let mut args = vec!["policy".to_string(), "check".to_string()];
@@ -208,8 +214,41 @@ fn check_accepts_a_good_component_and_names_what_is_wrong_with_bad_ones() {
         let (_, stderr) = text(&out);
         assert_eq!(out.status.code(), Some(2), "{argv:?}: {stderr}");
         assert!(stderr.contains(needle), "{argv:?}: {stderr}");
-        assert_eq!(stderr.lines().count(), 1, "one-line error: {stderr}");
+        // A check slower than a second (a loaded machine) says where it is on the way.
+        let error: Vec<&str> = stderr
+            .lines()
+            .filter(|l| !l.starts_with("checking "))
+            .collect();
+        assert_eq!(error.len(), 1, "one-line error: {stderr}");
     }
+
+    // A slow but sound policy (5 ms of work per decision) passes, and its check, which takes
+    // seconds, says on stderr which built-in scenario it has reached.
+    let out = pinwarden(
+        &[
+            "policy",
+            "check",
+            &hostile,
+            "--param",
+            "mode=sluggish",
+            "--param",
+            "busy=5",
+        ],
+        dir.path(),
+    );
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stdout.contains("valid policy 'hostile'"), "{stdout}");
+    let progress: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("checking ") && l.contains("built-in scenario"))
+        .collect();
+    assert!(
+        progress
+            .iter()
+            .any(|l| l.contains("of 10 (") && l.ends_with("s so far")),
+        "{stderr}"
+    );
 }
 
 /// PASS, FAIL and N/A lines of a `policy test` run.

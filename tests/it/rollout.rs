@@ -482,6 +482,33 @@ policy_dir = "{}"
     assert_eq!(api.health().await.expect("health").policy.name, "tank-mode");
     assert!(api.shadow_report().await.is_ok());
 
+    // A slow but sound candidate (5 ms of work per decision): the daemon's check takes
+    // seconds, and while the CLI waits it says which built-in scenario the check has reached.
+    let out = shadow_cli(
+        dir.path(),
+        &d,
+        &[
+            "shadow",
+            &hostile,
+            "--param",
+            "mode=sluggish",
+            "--param",
+            "busy=5",
+        ],
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with("checking ") && l.contains("built-in scenario")),
+        "{stderr}"
+    );
+    let health = api.health().await.expect("health");
+    assert_eq!(health.checking, None, "no check runs now");
+    step(t0, "a slow candidate's check shows its progress");
+
     // A sound candidate promoted: it is the live policy, and the shadow is gone.
     let out = shadow_cli(dir.path(), &d, &["shadow", "single-backup"]).await;
     assert!(

@@ -27,7 +27,7 @@ fn run_builtin(policy_name: &str) -> Vec<sim::Report> {
 #[test]
 fn tank_mode_passes_every_builtin_scenario() {
     let reports = run_builtin("tank-mode");
-    assert_eq!(reports.len(), 9);
+    assert_eq!(reports.len(), 10);
     for r in &reports {
         assert!(r.passed(), "{}: {:?}", r.scenario, r.failures);
     }

@@ -4,7 +4,8 @@
 use super::context::{CliError, CliResult, Context, exit};
 use super::output::outln;
 use crate::app::App;
-use crate::daemon::wire::{ReloadRequest, SubmitRequest};
+use crate::client::DaemonClient;
+use crate::daemon::wire::{Health, ReloadRequest, SubmitRequest};
 use crate::daemon::{self, Daemon, Listeners};
 use crate::queue::State;
 use clap::Args;
@@ -154,7 +155,7 @@ pub fn reload(cx: &Context, policy: Option<String>, socket: Option<&Path>) -> Cl
         policy,
         params: None,
     };
-    let policy = cx.block_on(client.reload(&request))??;
+    let policy = cx.block_on(with_check_progress(&client, client.reload(&request)))??;
     outln!("reloaded: {} ({})", policy.name, policy.hash);
     Ok(exit::OK)
 }
@@ -185,9 +186,8 @@ pub fn shadow(cx: &Context, ask: ShadowAsk, socket: Option<&Path>) -> CliResult 
                 .map(|(k, v)| (k, serde_json::Value::String(v)))
                 .collect()
         });
-        let report = cx.block_on(
-            client.shadow_start(&crate::daemon::wire::ShadowRequest { policy, params }),
-        )??;
+        let request = crate::daemon::wire::ShadowRequest { policy, params };
+        let report = cx.block_on(with_check_progress(&client, client.shadow_start(&request)))??;
         if !ask.json {
             outln!(
                 "shadow: {} ({}) is asked at every decision, never executed",
@@ -248,7 +248,7 @@ fn print_shadow(r: &crate::rounds::shadow::Report, stopped: bool) {
 
 pub fn promote(cx: &Context, socket: Option<&Path>) -> CliResult {
     let client = cx.daemon(socket)?;
-    let reply = cx.block_on(client.promote())??;
+    let reply = cx.block_on(with_check_progress(&client, client.promote()))??;
     outln!(
         "promoted: {} ({}) is the live policy, after {} decisions in shadow ({} agreed)",
         reply.policy.name,
@@ -257,6 +257,42 @@ pub fn promote(cx: &Context, socket: Option<&Path>) -> CliResult {
         reply.shadow.agree
     );
     Ok(exit::OK)
+}
+
+/// Awaits `request` (a reload, shadow or promote: the daemon checks the candidate in the
+/// built-in scenarios first, which takes minutes for a slow policy), printing on stderr,
+/// once a second, which scenario the daemon's check has reached.
+async fn with_check_progress<T>(
+    client: &DaemonClient,
+    request: impl std::future::Future<Output = T>,
+) -> T {
+    let mut request = std::pin::pin!(request);
+    let mut tick = tokio::time::interval(crate::sim::QUIET_CHECK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await; // the first tick is now: a quick check prints nothing
+    let mut shown = None;
+    loop {
+        tokio::select! {
+            done = &mut request => return done,
+            _ = tick.tick() => {
+                let asked = tokio::time::timeout(crate::sim::QUIET_CHECK, client.health());
+                if let Ok(Ok(Health { checking: Some(c), .. })) = asked.await {
+                    let at = (c.policy.clone(), c.index);
+                    if shown.as_ref() != Some(&at) {
+                        eprintln!(
+                            "checking {}: built-in scenario {} of {} ({}), {:.0} s so far",
+                            c.policy,
+                            c.index,
+                            c.total,
+                            c.scenario,
+                            c.elapsed_ms as f64 / 1000.0
+                        );
+                        shown = Some(at);
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// A policy spec as the daemon must read it: a path that exists here, made absolute; a

@@ -233,8 +233,21 @@ fn list(registry: &Registry, json: bool) -> CliResult {
 fn check(registry: &Registry, file: &Path, params: &[(String, String)]) -> CliResult {
     let policy = Policy::from_file(registry.engine(), file, params).map_err(bad_input)?;
     let fallback = registry.fallback_for(params).map_err(failed)?;
-    let (ran, skipped) = sim::check_contract(&policy, &fallback)
-        .map_err(|e| bad_input(format!("{}: {e}", file.display())))?;
+    // A slow policy's check takes minutes: past the first second, say where it is.
+    let started = std::time::Instant::now();
+    let (ran, skipped) = sim::check_contract_with(&policy, &fallback, &mut |step| {
+        if started.elapsed() >= sim::QUIET_CHECK {
+            eprintln!(
+                "checking {}: built-in scenario {} of {} ({}), {:.0} s so far",
+                file.display(),
+                step.index,
+                step.total,
+                step.scenario,
+                started.elapsed().as_secs_f64()
+            );
+        }
+    })
+    .map_err(|e| bad_input(format!("{}: {e}", file.display())))?;
     outln!(
         "ok: {} is a valid policy '{}' ({}); {} parameters; behaved in {ran} built-in scenarios{}",
         file.display(),

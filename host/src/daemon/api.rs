@@ -394,6 +394,7 @@ pub async fn health(d: &Daemon) -> Result<Health, QueueError> {
         queue,
         policy_reloads: d.policy.reloads.load(std::sync::atomic::Ordering::Relaxed),
         node_name: d.config.node_name.clone(),
+        checking: d.policy.checking(),
     })
 }
 

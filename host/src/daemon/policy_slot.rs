@@ -5,11 +5,13 @@
 //! configured parameters and pass the built-in scenarios (as `policy check` demands) before it
 //! replaces the old one; a broken file never does.
 
+use crate::daemon::wire::CheckProgress;
 use crate::policy::{Policy, Registry};
 use crate::sim;
 use arc_swap::ArcSwap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 pub struct PolicySlot {
     registry: Registry,
@@ -24,6 +26,19 @@ pub struct PolicySlot {
     fallback: ArcSwap<Policy>,
     pub reloads: AtomicU64,
     pub reload_failures: AtomicU64,
+    /// The check a reload, shadow or promote runs now (`/v1/health` shows it, and the CLI
+    /// while it waits): a slow policy's check takes minutes.
+    checking: Mutex<Option<Checking>>,
+    checks: AtomicU64,
+}
+
+struct Checking {
+    id: u64,
+    policy: String,
+    scenario: String,
+    index: usize,
+    total: usize,
+    started: Instant,
 }
 
 impl PolicySlot {
@@ -44,7 +59,59 @@ impl PolicySlot {
             fallback: ArcSwap::new(fallback),
             reloads: AtomicU64::new(0),
             reload_failures: AtomicU64::new(0),
+            checking: Mutex::new(None),
+            checks: AtomicU64::new(0),
         }
+    }
+
+    /// Where the running check is (the most recently started, when several run).
+    pub fn checking(&self) -> Option<CheckProgress> {
+        let guard = self.checking.lock().unwrap_or_else(|p| p.into_inner());
+        guard.as_ref().map(|c| CheckProgress {
+            policy: c.policy.clone(),
+            scenario: c.scenario.clone(),
+            index: c.index,
+            total: c.total,
+            elapsed_ms: u64::try_from(c.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        })
+    }
+
+    /// Runs the built-in scenarios on `policy`, published as [`checking`](Self::checking)
+    /// and logged once the check is slow.
+    pub fn check(&self, spec: &str, policy: &Policy, fallback: &Policy) -> Result<(), String> {
+        let id = self.checks.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
+        let publish = |checking: Option<Checking>| {
+            let mut guard = self.checking.lock().unwrap_or_else(|p| p.into_inner());
+            match checking {
+                Some(c) => *guard = Some(c),
+                // Another check started since: leave its progress up.
+                None if guard.as_ref().is_some_and(|c| c.id == id) => *guard = None,
+                None => {}
+            }
+        };
+        let result = sim::check_contract_with(policy, fallback, &mut |step| {
+            if started.elapsed() >= sim::QUIET_CHECK {
+                tracing::info!(
+                    policy = spec,
+                    "checking: built-in scenario {} of {} ({}), {:.0} s so far",
+                    step.index,
+                    step.total,
+                    step.scenario,
+                    started.elapsed().as_secs_f64()
+                );
+            }
+            publish(Some(Checking {
+                id,
+                policy: spec.to_string(),
+                scenario: step.scenario.to_string(),
+                index: step.index,
+                total: step.total,
+                started,
+            }));
+        });
+        publish(None);
+        result.map(|_| ()).map_err(|e| format!("{spec}: {e}"))
     }
 
     /// The policy and fallback a new round runs under.
@@ -128,8 +195,7 @@ impl PolicySlot {
         params: Option<&[(String, String)]>,
     ) -> Result<(Arc<Policy>, Arc<Policy>), String> {
         let (policy, fallback) = self.load(spec, params)?;
-        let spec = spec.unwrap_or(&self.spec);
-        sim::check_contract(&policy, &fallback).map_err(|e| format!("{spec}: {e}"))?;
+        self.check(spec.unwrap_or(&self.spec), &policy, &fallback)?;
         Ok((policy, fallback))
     }
 

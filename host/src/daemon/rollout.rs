@@ -17,7 +17,7 @@ impl Daemon {
         params: Option<&[(String, String)]>,
     ) -> Result<Arc<Policy>, String> {
         let (policy, fallback) = self.policy.load(Some(spec), params)?;
-        let check = crate::sim::check_contract(&policy, &fallback).err();
+        let check = self.policy.check(spec, &policy, &fallback).err();
         let shadow = Shadow::start(Arc::clone(&policy), spec, self.limits, check)
             .map_err(|e| format!("cannot start the shadow thread: {e}"))?;
         let old = self.shadow.swap(Some(shadow));

@@ -195,6 +195,21 @@ pub struct Health {
     pub queue: BTreeMap<String, u64>,
     pub policy_reloads: u64,
     pub node_name: String,
+    /// A policy check under way (a reload, shadow or promote validating its candidate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checking: Option<CheckProgress>,
+}
+
+/// Where a running policy check is: the built-in scenario it runs now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckProgress {
+    /// The candidate, as the request named it.
+    pub policy: String,
+    pub scenario: String,
+    /// 1-based, of `total`.
+    pub index: usize,
+    pub total: usize,
+    pub elapsed_ms: u64,
 }
 
 /// `GET /v1/nodes`: every node's health and breaker, live.

@@ -621,9 +621,37 @@ fn ended_as(round: &RoundResult) -> String {
 /// scenario the policy ends without an incident and reaches the scenario's contract.
 /// Returns (scenarios run, not applicable), or the first failure.
 pub fn check_contract(policy: &Policy, fallback: &Policy) -> Result<(usize, usize), String> {
+    check_contract_with(policy, fallback, &mut |_| {})
+}
+
+/// A check quicker than this is not worth a progress line.
+pub const QUIET_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The built-in scenario a check is about to run: a slow policy's check takes minutes, and
+/// whoever waits on it is told where it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckStep<'a> {
+    pub scenario: &'a str,
+    /// 1-based.
+    pub index: usize,
+    pub total: usize,
+}
+
+/// [`check_contract`], calling `on_step` before each scenario.
+pub fn check_contract_with(
+    policy: &Policy,
+    fallback: &Policy,
+    on_step: &mut dyn FnMut(CheckStep<'_>),
+) -> Result<(usize, usize), String> {
     let (mut ran, mut skipped) = (0, 0);
-    for scenario in Scenario::builtin() {
-        let report = run(policy, fallback, &scenario, Mode::Contract)?;
+    let scenarios = Scenario::builtin();
+    for (i, scenario) in scenarios.iter().enumerate() {
+        on_step(CheckStep {
+            scenario: &scenario.name,
+            index: i + 1,
+            total: scenarios.len(),
+        });
+        let report = run(policy, fallback, scenario, Mode::Contract)?;
         if report.not_applicable.is_some() {
             skipped += 1;
             continue;

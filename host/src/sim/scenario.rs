@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The built-in scenarios: the seed's five flows, quorum 2-of-3, the lazy local fallback,
-/// the supernode-outage drill and a quorum met by one cluster pin of replication 2.
+/// lazy retries that every policy must survive, the supernode-outage drill and a quorum met by one cluster pin of replication 2.
 pub const BUILTIN: &[(&str, &str)] = &[
     (
         "happy-path",
@@ -34,6 +34,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
     (
         "lazy-local-fallback",
         include_str!("../../scenarios/lazy-local-fallback.toml"),
+    ),
+    (
+        "lazy-retries",
+        include_str!("../../scenarios/lazy-retries.toml"),
     ),
     (
         "supernode-outage",

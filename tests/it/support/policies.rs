@@ -11,6 +11,8 @@ use std::sync::Arc;
 pub const HOSTILE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/hostile-policy.wasm"));
 /// A policy built against `pinwarden:policy@0.1.0` (`tests/guests/legacy-v01`).
 pub const LEGACY_V01: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/legacy-v01-policy.wasm"));
+/// No `local_fallback_after`; traps on every retried round (`tests/guests/retry-trap`).
+pub const RETRY_TRAP: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/retry-trap-policy.wasm"));
 pub const TANK_MODE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/tank-mode.wasm"));
 pub const GUEST_MODULES: &str = env!("PINWARDEN_GUEST_MODULES");
 

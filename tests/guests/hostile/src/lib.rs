@@ -6,6 +6,8 @@
 //! nodes than exist), `nothing` (returns no action while nothing runs). `configure-trap` traps
 //! in `configure` itself. `huge-reason` fails with a 10 MB reason; `slow` spends a few
 //! milliseconds of busy work on every decision and only ever waits (a round-budget eater).
+//! `sluggish` is sound but slow: from the first decision on, `busy` million steps of busy
+//! work (about a millisecond each here), then the kit's plan: it passes `policy check`, slowly.
 
 use policy_kit::bindings::{Guest, PinRequest, WaitRequest};
 use policy_kit::plan::{nodes_with, plan};
@@ -26,6 +28,7 @@ const MODES: &[&str] = &[
     "huge-reason",
     "slow",
     "recurse",
+    "sluggish",
 ];
 
 /// Recursion with no end, each frame holding a buffer on the shadow stack (in linear memory).
@@ -39,6 +42,8 @@ fn deeper(depth: u64) -> u64 {
 struct Hostile;
 
 static STATE: Mutex<(usize, usize)> = Mutex::new((0, 0)); // (mode index, after)
+/// `sluggish`: millions of busy steps per decision.
+static BUSY: Mutex<u64> = Mutex::new(150);
 /// The kit's standard parameters, which it accepts like a real custom policy would.
 static SETTINGS: Mutex<Option<Settings>> = Mutex::new(None);
 
@@ -62,6 +67,14 @@ impl Guest for Hostile {
                         .iter()
                         .position(|m| *m == v)
                         .ok_or_else(|| format!("parameter 'mode': unknown mode '{v}'"))?
+                }
+                "busy" => {
+                    let busy = v
+                        .parse()
+                        .map_err(|_| format!("parameter 'busy': bad '{v}'"))?;
+                    if let Ok(mut b) = BUSY.lock() {
+                        *b = busy;
+                    }
                 }
                 "after" => {
                     after = v
@@ -92,7 +105,15 @@ impl Guest for Hostile {
 /// The decision, on the whole history: the kit's plan until `after` events, then the mode.
 fn misbehave(job: Job, nodes: Vec<Node>, history: &[Event], now_ms: u64) -> Vec<Action> {
     let (mode, after) = STATE.lock().map(|s| *s).unwrap_or((0, 0));
-    if history.len() < after || mode == 0 {
+    if MODES[mode] == "sluggish" {
+        let busy = BUSY.lock().map(|b| *b).unwrap_or(0);
+        let mut x = now_ms;
+        for i in 0..busy.saturating_mul(1_000_000) {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(i));
+        }
+        std::hint::black_box(x);
+    }
+    if history.len() < after || mode == 0 || MODES[mode] == "sluggish" {
         let s = SETTINGS
             .lock()
             .ok()
