@@ -26,6 +26,9 @@
 //!   hanging), `--drain-jobs` lazy jobs at once each (see `bench_e2e/notify.rs`).
 //! * `rollout` (not run by default): 10,000 simulated rounds recorded, replayed under two
 //!   candidates, and the live decision time with a shadow beside it (see `bench_e2e/rollout.rs`).
+//! * `policy-load` (not run by default): `/v1/health` latency while 20 lazy jobs drain under a
+//!   clean, a slow (~150 ms per decision) and a shadowed policy, and the live decision time
+//!   with a shadow (see `bench_e2e/policy_load.rs`).
 //! * `cluster` (not run by default): time to replication-min on an IPFS Cluster tier against
 //!   `ipfs-cluster-ctl pin add --wait` on the same cluster (see `bench_e2e/cluster.rs`); the run
 //!   moves to a private network namespace.
@@ -36,9 +39,9 @@
 //! Each part that needs a node starts Kubo nodes of its own (`pinwarden-testkit`), stopped
 //! when the part ends.
 //!
-//! Usage: `bench_e2e [--bin PATH] [--only e2e,cold,daemon,check,size,drain,psa,notify,rollout,cluster] [--pins N] [--size-kb K]
+//! Usage: `bench_e2e [--bin PATH] [--only e2e,cold,daemon,check,size,drain,psa,notify,policy-load,rollout,cluster] [--pins N] [--size-kb K]
 //! [--segments S] [--cold-runs N] [--jobs N] [--clients N] [--raw] [--sizes MB,MB,..]
-//! [--rtt-ms MS] [--transfer-timeout-s S] [--cidv0] [--drain-jobs N]`
+//! [--rtt-ms MS] [--transfer-timeout-s S] [--cidv0] [--drain-jobs N] [--busy M]`
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use futures::StreamExt;
@@ -62,6 +65,8 @@ mod cluster;
 mod drain;
 #[path = "bench_e2e/notify.rs"]
 mod notify;
+#[path = "bench_e2e/policy_load.rs"]
+mod policy_load;
 #[path = "bench_e2e/psa.rs"]
 mod psa;
 #[path = "bench_e2e/rollout.rs"]
@@ -91,8 +96,11 @@ struct Args {
     transfer_timeout_s: u64,
     /// `size`: CIDv0 sets (Kubo's CLI), local rows only.
     cidv0: bool,
-    /// `drain`: lazy jobs drained behind a stalling primary (and as many pinned directly).
-    drain_jobs: usize,
+    /// `drain`: lazy jobs drained behind a stalling primary (and as many pinned directly);
+    /// `notify`, `policy-load`: lazy jobs at once. Absent: each part's own default.
+    drain_jobs: Option<usize>,
+    /// `policy-load`: the slow policy's busy work per decision (millions of steps).
+    busy: u64,
 }
 
 impl Args {
@@ -111,7 +119,8 @@ impl Args {
             rtt_ms: 30,
             transfer_timeout_s: 300,
             cidv0: false,
-            drain_jobs: 100,
+            drain_jobs: None,
+            busy: 110,
         };
         let mut it = std::env::args().skip(1);
         while let Some(flag) = it.next() {
@@ -135,7 +144,8 @@ impl Args {
                 "--rtt-ms" => args.rtt_ms = value()?.parse()?,
                 "--transfer-timeout-s" => args.transfer_timeout_s = value()?.parse()?,
                 "--cidv0" => args.cidv0 = true,
-                "--drain-jobs" => args.drain_jobs = value()?.parse()?,
+                "--drain-jobs" => args.drain_jobs = Some(value()?.parse()?),
+                "--busy" => args.busy = value()?.parse()?,
                 other => {
                     bail!("unknown argument {other} (see the comment at the top of bench_e2e.rs)")
                 }
@@ -210,6 +220,9 @@ async fn main() -> Result<()> {
     }
     if args.wants("notify") {
         notify::notify(&args).await?;
+    }
+    if args.wants("policy-load") {
+        policy_load::policy_load(&args).await?;
     }
     if args.wants("rollout") {
         // Simulated rounds start runtimes of their own: not inside this one.

@@ -422,7 +422,41 @@ policy_dir = "{}"
         metrics.contains("pinwarden_shadow_decisions{result=\"agree\"}"),
         "{metrics}"
     );
-    step(t0, "configured shadow: compared at every decision, agrees");
+    // Each round's record carries the shadow's answers, written once the shadow caught up.
+    let shadowed_records = |policy: &'static str| {
+        let dir = dir.path().to_path_buf();
+        async move {
+            let out = cli(&dir).args(["rounds", "export"]).run_async().await;
+            lines(&out)
+                .into_iter()
+                .filter(|r| r["shadow"]["policy"]["name"] == policy)
+                .collect::<Vec<Value>>()
+        }
+    };
+    d.wait_until("4 records carry single-backup's answers", LIMIT, || async {
+        shadowed_records("single-backup").await.len() >= 4
+    })
+    .await;
+    for r in shadowed_records("single-backup").await {
+        let shadow = &r["shadow"];
+        assert_eq!(
+            shadow["compared"].as_u64(),
+            Some(r["points"].as_array().map_or(0, |p| p.len() as u64)),
+            "{r}"
+        );
+        assert_eq!(shadow["agree"], shadow["compared"], "{r}");
+        assert!(shadow.get("diverged").is_none(), "{r}");
+    }
+    let out = cli(dir.path())
+        .args(["rounds", "show", "shadow-job-0"])
+        .run_async()
+        .await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("shadow single-backup"), "{text}");
+    step(
+        t0,
+        "configured shadow: compared at every decision, agrees, recorded",
+    );
 
     // A hostile candidate in shadow: it loops at its third decision of every round. The
     // scenarios fail (shown, and promote refuses it), yet it may be watched in shadow.
@@ -465,9 +499,22 @@ policy_dir = "{}"
         report["by_class"]["incident"].as_u64() >= Some(1),
         "{report}"
     );
+    // The containment is in the round's record: the shadow's answer at that decision.
+    d.wait_until(
+        "a record shows the hostile shadow's incident",
+        LIMIT,
+        || async {
+            shadowed_records("hostile").await.iter().any(|r| {
+                r["shadow"]["diverged"]
+                    .as_array()
+                    .is_some_and(|d| d.iter().any(|x| x["class"] == "incident"))
+            })
+        },
+    )
+    .await;
     step(
         t0,
-        &format!("hostile shadow contained; live rounds settled in {settled_in:?}"),
+        &format!("hostile shadow contained and recorded; live rounds settled in {settled_in:?}"),
     );
 
     // promote refuses it: the live policy keeps serving, the shadow keeps running.

@@ -27,7 +27,7 @@ const CONCURRENCY: usize = 10;
 const DRAIN_LIMIT: Duration = Duration::from_secs(1800);
 
 pub(super) async fn drain(args: &Args) -> Result<()> {
-    let n = args.drain_jobs.max(1);
+    let n = args.drain_jobs.unwrap_or(100).max(1);
     println!(
         "\n== drain: {n} lazy jobs of {} KiB behind a Kubo primary whose pin/add stalls, against the backup's direct pin rate",
         args.size_kb

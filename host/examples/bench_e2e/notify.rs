@@ -55,7 +55,7 @@ struct Run {
 }
 
 pub(super) async fn notify(args: &Args) -> Result<()> {
-    let n = args.drain_jobs.max(1);
+    let n = args.drain_jobs.unwrap_or(100).max(1);
     println!(
         "\n== notify: {n} lazy jobs of {} KiB at once, webhooks off / on (200) / on (hanging receiver), {REPETITIONS} repetitions",
         args.size_kb
@@ -307,7 +307,7 @@ async fn hanging_receiver() -> Result<std::net::SocketAddr> {
 }
 
 /// User + system CPU seconds of process `pid` so far (`/proc/PID/stat`, clock ticks of 10 ms).
-fn cpu_seconds(pid: u32) -> Option<f64> {
+pub(super) fn cpu_seconds(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name, which is in parentheses and may hold spaces.
     let rest = stat.rsplit_once(')')?.1;
@@ -317,7 +317,7 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
     Some((utime + stime) / 100.0)
 }
 
-fn pct(sorted: &[f64], q: f64) -> f64 {
+pub(super) fn pct(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }

@@ -39,13 +39,14 @@ fn round(
 ) -> Result<(RoundRecord, u64)> {
     let s = &scenarios[i % scenarios.len()];
     let job = job(i);
+    let mut link = shadow.map(|s| s.round());
     let result = pinwarden::sim::run_round_shadowed_on(
         live,
         fallback,
         &job,
         s.nodes.clone(),
         &RoundLimits::default(),
-        shadow,
+        link.as_mut(),
     )
     .map_err(anyhow::Error::msg)?;
     let nanos = result.decision_nanos.iter().sum();
@@ -117,30 +118,43 @@ pub fn rollout(rounds: usize) -> Result<()> {
         );
     }
 
-    // Shadow: alternate rounds with and without, so drift hits both alike.
+    // Shadow: alternate rounds with and without, so drift hits both alike; five blocks, as
+    // one block's ratio moves by a few per cent from run to run.
     let shadow = Shadow::start(
         Arc::clone(&single),
         "single-backup",
         RoundLimits::default(),
         None,
+        None,
     )?;
-    let n = rounds.min(4000);
-    let (mut off, mut on) = (0u64, 0u64);
-    for i in 0..n {
-        if i % 2 == 0 {
-            off += round(&tank, &tank, &scenarios, i, None)?.1;
-        } else {
-            on += round(&tank, &tank, &scenarios, i - 1, Some(&shadow))?.1;
+    const BLOCKS: usize = 5;
+    let n = rounds.min(2000);
+    let mut ratios = Vec::with_capacity(BLOCKS);
+    let (mut all_off, mut all_on) = (0u64, 0u64);
+    for _ in 0..BLOCKS {
+        let (mut off, mut on) = (0u64, 0u64);
+        for i in 0..n {
+            if i % 2 == 0 {
+                off += round(&tank, &tank, &scenarios, i, None)?.1;
+            } else {
+                on += round(&tank, &tank, &scenarios, i - 1, Some(&shadow))?.1;
+            }
         }
+        ratios.push(on as f64 / off.max(1) as f64);
+        all_off += off;
+        all_on += on;
     }
     shadow.stop();
     let report = shadow.report();
-    let per = |total: u64| total as f64 / (n / 2) as f64 / 1e3;
+    let per = |total: u64| total as f64 / (BLOCKS * n / 2) as f64 / 1e3;
+    let shown: Vec<String> = ratios.iter().map(|r| format!("{r:.3}x")).collect();
+    ratios.sort_by(f64::total_cmp);
     println!(
-        "shadow: live decision time per round {:.1} µs with single-backup in shadow, {:.1} µs without ({:.3}x); the shadow compared {} decisions ({} agree), skipped {}",
-        per(on),
-        per(off),
-        on as f64 / off.max(1) as f64,
+        "shadow: live decision time per round {:.1} µs with single-backup in shadow, {:.1} µs without; blocks of {n} rounds: {}; median {:.3}x; the shadow compared {} decisions ({} agree), skipped {}",
+        per(all_on),
+        per(all_off),
+        shown.join(", "),
+        ratios[BLOCKS / 2],
         report.decisions,
         report.agree,
         report.skipped

@@ -112,6 +112,27 @@ fn show(r: &RoundRecord) {
             p.len,
             p.ended.len()
         );
+        let shadow_differs = r
+            .shadow
+            .iter()
+            .flat_map(|v| &v.diverged)
+            .filter(|d| d.k as usize == k);
+        for d in shadow_differs {
+            outln!(
+                "            shadow {}: {}",
+                d.class.as_str(),
+                describe_answer(&d.answer)
+            );
+        }
+    }
+    if let Some(v) = &r.shadow {
+        outln!(
+            "  shadow {} {}: {} of {} decisions compared agree",
+            v.policy.name,
+            short(&v.policy.hash),
+            v.agree,
+            v.compared
+        );
     }
     let on = if r.end.confirmed.is_empty() {
         String::new()

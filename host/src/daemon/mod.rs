@@ -71,7 +71,7 @@ pub struct Daemon {
     /// Delivers the outbox's webhook events.
     pub notifier: notifier::Notifier,
     /// Keeps every round's record (`data/rounds`), off the rounds' way.
-    pub rounds: crate::rounds::store::Recorder,
+    pub rounds: Arc<crate::rounds::store::Recorder>,
     /// A candidate policy asked beside the live one (`policy shadow`), if any.
     pub shadow: arc_swap::ArcSwapOption<crate::rounds::shadow::Shadow>,
 }
@@ -170,7 +170,7 @@ impl Daemon {
             delegates: delegates::Delegates::default(),
             unpinning: unpinner::Unpinning::default(),
             notifier: notifier::Notifier::new(secret),
-            rounds: crate::rounds::store::Recorder::open(&config_dir, &rounds),
+            rounds: Arc::new(crate::rounds::store::Recorder::open(&config_dir, &rounds)),
             shadow: arc_swap::ArcSwapOption::empty(),
         });
         if let Some(spec) = daemon.config.policy.shadow.clone() {
@@ -421,6 +421,10 @@ pub async fn serve(daemon: Arc<Daemon>, listen: Listeners) -> anyhow::Result<()>
         );
     }
     daemon.topology.ledger().flush();
+    // The shadow writes the records of the rounds it is behind on before the recorder closes.
+    if let Some(shadow) = daemon.shadow.swap(None) {
+        shadow.stop();
+    }
     daemon.rounds.close();
     let _ = std::fs::remove_file(&listen.socket);
     Ok(())

@@ -18,7 +18,8 @@ impl Daemon {
     ) -> Result<Arc<Policy>, String> {
         let (policy, fallback) = self.policy.load(Some(spec), params)?;
         let check = self.policy.check(spec, &policy, &fallback).err();
-        let shadow = Shadow::start(Arc::clone(&policy), spec, self.limits, check)
+        let recorder = Some(Arc::clone(&self.rounds));
+        let shadow = Shadow::start(Arc::clone(&policy), spec, self.limits, check, recorder)
             .map_err(|e| format!("cannot start the shadow thread: {e}"))?;
         let old = self.shadow.swap(Some(shadow));
         if let Some(old) = old {

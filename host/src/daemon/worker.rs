@@ -110,7 +110,7 @@ async fn round(daemon: &Daemon, row: PinRow) {
         }
     };
     let began = now_ms();
-    let shadow = daemon.shadow.load_full();
+    let mut shadow = daemon.shadow.load_full().map(|s| s.round());
     let result = run_round_shadowed(
         &policy,
         &fallback,
@@ -118,13 +118,20 @@ async fn round(daemon: &Daemon, row: PinRow) {
         &origins,
         &daemon.topology,
         &daemon.limits,
-        shadow.as_ref(),
+        shadow.as_mut(),
     )
     .await;
-    // Handed to the records' own thread: never waited for.
-    daemon.rounds.record(crate::rounds::RoundRecord::new(
-        "daemon", began, &job, &policy, &fallback, &result,
-    ));
+    // Handed to the records' own thread (through the shadow's, which adds its answers):
+    // never waited for.
+    let kept = crate::rounds::RoundRecord::new("daemon", began, &job, &policy, &fallback, &result);
+    match shadow {
+        Some(link) => {
+            if let Err(back) = link.finish(kept) {
+                daemon.rounds.record(*back);
+            }
+        }
+        None => daemon.rounds.record(kept),
+    }
     // Only what the round as a whole did: its node actions (pin attempts, verifications,
     // breakers) were counted and signalled as each ended, by `observe::Live`.
     let signals = daemon

@@ -241,8 +241,10 @@ pub async fn run_round(
     run_round_shadowed(policy, fallback, job, origins, topology, limits, None).await
 }
 
-/// [`run_round`], with every decision also handed to `shadow` (a candidate policy asked
-/// beside the live one, on its own thread, never executed: see [`crate::rounds::shadow`]).
+/// [`run_round`], with every decision also handed to `shadow` (a round's link to a candidate
+/// policy asked beside the live one, on its own thread, never executed: see
+/// [`crate::rounds::shadow`]). The caller keeps the link, to hand the shadow the round's
+/// record when it ends.
 pub async fn run_round_shadowed(
     policy: &Policy,
     fallback: &Policy,
@@ -250,10 +252,10 @@ pub async fn run_round_shadowed(
     origins: &[String],
     topology: &Topology,
     limits: &RoundLimits,
-    shadow: Option<&Arc<crate::rounds::shadow::Shadow>>,
+    shadow: Option<&mut crate::rounds::shadow::ShadowRound>,
 ) -> RoundResult {
     Round {
-        shadow: shadow.map(|s| s.round()),
+        shadow,
         job,
         origins: Arc::new(origins.to_vec()),
         topology,
@@ -290,7 +292,7 @@ struct Round<'a> {
     decisions: Vec<DecisionPoint>,
     /// Per history index: whether an earlier decision point already saw its outcome.
     told_ended: Vec<bool>,
-    shadow: Option<crate::rounds::shadow::ShadowRound>,
+    shadow: Option<&'a mut crate::rounds::shadow::ShadowRound>,
 }
 
 impl Round<'_> {
@@ -367,7 +369,8 @@ impl Round<'_> {
             Ok(actions) => (actions.clone(), None),
             Err(i) => (Vec::new(), Some(i.to_string())),
         };
-        if let Some(shadow) = self.shadow.as_mut() {
+        let k = u32::try_from(self.decisions.len()).unwrap_or(u32::MAX);
+        if let Some(shadow) = self.shadow.as_deref_mut() {
             let live = match &incident {
                 Some(i) => crate::rounds::replay::Answer::Incident(i.clone()),
                 None => crate::rounds::replay::Answer::Actions(actions.clone()),
@@ -375,7 +378,7 @@ impl Round<'_> {
             if fallback {
                 shadow.live_contained();
             } else {
-                shadow.decided(self.job, &self.infos, &self.history, &ended, now, live);
+                shadow.decided(k, self.job, &self.infos, &self.history, &ended, now, live);
             }
         }
         self.decisions.push(DecisionPoint {

@@ -70,6 +70,32 @@ pub struct RoundRecord {
     /// The round's history as it ended; the points index into it.
     pub history: Vec<Event>,
     pub end: End,
+    /// What the shadow policy answered at this round's decisions, when one ran (the shadow
+    /// thread writes such a record once it has caught up with the round).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<ShadowVerdict>,
+}
+
+/// A shadow policy's answers to one round: counted where they agree with the live policy's,
+/// kept where they differ.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShadowVerdict {
+    pub policy: PolicyRef,
+    /// Decisions compared. Those after the live policy was contained are the fallback's, and
+    /// those after the shadow fell behind are not asked: `compared` may be fewer than `points`.
+    pub compared: u32,
+    pub agree: u32,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub diverged: Vec<ShadowAnswer>,
+}
+
+/// A decision where the shadow answered otherwise.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShadowAnswer {
+    /// The decision's index in the round's `points`.
+    pub k: u32,
+    pub class: replay::Class,
+    pub answer: replay::Answer,
 }
 
 impl RoundRecord {
@@ -98,6 +124,7 @@ impl RoundRecord {
                 decided_by: result.decided_by.clone(),
                 elapsed_ms: result.elapsed_ms,
             },
+            shadow: None,
         }
     }
 

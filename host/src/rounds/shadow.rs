@@ -12,8 +12,16 @@
 //!
 //! Points after the live policy was contained are the fallback's and are not compared
 //! (as in `policy replay`).
+//!
+//! When the round ends, its record is handed to the shadow behind its last decision
+//! ([`ShadowRound::finish`]): once the shadow has caught up, it adds its answers
+//! ([`super::ShadowVerdict`]) and writes the record, so a round's record says what the
+//! shadow would have done at each decision. A shadow too far behind to take the record
+//! hands it back, and it is written without.
 
 use super::replay::{Answer, Class, classify};
+use super::store::Recorder;
+use super::{PolicyRef, RoundRecord, ShadowAnswer, ShadowVerdict};
 use crate::executor::RoundLimits;
 use crate::executor::in_charge::{InCharge, Rank};
 use crate::policy::Policy;
@@ -33,12 +41,18 @@ const RECENT: usize = 20;
 /// One live decision, as the shadow needs it.
 enum Msg {
     Decide(Decision),
-    End { round: u64 },
+    /// The round ended; its record, to complete and write (absent: nothing to write).
+    End {
+        round: u64,
+        record: Option<Box<RoundRecord>>,
+    },
 }
 
 /// One live decision, as the shadow needs it: what changed since the round's last one.
 struct Decision {
     round: u64,
+    /// The decision's index in the round's record.
+    k: u32,
     /// The job, with the round's first decision.
     job: Option<Box<Job>>,
     changes: Vec<HistoryChange>,
@@ -107,6 +121,8 @@ pub struct Shadow {
     pub check: Option<String>,
     sender: Mutex<Option<SyncSender<Msg>>>,
     tally: Arc<Tally>,
+    /// Where the shadow writes the records of the rounds it saw.
+    recorder: Option<Arc<Recorder>>,
     next_round: AtomicU64,
     started: Instant,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -115,17 +131,20 @@ pub struct Shadow {
 impl Shadow {
     /// Starts the shadow thread for `policy` (already validated, as a reload validates).
     /// `check`: why the candidate failed the built-in scenarios, if it did (shown in reports).
+    /// `recorder`: where the records of finished rounds go, with the shadow's answers.
     pub fn start(
         policy: Arc<Policy>,
         spec: &str,
         limits: RoundLimits,
         check: Option<String>,
+        recorder: Option<Arc<Recorder>>,
     ) -> std::io::Result<Arc<Shadow>> {
         let (sender, receiver) = sync_channel(BACKLOG);
         let tally = Arc::new(Tally::default());
         let worker = Worker {
             limits,
             tally: Arc::clone(&tally),
+            recorder: recorder.clone(),
         };
         let candidate = Arc::clone(&policy);
         let thread = std::thread::Builder::new()
@@ -137,6 +156,7 @@ impl Shadow {
             spec: spec.to_string(),
             sender: Mutex::new(Some(sender)),
             tally,
+            recorder,
             next_round: AtomicU64::new(1),
             started: Instant::now(),
             thread: Mutex::new(Some(thread)),
@@ -185,20 +205,23 @@ impl Shadow {
             id: self.next_round.fetch_add(1, Ordering::Relaxed),
             told_len: 0,
             told_job: false,
+            ended: false,
             last_nodes: None,
             off: false,
         }
     }
 
-    fn send(&self, msg: Msg) -> bool {
+    /// Hands `msg` to the shadow thread without waiting; `Err` gives it back when the thread
+    /// is behind (a full backlog) or gone.
+    fn send(&self, msg: Msg) -> Result<(), Msg> {
         let Ok(guard) = self.sender.lock() else {
-            return false;
+            return Err(msg);
         };
-        match guard.as_ref().map(|s| s.try_send(msg)) {
-            Some(Ok(())) => true,
-            Some(Err(TrySendError::Full(_))) | Some(Err(TrySendError::Disconnected(_))) | None => {
-                false
-            }
+        match guard.as_ref() {
+            Some(sender) => sender.try_send(msg).map_err(|e| match e {
+                TrySendError::Full(m) | TrySendError::Disconnected(m) => m,
+            }),
+            None => Err(msg),
         }
     }
 
@@ -227,6 +250,8 @@ pub struct ShadowRound {
     id: u64,
     told_len: usize,
     told_job: bool,
+    /// `finish` told the shadow the round ended.
+    ended: bool,
     last_nodes: Option<Vec<NodeInfo>>,
     /// The live policy was contained, or the shadow fell behind: no more comparisons.
     off: bool,
@@ -238,10 +263,13 @@ impl ShadowRound {
         self.off = true;
     }
 
-    /// Hands over one live decision. `ended`: history indices whose outcome arrived since
-    /// the previous decision (the round's record computes them anyway). Never waits.
+    /// Hands over live decision `k` (its index in the round's record). `ended`: history
+    /// indices whose outcome arrived since the previous decision (the round's record computes
+    /// them anyway). Never waits.
+    #[allow(clippy::too_many_arguments)] // one decision as the executor has it, in parts
     pub fn decided(
         &mut self,
+        k: u32,
         job: &Job,
         nodes: &[NodeInfo],
         history: &[Event],
@@ -281,13 +309,14 @@ impl ShadowRound {
         };
         let msg = Msg::Decide(Decision {
             round: self.id,
+            k,
             job: (!self.told_job).then(|| Box::new(job.clone())),
             changes,
             nodes,
             now_ms,
             live,
         });
-        if self.shadow.send(msg) {
+        if self.shadow.send(msg).is_ok() {
             self.told_job = true;
             self.told_len = history.len();
         } else {
@@ -298,11 +327,41 @@ impl ShadowRound {
     }
 }
 
+impl ShadowRound {
+    /// The round ended with `record`: the shadow adds its answers and writes it, once it has
+    /// caught up. `Err` hands the record back, to be written without them: the shadow never
+    /// saw the round, is too far behind, or has no recorder.
+    pub fn finish(mut self, record: RoundRecord) -> Result<(), Box<RoundRecord>> {
+        let record = Box::new(record);
+        if !self.told_job || self.shadow.recorder.is_none() {
+            return Err(record);
+        }
+        let msg = Msg::End {
+            round: self.id,
+            record: Some(record),
+        };
+        match self.shadow.send(msg) {
+            Ok(()) => {
+                self.ended = true;
+                Ok(())
+            }
+            Err(Msg::End {
+                record: Some(record),
+                ..
+            }) => Err(record),
+            Err(_) => unreachable!("send gives back the message it was given"),
+        }
+    }
+}
+
 impl Drop for ShadowRound {
     fn drop(&mut self) {
-        if self.told_job {
+        if self.told_job && !self.ended {
             // Best effort: a full channel leaves the state to be dropped with the thread.
-            let _ = self.shadow.send(Msg::End { round: self.id });
+            let _ = self.shadow.send(Msg::End {
+                round: self.id,
+                record: None,
+            });
         }
     }
 }
@@ -315,11 +374,16 @@ struct RoundState<'p> {
     history: Vec<Event>,
     charge: Option<InCharge<'p>>,
     diverged: bool,
+    /// This round's decisions compared and agreed on, and the divergences.
+    compared: u32,
+    agree: u32,
+    answers: Vec<ShadowAnswer>,
 }
 
 struct Worker {
     limits: RoundLimits,
     tally: Arc<Tally>,
+    recorder: Option<Arc<Recorder>>,
 }
 
 impl Worker {
@@ -327,8 +391,17 @@ impl Worker {
         let mut rounds: HashMap<u64, RoundState<'_>> = HashMap::new();
         while let Ok(msg) = receiver.recv() {
             match msg {
-                Msg::End { round } => {
-                    rounds.remove(&round);
+                Msg::End { round, record } => {
+                    let state = rounds.remove(&round);
+                    if let (Some(mut record), Some(recorder)) = (record, &self.recorder) {
+                        record.shadow = state.map(|s| ShadowVerdict {
+                            policy: PolicyRef::of(policy),
+                            compared: s.compared,
+                            agree: s.agree,
+                            diverged: s.answers,
+                        });
+                        recorder.record(*record);
+                    }
                 }
                 Msg::Decide(d) => self.decide(policy, &mut rounds, d),
             }
@@ -360,6 +433,9 @@ impl Worker {
                     history: Vec::new(),
                     charge,
                     diverged: false,
+                    compared: 0,
+                    agree: 0,
+                    answers: Vec::new(),
                 },
             );
         }
@@ -405,6 +481,7 @@ impl Worker {
             Ordering::Relaxed,
         );
         t.decisions.fetch_add(1, Ordering::Relaxed);
+        state.compared += 1;
         let live = d.live;
         match &answer {
             Answer::Incident(why) => {
@@ -422,15 +499,28 @@ impl Worker {
         }
         if live.same_as(&answer) {
             t.agree.fetch_add(1, Ordering::Relaxed);
+            state.agree += 1;
             return;
         }
-        self.diverged(state, d.now_ms, live, answer);
+        self.diverged(state, d.k, d.now_ms, live, answer);
     }
 
     /// Counts a divergence and keeps it among the recent ones.
-    fn diverged(&self, state: &mut RoundState<'_>, now_ms: u64, live: Answer, answer: Answer) {
+    fn diverged(
+        &self,
+        state: &mut RoundState<'_>,
+        k: u32,
+        now_ms: u64,
+        live: Answer,
+        answer: Answer,
+    ) {
         let t = &self.tally;
         let class = classify(&live, &answer);
+        state.answers.push(ShadowAnswer {
+            k,
+            class,
+            answer: answer.clone(),
+        });
         if let Ok(mut by) = t.by_class.lock() {
             *by.entry(class).or_default() += 1;
         }

@@ -387,6 +387,8 @@ fn a_recorder_that_is_off_keeps_nothing() {
     assert!(!store::dir(dir.path()).exists());
 }
 
+/// One simulated round under `live`, with `shadow` asked beside it; the round's record is
+/// handed to the shadow as the daemon hands it (written by the shadow when it has a recorder).
 fn shadowed(
     live: &Policy,
     fallback: &Policy,
@@ -400,15 +402,74 @@ fn shadowed(
         lazy: false,
         failed_rounds: 0,
     };
-    crate::sim::run_round_shadowed_on(
+    let mut link = shadow.map(|s| s.round());
+    let result = crate::sim::run_round_shadowed_on(
         live,
         fallback,
         &job,
         scripts,
         &RoundLimits::default(),
-        shadow,
+        link.as_mut(),
     )
-    .expect("simulated")
+    .expect("simulated");
+    if let Some(link) = link {
+        let record = RoundRecord::new("sim", 0, &job, live, fallback, &result);
+        let _ = link.finish(record);
+    }
+    result
+}
+
+#[test]
+fn a_shadows_answers_are_written_into_the_rounds_record() {
+    let r = registry();
+    let (tank, single) = (builtin(&r, "tank-mode"), builtin(&r, "single-backup"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let recorder = Arc::new(Recorder::with_limits(dir.path(), small(1 << 20, 1 << 30)));
+    let shadow = super::shadow::Shadow::start(
+        Arc::clone(&single),
+        "single-backup",
+        RoundLimits::default(),
+        None,
+        Some(Arc::clone(&recorder)),
+    )
+    .expect("shadow thread");
+    let live = shadowed(&tank, &tank, Some(&shadow), nodes(SECOND_BACKUP_SAVES));
+    shadow.stop();
+    recorder.close();
+    let read = store::read(dir.path(), None, None).expect("reads");
+    assert_eq!(read.records.len(), 1, "one record, written once");
+    let record = &read.records[0];
+    assert_eq!(
+        record.points, live.decisions,
+        "the live round's record as it was"
+    );
+    let verdict = record.shadow.as_ref().expect("the shadow's answers");
+    assert_eq!(verdict.policy.name, "single-backup");
+    assert_eq!(verdict.compared as usize, live.decisions.len());
+    assert_eq!(
+        verdict.agree as usize + verdict.diverged.len(),
+        verdict.compared as usize
+    );
+    // single-backup gives up where tank-mode goes on to backup-2: that decision is kept,
+    // with its index into the record's points and what the shadow answered.
+    let gave_up = verdict
+        .diverged
+        .iter()
+        .find(|d| d.class == Class::GivesUpEarlier)
+        .unwrap_or_else(|| panic!("no gives-up-earlier in {verdict:?}"));
+    assert!((gave_up.k as usize) < record.points.len());
+    assert!(
+        matches!(&gave_up.answer, Answer::Actions(a) if a.iter().any(|x| matches!(x, Action::Fail(_)))),
+        "{gave_up:?}"
+    );
+    // Without a shadow, the record carries none.
+    let alone = records_of(&tank, &tank).remove(0);
+    assert!(alone.shadow.is_none());
+    assert!(
+        !serde_json::to_string(&alone)
+            .expect("encodes")
+            .contains("\"shadow\"")
+    );
 }
 
 #[test]
@@ -420,6 +481,7 @@ fn a_shadow_changes_nothing_the_live_round_does_and_is_compared() {
         Arc::clone(&single),
         "single-backup",
         RoundLimits::default(),
+        None,
         None,
     )
     .expect("shadow thread");
@@ -453,9 +515,14 @@ fn a_shadow_changes_nothing_the_live_round_does_and_is_compared() {
 fn the_live_policy_as_its_own_shadow_always_agrees() {
     let r = registry();
     let tank = builtin(&r, "tank-mode");
-    let shadow =
-        super::shadow::Shadow::start(Arc::clone(&tank), "tank-mode", RoundLimits::default(), None)
-            .expect("shadow thread");
+    let shadow = super::shadow::Shadow::start(
+        Arc::clone(&tank),
+        "tank-mode",
+        RoundLimits::default(),
+        None,
+        None,
+    )
+    .expect("shadow thread");
     let mut decisions = 0;
     for s in Scenario::builtin().iter().filter(|s| s.jobs.is_none()) {
         decisions += shadowed(&tank, &tank, Some(&shadow), s.nodes.clone())

@@ -257,14 +257,15 @@ pub fn run_round_on(
     run_round_shadowed_on(policy, fallback, job, scripts, limits, None)
 }
 
-/// [`run_round_on`] with a shadow asked beside the policy.
+/// [`run_round_on`] with a shadow asked beside the policy (a round's link to it, which the
+/// caller keeps to hand the shadow the round's record).
 pub fn run_round_shadowed_on(
     policy: &Policy,
     fallback: &Policy,
     job: &Job,
     scripts: Vec<node::NodeScript>,
     limits: &RoundLimits,
-    shadow: Option<&Arc<crate::rounds::shadow::Shadow>>,
+    shadow: Option<&mut crate::rounds::shadow::ShadowRound>,
 ) -> Result<RoundResult, String> {
     on_virtual_time(async {
         let epoch = Instant::now();
