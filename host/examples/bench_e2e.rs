@@ -27,7 +27,7 @@
 //! * `rollout` (not run by default): 10,000 simulated rounds recorded, replayed under two
 //!   candidates, and the live decision time with a shadow beside it (see `bench_e2e/rollout.rs`).
 //! * `policy-load` (not run by default): `/v1/health` latency while 20 lazy jobs drain under a
-//!   clean, a slow (~150 ms per decision) and a shadowed policy, and the live decision time
+//!   clean, a slow, a slow-shadowed and a shadowed policy, and the live decision time
 //!   with a shadow (see `bench_e2e/policy_load.rs`).
 //! * `cluster` (not run by default): time to replication-min on an IPFS Cluster tier against
 //!   `ipfs-cluster-ctl pin add --wait` on the same cluster (see `bench_e2e/cluster.rs`); the run
@@ -120,7 +120,7 @@ impl Args {
             transfer_timeout_s: 300,
             cidv0: false,
             drain_jobs: None,
-            busy: 110,
+            busy: 30,
         };
         let mut it = std::env::args().skip(1);
         while let Some(flag) = it.next() {

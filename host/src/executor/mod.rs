@@ -342,7 +342,9 @@ impl Round<'_> {
         if self.nodes_seen.is_empty() {
             self.nodes_seen = self.infos.clone();
         }
+        let live = self.shadow.as_deref().map(|s| s.live_decision());
         let decision = charge.decide(self.job, &self.infos, &self.history, now, self.limits);
+        drop(live);
         self.decision_nanos
             .push(u64::try_from(decision.took.as_nanos()).unwrap_or(u64::MAX));
         self.note_decision(now, charge.rank == Rank::Fallback, &decision.actions);

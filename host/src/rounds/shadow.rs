@@ -35,6 +35,12 @@ use std::time::Instant;
 
 /// Decisions waiting for the shadow thread, at most.
 const BACKLOG: usize = 8192;
+/// How often an idle shadow looks for decisions to compare.
+const POLL: std::time::Duration = std::time::Duration::from_millis(5);
+/// How long the shadow waits, at most, for live decisions under way to end before it asks
+/// its candidate. Two policies deciding at once on two cores slow each other down (by 13 to
+/// 20 % here, measured in BENCHMARKS.md §13); a live decision takes tens of µs.
+const YIELD_TO_LIVE: std::time::Duration = std::time::Duration::from_millis(1);
 /// Divergences kept for the report.
 const RECENT: usize = 20;
 
@@ -108,6 +114,8 @@ struct Tally {
     incidents: AtomicU64,
     skipped: AtomicU64,
     decide_nanos: AtomicU64,
+    /// Live decisions under way now (the shadow yields to them).
+    live_deciding: std::sync::atomic::AtomicU32,
     by_class: Mutex<BTreeMap<Class, u64>>,
     recent: Mutex<VecDeque<Seen>>,
 }
@@ -257,7 +265,24 @@ pub struct ShadowRound {
     off: bool,
 }
 
+/// A live decision under way (see [`ShadowRound::live_decision`]); ends when dropped.
+pub struct LiveDecision<'a>(&'a std::sync::atomic::AtomicU32);
+
+impl Drop for LiveDecision<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Release);
+    }
+}
+
 impl ShadowRound {
+    /// Marks a live decision under way, for as long as the guard lives: the shadow does not
+    /// start asking its candidate meanwhile (for up to 1 ms), so the two do not run at once.
+    pub fn live_decision(&self) -> LiveDecision<'_> {
+        let live = &self.shadow.tally.live_deciding;
+        live.fetch_add(1, Ordering::Release);
+        LiveDecision(live)
+    }
+
     /// The live policy was contained: the fallback decides the rest, which is not compared.
     pub fn live_contained(&mut self) {
         self.off = true;
@@ -389,7 +414,18 @@ struct Worker {
 impl Worker {
     fn run(self, policy: &Policy, receiver: Receiver<Msg>) {
         let mut rounds: HashMap<u64, RoundState<'_>> = HashMap::new();
-        while let Ok(msg) = receiver.recv() {
+        loop {
+            // Polled, not waited on: a send to a receiver that is not blocked wakes no thread,
+            // and waking this one at every live decision (an interrupt to the other core)
+            // slowed the live decisions by some 20 % (BENCHMARKS.md §13).
+            let msg = match receiver.try_recv() {
+                Ok(msg) => msg,
+                Err(std::sync::mpsc::TryRecvError::Empty) => {
+                    std::thread::sleep(POLL);
+                    continue;
+                }
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => return,
+            };
             match msg {
                 Msg::End { round, record } => {
                     let state = rounds.remove(&round);
@@ -462,6 +498,7 @@ impl Worker {
             t.skipped.fetch_add(1, Ordering::Relaxed);
             return;
         };
+        self.yield_to_live();
         let cpu = crate::policy::session::thread_cpu_time();
         let answer = super::replay::ask(
             charge,
@@ -503,6 +540,18 @@ impl Worker {
             return;
         }
         self.diverged(state, d.k, d.now_ms, live, answer);
+    }
+
+    /// Waits (a bounded spin) while live decisions are under way.
+    fn yield_to_live(&self) {
+        let live = &self.tally.live_deciding;
+        if live.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let since = Instant::now();
+        while live.load(Ordering::Acquire) > 0 && since.elapsed() < YIELD_TO_LIVE {
+            std::hint::spin_loop();
+        }
     }
 
     /// Counts a divergence and keeps it among the recent ones.
