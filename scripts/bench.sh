@@ -19,6 +19,11 @@
 #   scripts/bench.sh --only rollout       # not in "everything": 10,000 simulated rounds
 #                                         # recorded, replayed, and run beside a shadow
 #                                         # (about 10 s; no node)
+#   scripts/bench.sh --only policy-load [--drain-jobs 200 --size-kb 64]
+#                                         # not in "everything": /v1/health while lazy jobs
+#                                         # drain under a clean, a slow (50 ms a decision)
+#                                         # and a shadowed policy (about 3 minutes; 6 with
+#                                         # 200 jobs)
 #   scripts/bench.sh --pins 10 --jobs 20000
 #
 # Options go to host/examples/bench_e2e.rs (see its header). The micro-benchmarks are separate:
