@@ -279,14 +279,13 @@ async fn with_check_progress<T>(
                 if let Ok(Ok(Health { checking: Some(c), .. })) = asked.await {
                     let at = (c.policy.clone(), c.index);
                     if shown.as_ref() != Some(&at) {
-                        eprintln!(
-                            "checking {}: built-in scenario {} of {} ({}), {:.0} s so far",
-                            c.policy,
-                            c.index,
-                            c.total,
-                            c.scenario,
-                            c.elapsed_ms as f64 / 1000.0
-                        );
+                        let step = crate::sim::CheckStep {
+                            scenario: &c.scenario,
+                            index: c.index,
+                            total: c.total,
+                        };
+                        let elapsed = std::time::Duration::from_millis(c.elapsed_ms);
+                        eprintln!("{}", step.line(&c.policy, elapsed));
                         shown = Some(at);
                     }
                 }

@@ -238,12 +238,8 @@ fn check(registry: &Registry, file: &Path, params: &[(String, String)]) -> CliRe
     let (ran, skipped) = sim::check_contract_with(&policy, &fallback, &mut |step| {
         if started.elapsed() >= sim::QUIET_CHECK {
             eprintln!(
-                "checking {}: built-in scenario {} of {} ({}), {:.0} s so far",
-                file.display(),
-                step.index,
-                step.total,
-                step.scenario,
-                started.elapsed().as_secs_f64()
+                "{}",
+                step.line(&file.display().to_string(), started.elapsed())
             );
         }
     })

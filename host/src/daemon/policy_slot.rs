@@ -92,14 +92,7 @@ impl PolicySlot {
         };
         let result = sim::check_contract_with(policy, fallback, &mut |step| {
             if started.elapsed() >= sim::QUIET_CHECK {
-                tracing::info!(
-                    policy = spec,
-                    "checking: built-in scenario {} of {} ({}), {:.0} s so far",
-                    step.index,
-                    step.total,
-                    step.scenario,
-                    started.elapsed().as_secs_f64()
-                );
+                tracing::info!("{}", step.line(spec, started.elapsed()));
             }
             publish(Some(Checking {
                 id,

@@ -638,6 +638,20 @@ pub struct CheckStep<'a> {
     pub total: usize,
 }
 
+impl CheckStep<'_> {
+    /// The progress line a waiting operator is shown (by `policy check`, and by the CLI
+    /// while the daemon checks a candidate).
+    pub fn line(&self, policy: &str, elapsed: std::time::Duration) -> String {
+        format!(
+            "checking {policy}: built-in scenario {} of {} ({}), {:.0} s so far",
+            self.index,
+            self.total,
+            self.scenario,
+            elapsed.as_secs_f64()
+        )
+    }
+}
+
 /// [`check_contract`], calling `on_step` before each scenario.
 pub fn check_contract_with(
     policy: &Policy,
