@@ -44,7 +44,6 @@
 //! [--rtt-ms MS] [--transfer-timeout-s S] [--cidv0] [--drain-jobs N] [--busy M]`
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
-use futures::StreamExt;
 use pinwarden::executor::{RoundEnd, RoundLimits, Topology, run_round};
 use pinwarden::kubo::KuboClient;
 use pinwarden::policy::contract::Job;
@@ -52,7 +51,7 @@ use pinwarden::policy::{PolicyEngine, Registry};
 use pinwarden::{Action, Role};
 use pinwarden_testkit::{IpfsCluster, make_hls_dir};
 use serde_json::Value;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -333,69 +332,34 @@ impl Direct {
         Ok(())
     }
 
-    /// The retrievability check pinwarden makes on js-ipfs: one `refs/local` listing, then
-    /// every block of the DAG must be in it; the DAG is walked level by level, `refs` with up
-    /// to 100 non-raw blocks as `arg`s per call, 4 calls at once.
+    /// The retrievability check a script would make on Kubo: one streamed
+    /// `refs?recursive&unique&offline` of the root, which walks the node's own blocks and
+    /// reports a missing one as a line with an `Err` (the root's own absence fails the call).
     async fn check_retrievable(&self, cid: &str) -> Result<()> {
         let t0 = Instant::now();
-        let local: HashSet<Vec<u8>> = refs(&self.call("refs/local", &[]).await?)?
-            .iter()
-            .map(|c| c.hash().digest().to_vec())
-            .collect();
-        self.phase("refs/local", t0.elapsed());
-        let t0 = Instant::now();
-        let root = cid::Cid::try_from(cid)?;
-        ensure!(
-            local.contains(root.hash().digest()),
-            "block {root} missing locally"
-        );
-        let mut seen: HashSet<Vec<u8>> = HashSet::from([root.hash().digest().to_vec()]);
-        let mut frontier = if root.codec() == RAW {
-            Vec::new()
-        } else {
-            vec![root]
-        };
-        while !frontier.is_empty() {
-            let level: Vec<cid::Cid> = std::mem::take(&mut frontier);
-            let batches: Vec<Vec<(&str, String)>> = level
-                .chunks(100)
-                .map(|batch| batch.iter().map(|c| ("arg", c.to_string())).collect())
-                .collect();
-            let calls = futures::stream::iter(batches.iter().map(|args| async move {
-                let args: Vec<(&str, &str)> = args.iter().map(|(k, v)| (*k, v.as_str())).collect();
-                refs(&self.call("refs", &args).await?)
-            }))
-            .buffer_unordered(4)
-            .collect::<Vec<_>>()
-            .await;
-            for links in calls {
-                for link in links? {
-                    ensure!(
-                        local.contains(link.hash().digest()),
-                        "block {link} missing locally"
-                    );
-                    if seen.insert(link.hash().digest().to_vec()) && link.codec() != RAW {
-                        frontier.push(link);
-                    }
-                }
+        let body = self
+            .call(
+                "refs",
+                &[
+                    ("arg", cid),
+                    ("recursive", "true"),
+                    ("unique", "true"),
+                    ("offline", "true"),
+                ],
+            )
+            .await?;
+        for line in body.split(|b| *b == b'\n') {
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let v: Value = serde_json::from_slice(line)?;
+            if let Some(err) = v["Err"].as_str().filter(|e| !e.is_empty()) {
+                bail!("{cid}: a block is missing: {err}");
             }
         }
         self.phase("refs walk", t0.elapsed());
         Ok(())
     }
-}
-
-fn refs(body: &[u8]) -> Result<Vec<cid::Cid>> {
-    body.split(|b| *b == b'\n')
-        .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
-        .map(|line| {
-            let v: Value = serde_json::from_slice(line)?;
-            let text = v["Ref"]
-                .as_str()
-                .ok_or_else(|| anyhow!("refs line without Ref: {v}"))?;
-            Ok(cid::Cid::try_from(text)?)
-        })
-        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -622,9 +586,8 @@ const PERMUTATIONS: [[usize; 3]; 6] = [
 const SETTLE: Duration = Duration::from_millis(100);
 
 /// Unpins `cids` and collects garbage, untimed: the node's repo stays the same size from one
-/// iteration to the next. (js-ipfs's `refs/local`, part of the retrievability check, lists
-/// every block in the repo: without this its time would grow with each pin and drown the
-/// figures in the drift.)
+/// iteration to the next (a node's walks and listings slow down as its repo grows: without this
+/// the drift would drown the figures).
 async fn forget(node: &KuboClient, cids: &[String]) -> Result<()> {
     for cid in cids {
         node.pin_rm(cid).await?;
@@ -698,7 +661,7 @@ async fn e2e(args: &Args, api: &str) -> Result<()> {
     }
     println!(
         "\nbaseline: the same calls made directly with a plain HTTP client (pin/add, pin/ls, and the \
-         retrievability calls: refs/local, refs on each non-raw block)"
+         retrievability walk: one offline recursive refs)"
     );
     println!("{TABLE_HEAD}");
     println!(
@@ -744,8 +707,8 @@ async fn e2e(args: &Args, api: &str) -> Result<()> {
     for (name, series) in &lib_phases {
         println!("| library {name} | | {:.2} |", series.median());
     }
-    // The node's time grows with its repo (refs/local lists every block), so the headline
-    // ratio pairs each pin with the baseline pin of the same iteration.
+    // The node's time drifts as its repo changes, so the headline ratio pairs each pin with the
+    // baseline pin of the same iteration.
     let (lib_ratio, lib_diff, lib_iqr) = paired(&lib, &base_full);
     let (cli_ratio, cli_diff, cli_iqr) = paired(&cli, &base_full);
     println!(
@@ -810,16 +773,13 @@ async fn check_breakdown(args: &Args, api: &str) -> Result<()> {
         }
     }
     println!("{TABLE_HEAD}");
-    println!(
-        "{}",
-        plain.row("plain client: refs/local + refs walk", None)
-    );
+    println!("{}", plain.row("plain client: offline refs walk", None));
     println!(
         "{}",
         mine.row("KuboClient::check_retrievable", Some(&plain))
     );
     let phases = ways.direct.take_phases();
-    for name in ["refs/local", "refs walk"] {
+    for name in ["refs walk"] {
         let mut s = Series::default();
         for (_, d) in phases.iter().filter(|(n, _)| *n == name) {
             s.push(*d);
@@ -895,7 +855,7 @@ async fn cold_start(args: &Args, api: &str) -> Result<()> {
     }
     println!(
         "\nbaseline: the node's own time for the same calls (new client: pin/add, pin/ls, \
-         refs/local, refs)"
+         offline refs)"
     );
     println!("{TABLE_HEAD}");
     println!(
