@@ -411,3 +411,45 @@ pins = { primary = 5, backup-1 = 3 }
         ]
     );
 }
+
+/// A backlog behind a supernode that stalls: the first wave waits out the hedge delay, but the
+/// jobs that start as it ends, before the breaker has counted three failures, see the primary's
+/// other pins stuck past their delay and are hedged after the floor (1 s), not after a full
+/// delay of their own (5 s, then 2.5 s: the tail of the drain measured on Kubo).
+#[test]
+fn jobs_behind_a_stuck_first_wave_are_hedged_at_the_floor() {
+    let report = run_inline(
+        r#"
+name = "outage-backlog"
+description = "30 lazy jobs 100 ms apart, 10 at a time, behind a primary that stalls"
+[job]
+lazy = true
+[jobs]
+count = 30
+interval_ms = 100
+concurrency = 10
+[[node]]
+name = "primary"
+role = "primary"
+pin = ["stall"]
+[[node]]
+name = "backup-1"
+role = "backup"
+[expect]
+status = "pinned"
+"#,
+    );
+    assert!(report.passed(), "{:?}", report.failures);
+    // The first wave (submitted 100 ms apart) ends one by one from 10.84 s; the others wait
+    // for its slots.
+    let ends: Vec<u64> = report.jobs.iter().map(|j| j.ended_ms).collect();
+    println!("outage-backlog: jobs end at (ms) {ends:?}");
+    assert!(ends[..10].iter().all(|&t| t >= 10_000), "{ends:?}");
+    // The last job ends within a couple of backup pins of the first wave's end: no job after
+    // the first wave waits out a hedge delay longer than the floor.
+    let (first_wave, last) = (ends[9], ends.iter().copied().max().unwrap_or(0));
+    assert!(
+        last <= first_wave + 3_000,
+        "the second wave is hedged at the floor, not after 5 s or 2.5 s: {ends:?}"
+    );
+}

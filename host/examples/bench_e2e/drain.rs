@@ -199,6 +199,35 @@ fn breakdown(data_dir: &std::path::Path) -> Result<()> {
         percentile(&mut lengths, 0.9),
         percentile(&mut first_start, 0.5),
     );
+    // Rounds in flight, every 500 ms from the first round's start: how well the slots were used.
+    if let Some(t0) = rounds.iter().map(|r| r.at_ms).min() {
+        let end = rounds
+            .iter()
+            .map(|r| r.at_ms + r.end.elapsed_ms as i64)
+            .max()
+            .unwrap_or(t0);
+        let mut line = String::new();
+        let mut t = t0;
+        while t <= end {
+            let n = rounds
+                .iter()
+                .filter(|r| r.at_ms <= t && t < r.at_ms + r.end.elapsed_ms as i64)
+                .count();
+            line.push_str(&format!(" {n}"));
+            t += 500;
+        }
+        println!("  rounds in flight every 500 ms:{line}");
+        let mut hedged: Vec<String> = rounds
+            .iter()
+            .filter(|r| r.history.iter().any(|e| e.action.node() == Some("primary")))
+            .map(|r| format!("{}+{}", r.at_ms - t0, r.end.elapsed_ms))
+            .collect();
+        hedged.sort();
+        println!(
+            "  rounds that asked the primary (start+length ms): {}",
+            hedged.join(" ")
+        );
+    }
     for (action, mut took) in by_action {
         println!(
             "  {action:<28} in {:>4} rounds: p50 {:>6} ms, p90 {:>6} ms",

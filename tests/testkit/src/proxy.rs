@@ -201,6 +201,10 @@ async fn accept_loop(
                 tokio::select! {
                     accepted = l.accept() => {
                         let Ok((stream, _)) = accepted else { continue };
+                        // Kubo's own server (Go) writes without Nagle's delay; without this a
+                        // streamed reply (headers, then body, then the last chunk) waits out
+                        // the client's delayed ACK: about 40 ms a call, which no node adds.
+                        let _ = stream.set_nodelay(true);
                         let shared = Arc::clone(&shared);
                         connections.spawn(async move {
                             let service = hyper::service::service_fn(move |req| {
