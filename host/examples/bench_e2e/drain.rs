@@ -1,10 +1,11 @@
 //! `drain` (not in the default set): the outage drain on real Kubo nodes. Two nodes, A (the
 //! supernode) and B (a backup, connected to A). `--drain-jobs` fresh HLS directories of
-//! `--size-kb` each are uploaded to A unpinned for each side of the comparison, so B fetches
+//! `--size-kb` each are uploaded to A unpinned for each of the three drains, so B fetches
 //! every one over bitswap:
 //!
 //! * **baseline**: B's own direct pin rate: `pin/add` of each CID on B, 10 at a time (the
-//!   daemon's default `concurrent_pins`), with a plain HTTP client;
+//!   daemon's default `concurrent_pins`), with a plain HTTP client, once before pinwarden's
+//!   drain and once after it (the mean rate is compared);
 //! * **pinwarden**: `pinwarden serve` with A as the primary behind a proxy whose `pin/add`
 //!   accepts and then stalls forever (`StallMidStream`: the Oct 2025 supernode), B the backup,
 //!   tank-mode with default parameters; every job submitted lazily at once over the socket; the
@@ -42,24 +43,37 @@ pub(super) async fn drain(args: &Args) -> Result<()> {
         .await
         .map_err(|o| anyhow::anyhow!("A's addresses: {o:?}"))?;
     b.connect(&addrs).await;
-    let mut cids = Vec::with_capacity(2 * n);
-    for i in 0..2 * n {
+    let mut cids = Vec::with_capacity(4 * n);
+    for i in 0..4 * n {
         let (_tmp, dir) = make_hls_dir(&format!("drain-{i}"), args.size_kb << 10, 4)?;
         cids.push(a.add_dir(&dir).await?);
     }
-    let (baseline_cids, job_cids) = cids.split_at(n);
-
-    let direct = direct_drain(&cluster.api_url(1), baseline_cids).await?;
-    let direct_rate = n as f64 / direct.as_secs_f64();
-    println!(
-        "baseline: B pins {n} directly, {CONCURRENCY} at a time: {:.2} s ({direct_rate:.2} pins/s)",
-        direct.as_secs_f64()
-    );
+    // The baseline runs before and after pinwarden, on fresh content each time, and the mean of
+    // the two rates is the one compared: the nodes' speed drifts as their repos grow. After it,
+    // the same direct pins with the persistence gate pinwarden adds to each (`pin/ls`, then an
+    // offline `refs` walk): what a careful script would pay.
+    let sets: Vec<&[String]> = cids.chunks(n).collect();
+    let api_b = cluster.api_url(1);
+    let before = direct_drain(&api_b, sets[0], false).await?;
 
     let stalling = FaultProxy::start(&cluster.api_url(0)).await?;
     stalling.set_mode(Mode::StallMidStream).await;
-    let (total, first_wave) =
-        pinwarden_drain(args, &stalling.url(), &cluster.api_url(1), job_cids).await?;
+    let (total, first_wave) = pinwarden_drain(args, &stalling.url(), &api_b, sets[1]).await?;
+
+    let after = direct_drain(&api_b, sets[2], false).await?;
+    let gated = direct_drain(&api_b, sets[3], true).await?;
+    let rates = [before, after].map(|d| n as f64 / d.as_secs_f64());
+    let direct_rate = (rates[0] + rates[1]) / 2.0;
+    let gated_rate = n as f64 / gated.as_secs_f64();
+    println!(
+        "baseline: B pins {n} directly, {CONCURRENCY} at a time: {:.2} s before pinwarden, {:.2} s after ({:.2} and {:.2} pins/s, mean {direct_rate:.2}); with pin/ls and refs after each: {:.2} s ({gated_rate:.2} pins/s, {:.3}x the plain rate)",
+        before.as_secs_f64(),
+        after.as_secs_f64(),
+        rates[0],
+        rates[1],
+        gated.as_secs_f64(),
+        gated_rate / direct_rate,
+    );
     let rate = n as f64 / total.as_secs_f64();
     println!(
         "pinwarden: {n} lazy jobs drained to B in {:.2} s ({rate:.2} pins/s): {:.3}x the direct rate",
@@ -71,30 +85,44 @@ pub(super) async fn drain(args: &Args) -> Result<()> {
     {
         let steady = (n - done) as f64 / (total - t).as_secs_f64();
         println!(
-            "after the first wave ({done} pinned at {:.2} s): {steady:.2} pins/s, {:.3}x the direct rate",
+            "after the first wave ({done} pinned at {:.2} s): {steady:.2} pins/s, {:.3}x the direct rate, {:.3}x the gated direct rate",
             t.as_secs_f64(),
-            steady / direct_rate
+            steady / direct_rate,
+            steady / gated_rate,
         );
     }
     Ok(())
 }
 
-/// B pins every CID with a plain client, [`CONCURRENCY`] at a time.
-async fn direct_drain(api: &str, cids: &[String]) -> Result<Duration> {
+/// B pins every CID with a plain client, [`CONCURRENCY`] at a time; `gated`: each pin then
+/// checked as pinwarden checks it (`pin/ls` of the CID, one offline recursive `refs`).
+async fn direct_drain(api: &str, cids: &[String], gated: bool) -> Result<Duration> {
     let http = rpc_client()?;
+    let call = |path: &'static str, args: Vec<(&'static str, String)>| {
+        let http = http.clone();
+        async move {
+            let args: Vec<(&str, &str)> = args.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let reply = http.post(rpc_url(api, path, &args)?).send().await?;
+            if !reply.status().is_success() {
+                bail!("{path}: HTTP {}", reply.status());
+            }
+            reply.bytes().await?;
+            Ok(())
+        }
+    };
     let t0 = Instant::now();
     let results: Vec<Result<()>> = futures::stream::iter(cids)
-        .map(|cid| {
-            let http = http.clone();
-            async move {
-                let url = rpc_url(api, "pin/add", &[("arg", cid), ("recursive", "true")])?;
-                let reply = http.post(url).send().await?;
-                if !reply.status().is_success() {
-                    bail!("pin/add {cid}: HTTP {}", reply.status());
-                }
-                reply.bytes().await?;
-                Ok(())
+        .map(|cid| async move {
+            let arg = || ("arg", cid.clone());
+            call("pin/add", vec![arg(), ("recursive", "true".into())]).await?;
+            if gated {
+                call("pin/ls", vec![arg(), ("type", "recursive".into())]).await?;
+                let walk = [("recursive", "true"), ("unique", "true"), ("offline", "true")];
+                let mut args = vec![arg()];
+                args.extend(walk.map(|(k, v)| (k, v.to_string())));
+                call("refs", args).await?;
             }
+            Ok(())
         })
         .buffer_unordered(CONCURRENCY)
         .collect()
@@ -149,6 +177,12 @@ async fn pinwarden_drain(
         }
         if pinned >= cids.len() {
             let took = t0.elapsed();
+            if let Some(cpu) = cpu_seconds(served.child.id()) {
+                println!(
+                    "pinwarden serve used {cpu:.2} s of CPU (user + system) over the {:.2} s drain",
+                    took.as_secs_f64()
+                );
+            }
             // Stopped first: the records still in the recorder's backlog are written on the
             // way out.
             drop(served);
@@ -245,4 +279,15 @@ fn percentile(values: &mut [u64], q: f64) -> u64 {
     }
     values.sort_unstable();
     values[((values.len() - 1) as f64 * q).round() as usize]
+}
+
+/// A process's CPU time so far (user + system), from `/proc/PID/stat`.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command's closing parenthesis; utime and stime are the 12th and
+    // 13th of them (fields 14 and 15 of the line), in clock ticks (100 a second on Linux).
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
 }

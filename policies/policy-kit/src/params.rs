@@ -84,7 +84,7 @@ pub const HEDGE_AFTER_MS: ParamSpec = ParamSpec {
     default: 10_000,
     min: 0,
     max: 24 * HOUR_MS,
-    description: "start the next node beside a primary pin still running after this long; halved per consecutive primary failure, at least twice its recent pin time (0: never)",
+    description: "start the next node beside a primary pin still running after this long; halved per consecutive primary failure, at least twice its recent pin time, 1 s while its running pins are stuck (0: never)",
 };
 
 /// Every parameter the kit knows, in the order policies list them.
