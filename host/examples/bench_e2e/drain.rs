@@ -117,7 +117,11 @@ async fn direct_drain(api: &str, cids: &[String], gated: bool) -> Result<Duratio
             call("pin/add", vec![arg(), ("recursive", "true".into())]).await?;
             if gated {
                 call("pin/ls", vec![arg(), ("type", "recursive".into())]).await?;
-                let walk = [("recursive", "true"), ("unique", "true"), ("offline", "true")];
+                let walk = [
+                    ("recursive", "true"),
+                    ("unique", "true"),
+                    ("offline", "true"),
+                ];
                 let mut args = vec![arg()];
                 args.extend(walk.map(|(k, v)| (k, v.to_string())));
                 call("refs", args).await?;
