@@ -572,3 +572,97 @@ async fn repo_stat_against_storage_max_in_doctor() {
         "{open:?}"
     );
 }
+
+/// The false-stall prediction, seen on Kubo: while a `repo gc` holds the GC lock, `pin/add`
+/// waits for it and its progress lines are flat (`{}` every 500 ms), exactly like a pin whose
+/// blocks nobody serves. So a GC longer than `stall_timeout_ms` makes a healthy pin look
+/// stalled (it is then retried or hedged, never reported pinned). With the default (60 s)
+/// pinwarden's pin waits the GC out and is confirmed. Measured here: 80,000 blocks collected in
+/// 2.5-9 s (9,000-32,000 a second), so the default covers a GC of at least half a million
+/// unpinned blocks; a supernode with more garbage than that should raise `stall_timeout_ms`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gc_holds_pin_add_with_flat_progress_lines() {
+    let cluster = required_cluster(1).await;
+    let node = client(&cluster, 0, "node");
+    let api = cluster.api_url(0);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // Garbage: 20 MB in 256-byte blocks (about 80,000), added without a pin.
+    let add_garbage = |name: &str| {
+        let path = tmp.path().join(name);
+        let mut bytes = vec![0u8; 20_000_000];
+        let mut urandom = std::fs::File::open("/dev/urandom").expect("urandom");
+        std::io::Read::read_exact(&mut urandom, &mut bytes).expect("random bytes");
+        std::fs::write(&path, &bytes).expect("write garbage");
+        let path = path.to_string_lossy().into_owned();
+        cli(
+            &cluster,
+            0,
+            &["add", "--pin=false", "--chunker=size-256", "-Q", &path],
+        );
+    };
+    // The content to pin, kept from the GC by the node's MFS (as a fresh upload is not).
+    let keep = |name: &str| {
+        let (dir_tmp, dir) = make_hls_dir(name, 1 << 20, 2).expect("test data");
+        let cid = cli(
+            &cluster,
+            0,
+            &["add", "-r", "-Q", "--pin=false", &dir.to_string_lossy()],
+        );
+        drop(dir_tmp);
+        cli(
+            &cluster,
+            0,
+            &["files", "cp", &format!("/ipfs/{cid}"), &format!("/{name}")],
+        );
+        cid
+    };
+    let gc = |api: String| {
+        tokio::spawn(async move {
+            let t0 = Instant::now();
+            let reply = raw(&api, "repo/gc?quiet=true").await;
+            assert!(reply.status().is_success(), "{}", reply.status());
+            reply.bytes().await.expect("gc reply");
+            t0.elapsed()
+        })
+    };
+
+    // During one GC: a raw `pin/add`, whose every line while the GC runs is flat, and
+    // pinwarden's client with the default stall timeout, which waits it out and confirms.
+    add_garbage("junk");
+    let (target, other) = (keep("held-1"), keep("held-2"));
+    let collecting = gc(api.clone());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let t0 = Instant::now();
+    let raw_pin = async {
+        let reply = raw(&api, &format!("pin/add?arg={target}&progress=true")).await;
+        let seen = lines_and_trailer(reply, Duration::from_secs(120)).await;
+        (seen, t0.elapsed())
+    };
+    let client_pin = async {
+        let outcome = node.pin(&other, Duration::from_secs(60)).await;
+        (outcome, t0.elapsed())
+    };
+    let (((lines, trailer), pinned_after), (outcome, client_after)) =
+        tokio::join!(raw_pin, client_pin);
+    let gc_took = collecting.await.expect("gc task");
+    assert_eq!(trailer, None, "{lines:?}");
+    assert_eq!(
+        lines.last().and_then(|l| l["Pins"][0].as_str()),
+        Some(target.as_str()),
+        "{lines:?}"
+    );
+    let flat = lines.iter().take_while(|l| **l == json!({})).count();
+    assert!(
+        flat >= 1,
+        "flat lines while the GC ran ({gc_took:?}): {lines:?}"
+    );
+    assert_eq!(outcome, Outcome::Ok, "pinwarden's pin during the GC");
+    assert_eq!(node.verify(&other).await, Outcome::Ok);
+    step(
+        t0,
+        &format!(
+            "GC of ~80,000 blocks took {gc_took:?}; pin/add sent {flat} flat lines meanwhile, \
+             pinned after {pinned_after:?}; pinwarden's pin confirmed after {client_after:?}"
+        ),
+    );
+}
