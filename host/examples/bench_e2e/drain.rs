@@ -14,6 +14,7 @@
 //! Reported: both rates and their ratio, overall and after the first wave (the first jobs wait
 //! for the policy's hedge, 10 s by default, before the breaker opens on the primary).
 
+use super::notify::{cpu_seconds, pct};
 use super::{Args, rpc_client, rpc_url};
 use anyhow::{Context, Result, bail};
 use futures::StreamExt;
@@ -231,11 +232,11 @@ fn breakdown(data_dir: &std::path::Path) -> Result<()> {
         }
     }
     println!(
-        "where the time went ({} rounds recorded): round p50 {} ms, p90 {} ms; first action after {} ms (p50)",
+        "where the time went ({} rounds recorded): round p50 {:.0} ms, p90 {:.0} ms; first action after {:.0} ms (p50)",
         rounds.len(),
-        percentile(&mut lengths, 0.5),
-        percentile(&mut lengths, 0.9),
-        percentile(&mut first_start, 0.5),
+        percentile(&lengths, 0.5),
+        percentile(&lengths, 0.9),
+        percentile(&first_start, 0.5),
     );
     // Rounds in flight, every 500 ms from the first round's start: how well the slots were used.
     if let Some(t0) = rounds.iter().map(|r| r.at_ms).min() {
@@ -266,32 +267,20 @@ fn breakdown(data_dir: &std::path::Path) -> Result<()> {
             hedged.join(" ")
         );
     }
-    for (action, mut took) in by_action {
+    for (action, took) in by_action {
         println!(
-            "  {action:<28} in {:>4} rounds: p50 {:>6} ms, p90 {:>6} ms",
+            "  {action:<28} in {:>4} rounds: p50 {:>6.0} ms, p90 {:>6.0} ms",
             took.len(),
-            percentile(&mut took, 0.5),
-            percentile(&mut took, 0.9),
+            percentile(&took, 0.5),
+            percentile(&took, 0.9),
         );
     }
     Ok(())
 }
 
-fn percentile(values: &mut [u64], q: f64) -> u64 {
-    if values.is_empty() {
-        return 0;
-    }
-    values.sort_unstable();
-    values[((values.len() - 1) as f64 * q).round() as usize]
-}
-
-/// A process's CPU time so far (user + system), from `/proc/PID/stat`.
-fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The fields after the command's closing parenthesis; utime and stime are the 12th and
-    // 13th of them (fields 14 and 15 of the line), in clock ticks (100 a second on Linux).
-    let rest = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    Some(ticks as f64 / 100.0)
+/// The `q` quantile of `values` (ms), by the benchmarks' one rule ([`pct`]).
+fn percentile(values: &[u64], q: f64) -> f64 {
+    let mut sorted: Vec<f64> = values.iter().map(|&v| v as f64).collect();
+    sorted.sort_by(f64::total_cmp);
+    pct(&sorted, q)
 }
