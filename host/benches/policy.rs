@@ -55,6 +55,7 @@ macro_rules! inputs {
             recent_total: 20,
             pin_latency_ms: Some(1_800),
             in_flight: 1,
+            since_last_progress_ms: Some(400),
         };
         let node = |name: &str, role: t::Role, failures: u32| t::Node {
             name: name.to_string(),

@@ -12,7 +12,7 @@ use crate::policy::contract::NodeHealth;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::time::Instant;
 
@@ -152,6 +152,50 @@ pub trait Observer: Send + Sync {
     fn ended(&self, event: &Ended<'_>);
 }
 
+/// A running pin's progress: when it began to report (`None`: it reports none) and when it
+/// last moved. Its [`Running`] guard owns it; the ledger and the node client ([`Progress`])
+/// hold it weakly, so a pin that has ended stops counting without any bookkeeping.
+type ProgressCell = Mutex<Reported>;
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Reported {
+    since: Option<Instant>,
+    moved: Option<Instant>,
+}
+
+/// Where a running pin reports that it moves, for the node's `since-last-progress-ms`. A node
+/// client whose pins report progress calls [`Progress::watching`] as the pin starts, then
+/// [`Progress::moved`] each time it moves; one that reports none never calls it.
+#[derive(Debug, Clone, Default)]
+pub struct Progress(Weak<ProgressCell>);
+
+impl Progress {
+    /// A pin nobody watches (the host's own pins, tests).
+    pub fn none() -> Progress {
+        Progress::default()
+    }
+
+    /// The pin reports progress: from now on it counts.
+    pub fn watching(&self) {
+        self.update(|r| r.since = r.since.or(Some(Instant::now())));
+    }
+
+    /// The pin moved (Kubo: its block count rose).
+    pub fn moved(&self) {
+        self.update(|r| {
+            let now = Instant::now();
+            r.since = r.since.or(Some(now));
+            r.moved = Some(now);
+        });
+    }
+
+    fn update(&self, f: impl FnOnce(&mut Reported)) {
+        if let Some(cell) = self.0.upgrade() {
+            f(&mut cell.lock().unwrap_or_else(|p| p.into_inner()));
+        }
+    }
+}
+
 #[derive(Debug, Default, Clone)]
 struct Entry {
     consecutive_failures: u32,
@@ -161,6 +205,10 @@ struct Entry {
     window: VecDeque<bool>,
     pin_ms: VecDeque<u64>,
     in_flight: u32,
+    /// The running pins' progress (dead once a pin ends; pruned as pins start).
+    progress: Vec<Weak<ProgressCell>>,
+    /// A pin last succeeded (a sign of life, like a pin's move).
+    last_pin_ok: Option<Instant>,
 }
 
 impl Entry {
@@ -177,7 +225,28 @@ impl Entry {
             recent_total: count(self.window.len()),
             pin_latency_ms: sorted.get(sorted.len() / 2).copied(),
             in_flight: self.in_flight,
+            since_last_progress_ms: ago(self.quiet_since()),
         }
+    }
+
+    /// Since when the node has shown no progress while pins that report it run: its last sign
+    /// of life (a running pin's move, a pin's success), but not before the oldest of those pins
+    /// started to report, which is all it had the chance to show. A pin that starts does not
+    /// reset it, so a node that stopped moving stays quiet however many pins arrive.
+    fn quiet_since(&self) -> Option<Instant> {
+        let reported: Vec<Reported> = self
+            .progress
+            .iter()
+            .filter_map(Weak::upgrade)
+            .map(|cell| *cell.lock().unwrap_or_else(|p| p.into_inner()))
+            .filter(|r| r.since.is_some())
+            .collect();
+        let oldest = reported.iter().filter_map(|r| r.since).min()?;
+        let moved = reported.iter().filter_map(|r| r.moved).max();
+        [Some(oldest), moved, self.last_pin_ok]
+            .into_iter()
+            .flatten()
+            .max()
     }
 }
 
@@ -258,11 +327,16 @@ impl Ledger {
     /// An action starts on `node`; the guard ends it (as failed and abandoned, if dropped).
     pub fn start(self: &Arc<Self>, node: &str, kind: Kind) -> Running {
         let now = Instant::now();
+        let progress = (kind == Kind::Pin).then(|| Arc::new(ProgressCell::default()));
         let before = self.with(|s| {
             let e = s.nodes.entry(node.to_string()).or_default();
             let before = e.health(now);
             e.in_flight += 1;
             e.last_start = Some(now);
+            if let Some(cell) = &progress {
+                e.progress.retain(|w| w.strong_count() > 0);
+                e.progress.push(Arc::downgrade(cell));
+            }
             s.dirty = true;
             before
         });
@@ -273,6 +347,7 @@ impl Ledger {
             started: now,
             before,
             done: false,
+            progress,
         }
     }
 
@@ -288,6 +363,7 @@ impl Ledger {
                 e.last_ok = Some(now);
                 if kind == Kind::Pin {
                     push_bounded(&mut e.pin_ms, ms(took), LATENCIES);
+                    e.last_pin_ok = Some(now);
                 }
             } else if kind != Kind::Connect {
                 // A failed provider hint may be the provider's fault (a dead primary), not the
@@ -353,12 +429,22 @@ pub struct Running {
     started: Instant,
     before: NodeHealth,
     done: bool,
+    /// A pin's progress, which ends with it.
+    progress: Option<Arc<ProgressCell>>,
 }
 
 impl Running {
+    /// Where the action reports its progress (a pin's; any other action's goes nowhere).
+    pub fn progress(&self) -> Progress {
+        self.progress
+            .as_ref()
+            .map_or_else(Progress::none, |cell| Progress(Arc::downgrade(cell)))
+    }
+
     /// Records the outcome: `failure` is `None` for ok, else the outcome's short name.
     pub fn ended(mut self, failure: Option<&str>) {
         self.done = true;
+        self.progress = None;
         self.ledger.end(&self, failure);
     }
 
@@ -464,6 +550,8 @@ impl Saved {
                     window,
                     pin_ms,
                     in_flight: 0,
+                    progress: Vec::new(),
+                    last_pin_ok: None,
                 };
                 (name, entry)
             })
@@ -582,6 +670,53 @@ mod tests {
                 (1, 1, 3, failed(ABANDONED)),
             ]
         );
+    }
+
+    /// `since-last-progress-ms`: the node's last sign of life (a running pin's move, a pin's
+    /// success), counted at most from the oldest running pin that reports progress; a pin that
+    /// starts does not reset it; gone when no such pin runs.
+    #[tokio::test(start_paused = true)]
+    async fn progress_is_the_nodes_last_sign_of_life_while_pins_report_it() {
+        let ledger = Arc::new(Ledger::in_memory());
+        let quiet = || ledger.health("primary").since_last_progress_ms;
+        let step = |ms| tokio::time::advance(Duration::from_millis(ms));
+        // A pin whose node reports no progress (a cluster, a PSA provider) shows none.
+        let silent = ledger.start("primary", Kind::Pin);
+        assert_eq!(quiet(), None);
+        let a = ledger.start("primary", Kind::Pin);
+        a.progress().watching();
+        step(700).await;
+        assert_eq!(quiet(), Some(700));
+        // Another pin starting on a quiet node does not make it less quiet.
+        let b = ledger.start("primary", Kind::Pin);
+        b.progress().watching();
+        step(300).await;
+        assert_eq!(quiet(), Some(1_000));
+        // A move of either pin is a sign of life.
+        b.progress().moved();
+        step(200).await;
+        assert_eq!(quiet(), Some(200));
+        // A pin that ended no longer counts, even if its client still holds the handle; its
+        // success is a sign of life.
+        let late = b.progress();
+        b.ended(None);
+        assert_eq!(quiet(), Some(0));
+        step(400).await;
+        late.moved();
+        assert_eq!(quiet(), Some(400));
+        // A failure is not; once the oldest pin is gone, the next counts from its own start.
+        let c = ledger.start("primary", Kind::Pin);
+        c.progress().watching();
+        step(100).await;
+        a.ended(Some("stalled"));
+        assert_eq!(quiet(), Some(100), "c started after the last success");
+        drop(c);
+        assert_eq!(quiet(), None);
+        // Other actions never report progress.
+        let verify = ledger.start("primary", Kind::Verify);
+        verify.progress().watching();
+        assert_eq!(quiet(), None);
+        drop(silent);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! Callers branch on [`Node::capabilities`], never on the type behind the trait.
 
 use crate::Outcome;
+use crate::health::Progress;
 use async_trait::async_trait;
 use std::time::Duration;
 
@@ -98,6 +99,13 @@ pub trait Node: Send + Sync {
     /// `pin/add` (recursive). The node gives up by itself after `stall` without progress; the
     /// executor bounds the whole call with the pin's overall timeout.
     async fn pin(&self, cid: &str, stall: Duration) -> Outcome;
+    /// [`Node::pin`], telling `progress` as the pin starts and each time it moves (the ledger's
+    /// `since-last-progress-ms`, which lets a policy hedge a pin that does not move at all).
+    /// By default a node reports no progress, and its pins are never quiet.
+    async fn pin_watched(&self, cid: &str, stall: Duration, progress: &Progress) -> Outcome {
+        let _ = progress;
+        self.pin(cid, stall).await
+    }
     /// `pin/ls?type=recursive`: `Ok` when listed, `NotPinned` when the node says it is not.
     async fn verify(&self, cid: &str) -> Outcome;
     /// Are the CID's blocks present locally (root and links), without fetching from the network?

@@ -5,6 +5,7 @@
 //! `succeed` must show evidence of ([`host_rules::PROOF`]: pin, verify, check-retrievable).
 
 use crate::Outcome;
+use crate::health::Progress;
 use crate::node::Node;
 use std::time::Duration;
 use tokio::time::timeout;
@@ -24,9 +25,16 @@ pub struct PinBounds {
     pub check: Duration,
 }
 
-/// `pin/add`, bounded by `pin` overall and `stall` without progress.
-pub async fn pin(node: &dyn Node, cid: &str, pin: Duration, stall: Duration) -> Outcome {
-    timeout(pin, node.pin(cid, stall))
+/// `pin/add`, bounded by `pin` overall and `stall` without progress, which it reports to
+/// `progress` (see [`Node::pin_watched`]).
+pub async fn pin(
+    node: &dyn Node,
+    cid: &str,
+    pin: Duration,
+    stall: Duration,
+    progress: &Progress,
+) -> Outcome {
+    timeout(pin, node.pin_watched(cid, stall, progress))
         .await
         .unwrap_or(Outcome::Timeout)
 }
@@ -69,7 +77,10 @@ pub async fn pin_and_prove(
             outcome => Err(Unproven { step, outcome }),
         }
     };
-    step(pin_step, pin(node, cid, bounds.pin, bounds.stall).await)?;
+    step(
+        pin_step,
+        pin(node, cid, bounds.pin, bounds.stall, &Progress::none()).await,
+    )?;
     step(verify_step, verify(node, cid, bounds.call).await)?;
     step(check_step, check_retrievable(node, cid, bounds.check).await)
 }

@@ -10,10 +10,12 @@ use http_body_util::BodyExt;
 use pinwarden::Outcome;
 use pinwarden::config::Config;
 use pinwarden::doctor::{self, Level};
+use pinwarden::health::{Kind, Ledger};
 use pinwarden::kubo::{Auth, KuboClient, KuboError};
 use pinwarden::node::Node;
 use serde_json::{Value, json};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -192,6 +194,77 @@ async fn progress_lines_drive_stall_detection() {
     step(
         t0,
         &format!("slow transfer pinned in {took:?}, never stalled"),
+    );
+}
+
+/// The largest `since-last-progress-ms` the ledger shows while `pin` runs, sampled every 100 ms.
+async fn quietest(
+    ledger: &Ledger,
+    node: &str,
+    pin: impl std::future::Future<Output = Outcome>,
+) -> (Outcome, u64) {
+    let mut pin = std::pin::pin!(pin);
+    let mut worst = 0;
+    loop {
+        tokio::select! {
+            outcome = &mut pin => return (outcome, worst),
+            () = tokio::time::sleep(Duration::from_millis(100)) => {
+                let quiet = ledger.health(node).since_last_progress_ms;
+                worst = worst.max(quiet.expect("a running Kubo pin reports progress"));
+            }
+        }
+    }
+}
+
+/// The same progress lines feed the node-health ledger, which a policy reads to hedge a pin
+/// that does not move (tank-mode's `hedge_quiet_ms`, 1 s by default): a pin nobody serves is
+/// quiet from its start until it stalls; a slow transfer is never quiet for as long as that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_lines_feed_the_ledgers_quiet_time() {
+    let t0 = Instant::now();
+    let cluster = required_cluster(2).await;
+    let (primary, backup) = (
+        client(&cluster, 0, "primary"),
+        client(&cluster, 1, "backup"),
+    );
+    let ledger = Arc::new(Ledger::in_memory());
+    let stall = Duration::from_millis(1500);
+
+    let (run, ghost) = (ledger.start("backup", Kind::Pin), ghost_cid());
+    let progress = run.progress();
+    let pin = backup.pin_watched(&ghost, stall, &progress);
+    let (outcome, ghost_quiet) = quietest(&ledger, "backup", pin).await;
+    assert_eq!(outcome, Outcome::Stalled);
+    assert!(
+        ghost_quiet >= 1_000,
+        "quiet until the stall: {ghost_quiet} ms"
+    );
+    run.ended(Some("stalled"));
+    assert_eq!(ledger.health("backup").since_last_progress_ms, None);
+
+    // 8 MiB through a relay at 2 MiB/s: about 4 s, the count rising at every line.
+    let (_tmp, dir) = make_hls_dir("quiet", 8 << 20, 8).expect("test data");
+    let root = primary.add_dir(&dir).await.expect("add_dir");
+    let (port, peer) = swarm_port(&primary).await;
+    let relay = Relay::start(port, Duration::ZERO, 2 << 20).await;
+    assert_eq!(backup.connect(&[relay.addr(&peer)]).await, Outcome::Ok);
+    let run = ledger.start("backup", Kind::Pin);
+    let (progress, started) = (run.progress(), Instant::now());
+    let pin = backup.pin_watched(&root, stall, &progress);
+    let (outcome, moving_quiet) = quietest(&ledger, "backup", pin).await;
+    assert_eq!(outcome, Outcome::Ok);
+    let took = started.elapsed();
+    assert!(took > 2 * stall, "the transfer must be long: {took:?}");
+    assert!(
+        moving_quiet < 1_000,
+        "never quiet for 1 s: {moving_quiet} ms"
+    );
+    run.ended(None);
+    step(
+        t0,
+        &format!(
+            "ghost pin quiet for {ghost_quiet} ms; a {took:?} transfer at most {moving_quiet} ms"
+        ),
     );
 }
 

@@ -216,7 +216,7 @@ fn a_policy_built_for_contract_0_1_is_refused_naming_both_versions() {
     let message = err.to_string();
     for needle in [
         "pinwarden:policy@0.1.0",
-        "pinwarden:policy@0.4.0",
+        "pinwarden:policy@0.5.0",
         "rebuild",
     ] {
         assert!(message.contains(needle), "{needle} missing: {message}");

@@ -12,7 +12,7 @@
 pub(crate) mod in_charge;
 pub mod rules;
 
-use crate::health::{self, Ledger};
+use crate::health::{self, Ledger, Progress};
 use crate::node::Node;
 use crate::policy::contract::{Action, Event, Job, Node as NodeInfo, Outcome, Role};
 use crate::policy::{Incident, Policy};
@@ -431,11 +431,13 @@ impl Round<'_> {
                 started.push_str(", renewing the connection");
             }
             self.note(node, started);
+            let mut progress = Progress::none();
             if let Some((name, kind)) = ledger_kind(&action) {
                 let guard = self.topology.ledger().start(name, kind);
+                progress = guard.progress();
                 self.in_flight.insert(index, guard);
             }
-            performing.push(self.perform(index, &action));
+            performing.push(self.perform(index, &action, progress));
             self.history.push(Event {
                 action,
                 outcome: None,
@@ -532,7 +534,13 @@ impl Round<'_> {
             .any(|e| matches!(&e.action, Action::Connect(earlier) if earlier.node == c.node))
     }
 
-    fn perform(&self, index: usize, action: &Action) -> BoxFuture<'static, (usize, Outcome)> {
+    /// The future of one action; a pin reports its progress to `progress` (the ledger's).
+    fn perform(
+        &self,
+        index: usize,
+        action: &Action,
+        progress: Progress,
+    ) -> BoxFuture<'static, (usize, Outcome)> {
         let cid = self.job.cid.clone();
         let client = |name: &str| self.topology.client(name).cloned();
         let (call, check) = (self.limits.call_timeout, self.limits.check_timeout);
@@ -551,7 +559,8 @@ impl Round<'_> {
                         return (index, unknown());
                     };
                     dial_origins(node.as_ref(), &origins, call).await;
-                    (index, prove::pin(node.as_ref(), &cid, bound, stall).await)
+                    let outcome = prove::pin(node.as_ref(), &cid, bound, stall, &progress).await;
+                    (index, outcome)
                 })
             }
             Action::Verify(n) => {

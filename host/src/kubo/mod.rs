@@ -38,6 +38,7 @@ pub use flavour::Flavour;
 pub use transport::{Auth, KuboError};
 
 use crate::Outcome;
+use crate::health::Progress;
 use crate::node::Node;
 use addr::normalise_swarm_addrs;
 use async_trait::async_trait;
@@ -460,11 +461,26 @@ impl Node for KuboClient {
     /// stall or a timeout would leave the content unpinned for the next GC (seen on Kubo
     /// 0.43.1). Whether its blocks are all there is `check_retrievable`'s to say.
     async fn pin(&self, cid: &str, stall: Duration) -> Outcome {
+        self.pin_watched(cid, stall, &Progress::none()).await
+    }
+
+    /// Kubo's stream reports the block count every 500 ms while the pin runs, so its pins
+    /// report progress; js-ipfs's answer arrives only at the end, and its bitswap counters
+    /// stay flat for a pin of local blocks, so its pins report none.
+    async fn pin_watched(&self, cid: &str, stall: Duration, progress: &Progress) -> Outcome {
         if self.verify(cid).await == Outcome::Ok {
             tracing::debug!(node = %self.name, cid, "already pinned recursively: not pinned again");
             return Outcome::Ok;
         }
-        pin_stream::pin(&self.rpc, &self.name, cid, stall)
+        let none = Progress::none();
+        let progress = match self.flavour().await {
+            Ok(Flavour::Kubo) => {
+                progress.watching();
+                progress
+            }
+            _ => &none,
+        };
+        pin_stream::pin(&self.rpc, &self.name, cid, stall, progress)
             .await
             .unwrap_or_else(Outcome::from)
     }

@@ -19,6 +19,7 @@
 use super::ndjson::{Chunk, Lines, error_message, stream_error_header};
 use super::transport::{KuboError, Rpc, classify, garbage, status_error};
 use crate::Outcome;
+use crate::health::Progress;
 use serde_json::Value;
 use std::time::Duration;
 use tokio::time::{Instant, sleep_until, timeout, timeout_at};
@@ -35,12 +36,13 @@ const FIRST_POLL: Duration = Duration::from_secs(1);
 
 /// Pins `cid` on the node behind `rpc` (`node` names it in logs). `Ok` only when the final
 /// `{"Pins":[..]}` names this CID and no stream error was reported; `Stalled` when nothing has
-/// shown progress for `stall`.
+/// shown progress for `stall`. Each sign of progress is also told to `progress`.
 pub(super) async fn pin(
     rpc: &Rpc,
     node: &str,
     cid: &str,
     stall: Duration,
+    progress: &Progress,
 ) -> Result<Outcome, KuboError> {
     // `TE: trailers` invites the `X-Stream-Error` trailer through proxies that ask first
     // (Kubo and js-ipfs send it regardless).
@@ -60,6 +62,7 @@ pub(super) async fn pin(
             seen = watch.next() => {
                 if seen == Seen::Progress {
                     last_progress = Instant::now();
+                    progress.moved();
                 }
             }
             () = sleep_until(last_progress + stall) => {
@@ -96,7 +99,10 @@ pub(super) async fn pin(
         };
         match chunk {
             Chunk::Line(line) => match state.apply(&line)? {
-                LineEffect::Progressed => last_progress = Instant::now(),
+                LineEffect::Progressed => {
+                    last_progress = Instant::now();
+                    progress.moved();
+                }
                 LineEffect::Nothing => {}
                 LineEffect::Failed(message) => return Ok(Outcome::Error(message)),
             },
@@ -342,7 +348,7 @@ mod tests {
     async fn pin_via(replay: &Replay, stall: Duration) -> (Outcome, Duration) {
         let rpc = replay.rpc();
         let started = StdInstant::now();
-        let outcome = pin(&rpc, "node", V1, stall)
+        let outcome = pin(&rpc, "node", V1, stall, &Progress::none())
             .await
             .unwrap_or_else(Outcome::from);
         (outcome, started.elapsed())

@@ -43,7 +43,7 @@ pub enum LoadError {
     WrongWorld(String, String),
     #[error(
         "{0}: built against pinwarden:policy@{1}, but this pinwarden speaks pinwarden:policy@{CONTRACT_VERSION} \
-         (0.2.0 gave each node its health; 0.3.0 sends the history as changes; 0.4.0 gives each node its kind and replication): rebuild the \
+         (0.2.0 gave each node its health; 0.3.0 sends the history as changes; 0.4.0 gives each node its kind and replication; 0.5.0 its pins' progress): rebuild the \
          policy against wit/policy.wit"
     )]
     WrongVersion(String, String),
@@ -146,7 +146,7 @@ impl Policy {
 }
 
 /// The version of `wit/policy.wit` this host speaks.
-pub const CONTRACT_VERSION: &str = "0.4.0";
+pub const CONTRACT_VERSION: &str = "0.5.0";
 
 /// The `pinwarden:policy` version a component names (its type information carries the
 /// package's name and version), for a precise message when the world does not match.

@@ -6,7 +6,7 @@
 //! started, so outage drills can count what a sick node was still asked to do.
 
 use crate::Outcome;
-use crate::health::Ledger;
+use crate::health::{Ledger, Progress};
 use crate::node::Node;
 use crate::policy::contract::HttpError;
 use async_trait::async_trait;
@@ -133,6 +133,8 @@ fn default_true() -> bool {
 
 /// Latency of pin ls and block checks on a simulated node.
 const QUERY_MS: u64 = 20;
+/// How often a running pin reports progress, as Kubo's `pin/add` stream does.
+const PROGRESS_MS: u64 = 500;
 
 /// Where a simulated node reads its circuit breaker: the topology's ledger, with the policy's
 /// `breaker_failures` and `breaker_cooldown_ms`.
@@ -301,6 +303,12 @@ impl Node for SimNode {
     }
 
     async fn pin(&self, cid: &str, stall: Duration) -> Outcome {
+        self.pin_watched(cid, stall, &Progress::none()).await
+    }
+
+    /// A Kubo-kind node reports progress as Kubo does, every [`PROGRESS_MS`] while a pin that
+    /// answers runs; a stalled or hanging pin reports none. Other kinds report none.
+    async fn pin_watched(&self, cid: &str, stall: Duration, progress: &Progress) -> Outcome {
         let at_ms = self.elapsed_ms();
         let breaker_open = self.breaker_open();
         let now = self.now();
@@ -323,9 +331,26 @@ impl Node for SimNode {
             (answer, s.calls.len() - 1)
         });
         let guard = PinGuard { node: self, index };
+        let reports = self.script.kind == crate::node::NodeKind::Kubo;
+        if reports
+            && matches!(
+                answer,
+                PinAnswer::Ok | PinAnswer::Lie | PinAnswer::Timeout | PinAnswer::Stall
+            )
+        {
+            progress.watching();
+        }
         let outcome = match answer {
             PinAnswer::Ok | PinAnswer::Lie => {
-                sleep(Duration::from_millis(now.pin_ms)).await;
+                let mut left = now.pin_ms;
+                while left > 0 {
+                    let step = left.min(PROGRESS_MS);
+                    sleep(Duration::from_millis(step)).await;
+                    left -= step;
+                    if reports {
+                        progress.moved();
+                    }
+                }
                 if answer == PinAnswer::Ok {
                     self.with_state(|s| s.pinned.insert(cid.to_string()));
                 }

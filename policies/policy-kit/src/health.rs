@@ -3,7 +3,7 @@
 //! function the host's metrics and alerts use, so what a policy does and what an operator sees
 //! agree.
 
-use crate::bindings::{Node, NodeHealth};
+use crate::bindings::{Node, NodeHealth, NodeKind};
 use crate::params::Settings;
 pub use host_rules::Breaker;
 
@@ -60,6 +60,39 @@ pub fn stuck(h: &NodeHealth, delay: u64) -> bool {
     unanswered && (quiet >= delay || h.consecutive_failures > 0)
 }
 
+/// How long until a primary pin on `node` that started `elapsed_ms` ago is due a hedge: 0 when
+/// due now, `None` when never (hedging off). Due at its [`hedge_delay_ms`], or sooner by the
+/// quiet rule: once the node's running pins have shown no progress for `hedge_quiet_ms`.
+///
+/// Why: a stalled `pin/add` and one that is merely slow look alike for as long as time is
+/// all a policy reads, so the time rule must wait long (10 s) to spare slow pins a race; a
+/// Kubo pin reports its block count every 500 ms, so one that does not move at all is told
+/// apart within a second or two. A GC holding Kubo's pin lock also reads as quiet: it gets a
+/// backup pin beside it, never a failure. The host reports progress only for pins that show
+/// it, so the rule waits for the first report to tell a Kubo node that reports none.
+pub fn hedge_due_in_ms(node: &Node, s: &Settings, elapsed_ms: u64) -> Option<u64> {
+    let by_time = hedge_delay_ms(node, s)?.saturating_sub(elapsed_ms);
+    if s.hedge_quiet_ms == 0 || node.kind != NodeKind::Kubo {
+        return Some(by_time);
+    }
+    let by_quiet = match node.health.since_last_progress_ms {
+        Some(quiet) => s.hedge_quiet_ms.saturating_sub(quiet),
+        // No report yet (the decision that starts a pin sees the node before it): look again
+        // once the pin could have been quiet that long.
+        None if elapsed_ms < s.hedge_quiet_ms => s.hedge_quiet_ms - elapsed_ms,
+        None => by_time,
+    };
+    // Looking again takes a decision; a report at most 500 ms old never rules out a hedge.
+    Some(if by_quiet == 0 {
+        0
+    } else {
+        by_quiet.max(MIN_RECHECK_MS).min(by_time)
+    })
+}
+
+/// The shortest wait before the quiet rule looks again.
+const MIN_RECHECK_MS: u64 = 100;
+
 /// A node nothing is known about.
 pub fn unknown() -> NodeHealth {
     NodeHealth {
@@ -71,6 +104,7 @@ pub fn unknown() -> NodeHealth {
         recent_total: 0,
         pin_latency_ms: None,
         in_flight: 0,
+        since_last_progress_ms: None,
     }
 }
 
@@ -154,6 +188,54 @@ mod tests {
         };
         assert_eq!(hedge_delay_ms(&slow(30_000), &s), Some(40_000));
         assert_eq!(hedge_delay_ms(&slow(40_000), &s), Some(1_000));
+    }
+
+    /// A Kubo primary whose running pins show no progress for `hedge_quiet_ms` is due a hedge
+    /// at once; one whose pins move keeps the time rule; other kinds and `0` turn it off.
+    #[test]
+    fn a_primary_whose_pins_do_not_move_is_due_a_hedge_sooner() {
+        let s = Settings::defaults(ALL);
+        let quiet = |ms: Option<u64>, kind| Node {
+            health: NodeHealth {
+                since_last_progress_ms: ms,
+                in_flight: 1,
+                since_last_start_ms: Some(0),
+                ..unknown()
+            },
+            kind,
+            ..node(0, None)
+        };
+        let kubo = |ms| quiet(ms, NodeKind::Kubo);
+        // The decision that starts the pin: no report yet, look again at the quiet delay.
+        assert_eq!(hedge_due_in_ms(&kubo(None), &s, 0), Some(1_000));
+        // Quiet since the pin started: due at 1 s, not 10.
+        assert_eq!(hedge_due_in_ms(&kubo(Some(600)), &s, 600), Some(400));
+        assert_eq!(hedge_due_in_ms(&kubo(Some(1_000)), &s, 1_000), Some(0));
+        // Moving (the last report 200 ms ago, 5 s in): look again, hedge by time at 10 s.
+        assert_eq!(hedge_due_in_ms(&kubo(Some(200)), &s, 5_000), Some(800));
+        assert_eq!(hedge_due_in_ms(&kubo(Some(200)), &s, 9_500), Some(500));
+        assert_eq!(hedge_due_in_ms(&kubo(Some(200)), &s, 10_000), Some(0));
+        // Nearly quiet long enough: the next look is not a busy loop.
+        assert_eq!(hedge_due_in_ms(&kubo(Some(990)), &s, 990), Some(100));
+        // A Kubo node that never reports (js-ipfs): the time rule, once it has had its chance.
+        assert_eq!(hedge_due_in_ms(&kubo(None), &s, 1_500), Some(8_500));
+        // A cluster reports no progress: the time rule.
+        let cluster = quiet(Some(5_000), NodeKind::Cluster);
+        assert_eq!(hedge_due_in_ms(&cluster, &s, 5_000), Some(5_000));
+        // Off: either parameter at 0.
+        let no_quiet = Settings {
+            hedge_quiet_ms: 0,
+            ..s.clone()
+        };
+        assert_eq!(
+            hedge_due_in_ms(&kubo(Some(5_000)), &no_quiet, 5_000),
+            Some(5_000)
+        );
+        let no_hedge = Settings {
+            hedge_after_ms: 0,
+            ..s
+        };
+        assert_eq!(hedge_due_in_ms(&kubo(Some(5_000)), &no_hedge, 5_000), None);
     }
 
     #[test]

@@ -87,6 +87,14 @@ pub const HEDGE_AFTER_MS: ParamSpec = ParamSpec {
     description: "start the next node beside a primary pin still running after this long; halved per consecutive primary failure, at least twice its recent pin time, 1 s while its running pins are stuck (0: never)",
 };
 
+pub const HEDGE_QUIET_MS: ParamSpec = ParamSpec {
+    name: "hedge_quiet_ms",
+    default: 1_000,
+    min: 0,
+    max: 24 * HOUR_MS,
+    description: "start the next node beside a primary pin sooner than hedge_after_ms once the primary's running pins have shown no progress for this long (Kubo reports its block count every 500 ms; a pin that moves, however slowly, keeps hedge_after_ms; nodes that report no progress are unaffected; 0: never)",
+};
+
 /// Every parameter the kit knows, in the order policies list them.
 pub const ALL: &[ParamSpec] = &[
     ATTEMPTS,
@@ -99,6 +107,7 @@ pub const ALL: &[ParamSpec] = &[
     BREAKER_FAILURES,
     BREAKER_COOLDOWN_MS,
     HEDGE_AFTER_MS,
+    HEDGE_QUIET_MS,
 ];
 
 /// Validated settings. Parameters a policy does not declare keep their defaults.
@@ -114,6 +123,7 @@ pub struct Settings {
     pub breaker_failures: u32,
     pub breaker_cooldown_ms: u64,
     pub hedge_after_ms: u64,
+    pub hedge_quiet_ms: u64,
 }
 
 impl Settings {
@@ -130,6 +140,7 @@ impl Settings {
             breaker_failures: BREAKER_FAILURES.default as u32,
             breaker_cooldown_ms: BREAKER_COOLDOWN_MS.default,
             hedge_after_ms: HEDGE_AFTER_MS.default,
+            hedge_quiet_ms: HEDGE_QUIET_MS.default,
         };
         for spec in specs {
             s.set(spec.name, spec.default);
@@ -194,6 +205,7 @@ impl Settings {
             "breaker_failures" => self.breaker_failures = small,
             "breaker_cooldown_ms" => self.breaker_cooldown_ms = value,
             "hedge_after_ms" => self.hedge_after_ms = value,
+            "hedge_quiet_ms" => self.hedge_quiet_ms = value,
             _ => {}
         }
     }

@@ -95,11 +95,12 @@ pub fn plan(
         sum += copies(p);
         need += 1;
     }
-    let slow = alive
+    let due: Vec<Option<u64>> = alive
         .iter()
         .take(need)
-        .filter(|p| pin_running_past_hedge(p.node, &p.events, now_ms, s))
-        .count();
+        .map(|p| primary_pin_due_in_ms(p, now_ms, s))
+        .collect();
+    let slow = due.iter().filter(|d| **d == Some(0)).count();
     let active: Vec<&&Planned> = alive
         .iter()
         .enumerate()
@@ -109,19 +110,31 @@ pub fn plan(
     let spare = alive.len() > active.len();
     let mut actions = Vec::new();
     for p in active {
-        let Lane::Next(action) = &p.lane else {
-            continue;
-        };
-        actions.push(action.clone());
-        // Starting a primary pin with a node to spare: be asked again at the hedge delay.
-        if let (Action::Pin(_), Role::Primary, true, Some(ms)) = (
-            action,
-            p.node.role,
-            spare,
-            health::hedge_delay_ms(p.node, s),
-        ) {
-            actions.push(Action::Wait(WaitRequest { ms, node: None }));
+        if let Lane::Next(action) = &p.lane {
+            actions.push(action.clone());
         }
+    }
+    // A primary pin starting or running, not yet hedged, with a node to spare: be asked
+    // again when its hedge is due (one such wait at a time: `node` none tells it from a
+    // lane's backoff).
+    let starting = alive.iter().take(need).filter_map(|p| match &p.lane {
+        Lane::Next(Action::Pin(_)) if p.node.role == Role::Primary => {
+            health::hedge_due_in_ms(p.node, s, 0)
+        }
+        _ => None,
+    });
+    let next_look = due
+        .iter()
+        .flatten()
+        .copied()
+        .chain(starting)
+        .filter(|&ms| ms > 0)
+        .min();
+    let hedge_wait_running = history
+        .iter()
+        .any(|e| e.outcome.is_none() && matches!(&e.action, Action::Wait(w) if w.node.is_none()));
+    if let (true, false, Some(ms)) = (spare, hedge_wait_running, next_look) {
+        actions.push(Action::Wait(WaitRequest { ms, node: None }));
     }
     actions
 }
@@ -148,19 +161,17 @@ fn budget(node: &Node, events: &[&Event], s: &Settings, started: bool) -> Option
     }
 }
 
-/// Whether `node` is a primary whose running pin has passed its hedge delay.
-fn pin_running_past_hedge(node: &Node, events: &[&Event], now_ms: u64, s: &Settings) -> bool {
-    if node.role != Role::Primary {
-        return false;
+/// For a lane whose primary pin is running: how long until its hedge is due (0: now); `None`
+/// for any other lane, or with hedging off.
+fn primary_pin_due_in_ms(p: &Planned, now_ms: u64, s: &Settings) -> Option<u64> {
+    if p.node.role != Role::Primary {
+        return None;
     }
-    let Some(delay) = health::hedge_delay_ms(node, s) else {
-        return false;
-    };
-    events.iter().any(|e| {
-        e.outcome.is_none()
-            && matches!(&e.action, Action::Pin(_))
-            && now_ms.saturating_sub(e.started_ms) >= delay
-    })
+    p.events
+        .iter()
+        .filter(|e| e.outcome.is_none() && matches!(&e.action, Action::Pin(_)))
+        .filter_map(|e| health::hedge_due_in_ms(p.node, s, now_ms.saturating_sub(e.started_ms)))
+        .min()
 }
 
 fn give_up(

@@ -10,10 +10,12 @@
 //! failure, actions in flight) and hands it to every decision, starting from the health the
 //! test gives its nodes, so breakers and hedging can be unit-tested across a round.
 //!
-//! Each node answers pins from a script (`"ok"`, `"lie"`, `"timeout"`, `"refused"`, anything
-//! else an HTTP 500; the last entry repeats); `pin ls` and retrievability follow from what
-//! really got pinned. Only waits and timed-out pins take (virtual) time; everything else ends
-//! at once, in the order it was started.
+//! Each node answers pins from a script (`"ok"`, `"lie"`, `"timeout"`, `"slow"`, `"refused"`,
+//! anything else an HTTP 500; the last entry repeats); `pin ls` and retrievability follow from
+//! what really got pinned. Only waits and timed-out pins take (virtual) time; everything else
+//! ends at once, in the order it was started. A `"timeout"` pin hangs without progress; a
+//! `"slow"` one times out too, but shows progress all along (a Kubo node's pins report it, as
+//! the host's `since-last-progress-ms`).
 
 use crate::bindings::{Action, Event, HttpError, Job, Node, Outcome, Role};
 use std::collections::{HashMap, HashSet};
@@ -112,15 +114,51 @@ struct Ledger {
     last_failure: Option<u64>,
     last_start: Option<u64>,
     in_flight: u32,
+    last_pin_ok: Option<u64>,
+}
+
+/// An action under way.
+struct Running {
+    index: usize,
+    end: u64,
+    outcome: Outcome,
+    /// A pin that shows progress while it runs.
+    moving: bool,
 }
 
 /// The test's nodes with their health as of `now` (the ledger on top of what the test gave).
-fn with_health(nodes: &[Node], ledger: &HashMap<String, Ledger>, now: u64) -> Vec<Node> {
+fn with_health(
+    nodes: &[Node],
+    ledger: &HashMap<String, Ledger>,
+    history: &[Event],
+    running: &[Running],
+    now: u64,
+) -> Vec<Node> {
     let ago = |t: Option<u64>, given: Option<u64>| t.map(|t| now - t).or(given);
     nodes
         .iter()
         .map(|n| {
             let mut node = n.clone();
+            if n.kind == crate::bindings::NodeKind::Kubo {
+                // As the host's ledger: the node's last sign of life (a moving pin's is now, a
+                // pin's success), but not before its oldest running pin started.
+                let pins: Vec<&Running> = running
+                    .iter()
+                    .filter(
+                        |r| matches!(&history[r.index].action, Action::Pin(p) if p.node == n.name),
+                    )
+                    .collect();
+                let oldest = pins.iter().map(|r| history[r.index].started_ms).min();
+                let moving = pins.iter().any(|r| r.moving).then_some(now);
+                let life = ledger.get(&n.name).and_then(|l| l.last_pin_ok);
+                node.health.since_last_progress_ms = oldest.map(|t| {
+                    now - [Some(t), moving, life]
+                        .into_iter()
+                        .flatten()
+                        .max()
+                        .unwrap_or(t)
+                });
+            }
             if let Some(l) = ledger.get(&n.name) {
                 let h = &mut node.health;
                 h.consecutive_failures = l.failures;
@@ -135,9 +173,9 @@ fn with_health(nodes: &[Node], ledger: &HashMap<String, Ledger>, now: u64) -> Ve
 }
 
 impl World<'_> {
-    /// The outcome of `action` and how long it takes.
-    fn answer(&mut self, action: &Action) -> (Outcome, u64) {
-        match action {
+    /// The outcome of `action`, how long it takes, and whether it moves meanwhile.
+    fn answer(&mut self, action: &Action) -> (Outcome, u64, bool) {
+        let (outcome, takes) = match action {
             Action::Wait(w) => (Outcome::Ok, w.ms),
             Action::Connect(_) => (Outcome::Ok, 0),
             Action::Pin(p) => {
@@ -156,6 +194,7 @@ impl World<'_> {
                     }
                     "lie" => (Outcome::Ok, 0),
                     "timeout" => (Outcome::Timeout, p.timeout_ms),
+                    "slow" => return (Outcome::Timeout, p.timeout_ms, true),
                     "refused" => (Outcome::Unreachable("connection refused".into()), 0),
                     other => (
                         Outcome::HttpError(HttpError {
@@ -172,7 +211,8 @@ impl World<'_> {
             Action::CheckRetrievable(_) => (Outcome::Unretrievable("blocks missing".into()), 0),
             // Terminal actions end the run before they would be answered.
             Action::LocalFallback | Action::Succeed(_) | Action::Fail(_) => (Outcome::Ok, 0),
-        }
+        };
+        (outcome, takes, false)
     }
 }
 
@@ -191,8 +231,7 @@ pub fn run(
     let names: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
     let has_local = nodes.iter().any(|n| n.role == Role::Local);
     let mut history: Vec<Event> = Vec::new();
-    // Running actions: (history index, end time, outcome).
-    let mut running: Vec<(usize, u64, Outcome)> = Vec::new();
+    let mut running: Vec<Running> = Vec::new();
     let mut ledger: HashMap<String, Ledger> = nodes
         .iter()
         .map(|n| {
@@ -205,7 +244,7 @@ pub fn run(
         .collect();
     let mut now_ms = 0u64;
     for _ in 0..10_000 {
-        let seen = with_health(nodes, &ledger, now_ms);
+        let seen = with_health(nodes, &ledger, &history, &running, now_ms);
         let actions = decide(job, &seen, &history, now_ms);
         let round = host_rules::Round {
             nodes: &names,
@@ -224,12 +263,17 @@ pub fn run(
             _ => {}
         }
         for action in actions {
-            let (outcome, takes) = world.answer(&action);
+            let (outcome, takes, moving) = world.answer(&action);
             if let Some(l) = on_node(&action).and_then(|n| ledger.get_mut(n)) {
                 l.last_start = Some(now_ms);
                 l.in_flight += 1;
             }
-            running.push((history.len(), now_ms + takes, outcome));
+            running.push(Running {
+                index: history.len(),
+                end: now_ms + takes,
+                outcome,
+                moving,
+            });
             history.push(Event {
                 action,
                 outcome: None,
@@ -238,15 +282,24 @@ pub fn run(
             });
         }
         // The earliest to end (the first started, on a tie) ends; the policy is asked again.
-        let Some(next) = (0..running.len()).min_by_key(|&i| (running[i].1, running[i].0)) else {
+        let Some(next) = (0..running.len()).min_by_key(|&i| (running[i].end, running[i].index))
+        else {
             continue;
         };
-        let (index, end, outcome) = running.remove(next);
+        let Running {
+            index,
+            end,
+            outcome,
+            ..
+        } = running.remove(next);
         now_ms = end;
         if let Some(l) = on_node(&history[index].action).and_then(|n| ledger.get_mut(n)) {
             l.in_flight -= 1;
             if outcome == Outcome::Ok {
                 (l.failures, l.last_ok) = (0, Some(now_ms));
+                if matches!(history[index].action, Action::Pin(_)) {
+                    l.last_pin_ok = Some(now_ms);
+                }
             } else if !matches!(history[index].action, Action::Connect(_)) {
                 // As the host's ledger: a failed provider hint is not the dialer's failure.
                 (l.failures, l.last_failure) = (l.failures + 1, Some(now_ms));

@@ -4,7 +4,7 @@
 //! budget; the same verification (`pin ls`) and retrievability gates as tank mode. No quorum.
 
 use policy_kit::params::{
-    ATTEMPTS, BASE_DELAY_MS, BREAKER_COOLDOWN_MS, BREAKER_FAILURES, HEDGE_AFTER_MS,
+    ATTEMPTS, BASE_DELAY_MS, BREAKER_COOLDOWN_MS, BREAKER_FAILURES, HEDGE_AFTER_MS, HEDGE_QUIET_MS,
     LOCAL_FALLBACK_AFTER, MAX_DELAY_MS, PIN_TIMEOUT_MS, STALL_TIMEOUT_MS,
 };
 use policy_kit::plan::nodes_with;
@@ -26,6 +26,7 @@ impl Policy for SingleBackup {
         BREAKER_FAILURES,
         BREAKER_COOLDOWN_MS,
         HEDGE_AFTER_MS,
+        HEDGE_QUIET_MS,
     ];
 
     fn candidates(nodes: &[Node]) -> Vec<&str> {

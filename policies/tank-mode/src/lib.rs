@@ -94,19 +94,47 @@ mod tests {
         assert_eq!(touches(&r, "backup-1") + touches(&r, "backup-2"), 0);
     }
 
+    /// When the backup's lane starts (its provider hint).
+    fn hedged_at(r: &policy_kit::script::Run) -> u64 {
+        r.history
+            .iter()
+            .find(|e| matches!(&e.action, Action::Connect(c) if c.node == "backup-1"))
+            .expect("the backup starts with a provider hint")
+            .started_ms
+    }
+
+    /// A primary pin that hangs without progress is hedged once it has been quiet for
+    /// `hedge_quiet_ms` (1 s), and the backup wins.
     #[test]
-    fn a_hanging_primary_pin_is_hedged_and_the_backup_wins() {
+    fn a_hanging_primary_pin_is_hedged_when_quiet_and_the_backup_wins() {
         let scripts: &[(&str, &[&str])] = &[("primary", &["timeout"])];
         let r = play(&defaults(&[]), false, 0, &topology(1, false), scripts);
         assert_eq!(r.end, End::Succeeded(vec!["backup-1".into()]));
         assert_eq!(r.pins_on("primary"), 1, "the primary's pin still runs");
-        let hint = r
-            .history
-            .iter()
-            .find(|e| matches!(&e.action, Action::Connect(c) if c.node == "backup-1"))
-            .expect("the backup starts with a provider hint");
-        assert_eq!(hint.started_ms, 10_000, "at the hedge delay");
-        assert_eq!(r.now_ms, 10_000, "the backup confirmed at once");
+        assert_eq!(hedged_at(&r), 1_000, "at the quiet delay");
+        assert_eq!(r.now_ms, 1_000, "the backup confirmed at once");
+        // Without the quiet rule: at the hedge delay.
+        let r = play(
+            &defaults(&[("hedge_quiet_ms", "0")]),
+            false,
+            0,
+            &topology(1, false),
+            scripts,
+        );
+        assert_eq!(hedged_at(&r), 10_000);
+    }
+
+    /// A primary pin that keeps moving, however long it takes, is hedged only at the hedge
+    /// delay: the quiet rule looks again every second and leaves it alone.
+    #[test]
+    fn a_slow_primary_pin_that_moves_is_hedged_at_the_hedge_delay() {
+        let scripts: &[(&str, &[&str])] = &[("primary", &["slow"])];
+        let r = play(&defaults(&[]), false, 0, &topology(1, false), scripts);
+        assert_eq!(r.end, End::Succeeded(vec!["backup-1".into()]));
+        assert_eq!(hedged_at(&r), 10_000);
+        // Looked again each second, one look at a time.
+        let looks: Vec<u64> = r.waits();
+        assert_eq!(looks, [1_000; 10], "{looks:?}");
     }
 
     #[test]
