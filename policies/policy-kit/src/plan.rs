@@ -117,19 +117,7 @@ pub fn plan(
     // A primary pin starting or running, not yet hedged, with a node to spare: be asked
     // again when its hedge is due (one such wait at a time: `node` none tells it from a
     // lane's backoff).
-    let starting = alive.iter().take(need).filter_map(|p| match &p.lane {
-        Lane::Next(Action::Pin(_)) if p.node.role == Role::Primary => {
-            health::hedge_due_in_ms(p.node, s, 0)
-        }
-        _ => None,
-    });
-    let next_look = due
-        .iter()
-        .flatten()
-        .copied()
-        .chain(starting)
-        .filter(|&ms| ms > 0)
-        .min();
+    let next_look = due.iter().flatten().copied().filter(|&ms| ms > 0).min();
     let hedge_wait_running = history
         .iter()
         .any(|e| e.outcome.is_none() && matches!(&e.action, Action::Wait(w) if w.node.is_none()));
@@ -161,16 +149,20 @@ fn budget(node: &Node, events: &[&Event], s: &Settings, started: bool) -> Option
     }
 }
 
-/// For a lane whose primary pin is running: how long until its hedge is due (0: now); `None`
-/// for any other lane, or with hedging off.
+/// For a lane whose primary pin is running or starting now: how long until its hedge is due
+/// (0: now, so the next lane starts beside it; a pin that starts on a primary already quiet
+/// for `hedge_quiet_ms` is due at once); `None` for any other lane, or with hedging off.
 fn primary_pin_due_in_ms(p: &Planned, now_ms: u64, s: &Settings) -> Option<u64> {
     if p.node.role != Role::Primary {
         return None;
     }
+    let starting = matches!(p.lane, Lane::Next(Action::Pin(_))).then_some(0);
     p.events
         .iter()
         .filter(|e| e.outcome.is_none() && matches!(&e.action, Action::Pin(_)))
-        .filter_map(|e| health::hedge_due_in_ms(p.node, s, now_ms.saturating_sub(e.started_ms)))
+        .map(|e| now_ms.saturating_sub(e.started_ms))
+        .chain(starting)
+        .filter_map(|elapsed| health::hedge_due_in_ms(p.node, s, elapsed))
         .min()
 }
 

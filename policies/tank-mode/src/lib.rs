@@ -124,6 +124,29 @@ mod tests {
         assert_eq!(hedged_at(&r), 10_000);
     }
 
+    /// A job that starts while the primary is already quiet (other jobs' pins on it have not
+    /// moved for 1.5 s) races the backup from its first decision: there is no quiet time of
+    /// its own to wait out (seen on Kubo: without this, the job waited out a 60 s stall).
+    #[test]
+    fn a_job_starting_on_an_already_quiet_primary_races_the_backup_at_once() {
+        let mut nodes = topology(1, false);
+        let h = &mut nodes[0].health;
+        (h.in_flight, h.since_last_start_ms, h.since_last_progress_ms) =
+            (1, Some(1_500), Some(1_500));
+        let first = TankMode::decide(&defaults(&[]), &job(true, 0), &nodes, &[], 0);
+        assert!(
+            matches!(first.as_slice(), [Action::Pin(p), Action::Connect(c)] if p.node == "primary" && c.node == "backup-1"),
+            "{first:?}"
+        );
+        // Quiet for less: the primary alone, and a look again when it would be quiet enough.
+        nodes[0].health.since_last_progress_ms = Some(400);
+        let first = TankMode::decide(&defaults(&[]), &job(true, 0), &nodes, &[], 0);
+        assert!(
+            matches!(first.as_slice(), [Action::Pin(_), Action::Wait(w)] if w.ms == 600 && w.node.is_none()),
+            "{first:?}"
+        );
+    }
+
     /// A primary pin that keeps moving, however long it takes, is hedged only at the hedge
     /// delay: the quiet rule looks again every second and leaves it alone.
     #[test]
