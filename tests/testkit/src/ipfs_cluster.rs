@@ -322,6 +322,11 @@ fn configure(peer: &Peer, i: usize, kubo_api: &str, pin_timeout: Option<&str>) -
     cluster["mdns_interval"] = "0s".into();
     cluster["monitor_ping_interval"] = "2s".into();
     cluster["peer_watch_interval"] = "2s".into();
+    // A restarted peer re-pins what it lost only when it recovers its failed pins: every 12
+    // minutes by default, so a peer killed after the pin reached it (its status then reads
+    // `unexpectedly_unpinned`) caught up within a test's deadline only when the kill came first
+    // (the flaky `a_cluster_peer_killed_mid_pin_ends_on_the_next_tier`). 20 s: well inside it.
+    cluster["pin_recover_interval"] = "20s".into();
     // Metrics every second or so (default 30 s): the allocator counts a peer as a candidate
     // only while its metrics are fresh, so a new cluster can allocate at once.
     for informer in ["disk", "pinqueue", "tags"] {
