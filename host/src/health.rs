@@ -229,24 +229,18 @@ impl Entry {
         }
     }
 
-    /// Since when the node has shown no progress while pins that report it run: its last sign
-    /// of life (a running pin's move, a pin's success), but not before the oldest of those pins
-    /// started to report, which is all it had the chance to show. A pin that starts does not
-    /// reset it, so a node that stopped moving stays quiet however many pins arrive.
+    /// Since when the node has shown no progress while pins that report it run
+    /// ([`host_rules::quiet_since`]); `None` when none of its running pins reports progress.
     fn quiet_since(&self) -> Option<Instant> {
-        let reported: Vec<Reported> = self
-            .progress
-            .iter()
-            .filter_map(Weak::upgrade)
-            .map(|cell| *cell.lock().unwrap_or_else(|p| p.into_inner()))
-            .filter(|r| r.since.is_some())
-            .collect();
-        let oldest = reported.iter().filter_map(|r| r.since).min()?;
-        let moved = reported.iter().filter_map(|r| r.moved).max();
-        [Some(oldest), moved, self.last_pin_ok]
-            .into_iter()
-            .flatten()
-            .max()
+        let (mut oldest, mut moved) = (None::<Instant>, None::<Instant>);
+        for cell in self.progress.iter().filter_map(Weak::upgrade) {
+            let r = *cell.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(since) = r.since {
+                oldest = Some(oldest.map_or(since, |o| o.min(since)));
+            }
+            moved = moved.max(r.moved);
+        }
+        Some(host_rules::quiet_since(oldest?, moved, self.last_pin_ok))
     }
 }
 

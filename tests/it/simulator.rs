@@ -418,6 +418,19 @@ pins = { primary = 5, backup-1 = 3 }
     );
 }
 
+/// The nodes and expectation of the outage-backlog scenarios: a primary whose every pin stalls,
+/// one healthy backup, every job pinned.
+const STALLING_PRIMARY_AND_A_BACKUP: &str = r#"[[node]]
+name = "primary"
+role = "primary"
+pin = ["stall"]
+[[node]]
+name = "backup-1"
+role = "backup"
+[expect]
+status = "pinned"
+"#;
+
 /// A backlog behind a supernode that stalls: the first wave waits out the hedge delay, but the
 /// jobs that start as it ends, before the breaker has counted three failures, see the primary's
 /// other pins stuck past their delay and are hedged after the floor (1 s), not after a full
@@ -425,8 +438,7 @@ pins = { primary = 5, backup-1 = 3 }
 /// is off here: it would hedge the first wave at 1 s and hide this one.
 #[test]
 fn jobs_behind_a_stuck_first_wave_are_hedged_at_the_floor() {
-    let report = run_inline(
-        r#"
+    let jobs = r#"
 name = "outage-backlog"
 description = "30 lazy jobs 100 ms apart, 10 at a time, behind a primary that stalls"
 params = { hedge_quiet_ms = 0 }
@@ -436,17 +448,8 @@ lazy = true
 count = 30
 interval_ms = 100
 concurrency = 10
-[[node]]
-name = "primary"
-role = "primary"
-pin = ["stall"]
-[[node]]
-name = "backup-1"
-role = "backup"
-[expect]
-status = "pinned"
-"#,
-    );
+"#;
+    let report = run_inline(&format!("{jobs}{STALLING_PRIMARY_AND_A_BACKUP}"));
     assert!(report.passed(), "{:?}", report.failures);
     // The first wave (submitted 100 ms apart) ends one by one from 10.84 s; the others wait
     // for its slots.
@@ -477,16 +480,7 @@ params = {{ hedge_quiet_ms = {quiet_ms} }}
 [jobs]
 count = 40
 interval_ms = 100
-[[node]]
-name = "primary"
-role = "primary"
-pin = ["stall"]
-[[node]]
-name = "backup-1"
-role = "backup"
-[expect]
-status = "pinned"
-"#
+{STALLING_PRIMARY_AND_A_BACKUP}"#
         )
     };
     let report = run_inline(&scenario(1_000));

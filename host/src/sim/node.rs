@@ -331,15 +331,16 @@ impl Node for SimNode {
             (answer, s.calls.len() - 1)
         });
         let guard = PinGuard { node: self, index };
-        let reports = self.script.kind == crate::node::NodeKind::Kubo;
-        if reports
-            && matches!(
-                answer,
-                PinAnswer::Ok | PinAnswer::Lie | PinAnswer::Timeout | PinAnswer::Stall
-            )
-        {
+        // As the Kubo client: a node of another kind reports nothing, nor does a pin that is
+        // answered at once.
+        let none = Progress::none();
+        let answered_at_once = matches!(answer, PinAnswer::Refused | PinAnswer::Http500);
+        let progress = if self.script.kind == crate::node::NodeKind::Kubo && !answered_at_once {
             progress.watching();
-        }
+            progress
+        } else {
+            &none
+        };
         let outcome = match answer {
             PinAnswer::Ok | PinAnswer::Lie => {
                 let mut left = now.pin_ms;
@@ -347,9 +348,7 @@ impl Node for SimNode {
                     let step = left.min(PROGRESS_MS);
                     sleep(Duration::from_millis(step)).await;
                     left -= step;
-                    if reports {
-                        progress.moved();
-                    }
+                    progress.moved();
                 }
                 if answer == PinAnswer::Ok {
                     self.with_state(|s| s.pinned.insert(cid.to_string()));

@@ -147,6 +147,19 @@ pub fn breaker(health: &Health, failures: u32, cooldown_ms: u64) -> Breaker {
     }
 }
 
+/// Since when a node has been quiet (WIT `since-last-progress-ms`), given what it shows while
+/// pins that report progress run on it: the oldest of those pins' start, their latest move and
+/// its latest pin success. Its last sign of life, but never before the oldest of those pins
+/// started, which is all it had the chance to show; a pin that starts later does not count,
+/// so a node that stopped moving stays quiet however many pins arrive. The host's ledger and
+/// `policy-kit`'s scripted world both read it here, in their own clocks.
+pub fn quiet_since<T: Ord>(oldest_start: T, last_move: Option<T>, last_pin_ok: Option<T>) -> T {
+    [last_move, last_pin_ok]
+        .into_iter()
+        .flatten()
+        .fold(oldest_start, Ord::max)
+}
+
 /// `fn health(h: &$NodeHealth) -> Health` for a generated `node-health` type (see
 /// [`view_of_action!`]).
 #[macro_export]

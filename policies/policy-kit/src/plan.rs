@@ -108,23 +108,28 @@ pub fn plan(
         .map(|(_, p)| p)
         .collect();
     let spare = alive.len() > active.len();
-    let mut actions = Vec::new();
-    for p in active {
-        if let Lane::Next(action) = &p.lane {
-            actions.push(action.clone());
-        }
-    }
-    // A primary pin starting or running, not yet hedged, with a node to spare: be asked
-    // again when its hedge is due (one such wait at a time: `node` none tells it from a
-    // lane's backoff).
-    let next_look = due.iter().flatten().copied().filter(|&ms| ms > 0).min();
-    let hedge_wait_running = history
+    let mut actions: Vec<Action> = active
         .iter()
-        .any(|e| e.outcome.is_none() && matches!(&e.action, Action::Wait(w) if w.node.is_none()));
-    if let (true, false, Some(ms)) = (spare, hedge_wait_running, next_look) {
-        actions.push(Action::Wait(WaitRequest { ms, node: None }));
+        .filter_map(|p| match &p.lane {
+            Lane::Next(action) => Some(action.clone()),
+            _ => None,
+        })
+        .collect();
+    if spare {
+        actions.extend(hedge_look(history, &due));
     }
     actions
+}
+
+/// With a node to spare: a wait until the soonest hedge that is due but not yet (`due`, per
+/// primary lane), so the policy is asked again then; none while such a wait runs (one at a
+/// time: `node` none tells it from a lane's backoff).
+fn hedge_look(history: &[Event], due: &[Option<u64>]) -> Option<Action> {
+    let ms = due.iter().flatten().copied().filter(|&ms| ms > 0).min()?;
+    let waiting = history
+        .iter()
+        .any(|e| e.outcome.is_none() && matches!(&e.action, Action::Wait(w) if w.node.is_none()));
+    (!waiting).then_some(Action::Wait(WaitRequest { ms, node: None }))
 }
 
 /// A node's pin budget in this round; `None`: skip it (breaker open).

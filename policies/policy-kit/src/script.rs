@@ -140,8 +140,7 @@ fn with_health(
         .map(|n| {
             let mut node = n.clone();
             if n.kind == crate::bindings::NodeKind::Kubo {
-                // As the host's ledger: the node's last sign of life (a moving pin's is now, a
-                // pin's success), but not before its oldest running pin started.
+                // As the host's ledger (a moving pin's last move is now).
                 let pins: Vec<&Running> = running
                     .iter()
                     .filter(
@@ -151,13 +150,8 @@ fn with_health(
                 let oldest = pins.iter().map(|r| history[r.index].started_ms).min();
                 let moving = pins.iter().any(|r| r.moving).then_some(now);
                 let life = ledger.get(&n.name).and_then(|l| l.last_pin_ok);
-                node.health.since_last_progress_ms = oldest.map(|t| {
-                    now - [Some(t), moving, life]
-                        .into_iter()
-                        .flatten()
-                        .max()
-                        .unwrap_or(t)
-                });
+                node.health.since_last_progress_ms =
+                    oldest.map(|t| now - host_rules::quiet_since(t, moving, life));
             }
             if let Some(l) = ledger.get(&n.name) {
                 let h = &mut node.health;
