@@ -334,6 +334,13 @@ fn configure(peer: &Peer, i: usize, kubo_api: &str, pin_timeout: Option<&str>) -
     }
     c["monitor"]["pubsubmon"]["check_interval"] = "2s".into();
     c["consensus"]["crdt"]["trusted_peers"] = serde_json::json!(["*"]);
+    // A peer killed before the pin's CRDT delta reached it learns of it only when a peer
+    // rebroadcasts its heads. go-ds-crdt (v0.6.8, `rebroadcastHeads`) skips heads it saw
+    // broadcast in the last interval, and pubsub delivers a peer's own broadcasts to itself, so
+    // after one rebroadcast every peer skips the next: a head goes out every second interval,
+    // 84-156 s at the 1 min default, past a test's deadline (the CI failure of
+    // `a_cluster_peer_killed_mid_pin_ends_on_the_next_tier` with `heads: 0` on restart).
+    c["consensus"]["crdt"]["rebroadcast_interval"] = "5s".into();
     c["consensus"]["crdt"]["batching"]["max_batch_size"] = 0.into();
     c["api"]["restapi"]["http_listen_multiaddress"] = tcp(peer.rest).into();
     c["api"]["pinsvcapi"]["http_listen_multiaddress"] = tcp(peer.pinsvc).into();
