@@ -65,6 +65,8 @@ export interface NodeStatus {
   recent_total: number;
   pin_latency_ms: number | null;
   in_flight: number;
+  /** How long the node's running pins that report progress have shown none; null when none runs. */
+  since_last_progress_ms: number | null;
 }
 
 /** `POST /v1/pins`, as sent (the client builds it from {@link SubmitOptions}). */

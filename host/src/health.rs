@@ -60,6 +60,11 @@ pub struct NodeStatus {
     pub recent_total: u32,
     pub pin_latency_ms: Option<u64>,
     pub in_flight: u32,
+    /// How long the node's running pins that report progress have shown none (contract 0.5.0's
+    /// `since-last-progress-ms`, what tank-mode's `hedge_quiet_ms` reads); None when no such pin
+    /// runs. Absent from a daemon older than the field.
+    #[serde(default)]
+    pub since_last_progress_ms: Option<u64>,
 }
 
 /// The breaker thresholds of a policy (its `breaker_failures` and `breaker_cooldown_ms`, else
@@ -121,6 +126,7 @@ pub fn statuses(
                 recent_total: h.recent_total,
                 pin_latency_ms: h.pin_latency_ms,
                 in_flight: h.in_flight,
+                since_last_progress_ms: h.since_last_progress_ms,
             }
         })
         .collect()
@@ -664,6 +670,21 @@ mod tests {
                 (1, 1, 3, failed(ABANDONED)),
             ]
         );
+    }
+
+    /// Operators see what the policy sees: `pinwarden nodes` and `GET /v1/nodes` show a node's
+    /// quiet time while its pins run, and nothing once none does.
+    #[tokio::test(start_paused = true)]
+    async fn node_statuses_show_the_quiet_time_of_running_pins() {
+        let ledger = Arc::new(Ledger::in_memory());
+        let nodes = [("primary".to_string(), crate::Role::Primary)];
+        let quiet = || statuses(&nodes, &ledger, Thresholds::default())[0].since_last_progress_ms;
+        let pin = ledger.start("primary", Kind::Pin);
+        pin.progress().watching();
+        tokio::time::advance(Duration::from_millis(1_250)).await;
+        assert_eq!(quiet(), Some(1_250));
+        pin.ended(Some("stalled"));
+        assert_eq!(quiet(), None);
     }
 
     /// `since-last-progress-ms`: the node's last sign of life (a running pin's move, a pin's

@@ -208,7 +208,28 @@ async fn a_daemon_drains_lazy_jobs_past_a_silent_primary() {
         let cid = w.upload(&format!("lazy{i}")).await;
         submit(cid, format!("wave1-{i}")).await;
         wave1.push(format!("wave1-{i}"));
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        let next = tokio::time::Instant::now() + Duration::from_secs(1);
+        if i == 0 {
+            // While the first job's pin hangs on the primary, the daemon's node view shows the
+            // primary's quiet time growing: what tank-mode's `hedge_quiet_ms` reads.
+            let mut quiet = None;
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+            while quiet.is_none_or(|ms| ms < 300) && tokio::time::Instant::now() < deadline {
+                let nodes = api.nodes().await.expect("nodes");
+                let primary = nodes.iter().find(|n| n.name == "primary").expect("primary");
+                quiet = quiet.max(primary.since_last_progress_ms);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            assert!(
+                quiet.is_some_and(|ms| ms >= 300),
+                "GET /v1/nodes shows the hanging primary quiet: {quiet:?}"
+            );
+            step(
+                t0,
+                &format!("GET /v1/nodes: primary quiet for {quiet:?} ms"),
+            );
+        }
+        tokio::time::sleep_until(next).await;
     }
     settle(wave1.clone()).await;
     step(t0, "wave 1 (3 lazy jobs) pinned, hedged past the primary");

@@ -18,7 +18,10 @@ Every action on a node (pin, verify, check-retrievable, connect) updates its hea
 data directory's node-health.json: the daemon every few seconds, `pinwarden pin` when it ends.
 The breaker column applies the configured policy's breaker_failures and breaker_cooldown_ms:
 closed (normal), open (skipped after that many failures in a row), half-open (cooled down: the
-next job probes it). A running daemon's live view, in flight counts included: GET /v1/nodes.";
+next job probes it). QUIET: how long the node's running pins have shown no progress (Kubo reports
+its block count every 500 ms; tank-mode hedges a primary quiet for hedge_quiet_ms); '-' when no
+such pin runs. A running daemon's live view, in flight counts and quiet times included:
+GET /v1/nodes.";
 
 pub fn run(cx: &Context, args: &NodesArgs) -> CliResult {
     let app = cx.app(&[])?;
@@ -48,7 +51,7 @@ pub fn after_help() -> &'static str {
 fn table(nodes: &[NodeStatus], kind: impl Fn(&str) -> &'static str) -> String {
     let ago = |ms: Option<u64>| ms.map_or("-".to_string(), |ms| format!("{} ago", format_ms(ms)));
     let mut out = format!(
-        "{:<14} {:<8} {:<8} {:<10} {:>6} {:>16} {:>16} {:>8} {:>10} {:>9}\n",
+        "{:<14} {:<8} {:<8} {:<10} {:>6} {:>16} {:>16} {:>8} {:>10} {:>9} {:>10}\n",
         "NODE",
         "ROLE",
         "KIND",
@@ -58,11 +61,12 @@ fn table(nodes: &[NodeStatus], kind: impl Fn(&str) -> &'static str) -> String {
         "LAST FAILURE",
         "OK/LAST",
         "PIN P50",
-        "IN FLIGHT"
+        "IN FLIGHT",
+        "QUIET"
     );
     for n in nodes {
         out.push_str(&format!(
-            "{:<14} {:<8} {:<8} {:<10} {:>6} {:>16} {:>16} {:>8} {:>10} {:>9}\n",
+            "{:<14} {:<8} {:<8} {:<10} {:>6} {:>16} {:>16} {:>8} {:>10} {:>9} {:>10}\n",
             n.name,
             n.role,
             kind(&n.name),
@@ -72,7 +76,8 @@ fn table(nodes: &[NodeStatus], kind: impl Fn(&str) -> &'static str) -> String {
             ago(n.since_last_failure_ms),
             format!("{}/{}", n.recent_ok, n.recent_total),
             n.pin_latency_ms.map_or("-".to_string(), format_ms),
-            n.in_flight
+            n.in_flight,
+            n.since_last_progress_ms.map_or("-".to_string(), format_ms)
         ));
     }
     out
@@ -94,7 +99,8 @@ mod tests {
             recent_ok: 0,
             recent_total: 4,
             pin_latency_ms: None,
-            in_flight: 0,
+            in_flight: 2,
+            since_last_progress_ms: Some(2_500),
         };
         let text = table(&[node], |_| "cluster");
         assert!(text.starts_with("NODE"), "{text}");
@@ -103,7 +109,19 @@ mod tests {
             "{text}"
         );
         let row = text.lines().nth(1).unwrap_or_default();
-        for cell in ["primary", "cluster", "open", "4", "1.500s ago", "0/4"] {
+        assert!(
+            text.lines().next().unwrap_or_default().ends_with("QUIET"),
+            "{text}"
+        );
+        for cell in [
+            "primary",
+            "cluster",
+            "open",
+            "4",
+            "1.500s ago",
+            "0/4",
+            "2.500s",
+        ] {
             assert!(row.contains(cell), "{cell} missing: {row}");
         }
     }
