@@ -13,6 +13,11 @@
 #                                         # namespace; --size-kb for the video size), then
 #                                         # the 50-video outage drill against IPFS Cluster
 #                                         # alone (--only cluster-drill: the drill only)
+#   scripts/bench.sh --only drain --drain-jobs 300 [--drain-reps 3]
+#                                         # not in "everything": lazy jobs drained behind a
+#                                         # stalling Kubo primary, against the backup's own
+#                                         # pin rate, repetitions interleaved (about 3 minutes
+#                                         # for 300 jobs, 10 for 1,000)
 #   scripts/bench.sh --only notify --drain-jobs 200 --size-kb 64
 #                                         # not in "everything": rounds with completion
 #                                         # webhooks off / on / on with a hanging receiver

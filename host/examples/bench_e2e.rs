@@ -41,7 +41,7 @@
 //!
 //! Usage: `bench_e2e [--bin PATH] [--only e2e,cold,daemon,check,size,drain,psa,notify,policy-load,rollout,cluster] [--pins N] [--size-kb K]
 //! [--segments S] [--cold-runs N] [--jobs N] [--clients N] [--raw] [--sizes MB,MB,..]
-//! [--rtt-ms MS] [--transfer-timeout-s S] [--cidv0] [--drain-jobs N] [--busy M]`
+//! [--rtt-ms MS] [--transfer-timeout-s S] [--cidv0] [--drain-jobs N] [--drain-reps R] [--busy M]`
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use pinwarden::executor::{RoundEnd, RoundLimits, Topology, run_round};
@@ -98,6 +98,8 @@ struct Args {
     /// `drain`: lazy jobs drained behind a stalling primary (and as many pinned directly);
     /// `notify`, `policy-load`: lazy jobs at once. Absent: each part's own default.
     drain_jobs: Option<usize>,
+    /// `drain`: repetitions of bare, pinwarden and gated drains.
+    drain_reps: usize,
     /// `policy-load`: the slow policy's busy work per decision (millions of steps).
     busy: u64,
 }
@@ -119,6 +121,7 @@ impl Args {
             transfer_timeout_s: 300,
             cidv0: false,
             drain_jobs: None,
+            drain_reps: 3,
             busy: 30,
         };
         let mut it = std::env::args().skip(1);
@@ -144,6 +147,7 @@ impl Args {
                 "--transfer-timeout-s" => args.transfer_timeout_s = value()?.parse()?,
                 "--cidv0" => args.cidv0 = true,
                 "--drain-jobs" => args.drain_jobs = Some(value()?.parse()?),
+                "--drain-reps" => args.drain_reps = value()?.parse()?,
                 "--busy" => args.busy = value()?.parse()?,
                 other => {
                     bail!("unknown argument {other} (see the comment at the top of bench_e2e.rs)")

@@ -1,18 +1,24 @@
 //! `drain` (not in the default set): the outage drain on real Kubo nodes. Two nodes, A (the
-//! supernode) and B (a backup, connected to A). `--drain-jobs` fresh HLS directories of
-//! `--size-kb` each are uploaded to A unpinned for each of the three drains, so B fetches
-//! every one over bitswap:
+//! supernode) and B (a backup, connected to A). `--drain-jobs` HLS directories of `--size-kb`
+//! each are uploaded to A unpinned once; every drain pins all of them on B, which fetches every
+//! one over bitswap, and B is emptied after each (`pin/rm`, `repo/gc`, untimed), so every drain
+//! starts from the same B and moves the same blocks:
 //!
-//! * **baseline**: B's own direct pin rate: `pin/add` of each CID on B, 10 at a time (the
-//!   daemon's default `concurrent_pins`), with a plain HTTP client, once before pinwarden's
-//!   drain and once after it (the mean rate is compared);
-//! * **pinwarden**: `pinwarden serve` with A as the primary behind a proxy whose `pin/add`
-//!   accepts and then stalls forever (`StallMidStream`: the Oct 2025 supernode), B the backup,
-//!   tank-mode with default parameters; every job submitted lazily at once over the socket; the
-//!   clock stops when the queue counts every pin `pinned`.
+//! * **bare**: B's own direct pin rate: `pin/add` of each CID on B, 10 at a time (the daemon's
+//!   default `concurrent_pins`), with a plain HTTP client;
+//! * **pinwarden**: a fresh `pinwarden serve` with A as the primary behind a proxy whose
+//!   `pin/add` accepts and then stalls forever (`StallMidStream`: the Oct 2025 supernode), B the
+//!   backup, tank-mode with default parameters; every job submitted lazily at once over the
+//!   socket; the clock stops when the queue counts every pin `pinned`;
+//! * **gated**: the bare pins with the persistence gate a careful script adds (`pin/ls`, one
+//!   offline `refs` walk).
 //!
-//! Reported: both rates and their ratio, overall and after the first wave (the first jobs wait
-//! for the policy's hedge, 10 s by default, before the breaker opens on the primary).
+//! After one unmeasured bare drain (a cold backup pinned 1.5x faster at the end of a long run
+//! than at its start), `--drain-reps` repetitions of bare, pinwarden, gated, and a last bare.
+//! Each repetition's pinwarden and gated drains are compared with the mean rate of the bare
+//! drains just before and just after them, so a drifting node moves both sides of a ratio.
+//! Reported: each repetition's ratios, overall and after the first wave (the first jobs wait
+//! for the policy's hedge of the quiet primary), and their medians.
 
 use super::notify::{cpu_seconds, pct};
 use super::{Args, rpc_client, rpc_url};
@@ -27,11 +33,22 @@ use std::time::{Duration, Instant};
 const CONCURRENCY: usize = 10;
 /// A bound on the whole drain.
 const DRAIN_LIMIT: Duration = Duration::from_secs(1800);
+/// CIDs per `pin/rm` when B is emptied.
+const RM_BATCH: usize = 100;
+
+/// One repetition's drains.
+struct Rep {
+    bare: Duration,
+    pinwarden: Duration,
+    first_wave: Option<(Duration, usize)>,
+    gated: Duration,
+}
 
 pub(super) async fn drain(args: &Args) -> Result<()> {
     let n = args.drain_jobs.unwrap_or(100).max(1);
+    let reps = args.drain_reps.max(1);
     println!(
-        "\n== drain: {n} lazy jobs of {} KiB behind a Kubo primary whose pin/add stalls, against the backup's direct pin rate",
+        "\n== drain: {n} lazy jobs of {} KiB behind a Kubo primary whose pin/add stalls, against the backup's direct pin rate ({reps} repetitions)",
         args.size_kb
     );
     let cluster = IpfsCluster::start(2)
@@ -44,63 +61,130 @@ pub(super) async fn drain(args: &Args) -> Result<()> {
         .await
         .map_err(|o| anyhow::anyhow!("A's addresses: {o:?}"))?;
     b.connect(&addrs).await;
-    let mut cids = Vec::with_capacity(5 * n);
-    for i in 0..5 * n {
+    let mut cids = Vec::with_capacity(n);
+    for i in 0..n {
         let (_tmp, dir) = make_hls_dir(&format!("drain-{i}"), args.size_kb << 10, 4)?;
         cids.push(a.add_dir(&dir).await?);
     }
-    // The baseline runs before and after pinwarden, on fresh content each time, and the mean of
-    // the two rates is the one compared: the nodes' speed drifts as their repos grow. After it,
-    // the same direct pins with the persistence gate pinwarden adds to each (`pin/ls`, then an
-    // offline `refs` walk): what a careful script would pay.
-    // First an unmeasured direct drain: a cold backup pinned 1,000 jobs 1.5x faster at the end
-    // of a run than at its start, which made the mean of before and after a moving target.
-    let sets: Vec<&[String]> = cids.chunks(n).collect();
     let api_b = cluster.api_url(1);
-    let warmup = direct_drain(&api_b, sets[4], false).await?;
+    let stalling = FaultProxy::start(&cluster.api_url(0)).await?;
+    stalling.set_mode(Mode::StallMidStream).await;
+    let rate = |d: Duration| n as f64 / d.as_secs_f64();
+
+    let warmup = direct_drain(&api_b, &cids, false).await?;
+    empty(&b, &addrs, &api_b, &cids).await?;
     println!(
         "warm-up: B pins {n} directly (not compared): {:.2} s, {:.2} pins/s",
         warmup.as_secs_f64(),
-        n as f64 / warmup.as_secs_f64()
+        rate(warmup)
     );
-    let before = direct_drain(&api_b, sets[0], false).await?;
-
-    let stalling = FaultProxy::start(&cluster.api_url(0)).await?;
-    stalling.set_mode(Mode::StallMidStream).await;
-    let (total, first_wave) = pinwarden_drain(args, &stalling.url(), &api_b, sets[1]).await?;
-
-    let after = direct_drain(&api_b, sets[2], false).await?;
-    let gated = direct_drain(&api_b, sets[3], true).await?;
-    let rates = [before, after].map(|d| n as f64 / d.as_secs_f64());
-    let direct_rate = (rates[0] + rates[1]) / 2.0;
-    let gated_rate = n as f64 / gated.as_secs_f64();
-    println!(
-        "baseline: B pins {n} directly, {CONCURRENCY} at a time: {:.2} s before pinwarden, {:.2} s after ({:.2} and {:.2} pins/s, mean {direct_rate:.2}); with pin/ls and refs after each: {:.2} s ({gated_rate:.2} pins/s, {:.3}x the plain rate)",
-        before.as_secs_f64(),
-        after.as_secs_f64(),
-        rates[0],
-        rates[1],
-        gated.as_secs_f64(),
-        gated_rate / direct_rate,
-    );
-    let rate = n as f64 / total.as_secs_f64();
-    println!(
-        "pinwarden: {n} lazy jobs drained to B in {:.2} s ({rate:.2} pins/s): {:.3}x the direct rate",
-        total.as_secs_f64(),
-        rate / direct_rate
-    );
-    if let Some((t, done)) = first_wave
-        && done < n
-    {
-        let steady = (n - done) as f64 / (total - t).as_secs_f64();
+    let mut runs = Vec::with_capacity(reps);
+    for rep in 1..=reps {
+        let bare = direct_drain(&api_b, &cids, false).await?;
+        empty(&b, &addrs, &api_b, &cids).await?;
+        let (pinwarden, first_wave) = pinwarden_drain(args, &stalling.url(), &api_b, &cids).await?;
+        empty(&b, &addrs, &api_b, &cids).await?;
+        let gated = direct_drain(&api_b, &cids, true).await?;
+        empty(&b, &addrs, &api_b, &cids).await?;
         println!(
-            "after the first wave ({done} pinned at {:.2} s): {steady:.2} pins/s, {:.3}x the direct rate, {:.3}x the gated direct rate",
-            t.as_secs_f64(),
-            steady / direct_rate,
-            steady / gated_rate,
+            "repetition {rep}: bare {:.2} s ({:.2}/s), pinwarden {:.2} s ({:.2}/s), gated {:.2} s ({:.2}/s)",
+            bare.as_secs_f64(),
+            rate(bare),
+            pinwarden.as_secs_f64(),
+            rate(pinwarden),
+            gated.as_secs_f64(),
+            rate(gated)
+        );
+        runs.push(Rep {
+            bare,
+            pinwarden,
+            first_wave,
+            gated,
+        });
+    }
+    let last = direct_drain(&api_b, &cids, false).await?;
+    println!(
+        "last bare drain: {:.2} s ({:.2}/s)",
+        last.as_secs_f64(),
+        rate(last)
+    );
+
+    println!(
+        "\n| rep | bare before / after pins/s | gated, x bare | pinwarden whole, x bare | first wave | after it, x bare | after it, x gated |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    let (mut whole, mut steady_bare, mut steady_gated, mut gated_x) =
+        (vec![], vec![], vec![], vec![]);
+    for (i, r) in runs.iter().enumerate() {
+        let after = runs.get(i + 1).map_or(last, |next| next.bare);
+        let bare_rate = (rate(r.bare) + rate(after)) / 2.0;
+        let gated_rate = rate(r.gated);
+        whole.push(rate(r.pinwarden) / bare_rate);
+        gated_x.push(gated_rate / bare_rate);
+        let mut wave = "-".to_string();
+        let mut steady_cells = "- | -".to_string();
+        if let Some((t, done)) = r.first_wave
+            && done < n
+        {
+            let steady = (n - done) as f64 / (r.pinwarden - t).as_secs_f64();
+            steady_bare.push(steady / bare_rate);
+            steady_gated.push(steady / gated_rate);
+            wave = format!("{done} at {:.2} s", t.as_secs_f64());
+            steady_cells = format!(
+                "{steady:.2}/s, {:.3}x | {:.3}x",
+                steady / bare_rate,
+                steady / gated_rate
+            );
+        }
+        println!(
+            "| {} | {:.2} / {:.2} | {gated_rate:.2}/s, {:.3}x | {:.2} s, {:.2}/s, **{:.3}x** | {wave} | {steady_cells} |",
+            i + 1,
+            rate(r.bare),
+            rate(after),
+            gated_rate / bare_rate,
+            r.pinwarden.as_secs_f64(),
+            rate(r.pinwarden),
+            rate(r.pinwarden) / bare_rate,
         );
     }
+    println!(
+        "medians over {reps} repetitions: pinwarden whole drain {:.3}x bare; after the first wave {:.3}x bare, {:.3}x gated; gated {:.3}x bare",
+        median(&whole),
+        median(&steady_bare),
+        median(&steady_gated),
+        median(&gated_x),
+    );
     Ok(())
+}
+
+/// The median of ratios (NaN when there are none).
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    pct(&sorted, 0.5)
+}
+
+/// Empties B for the next drain: unpins every CID, then collects their blocks, so the next
+/// drain fetches all of them again from A, over a new connection to A (`a_addrs`). Without it
+/// the first drain after a `repo/gc` hung: both nodes' `bitswap/stat` listed no peers while
+/// `swarm/peers` still showed the connection, and B's wantlist never reached A (Kubo 0.43.1).
+async fn empty(b: &KuboClient, a_addrs: &[String], api: &str, cids: &[String]) -> Result<()> {
+    let http = rpc_client()?;
+    for batch in cids.chunks(RM_BATCH) {
+        let mut args: Vec<(&str, &str)> = batch.iter().map(|c| ("arg", c.as_str())).collect();
+        args.push(("recursive", "true"));
+        let reply = http.post(rpc_url(api, "pin/rm", &args)?).send().await?;
+        // Every drain pinned every CID (an unfinished drain is an error before this).
+        let status = reply.status();
+        if !status.is_success() {
+            bail!("pin/rm on B: HTTP {status}: {}", reply.text().await?);
+        }
+    }
+    b.repo_gc().await.context("repo/gc on B")?;
+    match b.reconnect(a_addrs).await {
+        pinwarden::Outcome::Ok => Ok(()),
+        other => bail!("B cannot reconnect to A: {other:?}"),
+    }
 }
 
 /// B pins every CID with a plain client, [`CONCURRENCY`] at a time; `gated`: each pin then
@@ -264,6 +348,15 @@ fn breakdown(data_dir: &std::path::Path) -> Result<()> {
             t += 500;
         }
         println!("  rounds in flight every 500 ms:{line}");
+        // The share of the slots' time spent inside rounds: what is left is the worker's own
+        // (claiming the next pin, recording the end) and waiting for work.
+        let busy: u64 = lengths.iter().sum();
+        let span = (end - t0).max(1) as f64;
+        println!(
+            "  slots busy {:.1} % of the {:.2} s from the first round's start to the last one's end",
+            100.0 * busy as f64 / (CONCURRENCY as f64 * span),
+            span / 1000.0
+        );
         let mut hedged: Vec<String> = rounds
             .iter()
             .filter(|r| r.history.iter().any(|e| e.action.node() == Some("primary")))
