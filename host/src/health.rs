@@ -186,6 +186,12 @@ impl Progress {
         self.update(|r| r.since = r.since.or(Some(Instant::now())));
     }
 
+    /// The pin turned out not to report progress (js-ipfs answers `pin/add` only at the end):
+    /// it no longer counts.
+    pub fn unwatched(&self) {
+        self.update(|r| *r = Reported::default());
+    }
+
     /// The pin moved (Kubo: its block count rose).
     pub fn moved(&self) {
         self.update(|r| {
@@ -730,6 +736,14 @@ mod tests {
         // Other actions never report progress.
         let verify = ledger.start("primary", Kind::Verify);
         verify.progress().watching();
+        assert_eq!(quiet(), None);
+        // A pin watched from its first call that turns out to report none (js-ipfs) stops
+        // counting.
+        let js = ledger.start("primary", Kind::Pin);
+        js.progress().watching();
+        step(50).await;
+        assert_eq!(quiet(), Some(50));
+        js.progress().unwatched();
         assert_eq!(quiet(), None);
         drop(silent);
     }

@@ -328,6 +328,17 @@ async fn proxy_cases(cluster: &IpfsCluster, root: &str, t0: Instant) {
 
     proxy.set_mode(Mode::Pass).await;
     assert_eq!(via.verify(root).await, Outcome::NotPinned);
+
+    // A provider hint's addresses: `id` once, then reused, even while the node hangs.
+    let ids = proxy.count("/api/v0/id");
+    let addrs = via.swarm_addrs().await.expect("swarm addresses");
+    assert!(!addrs.is_empty());
+    assert_eq!(proxy.count("/api/v0/id"), ids + 1);
+    proxy.set_mode(Mode::Delay(Duration::from_secs(3))).await;
+    assert_eq!(via.swarm_addrs().await, Ok(addrs));
+    assert_eq!(proxy.count("/api/v0/id"), ids + 1, "no second id");
+
+    proxy.set_mode(Mode::Pass).await;
     step(
         t0,
         &format!("proxy modes ok; requests seen: {:?}", proxy.counts()),

@@ -12,6 +12,7 @@ use crate::support::nodes::{MESH, shared_cluster, step};
 use crate::support::{FaultProxy, IpfsCluster, Mode, make_hls_dir};
 use pinwarden::daemon::wire::SubmitRequest;
 use pinwarden::kubo::KuboClient;
+use pinwarden::node::Node;
 use pinwarden::queue::State;
 use serde_json::Value;
 use std::sync::Arc;
@@ -152,6 +153,49 @@ async fn cli_pins_learn_from_each_other_and_the_primary_gets_traffic_back() {
     let v = w.pin(&cid, &[]).await;
     assert_eq!(confirmed(&v), ["primary"], "{v}");
     step(t0, "primary recovered: probed, closed, pinning again");
+}
+
+/// The supernode overloaded outright: every call to it hangs, the `pin/ls` guard before its
+/// pin, the `id` that tells a new process what it is, and the `id` a backup's provider hint
+/// asks of it. tank-mode's defaults: the primary reads as quiet from the pin's first call, so the
+/// backup races it after `hedge_quiet_ms`, not `hedge_after_ms` (10 s); and the hint gives up on
+/// the primary's addresses after 2 s instead of holding the backup's pin for the 30 s call
+/// timeout (10 + 30 s before these fixes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_that_hangs_every_call_is_passed_by_the_backup_within_seconds() {
+    let t0 = Instant::now();
+    let w = Outage::new().await;
+    let cid = w.upload("hung").await;
+    w.primary
+        .set_mode(Mode::Delay(Duration::from_secs(120)))
+        .await;
+    let v = w.pin(&cid, &[]).await;
+    assert_eq!(confirmed(&v), ["backup-1"], "{v}");
+    let backup_pin = v["trace"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|l| {
+            l["node"] == "backup-1"
+                && l["text"]
+                    .as_str()
+                    .is_some_and(|t| t.starts_with("pin attempt 1"))
+        })
+        .and_then(|l| l["t_ms"].as_u64())
+        .unwrap_or_else(|| panic!("the backup's first pin attempt is in the trace: {v}"));
+    assert!(
+        backup_pin < 10_000,
+        "the backup's pin started at {backup_pin} ms, not after hedge_after_ms: {v}"
+    );
+    let backup = KuboClient::new("backup", &w.cluster.api_url(MESH[1]), None).expect("client");
+    assert_eq!(backup.verify(&cid).await, pinwarden::Outcome::Ok);
+    step(
+        t0,
+        &format!(
+            "every call to the primary hanging: the backup's pin started at {backup_pin} ms, pinned in {} ms",
+            v["duration_ms"]
+        ),
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -592,7 +592,8 @@ impl Round<'_> {
                         return (index, unknown());
                     };
                     let dial = async {
-                        match provider.swarm_addrs().await {
+                        let addrs = timeout(HINT_ADDRS_BOUND, provider.swarm_addrs()).await;
+                        match addrs.unwrap_or(Err(Outcome::Timeout)) {
                             Ok(addrs) if renew => node.reconnect(&addrs).await,
                             Ok(addrs) => node.connect(&addrs).await,
                             Err(outcome) => outcome,
@@ -750,6 +751,11 @@ impl Round<'_> {
         }
     }
 }
+
+/// How long a provider hint waits for the provider to say where it listens. A hint is best
+/// effort, and its provider is usually the primary a backup pins for because it is too
+/// overloaded to answer: past this the hint fails and the pin goes ahead without it.
+const HINT_ADDRS_BOUND: Duration = Duration::from_secs(2);
 
 /// Dials each origin peer (its addresses grouped by peer id), best effort within `bound`:
 /// a failed dial is only a lost hint, and the pin goes ahead either way.

@@ -143,7 +143,14 @@ pub struct KuboClient {
     cfg: KuboConfig,
     flavour: OnceCell<Flavour>,
     flavour_cache: Option<FlavourCache>,
+    /// The swarm addresses `id` last gave, and when: see [`Node::swarm_addrs`].
+    swarm_addrs: std::sync::Mutex<Option<(std::time::Instant, Vec<String>)>>,
 }
+
+/// How long the swarm addresses `id` gave are reused for provider hints without asking again.
+const SWARM_ADDRS_TTL: Duration = Duration::from_secs(60);
+/// How long `id` may take to refresh addresses already known before the known ones are used.
+const SWARM_ADDRS_REFRESH: Duration = Duration::from_secs(2);
 
 impl fmt::Debug for KuboClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -185,6 +192,7 @@ impl KuboClient {
             cfg,
             flavour: OnceCell::new(),
             flavour_cache,
+            swarm_addrs: std::sync::Mutex::new(None),
         })
     }
 
@@ -467,19 +475,22 @@ impl Node for KuboClient {
     /// Kubo's stream reports the block count every 500 ms while the pin runs, so its pins
     /// report progress; js-ipfs's answer arrives only at the end, and its bitswap counters
     /// stay flat for a pin of local blocks, so its pins report none.
+    /// The pin is watched from its first call: a node too overloaded to say what it is, or to
+    /// answer the `pin/ls` guard, is as quiet as one whose fetch stopped.
     async fn pin_watched(&self, cid: &str, stall: Duration, progress: &Progress) -> Outcome {
+        let none = Progress::none();
+        progress.watching();
+        let progress = match self.flavour().await {
+            Ok(Flavour::Kubo) => progress,
+            _ => {
+                progress.unwatched();
+                &none
+            }
+        };
         if self.verify(cid).await == Outcome::Ok {
             tracing::debug!(node = %self.name, cid, "already pinned recursively: not pinned again");
             return Outcome::Ok;
         }
-        let none = Progress::none();
-        let progress = match self.flavour().await {
-            Ok(Flavour::Kubo) => {
-                progress.watching();
-                progress
-            }
-            _ => &none,
-        };
         pin_stream::pin(&self.rpc, &self.name, cid, stall, progress)
             .await
             .unwrap_or_else(Outcome::from)
@@ -497,16 +508,42 @@ impl Node for KuboClient {
         self.check_inner(cid).await.unwrap_or_else(Outcome::from)
     }
 
-    /// `id`'s addresses, loopback ones first, each ending in `/p2p/<peer id>`.
+    /// `id`'s addresses, loopback ones first, each ending in `/p2p/<peer id>`. Reused for
+    /// [`SWARM_ADDRS_TTL`], and past it while `id` fails: each backup pin's provider hint asks
+    /// for the primary's addresses, and a primary too overloaded to answer is the usual reason
+    /// a backup pins at all.
     async fn swarm_addrs(&self) -> Result<Vec<String>, Outcome> {
-        let info = self.id().await.map_err(Outcome::from)?;
-        if info.addresses.is_empty() {
-            return Err(Outcome::Error(format!(
+        let known = self.swarm_addrs.lock().ok().and_then(|k| k.clone());
+        if let Some((at, addrs)) = &known
+            && at.elapsed() < SWARM_ADDRS_TTL
+        {
+            return Ok(addrs.clone());
+        }
+        let id = async {
+            match &known {
+                Some(_) => tokio::time::timeout(SWARM_ADDRS_REFRESH, self.id())
+                    .await
+                    .unwrap_or(Err(KuboError::Timeout)),
+                None => self.id().await,
+            }
+        };
+        let asked = match id.await {
+            Ok(info) if info.addresses.is_empty() => Err(Outcome::Error(format!(
                 "{} reports no swarm addresses",
                 self.name
-            )));
+            ))),
+            Ok(info) => Ok(info.addresses),
+            Err(e) => Err(Outcome::from(e)),
+        };
+        match asked {
+            Ok(addrs) => {
+                if let Ok(mut k) = self.swarm_addrs.lock() {
+                    *k = Some((std::time::Instant::now(), addrs.clone()));
+                }
+                Ok(addrs)
+            }
+            Err(outcome) => known.map(|(_, addrs)| addrs).ok_or(outcome),
         }
-        Ok(info.addresses)
     }
 
     /// `pin/rm?recursive=true`; "not pinned" is done already.
