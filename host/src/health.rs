@@ -171,7 +171,8 @@ struct Reported {
 
 /// Where a running pin reports that it moves, for the node's `since-last-progress-ms`. A node
 /// client whose pins report progress calls [`Progress::watching`] as the pin starts, then
-/// [`Progress::moved`] each time it moves; one that reports none never calls it.
+/// [`Progress::moved`] each time it moves; one that reports none never calls it, or calls
+/// [`Progress::unwatched`] once it learns so (the Kubo client, for a js-ipfs node).
 #[derive(Debug, Clone, Default)]
 pub struct Progress(Weak<ProgressCell>);
 

@@ -16,7 +16,8 @@
 //! After one unmeasured bare drain (a cold backup pinned 1.5x faster at the end of a long run
 //! than at its start), `--drain-reps` repetitions of bare, pinwarden, gated, and a last bare.
 //! Each repetition's pinwarden and gated drains are compared with the mean rate of the bare
-//! drains just before and just after them, so a drifting node moves both sides of a ratio.
+//! drain that opens the repetition and the one that opens the next (or the last), so a
+//! drifting node moves both sides of a ratio.
 //! Reported: each repetition's ratios, overall and after the first wave (the first jobs wait
 //! for the policy's hedge of the quiet primary), and their medians.
 

@@ -591,9 +591,16 @@ impl Round<'_> {
                     let (Some(node), Some(provider)) = (node, provider) else {
                         return (index, unknown());
                     };
+                    let slow = || {
+                        Outcome::Error(format!(
+                            "{} gave no swarm addresses within {} s",
+                            c.provider,
+                            HINT_ADDRS_BOUND.as_secs()
+                        ))
+                    };
                     let dial = async {
                         let addrs = timeout(HINT_ADDRS_BOUND, provider.swarm_addrs()).await;
-                        match addrs.unwrap_or(Err(Outcome::Timeout)) {
+                        match addrs.unwrap_or_else(|_| Err(slow())) {
                             Ok(addrs) if renew => node.reconnect(&addrs).await,
                             Ok(addrs) => node.connect(&addrs).await,
                             Err(outcome) => outcome,

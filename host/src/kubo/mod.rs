@@ -143,14 +143,26 @@ pub struct KuboClient {
     cfg: KuboConfig,
     flavour: OnceCell<Flavour>,
     flavour_cache: Option<FlavourCache>,
-    /// The swarm addresses `id` last gave, and when: see [`Node::swarm_addrs`].
-    swarm_addrs: std::sync::Mutex<Option<(std::time::Instant, Vec<String>)>>,
+    /// The swarm addresses `id` last gave, and until when they are used without asking again:
+    /// see [`Node::swarm_addrs`].
+    swarm_addrs: std::sync::Mutex<Option<KnownAddrs>>,
+}
+
+#[derive(Debug, Clone)]
+struct KnownAddrs {
+    until: tokio::time::Instant,
+    addrs: Vec<String>,
 }
 
 /// How long the swarm addresses `id` gave are reused for provider hints without asking again.
 const SWARM_ADDRS_TTL: Duration = Duration::from_secs(60);
 /// How long `id` may take to refresh addresses already known before the known ones are used.
-const SWARM_ADDRS_REFRESH: Duration = Duration::from_secs(2);
+/// Shorter than the executor's bound on a hint's addresses (2 s), so a slow refresh ends in
+/// the known addresses, not in a failed hint.
+const SWARM_ADDRS_REFRESH: Duration = Duration::from_secs(1);
+/// After a failed refresh, how long the known addresses are used before `id` is tried again:
+/// a hung node costs one refresh bound per this long, not one per hint.
+const SWARM_ADDRS_RETRY: Duration = Duration::from_secs(10);
 
 impl fmt::Debug for KuboClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -198,6 +210,14 @@ impl KuboClient {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// `f` on the known swarm addresses (a poisoned lock is taken over: the cache is advisory).
+    fn known_addrs<T>(&self, f: impl FnOnce(&mut Option<KnownAddrs>) -> T) -> T {
+        f(&mut self
+            .swarm_addrs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 
     /// `{base}/api/v0/`.
@@ -480,12 +500,14 @@ impl Node for KuboClient {
     async fn pin_watched(&self, cid: &str, stall: Duration, progress: &Progress) -> Outcome {
         let none = Progress::none();
         progress.watching();
+        // A flavour not learned (the node did not answer `id`) is almost always Kubo's, and
+        // the pin stays watched: a node that answers nothing stays quiet.
         let progress = match self.flavour().await {
-            Ok(Flavour::Kubo) => progress,
-            _ => {
+            Ok(Flavour::JsIpfs) => {
                 progress.unwatched();
                 &none
             }
+            Ok(Flavour::Kubo) | Err(_) => progress,
         };
         if self.verify(cid).await == Outcome::Ok {
             tracing::debug!(node = %self.name, cid, "already pinned recursively: not pinned again");
@@ -509,15 +531,17 @@ impl Node for KuboClient {
     }
 
     /// `id`'s addresses, loopback ones first, each ending in `/p2p/<peer id>`. Reused for
-    /// [`SWARM_ADDRS_TTL`], and past it while `id` fails: each backup pin's provider hint asks
-    /// for the primary's addresses, and a primary too overloaded to answer is the usual reason
-    /// a backup pins at all.
+    /// [`SWARM_ADDRS_TTL`], and past it while `id` fails or takes over [`SWARM_ADDRS_REFRESH`]
+    /// (tried again every [`SWARM_ADDRS_RETRY`]): each backup pin's provider hint asks for the
+    /// primary's addresses, and a primary too overloaded to answer is the usual reason a backup
+    /// pins at all.
     async fn swarm_addrs(&self) -> Result<Vec<String>, Outcome> {
-        let known = self.swarm_addrs.lock().ok().and_then(|k| k.clone());
-        if let Some((at, addrs)) = &known
-            && at.elapsed() < SWARM_ADDRS_TTL
+        let now = tokio::time::Instant::now();
+        let known = self.known_addrs(|k| k.clone());
+        if let Some(k) = &known
+            && now < k.until
         {
-            return Ok(addrs.clone());
+            return Ok(k.addrs.clone());
         }
         let id = async {
             match &known {
@@ -535,15 +559,23 @@ impl Node for KuboClient {
             Ok(info) => Ok(info.addresses),
             Err(e) => Err(Outcome::from(e)),
         };
-        match asked {
-            Ok(addrs) => {
-                if let Ok(mut k) = self.swarm_addrs.lock() {
-                    *k = Some((std::time::Instant::now(), addrs.clone()));
-                }
-                Ok(addrs)
+        let (until, result) = match (asked, known) {
+            (Ok(addrs), _) => (now + SWARM_ADDRS_TTL, Ok(addrs)),
+            (Err(outcome), Some(k)) => {
+                tracing::debug!(node = %self.name, ?outcome, "swarm addresses not refreshed: using the known ones");
+                (now + SWARM_ADDRS_RETRY, Ok(k.addrs))
             }
-            Err(outcome) => known.map(|(_, addrs)| addrs).ok_or(outcome),
+            (Err(outcome), None) => return Err(outcome),
+        };
+        if let Ok(addrs) = &result {
+            self.known_addrs(|k| {
+                *k = Some(KnownAddrs {
+                    until,
+                    addrs: addrs.clone(),
+                })
+            });
         }
+        result
     }
 
     /// `pin/rm?recursive=true`; "not pinned" is done already.
