@@ -335,8 +335,36 @@ async fn proxy_cases(cluster: &IpfsCluster, root: &str, t0: Instant) {
     assert!(!addrs.is_empty());
     assert_eq!(proxy.count("/api/v0/id"), ids + 1);
     proxy.set_mode(Mode::Delay(Duration::from_secs(3))).await;
-    assert_eq!(via.swarm_addrs().await, Ok(addrs));
+    assert_eq!(via.swarm_addrs().await, Ok(addrs.clone()));
     assert_eq!(proxy.count("/api/v0/id"), ids + 1, "no second id");
+    // Past their time, a refresh that hangs ends in the known addresses (after its 1 s bound),
+    // and the next hints use them without asking again for a while.
+    let short = KuboClient::with_config(
+        "short-ttl",
+        &proxy.url(),
+        None,
+        KuboConfig {
+            swarm_addrs_ttl: Duration::from_millis(100),
+            ..KuboConfig::default()
+        },
+    )
+    .expect("client");
+    proxy.set_mode(Mode::Pass).await;
+    assert_eq!(short.swarm_addrs().await, Ok(addrs.clone()));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    proxy.set_mode(Mode::Delay(Duration::from_secs(3))).await;
+    let ids = proxy.count("/api/v0/id");
+    assert_eq!(
+        short.swarm_addrs().await,
+        Ok(addrs.clone()),
+        "the known ones"
+    );
+    assert_eq!(
+        short.swarm_addrs().await,
+        Ok(addrs),
+        "not refreshed again at once"
+    );
+    assert_eq!(proxy.count("/api/v0/id"), ids + 1, "one refresh tried");
 
     proxy.set_mode(Mode::Pass).await;
     step(

@@ -68,6 +68,9 @@ pub struct KuboConfig {
     /// as a timeout when it learns of no new block for this long. It has no overall limit of its
     /// own, since a bigger DAG takes longer; the executor's safety bound still applies.
     pub check_idle_timeout: Duration,
+    /// How long the swarm addresses `id` gave are reused (provider hints) before `id` is asked
+    /// again; see [`Node::swarm_addrs`].
+    pub swarm_addrs_ttl: Duration,
     /// Where to remember across processes whether the node is Kubo or js-ipfs
     /// (`node-flavours.json`). `None`: each client asks `id` when it first needs to know.
     pub data_dir: Option<PathBuf>,
@@ -81,6 +84,7 @@ impl Default for KuboConfig {
             slow_call_timeout: Duration::from_secs(3600),
             pool_idle_timeout: Duration::from_secs(4),
             check_idle_timeout: Duration::from_secs(30),
+            swarm_addrs_ttl: Duration::from_secs(60),
             data_dir: None,
         }
     }
@@ -154,8 +158,6 @@ struct KnownAddrs {
     addrs: Vec<String>,
 }
 
-/// How long the swarm addresses `id` gave are reused for provider hints without asking again.
-const SWARM_ADDRS_TTL: Duration = Duration::from_secs(60);
 /// How long `id` may take to refresh addresses already known before the known ones are used.
 /// Shorter than the executor's bound on a hint's addresses (2 s), so a slow refresh ends in
 /// the known addresses, not in a failed hint.
@@ -531,7 +533,7 @@ impl Node for KuboClient {
     }
 
     /// `id`'s addresses, loopback ones first, each ending in `/p2p/<peer id>`. Reused for
-    /// [`SWARM_ADDRS_TTL`], and past it while `id` fails or takes over [`SWARM_ADDRS_REFRESH`]
+    /// `KuboConfig::swarm_addrs_ttl` (a minute), and past it while `id` fails or takes over [`SWARM_ADDRS_REFRESH`]
     /// (tried again every [`SWARM_ADDRS_RETRY`]): each backup pin's provider hint asks for the
     /// primary's addresses, and a primary too overloaded to answer is the usual reason a backup
     /// pins at all.
@@ -560,7 +562,7 @@ impl Node for KuboClient {
             Err(e) => Err(Outcome::from(e)),
         };
         let (until, result) = match (asked, known) {
-            (Ok(addrs), _) => (now + SWARM_ADDRS_TTL, Ok(addrs)),
+            (Ok(addrs), _) => (now + self.cfg.swarm_addrs_ttl, Ok(addrs)),
             (Err(outcome), Some(k)) => {
                 tracing::debug!(node = %self.name, ?outcome, "swarm addresses not refreshed: using the known ones");
                 (now + SWARM_ADDRS_RETRY, Ok(k.addrs))
