@@ -112,6 +112,9 @@ pub trait Node: Send + Sync {
     async fn check_retrievable(&self, cid: &str) -> Outcome;
     /// The node's swarm addresses, with its peer id, for other nodes to dial.
     async fn swarm_addrs(&self) -> Result<Vec<String>, Outcome>;
+    /// A dial to the addresses [`Node::swarm_addrs`] gave failed: a client that keeps them asks
+    /// the node again next time (it may have restarted on other ports).
+    fn swarm_addrs_failed(&self) {}
     /// `pin/rm` (recursive): `Ok` too when the node does not pin it (nothing left to undo).
     async fn unpin(&self, cid: &str) -> Outcome;
     /// Dials the given addresses (one is enough).

@@ -365,6 +365,16 @@ async fn proxy_cases(cluster: &IpfsCluster, root: &str, t0: Instant) {
         "not refreshed again at once"
     );
     assert_eq!(proxy.count("/api/v0/id"), ids + 1, "one refresh tried");
+    // A failed dial to them makes the next hint ask again.
+    proxy.set_mode(Mode::Pass).await;
+    via.swarm_addrs_failed();
+    let ids = proxy.count("/api/v0/id");
+    assert!(via.swarm_addrs().await.is_ok());
+    assert_eq!(
+        proxy.count("/api/v0/id"),
+        ids + 1,
+        "asked again after a failed dial"
+    );
 
     proxy.set_mode(Mode::Pass).await;
     step(

@@ -600,11 +600,15 @@ impl Round<'_> {
                     };
                     let dial = async {
                         let addrs = timeout(HINT_ADDRS_BOUND, provider.swarm_addrs()).await;
-                        match addrs.unwrap_or_else(|_| Err(slow())) {
+                        let dialled = match addrs.unwrap_or_else(|_| Err(slow())) {
                             Ok(addrs) if renew => node.reconnect(&addrs).await,
                             Ok(addrs) => node.connect(&addrs).await,
-                            Err(outcome) => outcome,
+                            Err(outcome) => return outcome,
+                        };
+                        if dialled != Outcome::Ok {
+                            provider.swarm_addrs_failed();
                         }
+                        dialled
                     };
                     (index, timeout(call, dial).await.unwrap_or(Outcome::Timeout))
                 })

@@ -580,6 +580,16 @@ impl Node for KuboClient {
         result
     }
 
+    /// The known addresses are due for a refresh, and kept for as long as it fails.
+    fn swarm_addrs_failed(&self) {
+        let now = tokio::time::Instant::now();
+        self.known_addrs(|k| {
+            if let Some(k) = k {
+                k.until = k.until.min(now);
+            }
+        });
+    }
+
     /// `pin/rm?recursive=true`; "not pinned" is done already.
     async fn unpin(&self, cid: &str) -> Outcome {
         match self.pin_rm(cid).await {
