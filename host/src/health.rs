@@ -738,15 +738,21 @@ mod tests {
         let verify = ledger.start("primary", Kind::Verify);
         verify.progress().watching();
         assert_eq!(quiet(), None);
-        // A pin watched from its first call that turns out to report none (js-ipfs) stops
-        // counting.
+        drop(silent);
+    }
+
+    /// A pin watched from its first call that turns out to report none (js-ipfs) stops
+    /// counting.
+    #[tokio::test(start_paused = true)]
+    async fn an_unwatched_pin_stops_counting() {
+        let ledger = Arc::new(Ledger::in_memory());
+        let quiet = || ledger.health("primary").since_last_progress_ms;
         let js = ledger.start("primary", Kind::Pin);
         js.progress().watching();
-        step(50).await;
+        tokio::time::advance(Duration::from_millis(50)).await;
         assert_eq!(quiet(), Some(50));
         js.progress().unwatched();
         assert_eq!(quiet(), None);
-        drop(silent);
     }
 
     #[test]

@@ -71,9 +71,10 @@ pub(super) async fn drain(args: &Args) -> Result<()> {
     let stalling = FaultProxy::start(&cluster.api_url(0)).await?;
     stalling.set_mode(Mode::StallMidStream).await;
     let rate = |d: Duration| n as f64 / d.as_secs_f64();
+    let empty_b = || empty(&b, &addrs, &api_b, &cids);
 
     let warmup = direct_drain(&api_b, &cids, false).await?;
-    empty(&b, &addrs, &api_b, &cids).await?;
+    empty_b().await?;
     println!(
         "warm-up: B pins {n} directly (not compared): {:.2} s, {:.2} pins/s",
         warmup.as_secs_f64(),
@@ -82,11 +83,11 @@ pub(super) async fn drain(args: &Args) -> Result<()> {
     let mut runs = Vec::with_capacity(reps);
     for rep in 1..=reps {
         let bare = direct_drain(&api_b, &cids, false).await?;
-        empty(&b, &addrs, &api_b, &cids).await?;
+        empty_b().await?;
         let (pinwarden, first_wave) = pinwarden_drain(args, &stalling.url(), &api_b, &cids).await?;
-        empty(&b, &addrs, &api_b, &cids).await?;
+        empty_b().await?;
         let gated = direct_drain(&api_b, &cids, true).await?;
-        empty(&b, &addrs, &api_b, &cids).await?;
+        empty_b().await?;
         println!(
             "repetition {rep}: bare {:.2} s ({:.2}/s), pinwarden {:.2} s ({:.2}/s), gated {:.2} s ({:.2}/s)",
             bare.as_secs_f64(),
@@ -110,6 +111,14 @@ pub(super) async fn drain(args: &Args) -> Result<()> {
         rate(last)
     );
 
+    report(n, &runs, last);
+    Ok(())
+}
+
+/// The table of repetitions for BENCHMARKS.md, and the medians of its ratios: each repetition
+/// against the mean of the bare drain that opens it and the one that opens the next (or `last`).
+fn report(n: usize, runs: &[Rep], last: Duration) {
+    let rate = |d: Duration| n as f64 / d.as_secs_f64();
     println!(
         "\n| rep | bare before / after pins/s | gated, x bare | pinwarden whole, x bare | first wave | after it, x bare | after it, x gated |"
     );
@@ -149,13 +158,13 @@ pub(super) async fn drain(args: &Args) -> Result<()> {
         );
     }
     println!(
-        "medians over {reps} repetitions: pinwarden whole drain {:.3}x bare; after the first wave {:.3}x bare, {:.3}x gated; gated {:.3}x bare",
+        "medians over {} repetitions: pinwarden whole drain {:.3}x bare; after the first wave {:.3}x bare, {:.3}x gated; gated {:.3}x bare",
+        runs.len(),
         median(&whole),
         median(&steady_bare),
         median(&steady_gated),
         median(&gated_x),
     );
-    Ok(())
 }
 
 /// The median of ratios (NaN when there are none).

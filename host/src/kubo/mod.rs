@@ -222,6 +222,12 @@ impl KuboClient {
             .unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 
+    /// Uses `addrs` for provider hints for `ttl` without asking `id` again.
+    fn keep_addrs(&self, addrs: Vec<String>, ttl: Duration) {
+        let until = tokio::time::Instant::now() + ttl;
+        self.known_addrs(|k| *k = Some(KnownAddrs { until, addrs }));
+    }
+
     /// `{base}/api/v0/`.
     pub fn api_url(&self) -> &str {
         self.rpc.api().as_str()
@@ -532,52 +538,38 @@ impl Node for KuboClient {
         self.check_inner(cid).await.unwrap_or_else(Outcome::from)
     }
 
-    /// `id`'s addresses, loopback ones first, each ending in `/p2p/<peer id>`. Reused for
-    /// `KuboConfig::swarm_addrs_ttl` (a minute), and past it while `id` fails or takes over [`SWARM_ADDRS_REFRESH`]
-    /// (tried again every [`SWARM_ADDRS_RETRY`]): each backup pin's provider hint asks for the
-    /// primary's addresses, and a primary too overloaded to answer is the usual reason a backup
-    /// pins at all.
+    /// `id`'s addresses, loopback ones first, each ending in `/p2p/<peer id>`, as the last `id`
+    /// answer gave them for `KuboConfig::swarm_addrs_ttl` (a minute); past it, while `id` fails
+    /// or takes over [`SWARM_ADDRS_REFRESH`], still those (tried again every
+    /// [`SWARM_ADDRS_RETRY`]): each backup pin's provider hint asks for the primary's
+    /// addresses, and a primary too overloaded to answer is the usual reason a backup pins.
     async fn swarm_addrs(&self) -> Result<Vec<String>, Outcome> {
-        let now = tokio::time::Instant::now();
         let known = self.known_addrs(|k| k.clone());
-        if let Some(k) = &known
-            && now < k.until
-        {
-            return Ok(k.addrs.clone());
-        }
-        let id = async {
-            match &known {
-                Some(_) => tokio::time::timeout(SWARM_ADDRS_REFRESH, self.id())
-                    .await
-                    .unwrap_or(Err(KuboError::Timeout)),
-                None => self.id().await,
+        let Some(known) = known else {
+            let info = self.id().await.map_err(Outcome::from)?;
+            if info.addresses.is_empty() {
+                return Err(Outcome::Error(format!(
+                    "{} reports no swarm addresses",
+                    self.name
+                )));
             }
+            self.keep_addrs(info.addresses.clone(), self.cfg.swarm_addrs_ttl);
+            return Ok(info.addresses);
         };
-        let asked = match id.await {
-            Ok(info) if info.addresses.is_empty() => Err(Outcome::Error(format!(
-                "{} reports no swarm addresses",
-                self.name
-            ))),
-            Ok(info) => Ok(info.addresses),
-            Err(e) => Err(Outcome::from(e)),
-        };
-        let (until, result) = match (asked, known) {
-            (Ok(addrs), _) => (now + self.cfg.swarm_addrs_ttl, Ok(addrs)),
-            (Err(outcome), Some(k)) => {
-                tracing::debug!(node = %self.name, ?outcome, "swarm addresses not refreshed: using the known ones");
-                (now + SWARM_ADDRS_RETRY, Ok(k.addrs))
-            }
-            (Err(outcome), None) => return Err(outcome),
-        };
-        if let Ok(addrs) = &result {
-            self.known_addrs(|k| {
-                *k = Some(KnownAddrs {
-                    until,
-                    addrs: addrs.clone(),
-                })
-            });
+        if tokio::time::Instant::now() < known.until {
+            return Ok(known.addrs);
         }
-        result
+        match tokio::time::timeout(SWARM_ADDRS_REFRESH, self.id()).await {
+            Ok(Ok(info)) if !info.addresses.is_empty() => {
+                self.keep_addrs(info.addresses.clone(), self.cfg.swarm_addrs_ttl);
+                Ok(info.addresses)
+            }
+            failed => {
+                tracing::debug!(node = %self.name, ?failed, "swarm addresses not refreshed: using the known ones");
+                self.keep_addrs(known.addrs.clone(), SWARM_ADDRS_RETRY);
+                Ok(known.addrs)
+            }
+        }
     }
 
     /// The known addresses are due for a refresh, and kept for as long as it fails.
