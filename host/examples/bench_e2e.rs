@@ -41,7 +41,8 @@
 //!
 //! Usage: `bench_e2e [--bin PATH] [--only e2e,cold,daemon,check,size,drain,psa,notify,policy-load,rollout,cluster] [--pins N] [--size-kb K]
 //! [--segments S] [--cold-runs N] [--jobs N] [--clients N] [--raw] [--sizes MB,MB,..]
-//! [--rtt-ms MS] [--transfer-timeout-s S] [--cidv0] [--drain-jobs N] [--drain-reps R] [--busy M]`
+//! [--rtt-ms MS] [--transfer-timeout-s S] [--cidv0] [--drain-jobs N] [--drain-reps R]
+//! [--drain-against PATH] [--busy M]`
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use pinwarden::executor::{RoundEnd, RoundLimits, Topology, run_round};
@@ -100,6 +101,9 @@ struct Args {
     drain_jobs: Option<usize>,
     /// `drain`: repetitions of bare, pinwarden and gated drains.
     drain_reps: usize,
+    /// `drain`: another pinwarden binary (an earlier commit's, say) drained right after `bin`
+    /// in every repetition, for an A/B on the same nodes.
+    drain_against: Option<PathBuf>,
     /// `policy-load`: the slow policy's busy work per decision (millions of steps).
     busy: u64,
 }
@@ -122,6 +126,7 @@ impl Args {
             cidv0: false,
             drain_jobs: None,
             drain_reps: 3,
+            drain_against: None,
             busy: 30,
         };
         let mut it = std::env::args().skip(1);
@@ -148,6 +153,12 @@ impl Args {
                 "--cidv0" => args.cidv0 = true,
                 "--drain-jobs" => args.drain_jobs = Some(value()?.parse()?),
                 "--drain-reps" => args.drain_reps = value()?.parse()?,
+                "--drain-against" => {
+                    let path = PathBuf::from(value()?);
+                    args.drain_against = Some(std::fs::canonicalize(&path).with_context(|| {
+                        format!("--drain-against: {} not found", path.display())
+                    })?)
+                }
                 "--busy" => args.busy = value()?.parse()?,
                 other => {
                     bail!("unknown argument {other} (see the comment at the top of bench_e2e.rs)")

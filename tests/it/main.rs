@@ -28,6 +28,7 @@ mod e2e_pin;
 mod fallback_migrate;
 mod fuzz;
 mod harness;
+mod hints;
 mod js_ipfs_smoke;
 mod kubo_client;
 mod kubo_daemon;

@@ -19,7 +19,11 @@
 //! drain that opens the repetition and the one that opens the next (or the last), so a
 //! drifting node moves both sides of a ratio.
 //! Reported: each repetition's ratios, overall and after the first wave (the first jobs wait
-//! for the policy's hedge of the quiet primary), and their medians.
+//! for the policy's hedge of the quiet primary), and their medians; the CPU each Kubo node
+//! spent per pin in each drain (on a 2-core machine the three processes share the cores, so
+//! what the backup or pinwarden spends more per pin, the drain loses in rate). With
+//! `--drain-against PATH`, every repetition also drains with that binary, before or after
+//! `--bin` in turn, and the two are compared.
 
 use super::notify::{cpu_seconds, pct};
 use super::{Args, rpc_client, rpc_url};
@@ -43,6 +47,26 @@ struct Rep {
     pinwarden: Duration,
     first_wave: Option<(Duration, usize)>,
     gated: Duration,
+    /// The two Kubo nodes' CPU (user + system, s) during each drain: bare, pinwarden, gated.
+    kubo_cpu: [[f64; 2]; 3],
+    /// `--drain-against`'s drain, right after pinwarden's: its time and first wave.
+    against: Option<(Duration, Option<(Duration, usize)>)>,
+}
+
+/// CPU seconds each of `pids` has used so far (NaN where it cannot be read).
+fn cpu_now(pids: &[u32]) -> [f64; 2] {
+    let read = |i: usize| {
+        pids.get(i)
+            .and_then(|&pid| cpu_seconds(pid))
+            .unwrap_or(f64::NAN)
+    };
+    [read(0), read(1)]
+}
+
+/// CPU the nodes used from `before` to now.
+fn cpu_since(pids: &[u32], before: [f64; 2]) -> [f64; 2] {
+    let now = cpu_now(pids);
+    [now[0] - before[0], now[1] - before[1]]
 }
 
 pub(super) async fn drain(args: &Args) -> Result<()> {
@@ -81,12 +105,40 @@ pub(super) async fn drain(args: &Args) -> Result<()> {
         rate(warmup)
     );
     let mut runs = Vec::with_capacity(reps);
+    let pids = cluster.pids();
     for rep in 1..=reps {
+        let mut kubo_cpu = [[f64::NAN; 2]; 3];
+        let before = cpu_now(&pids);
         let bare = direct_drain(&api_b, &cids, false).await?;
+        kubo_cpu[0] = cpu_since(&pids, before);
         empty_b().await?;
-        let (pinwarden, first_wave) = pinwarden_drain(args, &stalling.url(), &api_b, &cids).await?;
+        // The other binary goes first in every second repetition, so neither always drains
+        // on the nodes the other has just worked.
+        let mut against = None;
+        let other_first = rep % 2 == 0;
+        let other = async || -> Result<_> {
+            let Some(bin) = &args.drain_against else {
+                return Ok(None);
+            };
+            println!("the same drain with {}:", bin.display());
+            let drained = pinwarden_drain(args, bin, &stalling.url(), &api_b, &cids).await?;
+            empty_b().await?;
+            Ok(Some(drained))
+        };
+        if other_first {
+            against = other().await?;
+        }
+        let before = cpu_now(&pids);
+        let (pinwarden, first_wave) =
+            pinwarden_drain(args, &args.bin, &stalling.url(), &api_b, &cids).await?;
+        kubo_cpu[1] = cpu_since(&pids, before);
         empty_b().await?;
+        if !other_first {
+            against = other().await?;
+        }
+        let before = cpu_now(&pids);
         let gated = direct_drain(&api_b, &cids, true).await?;
+        kubo_cpu[2] = cpu_since(&pids, before);
         empty_b().await?;
         println!(
             "repetition {rep}: bare {:.2} s ({:.2}/s), pinwarden {:.2} s ({:.2}/s), gated {:.2} s ({:.2}/s)",
@@ -102,6 +154,8 @@ pub(super) async fn drain(args: &Args) -> Result<()> {
             pinwarden,
             first_wave,
             gated,
+            kubo_cpu,
+            against,
         });
     }
     let last = direct_drain(&api_b, &cids, false).await?;
@@ -157,6 +211,27 @@ fn report(n: usize, runs: &[Rep], last: Duration) {
             rate(r.pinwarden) / bare_rate,
         );
     }
+    // What each way of pinning cost the nodes: a backup that works harder per pin under
+    // pinwarden (its extra calls) pins slower on a shared machine, whatever pinwarden's own CPU.
+    println!("\n| rep | A / B CPU ms per pin: bare | pinwarden | gated |");
+    println!("|---|---|---|---|");
+    let per_pin = |c: [f64; 2]| {
+        format!(
+            "{:.1} / {:.1}",
+            c[0] * 1e3 / n as f64,
+            c[1] * 1e3 / n as f64
+        )
+    };
+    for (i, r) in runs.iter().enumerate() {
+        println!(
+            "| {} | {} | {} | {} |",
+            i + 1,
+            per_pin(r.kubo_cpu[0]),
+            per_pin(r.kubo_cpu[1]),
+            per_pin(r.kubo_cpu[2])
+        );
+    }
+    against(n, runs);
     println!(
         "medians over {} repetitions: pinwarden whole drain {:.3}x bare; after the first wave {:.3}x bare, {:.3}x gated; gated {:.3}x bare",
         runs.len(),
@@ -165,6 +240,42 @@ fn report(n: usize, runs: &[Rep], last: Duration) {
         median(&steady_gated),
         median(&gated_x),
     );
+}
+
+/// With `--drain-against`: each repetition's pinwarden drain against the other binary's, run
+/// next to it on the same nodes (above 1: `--bin` drained faster).
+fn against(n: usize, runs: &[Rep]) {
+    let rate = |d: Duration| n as f64 / d.as_secs_f64();
+    let steady = |total: Duration, wave: Option<(Duration, usize)>| {
+        wave.filter(|&(_, done)| done < n)
+            .map(|(t, done)| (n - done) as f64 / (total - t).as_secs_f64())
+    };
+    let (mut whole, mut after) = (vec![], vec![]);
+    for (i, r) in runs.iter().enumerate() {
+        let Some((other, other_wave)) = r.against else {
+            continue;
+        };
+        whole.push(rate(r.pinwarden) / rate(other));
+        let ratio = steady(r.pinwarden, r.first_wave)
+            .zip(steady(other, other_wave))
+            .map(|(a, b)| a / b);
+        after.extend(ratio);
+        println!(
+            "repetition {}: --bin {:.2}/s, --drain-against {:.2}/s: whole {:.3}x, after the first wave {}",
+            i + 1,
+            rate(r.pinwarden),
+            rate(other),
+            rate(r.pinwarden) / rate(other),
+            ratio.map_or("-".to_string(), |x| format!("{x:.3}x")),
+        );
+    }
+    if !whole.is_empty() {
+        println!(
+            "--bin against --drain-against, medians: whole {:.3}x, after the first wave {:.3}x",
+            median(&whole),
+            median(&after)
+        );
+    }
 }
 
 /// The median of ratios (NaN when there are none).
@@ -242,6 +353,7 @@ async fn direct_drain(api: &str, cids: &[String], gated: bool) -> Result<Duratio
 /// Returns the total time, and when the first wave (the first [`CONCURRENCY`] pins) was done.
 async fn pinwarden_drain(
     args: &Args,
+    bin: &std::path::Path,
     primary: &str,
     backup: &str,
     cids: &[String],
@@ -252,7 +364,7 @@ async fn pinwarden_drain(
          [[node]]\nname = \"backup-1\"\nurl = \"{backup}\"\nrole = \"backup\"\n",
         data = dir.path().display(),
     );
-    let served = super::Served::start(&args.bin, dir.path(), &config)?;
+    let served = super::Served::start(bin, dir.path(), &config)?;
     let log_path = dir.path().join("serve.log");
     let client = pinwarden::client::DaemonClient::unix(&dir.path().join("pinwarden.sock"))?;
     let deadline = Instant::now() + Duration::from_secs(10);

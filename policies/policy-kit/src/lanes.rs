@@ -1,11 +1,16 @@
 //! Reading the history one node at a time.
 //!
-//! A node's lane is the sequence of its events: attempts of pin → verify (pin ls) →
-//! check-retrievable, with a backoff wait after each failed attempt. On a backup, every attempt
-//! starts with a provider hint (connect to the primary): the host renews the connection, since
-//! one that carried an earlier attempt may have stopped carrying blocks (js-ipfs loses bitswap
-//! messages under load and never asks again) or been closed. A claimed pin that `pin ls` does
-//! not confirm is a failed attempt, like a timeout.
+//! A node's lane is the sequence of its events: attempts of pin, then the proof's two reads
+//! (verify, i.e. `pin ls`, and check-retrievable) started together, with a backoff wait after
+//! each failed attempt. On a backup, every attempt comes with a provider hint (connect to the
+//! primary). On a Kubo node a first attempt's hint starts beside its pin: its bitswap sends its
+//! wants to a peer as soon as they connect, so the pin loses nothing, and a backup already
+//! connected (the usual case in an outage, where every job goes to it) does not wait for a dial
+//! it does not need. A remote tier's hint comes first: its addresses become the pin request's
+//! origins. A retry's hint comes first too, and renews the connection, since one that carried an
+//! earlier attempt may have stopped carrying blocks (js-ipfs loses bitswap messages under load
+//! and never asks again) or been closed. A claimed pin that `pin ls` does not confirm is a
+//! failed attempt, like a timeout.
 
 use crate::bindings::{Action, ConnectRequest, Event, Outcome, PinRequest, WaitRequest};
 use crate::params::Settings;
@@ -19,8 +24,8 @@ pub enum Lane {
     Exhausted { attempts: u32, last: String },
     /// An action on this node is still running.
     Busy,
-    /// The next step for this node.
-    Next(Action),
+    /// The next steps for this node, to start together.
+    Next(Vec<Action>),
 }
 
 /// The node an action concerns, if any.
@@ -92,36 +97,54 @@ enum Phase<'h> {
     Waited,
 }
 
+/// A lane's provider hint: the node to connect to on every pin attempt (the primary, for
+/// backups).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Hint<'a> {
+    pub provider: &'a str,
+    /// A first attempt's hint may start beside its pin (a Kubo node fetches from a peer as soon
+    /// as it connects); otherwise it ends before the pin starts (a remote tier's request carries
+    /// the hint's addresses as its origins).
+    pub beside_pin: bool,
+}
+
 /// The lane of `node` with `budget` pin attempts, from the node's `events` (see
-/// [`events_of`]). `provider` is the node to connect to before every pin attempt (the primary,
-/// for backups), if a provider hint is wanted.
+/// [`events_of`]), with a provider hint on every attempt if `hint` is given.
 pub fn lane(
     node: &str,
-    provider: Option<&str>,
+    hint: Option<Hint<'_>>,
     events: &[&Event],
     s: &Settings,
     budget: u32,
 ) -> Lane {
     let mut attempts = 0u32;
     let mut phase = Phase::Start;
-    for event in events {
+    for (i, event) in events.iter().enumerate() {
         let Some(outcome) = &event.outcome else {
+            // A hint that a pin started beside (or after) is not waited for.
+            if matches!(event.action, Action::Connect(_)) && i + 1 < events.len() {
+                continue;
+            }
             return Lane::Busy;
         };
         let ok = matches!(outcome, Outcome::Ok);
         let failed = || Phase::Failed(outcome);
-        phase = match &event.action {
+        phase = match (&event.action, phase) {
             // A failed hint is not fatal: the node may find providers by itself.
-            Action::Connect(_) => Phase::Connected,
-            Action::Pin(_) => {
+            (Action::Connect(_), _) => Phase::Connected,
+            (Action::Pin(_), _) => {
                 attempts += 1;
                 if ok { Phase::Pinned } else { failed() }
             }
-            Action::Verify(_) if ok => Phase::Verified,
-            Action::CheckRetrievable(_) if ok => Phase::Confirmed,
-            Action::Verify(_) | Action::CheckRetrievable(_) => failed(),
-            Action::Wait(_) => Phase::Waited,
-            Action::LocalFallback | Action::Succeed(_) | Action::Fail(_) => phase,
+            (Action::Verify(_), _) if ok => Phase::Verified,
+            // The two reads run together and are recorded in the order they started (verify
+            // first): the pin is confirmed only when both were ok, and a failed verify stays
+            // the reason whatever the check found.
+            (Action::CheckRetrievable(_), Phase::Verified) if ok => Phase::Confirmed,
+            (Action::CheckRetrievable(_), earlier @ Phase::Failed(_)) => earlier,
+            (Action::Verify(_) | Action::CheckRetrievable(_), _) => failed(),
+            (Action::Wait(_), _) => Phase::Waited,
+            (Action::LocalFallback | Action::Succeed(_) | Action::Fail(_), earlier) => earlier,
         };
     }
     let pin = || {
@@ -131,27 +154,39 @@ pub fn lane(
             stall_timeout_ms: s.stall_timeout_ms,
         })
     };
+    let connect = |hint: Hint| {
+        Action::Connect(ConnectRequest {
+            node: node.to_string(),
+            provider: hint.provider.to_string(),
+        })
+    };
     match phase {
         Phase::Confirmed => Lane::Confirmed,
-        Phase::Pinned => Lane::Next(Action::Verify(node.to_string())),
-        Phase::Verified => Lane::Next(Action::CheckRetrievable(node.to_string())),
+        Phase::Pinned => Lane::Next(vec![
+            Action::Verify(node.to_string()),
+            Action::CheckRetrievable(node.to_string()),
+        ]),
+        // Only from a history whose verify ran alone (an older policy's, replayed).
+        Phase::Verified => Lane::Next(vec![Action::CheckRetrievable(node.to_string())]),
         Phase::Failed(last) if attempts >= budget => Lane::Exhausted {
             attempts,
             last: describe_outcome(last),
         },
-        Phase::Failed(_) => Lane::Next(Action::Wait(WaitRequest {
+        Phase::Failed(_) => Lane::Next(vec![Action::Wait(WaitRequest {
             ms: s.backoff_ms(attempts),
             node: Some(node.to_string()),
-        })),
-        // Before every attempt, not only the first: see the module's comment.
-        Phase::Start | Phase::Waited => match provider {
-            Some(provider) => Lane::Next(Action::Connect(ConnectRequest {
-                node: node.to_string(),
-                provider: provider.to_string(),
-            })),
-            None => Lane::Next(pin()),
+        })]),
+        // A hint with every attempt, not only the first: see the module's comment.
+        Phase::Start => match hint {
+            Some(h) if h.beside_pin => Lane::Next(vec![connect(h), pin()]),
+            Some(h) => Lane::Next(vec![connect(h)]),
+            None => Lane::Next(vec![pin()]),
         },
-        Phase::Connected => Lane::Next(pin()),
+        Phase::Waited => match hint {
+            Some(h) => Lane::Next(vec![connect(h)]),
+            None => Lane::Next(vec![pin()]),
+        },
+        Phase::Connected => Lane::Next(vec![pin()]),
     }
 }
 
@@ -178,34 +213,89 @@ mod tests {
     fn settings() -> Settings {
         Settings::defaults(&[ATTEMPTS, BASE_DELAY_MS, MAX_DELAY_MS])
     }
+    /// The pin a lane asks for under [`settings`].
+    fn pin_with_defaults(node: &str) -> Action {
+        let s = settings();
+        Action::Pin(PinRequest {
+            node: node.into(),
+            timeout_ms: s.pin_timeout_ms,
+            stall_timeout_ms: s.stall_timeout_ms,
+        })
+    }
 
-    #[test]
-    fn fresh_lane_pins_or_hints_first() {
-        assert!(matches!(
-            lane("p", None, &events_of("p", &[]), &settings(), 5),
-            Lane::Next(Action::Pin(_))
-        ));
-        assert!(matches!(
-            lane("b", Some("p"), &events_of("b", &[]), &settings(), 5),
-            Lane::Next(Action::Connect(c)) if c.provider == "p"
-        ));
+    fn hint() -> Action {
+        Action::Connect(ConnectRequest {
+            node: "b".into(),
+            provider: "p".into(),
+        })
+    }
+    fn running(action: Action) -> Event {
+        Event {
+            action,
+            outcome: None,
+            started_ms: 0,
+            ended_ms: None,
+        }
+    }
+    /// The lane of `node`; `provider`: a Kubo backup's hint.
+    fn next(node: &str, provider: Option<&str>, h: &[Event]) -> Lane {
+        let hint = provider.map(|provider| Hint {
+            provider,
+            beside_pin: true,
+        });
+        lane(node, hint, &events_of(node, h), &settings(), 5)
     }
 
     #[test]
-    fn every_attempt_on_a_backup_starts_with_a_fresh_hint() {
-        let hint = Action::Connect(ConnectRequest {
-            node: "b".into(),
-            provider: "p".into(),
+    fn fresh_lane_pins_or_hints_beside_the_pin() {
+        assert_eq!(
+            next("p", None, &[]),
+            Lane::Next(vec![pin_with_defaults("p")])
+        );
+        assert_eq!(
+            next("b", Some("p"), &[]),
+            Lane::Next(vec![hint(), pin_with_defaults("b")])
+        );
+        // A remote tier's hint ends before its pin starts: it gives the request its origins.
+        let remote = Some(Hint {
+            provider: "p",
+            beside_pin: false,
         });
-        let mut h = vec![done(hint.clone(), Outcome::Ok)];
+        assert_eq!(
+            lane("b", remote, &events_of("b", &[]), &settings(), 5),
+            Lane::Next(vec![hint()])
+        );
+        let hinted = [done(hint(), Outcome::Ok)];
+        assert_eq!(
+            lane("b", remote, &events_of("b", &hinted), &settings(), 5),
+            Lane::Next(vec![pin_with_defaults("b")])
+        );
+    }
+
+    #[test]
+    fn a_first_hint_still_running_does_not_hold_its_pin_up() {
+        // The pin ended before the dial did: the lane goes on to the proof.
+        let h = [running(hint()), done(pin("b"), Outcome::Ok)];
+        assert_eq!(
+            next("b", Some("p"), &h),
+            Lane::Next(vec![
+                Action::Verify("b".into()),
+                Action::CheckRetrievable("b".into())
+            ])
+        );
+        // Both running: busy.
+        let h = [running(hint()), running(pin("b"))];
+        assert_eq!(next("b", Some("p"), &h), Lane::Busy);
+        // A hint alone (a retry's) is waited for.
+        assert_eq!(next("b", Some("p"), &[running(hint())]), Lane::Busy);
+    }
+
+    #[test]
+    fn a_retry_on_a_backup_renews_its_hint_before_the_pin() {
+        let mut h = vec![done(hint(), Outcome::Ok), done(pin("b"), Outcome::Stalled)];
         assert!(matches!(
-            lane("b", Some("p"), &events_of("b", &h), &settings(), 5),
-            Lane::Next(Action::Pin(_))
-        ));
-        h.push(done(pin("b"), Outcome::Stalled));
-        assert!(matches!(
-            lane("b", Some("p"), &events_of("b", &h), &settings(), 5),
-            Lane::Next(Action::Wait(_))
+            next("b", Some("p"), &h).clone(),
+            Lane::Next(v) if matches!(v.as_slice(), [Action::Wait(_)])
         ));
         h.push(done(
             Action::Wait(WaitRequest {
@@ -214,26 +304,16 @@ mod tests {
             }),
             Outcome::Ok,
         ));
-        assert_eq!(
-            lane("b", Some("p"), &events_of("b", &h), &settings(), 5),
-            Lane::Next(hint)
-        );
+        assert_eq!(next("b", Some("p"), &h), Lane::Next(vec![hint()]));
         // A failed hint still lets the attempt run.
-        h.push(done(
-            Action::Connect(ConnectRequest {
-                node: "b".into(),
-                provider: "p".into(),
-            }),
-            Outcome::Unreachable("refused".into()),
-        ));
-        assert!(matches!(
-            lane("b", Some("p"), &events_of("b", &h), &settings(), 5),
-            Lane::Next(Action::Pin(_))
-        ));
+        h.push(done(hint(), Outcome::Unreachable("refused".into())));
+        assert_eq!(
+            next("b", Some("p"), &h),
+            Lane::Next(vec![pin_with_defaults("b")])
+        );
         // Without a provider (the primary itself) there is no hint.
-        let h = [done(pin("p"), Outcome::Stalled)];
         let waited = [
-            h[0].clone(),
+            done(pin("p"), Outcome::Stalled),
             done(
                 Action::Wait(WaitRequest {
                     ms: 2_000,
@@ -242,43 +322,79 @@ mod tests {
                 Outcome::Ok,
             ),
         ];
-        assert!(matches!(
-            lane("p", None, &events_of("p", &waited), &settings(), 5),
-            Lane::Next(Action::Pin(_))
-        ));
+        assert_eq!(
+            next("p", None, &waited),
+            Lane::Next(vec![pin_with_defaults("p")])
+        );
     }
 
     #[test]
     fn claimed_pin_not_listed_is_a_failed_attempt_with_backoff() {
+        let backoff = Lane::Next(vec![Action::Wait(WaitRequest {
+            ms: 2_000,
+            node: Some("p".into()),
+        })]);
         let h = [
             done(pin("p"), Outcome::Ok),
             done(Action::Verify("p".into()), Outcome::NotPinned),
         ];
+        assert_eq!(next("p", None, &h), backoff);
+        // Whatever the check beside it found, ended first or last.
+        let mut h = h.to_vec();
+        h.push(done(Action::CheckRetrievable("p".into()), Outcome::Ok));
+        assert_eq!(next("p", None, &h), backoff);
+        h.pop();
+        h.push(done(
+            Action::CheckRetrievable("p".into()),
+            Outcome::Unretrievable("a block is missing".into()),
+        ));
+        match next("p", None, &h) {
+            Lane::Next(v) => assert!(matches!(v.as_slice(), [Action::Wait(_)]), "{v:?}"),
+            other => panic!("{other:?}"),
+        }
+        let exhausted = lane("p", None, &events_of("p", &h), &settings(), 1);
         assert_eq!(
-            lane("p", None, &events_of("p", &h), &settings(), 5),
-            Lane::Next(Action::Wait(WaitRequest {
-                ms: 2_000,
-                node: Some("p".into())
-            }))
+            exhausted,
+            Lane::Exhausted {
+                attempts: 1,
+                last: "claimed ok but pin ls disagrees".into()
+            }
         );
     }
 
     #[test]
     fn confirmed_needs_verify_and_retrievability() {
         let mut h = vec![done(pin("p"), Outcome::Ok)];
-        assert!(matches!(
-            lane("p", None, &events_of("p", &h), &settings(), 5),
-            Lane::Next(Action::Verify(_))
-        ));
+        let proof = vec![
+            Action::Verify("p".into()),
+            Action::CheckRetrievable("p".into()),
+        ];
+        assert_eq!(next("p", None, &h), Lane::Next(proof));
+        // One of the two still running: busy, in either order of ending.
         h.push(done(Action::Verify("p".into()), Outcome::Ok));
-        assert!(matches!(
-            lane("p", None, &events_of("p", &h), &settings(), 5),
-            Lane::Next(Action::CheckRetrievable(_))
-        ));
-        h.push(done(Action::CheckRetrievable("p".into()), Outcome::Ok));
+        h.push(running(Action::CheckRetrievable("p".into())));
+        assert_eq!(next("p", None, &h), Lane::Busy);
+        h[1] = running(Action::Verify("p".into()));
+        h[2] = done(Action::CheckRetrievable("p".into()), Outcome::Ok);
+        assert_eq!(next("p", None, &h), Lane::Busy);
+        h[1] = done(Action::Verify("p".into()), Outcome::Ok);
+        assert_eq!(next("p", None, &h), Lane::Confirmed);
+        // A pin that `pin ls` listed but whose blocks are not all there is not confirmed.
+        h[2] = done(
+            Action::CheckRetrievable("p".into()),
+            Outcome::Unretrievable("a block is missing".into()),
+        );
+        assert!(
+            matches!(next("p", None, &h), Lane::Next(v) if matches!(v.as_slice(), [Action::Wait(_)]))
+        );
+        // A history whose verify ran alone (an older policy's) goes on to the check.
+        let h = [
+            done(pin("p"), Outcome::Ok),
+            done(Action::Verify("p".into()), Outcome::Ok),
+        ];
         assert_eq!(
-            lane("p", None, &events_of("p", &h), &settings(), 5),
-            Lane::Confirmed
+            next("p", None, &h),
+            Lane::Next(vec![Action::CheckRetrievable("p".into())])
         );
     }
 

@@ -6,9 +6,9 @@
 //! open is skipped (one probe per cool-down tests it), and a primary pin that runs past the
 //! hedge delay gets the next node started beside it; whichever confirms first wins.
 
-use crate::bindings::{Action, Event, Job, Node, Role, WaitRequest};
+use crate::bindings::{Action, Event, Job, Node, NodeKind, Role, WaitRequest};
 use crate::health::{self, Breaker};
-use crate::lanes::{Lane, by_node, failures_on, lane};
+use crate::lanes::{Hint, Lane, by_node, failures_on, lane};
 use crate::params::Settings;
 
 /// A candidate's lane in this round.
@@ -40,7 +40,10 @@ pub fn plan(
         .collect();
     let lane_of = |node: &Node, events: &[&Event], budget: u32| {
         // Backups get a provider hint: connect them to the primary, which has the blocks.
-        let hint = provider.filter(|&p| p != node.name);
+        let hint = provider.filter(|&p| p != node.name).map(|provider| Hint {
+            provider,
+            beside_pin: node.kind == NodeKind::Kubo,
+        });
         lane(&node.name, hint, events, s, budget)
     };
     // Every breaker open: the last resort is one attempt on each node, not no attempt at all.
@@ -110,9 +113,9 @@ pub fn plan(
     let spare = alive.len() > active.len();
     let mut actions: Vec<Action> = active
         .iter()
-        .filter_map(|p| match &p.lane {
-            Lane::Next(action) => Some(action.clone()),
-            _ => None,
+        .flat_map(|p| match &p.lane {
+            Lane::Next(next) => next.clone(),
+            _ => Vec::new(),
         })
         .collect();
     if spare {
@@ -161,7 +164,9 @@ fn primary_pin_due_in_ms(p: &Planned, now_ms: u64, s: &Settings) -> Option<u64> 
     if p.node.role != Role::Primary {
         return None;
     }
-    let starting = matches!(p.lane, Lane::Next(Action::Pin(_))).then_some(0);
+    let starting =
+        matches!(&p.lane, Lane::Next(next) if next.iter().any(|a| matches!(a, Action::Pin(_))))
+            .then_some(0);
     p.events
         .iter()
         .filter(|e| e.outcome.is_none() && matches!(&e.action, Action::Pin(_)))

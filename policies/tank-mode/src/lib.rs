@@ -135,7 +135,7 @@ mod tests {
             (1, Some(1_500), Some(1_500));
         let first = TankMode::decide(&defaults(&[]), &job(true, 0), &nodes, &[], 0);
         assert!(
-            matches!(first.as_slice(), [Action::Pin(p), Action::Connect(c)] if p.node == "primary" && c.node == "backup-1"),
+            matches!(first.as_slice(), [Action::Pin(p), Action::Connect(c), Action::Pin(b)] if p.node == "primary" && c.node == "backup-1" && b.node == "backup-1"),
             "{first:?}"
         );
         // Quiet for less: the primary alone, and a look again when it would be quiet enough.
@@ -174,7 +174,7 @@ mod tests {
         assert_eq!(touches(&r, "primary"), 0);
         let first = TankMode::decide(&defaults(&[]), &job(false, 0), &nodes, &[], 0);
         assert!(
-            matches!(first.as_slice(), [Action::Connect(c)] if c.node == "backup-1"),
+            matches!(first.as_slice(), [Action::Connect(c), Action::Pin(p)] if c.node == "backup-1" && p.node == "backup-1"),
             "{first:?}"
         );
     }
@@ -306,9 +306,35 @@ mod tests {
         };
         nodes.sort();
         assert_eq!(nodes, ["backup-2", "primary"]);
-        // The first decision starts the primary and the first backup together.
+        // The first decision starts the primary and the first backup (its hint and its pin)
+        // together.
         let first = TankMode::decide(&s, &job(false, 0), &topology(2, false), &[], 0);
-        assert_eq!(first.len(), 2, "{first:?}");
+        assert!(
+            matches!(first.as_slice(), [Action::Pin(p), Action::Connect(c), Action::Pin(b)] if p.node == "primary" && c.node == "backup-1" && b.node == "backup-1"),
+            "{first:?}"
+        );
+    }
+
+    /// A Kubo backup's first hint starts beside its pin; a remote tier's ends first, since the
+    /// addresses it gives are the pin request's origins (the cluster peers fetch from them).
+    #[test]
+    fn a_remote_tier_pins_only_after_its_hint() {
+        let mut nodes = sick_primary(3, 1_000);
+        nodes[1] = policy_kit::script::remote("backup-1", policy_kit::NodeKind::Cluster, 1);
+        let first = TankMode::decide(&defaults(&[]), &job(false, 0), &nodes, &[], 0);
+        assert!(
+            matches!(first.as_slice(), [Action::Connect(c)] if c.node == "backup-1"),
+            "{first:?}"
+        );
+        // The same node as a Kubo backup: both at once.
+        let kubo = sick_primary(3, 1_000);
+        let first = TankMode::decide(&defaults(&[]), &job(false, 0), &kubo, &[], 0);
+        assert!(
+            matches!(first.as_slice(), [Action::Connect(_), Action::Pin(_)]),
+            "{first:?}"
+        );
+        let r = play(&defaults(&[]), false, 0, &nodes, &[]);
+        assert_eq!(r.end, End::Succeeded(vec!["backup-1".into()]));
     }
 
     #[test]
