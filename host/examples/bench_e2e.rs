@@ -18,7 +18,8 @@
 //! * `check` (diagnostic, not run by default): the retrievability check alone, pinwarden's
 //!   client against the plain one.
 //! * `drain` (not run by default): the outage drain on real Kubo nodes, against the backup's
-//!   direct pin rate (see `bench_e2e/drain.rs`).
+//!   direct pin rate (see `bench_e2e/drain.rs`); `drain-calls`: what each of pinwarden's calls
+//!   on the backup costs it, in direct drains.
 //! * `psa` (not run by default): the Pinning Services API: durable `POST /pins` throughput
 //!   against `/v1` submissions, filtered `GET /pins` over 100,000 requests, and `ipfs pin remote
 //!   add` against a direct `ipfs pin add` (see `bench_e2e/psa.rs`).
@@ -39,7 +40,7 @@
 //! Each part that needs a node starts Kubo nodes of its own (`pinwarden-testkit`), stopped
 //! when the part ends.
 //!
-//! Usage: `bench_e2e [--bin PATH] [--only e2e,cold,daemon,check,size,drain,psa,notify,policy-load,rollout,cluster] [--pins N] [--size-kb K]
+//! Usage: `bench_e2e [--bin PATH] [--only e2e,cold,daemon,check,size,drain,drain-calls,psa,notify,policy-load,rollout,cluster] [--pins N] [--size-kb K]
 //! [--segments S] [--cold-runs N] [--jobs N] [--clients N] [--raw] [--sizes MB,MB,..]
 //! [--rtt-ms MS] [--transfer-timeout-s S] [--cidv0] [--drain-jobs N] [--drain-reps R]
 //! [--drain-against PATH] [--busy M]`
@@ -225,6 +226,9 @@ async fn main() -> Result<()> {
     }
     if args.wants("size") {
         size::size(&args).await?;
+    }
+    if args.wants("drain-calls") {
+        drain::calls(&args).await?;
     }
     if args.wants("drain") {
         drain::drain(&args).await?;

@@ -69,6 +69,117 @@ fn cpu_since(pids: &[u32], before: [f64; 2]) -> [f64; 2] {
     [now[0] - before[0], now[1] - before[1]]
 }
 
+/// A with `n` HLS directories uploaded unpinned, B connected to it.
+struct Nodes {
+    cluster: IpfsCluster,
+    b: KuboClient,
+    /// A's swarm addresses.
+    addrs: Vec<String>,
+    cids: Vec<String>,
+    api_b: String,
+}
+
+impl Nodes {
+    async fn start(args: &Args, n: usize) -> Result<Nodes> {
+        let cluster = IpfsCluster::start(2)
+            .await
+            .context("starting two Kubo nodes (run scripts/setup.sh first)")?;
+        let a = KuboClient::new("a", &cluster.api_url(0), None)?;
+        let b = KuboClient::new("b", &cluster.api_url(1), None)?;
+        let addrs = a
+            .swarm_addrs()
+            .await
+            .map_err(|o| anyhow::anyhow!("A's addresses: {o:?}"))?;
+        b.connect(&addrs).await;
+        let mut cids = Vec::with_capacity(n);
+        for i in 0..n {
+            let (_tmp, dir) = make_hls_dir(&format!("drain-{i}"), args.size_kb << 10, 4)?;
+            cids.push(a.add_dir(&dir).await?);
+        }
+        let api_b = cluster.api_url(1);
+        Ok(Nodes {
+            cluster,
+            b,
+            addrs,
+            cids,
+            api_b,
+        })
+    }
+
+    async fn empty_b(&self) -> Result<()> {
+        empty(&self.b, &self.addrs, &self.api_b, &self.cids).await
+    }
+}
+
+/// `drain-calls` (not in the default set): what each of the calls pinwarden makes on a Kubo
+/// backup costs it, without pinwarden: direct drains of B (as in `drain`) with one more call
+/// each, then all of them, in `--drain-reps` repetitions; the rate against the bare drains of
+/// the same repetition, and the CPU each node spent per pin.
+pub(super) async fn calls(args: &Args) -> Result<()> {
+    let n = args.drain_jobs.unwrap_or(100).max(1);
+    let reps = args.drain_reps.max(1);
+    println!(
+        "\n== drain-calls: {n} pins of {} KiB on B, bare and with each of pinwarden's calls ({reps} repetitions)",
+        args.size_kb
+    );
+    let nodes = Nodes::start(args, n).await?;
+    let pids = nodes.cluster.pids();
+    let one = |f: fn(&mut Calls)| {
+        let mut c = Calls::BARE;
+        f(&mut c);
+        c
+    };
+    let profiles = [
+        Calls::BARE,
+        one(|c| c.hint = true),
+        one(|c| c.guard = true),
+        one(|c| c.progress = true),
+        Calls::GATED,
+        Calls::PINWARDEN,
+    ];
+    let warmup = direct_drain(&nodes.api_b, &nodes.cids, Calls::BARE, &nodes.addrs).await?;
+    nodes.empty_b().await?;
+    println!("warm-up (not compared): {:.2} s", warmup.as_secs_f64());
+    // Per profile: the rate against the repetition's bare drain, and A's and B's CPU per pin.
+    let mut seen: Vec<(Vec<f64>, Vec<f64>, Vec<f64>)> = vec![Default::default(); profiles.len()];
+    for rep in 1..=reps {
+        let mut bare_rate = f64::NAN;
+        for (i, calls) in profiles.iter().enumerate() {
+            let before = cpu_now(&pids);
+            let took = direct_drain(&nodes.api_b, &nodes.cids, *calls, &nodes.addrs).await?;
+            let cpu = cpu_since(&pids, before);
+            nodes.empty_b().await?;
+            let rate = n as f64 / took.as_secs_f64();
+            if i == 0 {
+                bare_rate = rate;
+            }
+            println!(
+                "repetition {rep}: {:<45} {rate:.2}/s, A {:.1} ms / B {:.1} ms of CPU per pin",
+                calls.name(),
+                cpu[0] * 1e3 / n as f64,
+                cpu[1] * 1e3 / n as f64
+            );
+            seen[i].0.push(rate / bare_rate);
+            seen[i].1.push(cpu[0] * 1e3 / n as f64);
+            seen[i].2.push(cpu[1] * 1e3 / n as f64);
+        }
+    }
+    println!(
+        "\n| calls on B per pin | rate, x bare (median) | A CPU ms per pin | B CPU ms per pin |"
+    );
+    println!("|---|---|---|---|");
+    for (calls, (x, a, b)) in profiles.iter().zip(&seen) {
+        println!(
+            "| {} | {:.3}x | {:.1} | {:.1} |",
+            calls.name(),
+            median(x),
+            median(a),
+            median(b)
+        );
+    }
+    Ok(())
+}
+
 pub(super) async fn drain(args: &Args) -> Result<()> {
     let n = args.drain_jobs.unwrap_or(100).max(1);
     let reps = args.drain_reps.max(1);
@@ -76,28 +187,19 @@ pub(super) async fn drain(args: &Args) -> Result<()> {
         "\n== drain: {n} lazy jobs of {} KiB behind a Kubo primary whose pin/add stalls, against the backup's direct pin rate ({reps} repetitions)",
         args.size_kb
     );
-    let cluster = IpfsCluster::start(2)
-        .await
-        .context("starting two Kubo nodes (run scripts/setup.sh first)")?;
-    let a = KuboClient::new("a", &cluster.api_url(0), None)?;
-    let b = KuboClient::new("b", &cluster.api_url(1), None)?;
-    let addrs = a
-        .swarm_addrs()
-        .await
-        .map_err(|o| anyhow::anyhow!("A's addresses: {o:?}"))?;
-    b.connect(&addrs).await;
-    let mut cids = Vec::with_capacity(n);
-    for i in 0..n {
-        let (_tmp, dir) = make_hls_dir(&format!("drain-{i}"), args.size_kb << 10, 4)?;
-        cids.push(a.add_dir(&dir).await?);
-    }
-    let api_b = cluster.api_url(1);
+    let Nodes {
+        cluster,
+        b,
+        addrs,
+        cids,
+        api_b,
+    } = Nodes::start(args, n).await?;
     let stalling = FaultProxy::start(&cluster.api_url(0)).await?;
     stalling.set_mode(Mode::StallMidStream).await;
     let rate = |d: Duration| n as f64 / d.as_secs_f64();
     let empty_b = || empty(&b, &addrs, &api_b, &cids);
 
-    let warmup = direct_drain(&api_b, &cids, false).await?;
+    let warmup = direct_drain(&api_b, &cids, Calls::BARE, &addrs).await?;
     empty_b().await?;
     println!(
         "warm-up: B pins {n} directly (not compared): {:.2} s, {:.2} pins/s",
@@ -109,7 +211,7 @@ pub(super) async fn drain(args: &Args) -> Result<()> {
     for rep in 1..=reps {
         let mut kubo_cpu = [[f64::NAN; 2]; 3];
         let before = cpu_now(&pids);
-        let bare = direct_drain(&api_b, &cids, false).await?;
+        let bare = direct_drain(&api_b, &cids, Calls::BARE, &addrs).await?;
         kubo_cpu[0] = cpu_since(&pids, before);
         empty_b().await?;
         // The other binary goes first in every second repetition, so neither always drains
@@ -137,7 +239,7 @@ pub(super) async fn drain(args: &Args) -> Result<()> {
             against = other().await?;
         }
         let before = cpu_now(&pids);
-        let gated = direct_drain(&api_b, &cids, true).await?;
+        let gated = direct_drain(&api_b, &cids, Calls::GATED, &addrs).await?;
         kubo_cpu[2] = cpu_since(&pids, before);
         empty_b().await?;
         println!(
@@ -158,7 +260,7 @@ pub(super) async fn drain(args: &Args) -> Result<()> {
             against,
         });
     }
-    let last = direct_drain(&api_b, &cids, false).await?;
+    let last = direct_drain(&api_b, &cids, Calls::BARE, &addrs).await?;
     println!(
         "last bare drain: {:.2} s ({:.2}/s)",
         last.as_secs_f64(),
@@ -308,39 +410,120 @@ async fn empty(b: &KuboClient, a_addrs: &[String], api: &str, cids: &[String]) -
     }
 }
 
-/// B pins every CID with a plain client, [`CONCURRENCY`] at a time; `gated`: each pin then
-/// checked as pinwarden checks it (`pin/ls` of the CID, one offline recursive `refs`).
-async fn direct_drain(api: &str, cids: &[String], gated: bool) -> Result<Duration> {
+/// Which of pinwarden's calls a direct drain makes around each `pin/add`.
+#[derive(Clone, Copy, Default)]
+struct Calls {
+    /// `swarm/connect` to A first (pinwarden's provider hint).
+    hint: bool,
+    /// `pin/ls` first (pinwarden's re-pin guard).
+    guard: bool,
+    /// `pin/add` with `progress=true`, read to the end.
+    progress: bool,
+    /// `pin/ls` after (the verify of the persistence gate).
+    verify: bool,
+    /// One offline recursive `refs` after (the gate's block check).
+    check: bool,
+}
+
+impl Calls {
+    const BARE: Calls = Calls {
+        hint: false,
+        guard: false,
+        progress: false,
+        verify: false,
+        check: false,
+    };
+    /// The persistence gate a careful script adds.
+    const GATED: Calls = Calls {
+        verify: true,
+        check: true,
+        ..Calls::BARE
+    };
+    /// Every call pinwarden makes on a Kubo backup in a round.
+    const PINWARDEN: Calls = Calls {
+        hint: true,
+        guard: true,
+        progress: true,
+        verify: true,
+        check: true,
+    };
+
+    fn name(self) -> String {
+        let parts: Vec<&str> = [
+            (self.hint, "hint"),
+            (self.guard, "guard"),
+            (self.progress, "progress"),
+            (self.verify, "verify"),
+            (self.check, "check"),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, name)| *name)
+        .collect();
+        if parts.is_empty() {
+            "bare pin/add".into()
+        } else {
+            format!("pin/add + {}", parts.join(" + "))
+        }
+    }
+}
+
+/// B pins every CID with a plain client, [`CONCURRENCY`] at a time, making `calls` around each
+/// `pin/add` (`a_addrs`: A's addresses, for the hint).
+async fn direct_drain(
+    api: &str,
+    cids: &[String],
+    calls: Calls,
+    a_addrs: &[String],
+) -> Result<Duration> {
     let http = rpc_client()?;
     let call = |path: &'static str, args: Vec<(&'static str, String)>| {
         let http = http.clone();
         async move {
             let args: Vec<(&str, &str)> = args.iter().map(|(k, v)| (*k, v.as_str())).collect();
             let reply = http.post(rpc_url(api, path, &args)?).send().await?;
-            if !reply.status().is_success() {
-                bail!("{path}: HTTP {}", reply.status());
+            let status = reply.status();
+            // The guard's `pin/ls` of a CID not pinned yet answers 500 ("not pinned").
+            if !status.is_success() && !(path == "pin/ls" && status.as_u16() == 500) {
+                bail!("{path}: HTTP {status}");
             }
             reply.bytes().await?;
             Ok(())
         }
     };
+    let hint = a_addrs.first().cloned().unwrap_or_default();
     let t0 = Instant::now();
     let results: Vec<Result<()>> = futures::stream::iter(cids)
-        .map(|cid| async move {
-            let arg = || ("arg", cid.clone());
-            call("pin/add", vec![arg(), ("recursive", "true".into())]).await?;
-            if gated {
-                call("pin/ls", vec![arg(), ("type", "recursive".into())]).await?;
-                let walk = [
-                    ("recursive", "true"),
-                    ("unique", "true"),
-                    ("offline", "true"),
-                ];
-                let mut args = vec![arg()];
-                args.extend(walk.map(|(k, v)| (k, v.to_string())));
-                call("refs", args).await?;
+        .map(|cid| {
+            let hint = hint.clone();
+            async move {
+                let arg = || ("arg", cid.clone());
+                if calls.hint {
+                    call("swarm/connect", vec![("arg", hint)]).await?;
+                }
+                if calls.guard {
+                    call("pin/ls", vec![arg(), ("type", "recursive".into())]).await?;
+                }
+                let mut pin = vec![arg(), ("recursive", "true".into())];
+                if calls.progress {
+                    pin.push(("progress", "true".into()));
+                }
+                call("pin/add", pin).await?;
+                if calls.verify {
+                    call("pin/ls", vec![arg(), ("type", "recursive".into())]).await?;
+                }
+                if calls.check {
+                    let walk = [
+                        ("recursive", "true"),
+                        ("unique", "true"),
+                        ("offline", "true"),
+                    ];
+                    let mut args = vec![arg()];
+                    args.extend(walk.map(|(k, v)| (k, v.to_string())));
+                    call("refs", args).await?;
+                }
+                Ok(())
             }
-            Ok(())
         })
         .buffer_unordered(CONCURRENCY)
         .collect()
@@ -398,8 +581,9 @@ async fn pinwarden_drain(
             let took = t0.elapsed();
             if let Some(cpu) = cpu_seconds(served.child.id()) {
                 println!(
-                    "pinwarden serve used {cpu:.2} s of CPU (user + system) over the {:.2} s drain",
-                    took.as_secs_f64()
+                    "pinwarden serve used {cpu:.2} s of CPU (user + system) over the {:.2} s drain, {:.2} ms per job",
+                    took.as_secs_f64(),
+                    cpu * 1e3 / cids.len() as f64
                 );
             }
             // Stopped first: the records still in the recorder's backlog are written on the
