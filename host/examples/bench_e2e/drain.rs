@@ -484,7 +484,8 @@ async fn direct_drain(
             let reply = http.post(rpc_url(api, path, &args)?).send().await?;
             let status = reply.status();
             // The guard's `pin/ls` of a CID not pinned yet answers 500 ("not pinned").
-            if !status.is_success() && !(path == "pin/ls" && status.as_u16() == 500) {
+            let not_pinned_yet = path == "pin/ls" && status.as_u16() == 500;
+            if !(status.is_success() || not_pinned_yet) {
                 bail!("{path}: HTTP {status}");
             }
             reply.bytes().await?;
