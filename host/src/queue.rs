@@ -245,43 +245,28 @@ impl Queue {
     }
 
     /// Takes the next due pin (blocking before lazy, oldest first) and marks it `pinning`.
+    ///
+    /// The only commit without an fsync (`synchronous = NORMAL` for it): a claim lost to a
+    /// power cut leaves the pin `queued`, which is what opening the queue makes of a `pinning`
+    /// one anyway, and the unpin it cancelled is cancelled again by the next claim. The next
+    /// fsynced commit (the round's end, at the latest) makes it durable with itself, since the
+    /// WAL is written in order. A killed process loses nothing: the commit is in the OS's cache.
     pub fn claim_due(&self, now_ms: i64) -> Result<Option<PinRow>, QueueError> {
         self.with(|conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let cid: Option<String> = tx
-                .query_row(
-                    "SELECT cid FROM pins WHERE state = ?2 AND (next_attempt_at <= ?1 OR urgent = 1)
-                     ORDER BY urgent DESC, lazy, next_attempt_at, created_at LIMIT 1",
-                    params![now_ms, State::Queued],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            let Some(cid) = cid else {
-                return Ok(None);
-            };
-            tx.execute(
-                "UPDATE pins SET state = ?3, updated_at = ?2 WHERE cid = ?1",
-                params![cid, now_ms, State::Pinning],
-            )?;
-            // The content is wanted again: a delete's unpin of it must not run.
-            tx.execute(
-                "DELETE FROM unpins WHERE key = (SELECT key FROM pins WHERE cid = ?1)",
-                [&cid],
-            )?;
-            let row = fetch(&tx, &cid)?;
-            tx.commit()?;
-            Ok(row)
+            conn.pragma_update(None, "synchronous", "NORMAL")?;
+            let claimed = claim_in(conn, now_ms);
+            // Back to FULL whatever happened: every other commit is fsynced.
+            conn.pragma_update(None, "synchronous", "FULL")?;
+            claimed
         })
     }
 
     /// When the next queued pin becomes due, if any is queued.
     pub fn next_due_ms(&self) -> Result<Option<i64>, QueueError> {
         self.with(|conn| {
-            Ok(conn.query_row(
-                "SELECT MIN(next_attempt_at) FROM pins WHERE state = ?1",
-                [State::Queued],
-                |r| r.get(0),
-            )?)
+            Ok(conn
+                .prepare_cached("SELECT MIN(next_attempt_at) FROM pins WHERE state = ?1")?
+                .query_row([State::Queued], |r| r.get(0))?)
         })
     }
 
@@ -289,7 +274,13 @@ impl Queue {
     /// resurrected by a worker that finishes late).
     /// The webhook events of the end are written in the same transaction (none when the pin
     /// was no longer `pinning`).
-    pub fn finish(&self, cid: &str, finish: &Finish, now_ms: i64) -> Result<(), QueueError> {
+    /// Returns the pin as the end left it (`None`: no such pin).
+    pub fn finish(
+        &self,
+        cid: &str,
+        finish: &Finish,
+        now_ms: i64,
+    ) -> Result<Option<PinRow>, QueueError> {
         let target = self.notify_target();
         self.with(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -312,10 +303,11 @@ impl Queue {
                         ),
                         _ => (State::Pinned, None),
                     };
-                    conn.execute(
+                    conn.prepare_cached(
                         "UPDATE pins SET state = ?2, confirmed = ?3, decided_by = ?4, reason = NULL,
                          urgent = 0, updated_at = ?5, journal = ?7 WHERE cid = ?1 AND state = ?6",
-                        params![
+                    )?
+                    .execute(params![
                             cid,
                             state,
                             json(confirmed),
@@ -323,8 +315,7 @@ impl Queue {
                             now_ms,
                             State::Pinning,
                             journal
-                        ],
-                    )?
+                        ])?
                 }
                 Finish::Failed {
                     reason,
@@ -333,31 +324,32 @@ impl Queue {
                 } => {
                     // Lazy now (any lazy job id, whatever the round was started as): queued
                     // again at `retry_at_ms`. Otherwise the pin has failed.
-                    conn.execute(
+                    conn.prepare_cached(
                         "UPDATE pins SET
                            state = CASE WHEN lazy = 1 THEN ?6 ELSE ?7 END,
                            next_attempt_at = CASE WHEN lazy = 1 THEN COALESCE(?4, ?5) ELSE ?5 END,
                            failed_rounds = failed_rounds + 1, reason = ?2, decided_by = ?3,
                            urgent = 0, updated_at = ?5
                          WHERE cid = ?1 AND state = ?8",
-                        params![
-                            cid,
-                            reason,
-                            decided_by,
-                            retry_at_ms,
-                            now_ms,
-                            State::Queued,
-                            State::Failed,
-                            State::Pinning
-                        ],
                     )?
+                    .execute(params![
+                        cid,
+                        reason,
+                        decided_by,
+                        retry_at_ms,
+                        now_ms,
+                        State::Queued,
+                        State::Failed,
+                        State::Pinning
+                    ])?
                 }
             };
             if changed > 0 {
                 outbox::record_end(conn, cid, finish, now_ms, &target)?;
             }
+            let after = fetch(conn, cid)?;
             tx.commit()?;
-            Ok(())
+            Ok(after)
         })
     }
 
@@ -370,11 +362,8 @@ impl Queue {
     pub fn by_cid(&self, cid: &str) -> Result<Option<PinRow>, QueueError> {
         self.with(|conn| {
             let pinned: Option<String> = conn
-                .query_row(
-                    "SELECT cid FROM pins WHERE key = ?1 OR cid = ?2",
-                    params![crate::cid_identity::key(cid), cid],
-                    |r| r.get(0),
-                )
+                .prepare_cached("SELECT cid FROM pins WHERE key = ?1 OR cid = ?2")?
+                .query_row(params![crate::cid_identity::key(cid), cid], |r| r.get(0))
                 .optional()?;
             match pinned {
                 Some(pinned) => fetch(conn, &pinned),
@@ -646,6 +635,29 @@ pub enum Cancelled {
 }
 
 /// A pin is lazy while any job id on it was submitted lazily.
+/// [`Queue::claim_due`]'s transaction.
+fn claim_in(conn: &mut Connection, now_ms: i64) -> Result<Option<PinRow>, QueueError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let cid: Option<String> = tx
+        .prepare_cached(
+            "SELECT cid FROM pins WHERE state = ?2 AND (next_attempt_at <= ?1 OR urgent = 1)
+             ORDER BY urgent DESC, lazy, next_attempt_at, created_at LIMIT 1",
+        )?
+        .query_row(params![now_ms, State::Queued], |r| r.get(0))
+        .optional()?;
+    let Some(cid) = cid else {
+        return Ok(None);
+    };
+    tx.prepare_cached("UPDATE pins SET state = ?3, updated_at = ?2 WHERE cid = ?1")?
+        .execute(params![cid, now_ms, State::Pinning])?;
+    // The content is wanted again: a delete's unpin of it must not run.
+    tx.prepare_cached("DELETE FROM unpins WHERE key = (SELECT key FROM pins WHERE cid = ?1)")?
+        .execute([&cid])?;
+    let row = fetch(&tx, &cid)?;
+    tx.commit()?;
+    Ok(row)
+}
+
 fn recompute_lazy(conn: &Connection, cid: &str) -> rusqlite::Result<()> {
     conn.execute(
         "UPDATE pins SET lazy = (SELECT COALESCE(MAX(lazy), 0) FROM jobs WHERE jobs.cid = ?1)

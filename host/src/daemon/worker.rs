@@ -161,14 +161,13 @@ async fn round(daemon: &Daemon, row: PinRow) {
             failed(daemon, &job, reason, &result)
         }
     };
-    record(daemon, &job, &finish).await;
+    let after = record(daemon, &job, &finish).await;
     // The end's events were written with it: the notifier takes them from here.
     daemon.notifier.wake.notify_one();
     if let Ok(mut running) = daemon.running.lock() {
         running.remove(&job.cid);
     }
-    let cid = job.cid.clone();
-    if let Ok(Some(row)) = daemon.queue.run(move |q| q.by_cid(&cid)).await {
+    if let Some(row) = after {
         tracing::info!(cid = %row.cid, job_id = %job.job_id, state = %row.state, "round ended");
         let _ = daemon.events.send(row);
     }
@@ -177,7 +176,8 @@ async fn round(daemon: &Daemon, row: PinRow) {
 /// Records the end of a round, retrying until the queue takes it (a busy or full disk): a
 /// round left `pinning` would wait for a restart, and a journaled local fallback must be
 /// recorded. The delay grows to 10 s; a daemon stopping meanwhile re-queues it on start.
-async fn record(daemon: &Daemon, job: &Job, finish: &Finish) {
+/// Returns the pin as the end left it.
+async fn record(daemon: &Daemon, job: &Job, finish: &Finish) -> Option<PinRow> {
     let mut delay = Duration::from_millis(100);
     loop {
         let (cid, ended) = (job.cid.clone(), finish.clone());
@@ -186,7 +186,7 @@ async fn record(daemon: &Daemon, job: &Job, finish: &Finish) {
             .run(move |q| q.finish(&cid, &ended, now_ms()))
             .await
         {
-            Ok(()) => return,
+            Ok(after) => return after,
             Err(e) => tracing::error!(
                 cid = %job.cid,
                 job_id = %job.job_id,

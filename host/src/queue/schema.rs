@@ -91,6 +91,9 @@ pub(super) fn connect(path: &Path) -> Result<Connection, QueueError> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    // Room for every statement a round's path runs (claim, origins, end, reads): none is
+    // parsed again per round.
+    conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
 

@@ -245,14 +245,38 @@ fn concurrent_submissions_are_committed_together_and_fail_alone() {
     assert_eq!(q.list(None, 1_000).expect("list").len(), 400);
 }
 
-/// An acknowledged submission is fsynced: power loss does not take it back.
+/// An acknowledged submission is fsynced: power loss does not take it back. A claim commits
+/// without an fsync, and leaves the connection fsyncing every other commit, found or not.
 #[test]
 fn commits_are_fully_synchronous() {
     let (_d, q) = open();
-    let level: i64 = q
-        .with(|c| Ok(c.pragma_query_value(None, "synchronous", |r| r.get(0))?))
-        .expect("pragma");
-    assert_eq!(level, 2, "FULL");
+    let level = || -> i64 {
+        q.with(|c| Ok(c.pragma_query_value(None, "synchronous", |r| r.get(0))?))
+            .expect("pragma")
+    };
+    assert_eq!(level(), 2, "FULL");
+    q.submit(&sub("bafy-a", "job-a", true), 0).expect("submit");
+    let claimed = q.claim_due(10).expect("claim").expect("due");
+    assert_eq!(claimed.state, State::Pinning);
+    assert_eq!(level(), 2, "FULL after a claim");
+    assert!(q.claim_due(10).expect("claim").is_none());
+    assert_eq!(level(), 2, "FULL after a claim that found nothing");
+    let after = q
+        .finish(
+            "bafy-a",
+            &Finish::Pinned {
+                confirmed: vec!["primary".into()],
+                decided_by: "tank-mode".into(),
+            },
+            20,
+        )
+        .expect("finish")
+        .expect("the pin");
+    assert_eq!(
+        after.state,
+        State::Pinned,
+        "finish returns the pin as it left it"
+    );
 }
 
 /// Issue 12, item 7: CIDv0 and CIDv1 of the same content are one pin; each job id keeps the
