@@ -237,7 +237,9 @@ impl KuboClient {
         &self.cfg
     }
 
-    /// `id`: peer id, swarm addresses (with `/p2p/<id>`), agent version.
+    /// `id`: peer id, swarm addresses (with `/p2p/<id>`), agent version. The addresses are
+    /// kept for provider hints (see `swarm_addrs`), so the `id` that told a client its node's
+    /// flavour also spares the first hint a call.
     pub async fn id(&self) -> Result<PeerInfo, KuboError> {
         #[derive(Deserialize)]
         struct IdReply {
@@ -250,6 +252,9 @@ impl KuboClient {
         }
         let reply: IdReply = self.rpc.call_json("id", &[]).await?;
         let addresses = normalise_swarm_addrs(reply.addresses.unwrap_or_default(), &reply.id);
+        if !addresses.is_empty() {
+            self.keep_addrs(addresses.clone(), self.cfg.swarm_addrs_ttl);
+        }
         Ok(PeerInfo {
             id: reply.id,
             addresses,
@@ -546,6 +551,7 @@ impl Node for KuboClient {
     async fn swarm_addrs(&self) -> Result<Vec<String>, Outcome> {
         let known = self.known_addrs(|k| k.clone());
         let Some(known) = known else {
+            // `id` keeps what it finds.
             let info = self.id().await.map_err(Outcome::from)?;
             if info.addresses.is_empty() {
                 return Err(Outcome::Error(format!(
@@ -553,17 +559,13 @@ impl Node for KuboClient {
                     self.name
                 )));
             }
-            self.keep_addrs(info.addresses.clone(), self.cfg.swarm_addrs_ttl);
             return Ok(info.addresses);
         };
         if tokio::time::Instant::now() < known.until {
             return Ok(known.addrs);
         }
         match tokio::time::timeout(SWARM_ADDRS_REFRESH, self.id()).await {
-            Ok(Ok(info)) if !info.addresses.is_empty() => {
-                self.keep_addrs(info.addresses.clone(), self.cfg.swarm_addrs_ttl);
-                Ok(info.addresses)
-            }
+            Ok(Ok(info)) if !info.addresses.is_empty() => Ok(info.addresses),
             failed => {
                 tracing::debug!(node = %self.name, ?failed, "swarm addresses not refreshed: using the known ones");
                 self.keep_addrs(known.addrs.clone(), SWARM_ADDRS_RETRY);
