@@ -739,3 +739,40 @@ async fn a_gc_holds_pin_add_with_flat_progress_lines() {
         ),
     );
 }
+
+/// A backup that collected its garbage still fetches from the primary over the connection it
+/// already had, so a round's first provider hint can leave a working connection alone (only a
+/// retry's hint renews it). Checked because a benchmark drain once hung after a `repo/gc` on the
+/// backup (2026-12-07); `bitswap/stat` listing no peers was taken for the cause, but Kubo 0.43.1
+/// lists none there while blocks flow, and pins after a collection go through at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_fetches_over_its_connection_after_a_repo_gc() {
+    let cluster = required_cluster(2).await;
+    let (a, b) = (client(&cluster, 0, "a"), client(&cluster, 1, "b"));
+    let addrs = a.swarm_addrs().await.expect("A's addresses");
+    assert_eq!(b.connect(&addrs).await, Outcome::Ok);
+    let mut cids = Vec::new();
+    for i in 0..4 {
+        let (_tmp, dir) = make_hls_dir(&format!("gc-{i}"), 1 << 20, 2).expect("test data");
+        cids.push(a.add_dir(&dir).await.expect("add to A, unpinned"));
+    }
+    let stall = Duration::from_secs(10);
+    let pinned = |cid: String| {
+        let b = &b;
+        async move {
+            let outcome = tokio::time::timeout(Duration::from_secs(30), b.pin(&cid, stall)).await;
+            assert_eq!(outcome, Ok(Outcome::Ok), "B pins {cid} from A");
+        }
+    };
+    pinned(cids[0].clone()).await;
+    b.pin_rm(&cids[0]).await.expect("pin/rm on B");
+    assert!(
+        b.repo_gc().await.expect("repo/gc on B") > 0,
+        "B collected blocks"
+    );
+    // No new dial: the same connection carries the next pins, the collected content included.
+    for cid in cids[1..].iter().chain(&cids[..1]) {
+        pinned(cid.clone()).await;
+    }
+    assert_eq!(b.check_retrievable(&cids[0]).await, Outcome::Ok);
+}
