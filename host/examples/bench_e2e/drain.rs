@@ -494,7 +494,7 @@ async fn direct_drain(
     };
     let hint = a_addrs.first().cloned().unwrap_or_default();
     let t0 = Instant::now();
-    let results: Vec<Result<()>> = futures::stream::iter(cids)
+    let results: Vec<Result<u64>> = futures::stream::iter(cids)
         .map(|cid| {
             let hint = hint.clone();
             async move {
@@ -509,7 +509,9 @@ async fn direct_drain(
                 if calls.progress {
                     pin.push(("progress", "true".into()));
                 }
+                let pin_started = Instant::now();
                 call("pin/add", pin, false).await?;
+                let pin_ms = pin_started.elapsed().as_millis() as u64;
                 if calls.verify {
                     call("pin/ls", vec![arg(), ("type", "recursive".into())], false).await?;
                 }
@@ -523,14 +525,23 @@ async fn direct_drain(
                     args.extend(walk.map(|(k, v)| (k, v.to_string())));
                     call("refs", args, false).await?;
                 }
-                Ok(())
+                Ok(pin_ms)
             }
         })
         .buffer_unordered(CONCURRENCY)
         .collect()
         .await;
-    results.into_iter().collect::<Result<()>>()?;
-    Ok(t0.elapsed())
+    let took = t0.elapsed();
+    let pins: Vec<u64> = results.into_iter().collect::<Result<_>>()?;
+    // The same figures as the pinwarden drain's `pin backup-1` row, to compare the pins.
+    println!(
+        "  {}: pin/add p50 {:.0} ms, p90 {:.0} ms, {:.2} s",
+        calls.name(),
+        percentile(&pins, 0.5),
+        percentile(&pins, 0.9),
+        took.as_secs_f64()
+    );
+    Ok(took)
 }
 
 /// Submits every CID lazily to a fresh `pinwarden serve` and waits until all are pinned.
