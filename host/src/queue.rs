@@ -253,10 +253,16 @@ impl Queue {
     /// WAL is written in order. A killed process loses nothing: the commit is in the OS's cache.
     pub fn claim_due(&self, now_ms: i64) -> Result<Option<PinRow>, QueueError> {
         self.with(|conn| {
-            conn.pragma_update(None, "synchronous", "NORMAL")?;
+            let level = |conn: &Connection, sql: &str| conn.prepare_cached(sql)?.execute([]);
+            level(conn, "PRAGMA synchronous = NORMAL")?;
             let claimed = claim_in(conn, now_ms);
-            // Back to FULL whatever happened: every other commit is fsynced.
-            conn.pragma_update(None, "synchronous", "FULL")?;
+            // Back to FULL whatever the claim did: every other commit is fsynced. Should that
+            // fail, the claim is not handed out (its pin is re-queued by the next start) and
+            // the error names why.
+            if let Err(e) = level(conn, "PRAGMA synchronous = FULL") {
+                tracing::error!("queue: cannot set synchronous = FULL again after a claim: {e}");
+                return Err(e.into());
+            }
             claimed
         })
     }
@@ -634,7 +640,6 @@ pub enum Cancelled {
     Pin(PinRow),
 }
 
-/// A pin is lazy while any job id on it was submitted lazily.
 /// [`Queue::claim_due`]'s transaction.
 fn claim_in(conn: &mut Connection, now_ms: i64) -> Result<Option<PinRow>, QueueError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -658,6 +663,7 @@ fn claim_in(conn: &mut Connection, now_ms: i64) -> Result<Option<PinRow>, QueueE
     Ok(row)
 }
 
+/// A pin is lazy while any job id on it was submitted lazily.
 fn recompute_lazy(conn: &Connection, cid: &str) -> rusqlite::Result<()> {
     conn.execute(
         "UPDATE pins SET lazy = (SELECT COALESCE(MAX(lazy), 0) FROM jobs WHERE jobs.cid = ?1)

@@ -12,19 +12,27 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+/// How long a dial takes (virtual time), so a pin started beside it starts first.
 const DIAL: Duration = Duration::from_millis(50);
 
-/// A simulated node whose dials fail (`dial_fails`), counting the failed dials it is told of.
+/// A simulated node whose dials take `dial` and fail if `dial_fails`, counting the failed dials
+/// it is told of.
 struct Hinted {
     inner: SimNode,
+    dial: Duration,
     dial_fails: bool,
     told_failed: AtomicUsize,
 }
 
 impl Hinted {
     fn new(inner: SimNode, dial_fails: bool) -> Arc<Hinted> {
+        Hinted::dialling(inner, DIAL, dial_fails)
+    }
+
+    fn dialling(inner: SimNode, dial: Duration, dial_fails: bool) -> Arc<Hinted> {
         Arc::new(Hinted {
             inner,
+            dial,
             dial_fails,
             told_failed: AtomicUsize::new(0),
         })
@@ -58,8 +66,7 @@ impl Node for Hinted {
         self.inner.unpin(cid).await
     }
     async fn connect(&self, addrs: &[String]) -> Outcome {
-        // A dial takes a while (virtual time), so a pin started beside it starts first.
-        tokio::time::sleep(DIAL).await;
+        tokio::time::sleep(self.dial).await;
         if self.dial_fails {
             return Outcome::Unreachable("dial refused".into());
         }
@@ -152,9 +159,62 @@ fn a_kubo_backup_pins_beside_its_hint_and_a_cluster_after_it() {
     );
     let (topology, _) = nodes(NodeKind::Cluster, false);
     let result = round(&tank, &tank, &topology, &job(false));
+    assert_eq!(result.status, RoundEnd::Pinned, "{:?}", result.trace);
     let (hint_ended, pin_started) = hint_and_pin(&result.history);
     assert!(
         pin_started >= hint_ended,
         "the pin started at {pin_started} ms, the hint ended at {hint_ended} ms"
+    );
+}
+
+/// A backup whose first pin fails at once, with a backoff shorter than its dial: the retry's hint
+/// waits for the first dial to end (the host refuses a second connect on a node while one runs),
+/// then renews the connection, and the retry pins.
+#[test]
+fn a_retry_waits_for_a_first_hint_still_dialling() {
+    let registry = registry();
+    let tank = registry
+        .builtin(
+            "tank-mode",
+            &params(&[
+                ("attempts", "2"),
+                ("breaker_failures", "0"),
+                ("base_delay_ms", "100"),
+            ]),
+        )
+        .expect("a built-in")
+        .expect("tank-mode loads");
+    let primary = SimNode::new(script(
+        "primary",
+        Role::Primary,
+        &[PinAnswer::Refused],
+        false,
+    ));
+    let backup = SimNode::new(script(
+        "backup-1",
+        Role::Backup,
+        &[PinAnswer::Refused, PinAnswer::Ok],
+        false,
+    ));
+    let mut topology = Topology::new();
+    topology.add("primary", Role::Primary, Arc::new(primary));
+    topology.add(
+        "backup-1",
+        Role::Backup,
+        Hinted::dialling(backup, Duration::from_secs(5), false),
+    );
+    let result = round(&tank, &tank, &topology, &job(false));
+    assert!(result.incidents.is_empty(), "{:?}", result.incidents);
+    assert_eq!(result.status, RoundEnd::Pinned, "{:?}", result.trace);
+    let hints: Vec<(u64, Option<u64>)> = result
+        .history
+        .iter()
+        .filter(|e| matches!(&e.action, Action::Connect(_)))
+        .map(|e| (e.started_ms, e.ended_ms))
+        .collect();
+    assert_eq!(hints.len(), 2, "{hints:?}");
+    assert!(
+        hints[1].0 >= hints[0].1.expect("the first dial ended"),
+        "the second hint started before the first ended: {hints:?}"
     );
 }

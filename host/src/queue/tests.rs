@@ -277,6 +277,18 @@ fn commits_are_fully_synchronous() {
         State::Pinned,
         "finish returns the pin as it left it"
     );
+    // A claim that fails midway leaves nothing claimed, and the connection at FULL.
+    q.submit(&sub("bafy-b", "job-b", true), 30).expect("submit");
+    q.with(|c| {
+        Ok(c.execute_batch(
+            "CREATE TRIGGER no_claims BEFORE UPDATE ON pins BEGIN SELECT RAISE(ABORT, 'injected'); END;",
+        )?)
+    })
+    .expect("trigger");
+    assert!(q.claim_due(40).is_err(), "the injected failure");
+    assert_eq!(level(), 2, "FULL after a failed claim");
+    let b = q.by_cid("bafy-b").expect("read").expect("the pin");
+    assert_eq!(b.state, State::Queued, "nothing half-claimed");
 }
 
 /// Issue 12, item 7: CIDv0 and CIDv1 of the same content are one pin; each job id keeps the

@@ -119,10 +119,13 @@ pub fn lane(
 ) -> Lane {
     let mut attempts = 0u32;
     let mut phase = Phase::Start;
+    // A hint still running that a pin started beside: not waited for, but no second hint
+    // starts before it ends (the host refuses one action twice on a node).
+    let mut hint_running = false;
     for (i, event) in events.iter().enumerate() {
         let Some(outcome) = &event.outcome else {
-            // A hint that a pin started beside (or after) is not waited for.
             if matches!(event.action, Action::Connect(_)) && i + 1 < events.len() {
+                hint_running = true;
                 continue;
             }
             return Lane::Busy;
@@ -183,6 +186,8 @@ pub fn lane(
             None => Lane::Next(vec![pin()]),
         },
         Phase::Waited => match hint {
+            // The retry's hint renews the connection the first one may still be making.
+            Some(_) if hint_running => Lane::Busy,
             Some(h) => Lane::Next(vec![connect(h)]),
             None => Lane::Next(vec![pin()]),
         },
@@ -288,13 +293,27 @@ mod tests {
         assert_eq!(next("b", Some("p"), &h), Lane::Busy);
         // A hint alone (a retry's) is waited for.
         assert_eq!(next("b", Some("p"), &[running(hint())]), Lane::Busy);
+        // The pin failed and its backoff ended before the first dial did: the retry's hint
+        // waits for it (a second connect on the node would be refused).
+        let backoff = Action::Wait(WaitRequest {
+            ms: 2_000,
+            node: Some("b".into()),
+        });
+        let mut h = vec![
+            running(hint()),
+            done(pin("b"), Outcome::Unreachable("refused".into())),
+            done(backoff, Outcome::Ok),
+        ];
+        assert_eq!(next("b", Some("p"), &h), Lane::Busy);
+        h[0] = done(hint(), Outcome::Ok);
+        assert_eq!(next("b", Some("p"), &h), Lane::Next(vec![hint()]));
     }
 
     #[test]
     fn a_retry_on_a_backup_renews_its_hint_before_the_pin() {
         let mut h = vec![done(hint(), Outcome::Ok), done(pin("b"), Outcome::Stalled)];
         assert!(matches!(
-            next("b", Some("p"), &h).clone(),
+            next("b", Some("p"), &h),
             Lane::Next(v) if matches!(v.as_slice(), [Action::Wait(_)])
         ));
         h.push(done(
@@ -339,7 +358,7 @@ mod tests {
             done(Action::Verify("p".into()), Outcome::NotPinned),
         ];
         assert_eq!(next("p", None, &h), backoff);
-        // Whatever the check beside it found, ended first or last.
+        // Whatever the check beside it found.
         let mut h = h.to_vec();
         h.push(done(Action::CheckRetrievable("p".into()), Outcome::Ok));
         assert_eq!(next("p", None, &h), backoff);
