@@ -394,10 +394,10 @@ fn median(values: &[f64]) -> f64 {
 }
 
 /// Empties B for the next drain: unpins every CID, then collects their blocks, so the next
-/// drain fetches all of them again from A, over a new connection to A (`a_addrs`). The new
-/// connection is a precaution: one drain after a `repo/gc` hung (2026-12-07, cause not found),
-/// while pins over the old connection after a collection went through in a reproduction, and
-/// do in `kubo_daemon::a_backup_fetches_over_its_connection_after_a_repo_gc`.
+/// drain fetches all of them again from A, over a new connection to A (`a_addrs`). Over the old
+/// connection a drain after a `repo/gc` can hang: one of 300 pins waited for good on wants that
+/// never reached A (Kubo 0.43.1; seen 2026-12-07 and reproduced 2026-12-08), while a small
+/// case goes through (`kubo_daemon::a_backup_fetches_over_its_connection_after_a_repo_gc`).
 async fn empty(b: &KuboClient, a_addrs: &[String], api: &str, cids: &[String]) -> Result<()> {
     let http = rpc_client()?;
     for batch in cids.chunks(RM_BATCH) {
