@@ -3,7 +3,7 @@
 
 use crate::support::policies::{job, params, registry, round, script};
 use async_trait::async_trait;
-use pinwarden::executor::{RoundEnd, Topology};
+use pinwarden::executor::{RoundEnd, RoundResult, Topology};
 use pinwarden::health::Progress;
 use pinwarden::node::{Capabilities, Node, NodeKind};
 use pinwarden::sim::node::{PinAnswer, SimNode};
@@ -25,11 +25,7 @@ struct Hinted {
 }
 
 impl Hinted {
-    fn new(inner: SimNode, dial_fails: bool) -> Arc<Hinted> {
-        Hinted::dialling(inner, DIAL, dial_fails)
-    }
-
-    fn dialling(inner: SimNode, dial: Duration, dial_fails: bool) -> Arc<Hinted> {
+    fn new(inner: SimNode, dial: Duration, dial_fails: bool) -> Arc<Hinted> {
         Arc::new(Hinted {
             inner,
             dial,
@@ -74,8 +70,27 @@ impl Node for Hinted {
     }
 }
 
-/// A primary that refuses every pin, and a backup of `kind` whose dials fail if `dial_fails`.
-fn nodes(kind: NodeKind, dial_fails: bool) -> (Topology, Arc<Hinted>) {
+/// The backup of a round: its kind, its pins' answers, how long its dials take and whether
+/// they fail.
+struct Backup {
+    kind: NodeKind,
+    pins: &'static [PinAnswer],
+    dial: Duration,
+    dial_fails: bool,
+}
+
+impl Backup {
+    /// A Kubo backup whose pins work and whose dials take [`DIAL`].
+    const KUBO: Backup = Backup {
+        kind: NodeKind::Kubo,
+        pins: &[],
+        dial: DIAL,
+        dial_fails: false,
+    };
+}
+
+/// A primary that refuses every pin, and `backup`. Returns the primary, to read what it was told.
+fn nodes(backup: Backup) -> (Topology, Arc<Hinted>) {
     let primary = Hinted::new(
         SimNode::new(script(
             "primary",
@@ -83,10 +98,11 @@ fn nodes(kind: NodeKind, dial_fails: bool) -> (Topology, Arc<Hinted>) {
             &[PinAnswer::Refused],
             false,
         )),
+        DIAL,
         false,
     );
-    let mut backup = script("backup-1", Role::Backup, &[], false);
-    backup.kind = kind;
+    let mut script = script("backup-1", Role::Backup, backup.pins, false);
+    script.kind = backup.kind;
     let mut topology = Topology::new();
     topology.add(
         "primary",
@@ -96,20 +112,22 @@ fn nodes(kind: NodeKind, dial_fails: bool) -> (Topology, Arc<Hinted>) {
     topology.add(
         "backup-1",
         Role::Backup,
-        Hinted::new(SimNode::new(backup), dial_fails),
+        Hinted::new(SimNode::new(script), backup.dial, backup.dial_fails),
     );
     (topology, primary)
 }
 
-/// Tank-mode with one attempt per node and no breaker.
-fn tank_mode(registry: &pinwarden::policy::Registry) -> Arc<pinwarden::policy::Policy> {
-    registry
-        .builtin(
-            "tank-mode",
-            &params(&[("attempts", "1"), ("breaker_failures", "0")]),
-        )
+/// One attempt per node, no breaker.
+const ONE_TRY: &[(&str, &str)] = &[("attempts", "1"), ("breaker_failures", "0")];
+
+/// One round of tank-mode with `pairs` on `topology`.
+fn tank_round(pairs: &[(&str, &str)], topology: &Topology) -> RoundResult {
+    let registry = registry();
+    let tank = registry
+        .builtin("tank-mode", &params(pairs))
         .expect("a built-in")
-        .expect("tank-mode loads")
+        .expect("tank-mode loads");
+    round(&tank, &tank, topology, &job(false))
 }
 
 /// When the backup's first pin started, and when its hint ended (ms into the round).
@@ -129,16 +147,17 @@ fn hint_and_pin(history: &[pinwarden::Event]) -> (u64, u64) {
 /// addresses again (the primary may have restarted on other ports); the pin goes ahead.
 #[test]
 fn a_failed_dial_tells_the_provider_and_the_pin_goes_ahead() {
-    let registry = registry();
-    let tank = tank_mode(&registry);
-    let (topology, primary) = nodes(NodeKind::Kubo, true);
-    let result = round(&tank, &tank, &topology, &job(false));
+    let (topology, primary) = nodes(Backup {
+        dial_fails: true,
+        ..Backup::KUBO
+    });
+    let result = tank_round(ONE_TRY, &topology);
     assert_eq!(result.status, RoundEnd::Pinned, "{:?}", result.trace);
     assert_eq!(result.confirmed, ["backup-1"]);
     assert_eq!(primary.told_failed.load(Ordering::SeqCst), 1);
     // A dial that works tells nothing.
-    let (topology, primary) = nodes(NodeKind::Kubo, false);
-    let result = round(&tank, &tank, &topology, &job(false));
+    let (topology, primary) = nodes(Backup::KUBO);
+    let result = tank_round(ONE_TRY, &topology);
     assert_eq!(result.status, RoundEnd::Pinned, "{:?}", result.trace);
     assert_eq!(primary.told_failed.load(Ordering::SeqCst), 0);
 }
@@ -147,24 +166,20 @@ fn a_failed_dial_tells_the_provider_and_the_pin_goes_ahead() {
 /// whose addresses are its request's origins.
 #[test]
 fn a_kubo_backup_pins_beside_its_hint_and_a_cluster_after_it() {
-    let registry = registry();
-    let tank = tank_mode(&registry);
-    let (topology, _) = nodes(NodeKind::Kubo, false);
-    let result = round(&tank, &tank, &topology, &job(false));
-    assert_eq!(result.status, RoundEnd::Pinned, "{:?}", result.trace);
-    let (hint_ended, pin_started) = hint_and_pin(&result.history);
-    assert!(
-        pin_started < hint_ended,
-        "the pin started at {pin_started} ms, the hint ended at {hint_ended} ms"
-    );
-    let (topology, _) = nodes(NodeKind::Cluster, false);
-    let result = round(&tank, &tank, &topology, &job(false));
-    assert_eq!(result.status, RoundEnd::Pinned, "{:?}", result.trace);
-    let (hint_ended, pin_started) = hint_and_pin(&result.history);
-    assert!(
-        pin_started >= hint_ended,
-        "the pin started at {pin_started} ms, the hint ended at {hint_ended} ms"
-    );
+    for kind in [NodeKind::Kubo, NodeKind::Cluster] {
+        let (topology, _) = nodes(Backup {
+            kind,
+            ..Backup::KUBO
+        });
+        let result = tank_round(ONE_TRY, &topology);
+        assert_eq!(result.status, RoundEnd::Pinned, "{:?}", result.trace);
+        let (hint_ended, pin_started) = hint_and_pin(&result.history);
+        assert_eq!(
+            pin_started < hint_ended,
+            kind == NodeKind::Kubo,
+            "{kind:?}: the pin started at {pin_started} ms, the hint ended at {hint_ended} ms"
+        );
+    }
 }
 
 /// A backup whose first pin fails at once, with a backoff shorter than its dial: the retry's hint
@@ -172,38 +187,17 @@ fn a_kubo_backup_pins_beside_its_hint_and_a_cluster_after_it() {
 /// then renews the connection, and the retry pins.
 #[test]
 fn a_retry_waits_for_a_first_hint_still_dialling() {
-    let registry = registry();
-    let tank = registry
-        .builtin(
-            "tank-mode",
-            &params(&[
-                ("attempts", "2"),
-                ("breaker_failures", "0"),
-                ("base_delay_ms", "100"),
-            ]),
-        )
-        .expect("a built-in")
-        .expect("tank-mode loads");
-    let primary = SimNode::new(script(
-        "primary",
-        Role::Primary,
-        &[PinAnswer::Refused],
-        false,
-    ));
-    let backup = SimNode::new(script(
-        "backup-1",
-        Role::Backup,
-        &[PinAnswer::Refused, PinAnswer::Ok],
-        false,
-    ));
-    let mut topology = Topology::new();
-    topology.add("primary", Role::Primary, Arc::new(primary));
-    topology.add(
-        "backup-1",
-        Role::Backup,
-        Hinted::dialling(backup, Duration::from_secs(5), false),
-    );
-    let result = round(&tank, &tank, &topology, &job(false));
+    let (topology, _) = nodes(Backup {
+        pins: &[PinAnswer::Refused, PinAnswer::Ok],
+        dial: Duration::from_secs(5),
+        ..Backup::KUBO
+    });
+    let quick_retry = [
+        ("attempts", "2"),
+        ("breaker_failures", "0"),
+        ("base_delay_ms", "100"),
+    ];
+    let result = tank_round(&quick_retry, &topology);
     assert!(result.incidents.is_empty(), "{:?}", result.incidents);
     assert_eq!(result.status, RoundEnd::Pinned, "{:?}", result.trace);
     let hints: Vec<(u64, Option<u64>)> = result
