@@ -74,6 +74,8 @@ fn cpu_since(pids: &[u32], before: [f64; 2]) -> [f64; 2] {
 /// A with `n` HLS directories uploaded unpinned, B connected to it.
 struct Nodes {
     cluster: IpfsCluster,
+    /// A's and B's daemons, for their CPU.
+    pids: Vec<u32>,
     b: KuboClient,
     /// A's swarm addresses.
     addrs: Vec<String>,
@@ -100,6 +102,7 @@ impl Nodes {
         }
         let api_b = cluster.api_url(1);
         Ok(Nodes {
+            pids: cluster.pids(),
             cluster,
             b,
             addrs,
@@ -110,6 +113,21 @@ impl Nodes {
 
     async fn empty_b(&self) -> Result<()> {
         empty(&self.b, &self.addrs, &self.api_b, &self.cids).await
+    }
+
+    /// B pins every CID directly, making `calls` around each `pin/add` (see [`direct_drain`]).
+    async fn direct(&self, calls: Calls) -> Result<Duration> {
+        direct_drain(&self.api_b, &self.cids, calls, &self.addrs).await
+    }
+
+    /// `drain`, then B emptied for the next one: what it returned, and the CPU the two nodes
+    /// used during it (not while B was emptied).
+    async fn measured<T>(&self, drain: impl Future<Output = Result<T>>) -> Result<(T, [f64; 2])> {
+        let before = cpu_now(&self.pids);
+        let drained = drain.await?;
+        let cpu = cpu_since(&self.pids, before);
+        self.empty_b().await?;
+        Ok((drained, cpu))
     }
 }
 
@@ -126,7 +144,6 @@ pub(super) async fn calls(args: &Args) -> Result<()> {
         args.size_kb
     );
     let nodes = Nodes::start(args, n).await?;
-    let pids = nodes.cluster.pids();
     let one = |f: fn(&mut Calls)| {
         let mut c = Calls::BARE;
         f(&mut c);
@@ -140,8 +157,7 @@ pub(super) async fn calls(args: &Args) -> Result<()> {
         Calls::GATED,
         Calls::PINWARDEN,
     ];
-    let warmup = direct_drain(&nodes.api_b, &nodes.cids, Calls::BARE, &nodes.addrs).await?;
-    nodes.empty_b().await?;
+    let (warmup, _) = nodes.measured(nodes.direct(Calls::BARE)).await?;
     println!("warm-up (not compared): {:.2} s", warmup.as_secs_f64());
     // Per profile: the rate against the repetition's bare drain, and A's and B's CPU per pin.
     let mut seen: Vec<(Vec<f64>, Vec<f64>, Vec<f64>)> = vec![Default::default(); profiles.len()];
@@ -151,10 +167,7 @@ pub(super) async fn calls(args: &Args) -> Result<()> {
         for k in 0..profiles.len() {
             let i = (k + rep - 1) % profiles.len();
             let calls = profiles[i];
-            let before = cpu_now(&pids);
-            let took = direct_drain(&nodes.api_b, &nodes.cids, calls, &nodes.addrs).await?;
-            let cpu = cpu_since(&pids, before);
-            nodes.empty_b().await?;
+            let (took, cpu) = nodes.measured(nodes.direct(calls)).await?;
             rates[i] = n as f64 / took.as_secs_f64();
             println!(
                 "repetition {rep}: {:<45} {:.2}/s, A {:.1} ms / B {:.1} ms of CPU per pin",
@@ -193,33 +206,24 @@ pub(super) async fn drain(args: &Args) -> Result<()> {
         "\n== drain: {n} lazy jobs of {} KiB behind a Kubo primary whose pin/add stalls, against the backup's direct pin rate ({reps} repetitions)",
         args.size_kb
     );
-    let Nodes {
-        cluster,
-        b,
-        addrs,
-        cids,
-        api_b,
-    } = Nodes::start(args, n).await?;
-    let stalling = FaultProxy::start(&cluster.api_url(0)).await?;
+    let nodes = Nodes::start(args, n).await?;
+    let stalling = FaultProxy::start(&nodes.cluster.api_url(0)).await?;
     stalling.set_mode(Mode::StallMidStream).await;
     let rate = |d: Duration| n as f64 / d.as_secs_f64();
-    let empty_b = || empty(&b, &addrs, &api_b, &cids);
+    let primary = stalling.url();
+    let pinwarden = async |bin: &std::path::Path| {
+        pinwarden_drain(args, bin, &primary, &nodes.api_b, &nodes.cids).await
+    };
 
-    let warmup = direct_drain(&api_b, &cids, Calls::BARE, &addrs).await?;
-    empty_b().await?;
+    let (warmup, _) = nodes.measured(nodes.direct(Calls::BARE)).await?;
     println!(
         "warm-up: B pins {n} directly (not compared): {:.2} s, {:.2} pins/s",
         warmup.as_secs_f64(),
         rate(warmup)
     );
     let mut runs = Vec::with_capacity(reps);
-    let pids = cluster.pids();
     for rep in 1..=reps {
-        let mut kubo_cpu = [[f64::NAN; 2]; 3];
-        let before = cpu_now(&pids);
-        let bare = direct_drain(&api_b, &cids, Calls::BARE, &addrs).await?;
-        kubo_cpu[0] = cpu_since(&pids, before);
-        empty_b().await?;
+        let (bare, bare_cpu) = nodes.measured(nodes.direct(Calls::BARE)).await?;
         // The other binary goes first in every second repetition, so neither always drains
         // on the nodes the other has just worked.
         let mut against = None;
@@ -229,44 +233,35 @@ pub(super) async fn drain(args: &Args) -> Result<()> {
                 return Ok(None);
             };
             println!("the same drain with {}:", bin.display());
-            let drained = pinwarden_drain(args, bin, &stalling.url(), &api_b, &cids).await?;
-            empty_b().await?;
-            Ok(Some(drained))
+            Ok(Some(nodes.measured(pinwarden(bin)).await?.0))
         };
         if other_first {
             against = other().await?;
         }
-        let before = cpu_now(&pids);
-        let (pinwarden, first_wave) =
-            pinwarden_drain(args, &args.bin, &stalling.url(), &api_b, &cids).await?;
-        kubo_cpu[1] = cpu_since(&pids, before);
-        empty_b().await?;
+        let ((drained, first_wave), pinwarden_cpu) = nodes.measured(pinwarden(&args.bin)).await?;
         if !other_first {
             against = other().await?;
         }
-        let before = cpu_now(&pids);
-        let gated = direct_drain(&api_b, &cids, Calls::GATED, &addrs).await?;
-        kubo_cpu[2] = cpu_since(&pids, before);
-        empty_b().await?;
+        let (gated, gated_cpu) = nodes.measured(nodes.direct(Calls::GATED)).await?;
         println!(
             "repetition {rep}: bare {:.2} s ({:.2}/s), pinwarden {:.2} s ({:.2}/s), gated {:.2} s ({:.2}/s)",
             bare.as_secs_f64(),
             rate(bare),
-            pinwarden.as_secs_f64(),
-            rate(pinwarden),
+            drained.as_secs_f64(),
+            rate(drained),
             gated.as_secs_f64(),
             rate(gated)
         );
         runs.push(Rep {
             bare,
-            pinwarden,
+            pinwarden: drained,
             first_wave,
             gated,
-            kubo_cpu,
+            kubo_cpu: [bare_cpu, pinwarden_cpu, gated_cpu],
             against,
         });
     }
-    let last = direct_drain(&api_b, &cids, Calls::BARE, &addrs).await?;
+    let last = nodes.direct(Calls::BARE).await?;
     println!(
         "last bare drain: {:.2} s ({:.2}/s)",
         last.as_secs_f64(),
