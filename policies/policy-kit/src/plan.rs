@@ -39,12 +39,7 @@ pub fn plan(
         .filter_map(|&name| nodes.iter().find(|n| n.name == name))
         .collect();
     let lane_of = |node: &Node, events: &[&Event], budget: u32| {
-        // Backups get a provider hint: connect them to the primary, which has the blocks.
-        let hint = provider.filter(|&p| p != node.name).map(|provider| Hint {
-            provider,
-            beside_pin: node.kind == NodeKind::Kubo,
-        });
-        lane(&node.name, hint, events, s, budget)
+        lane(&node.name, hint(node, provider), events, s, budget)
     };
     // Every breaker open: the last resort is one attempt on each node, not no attempt at all.
     // (This round's own failures only open breakers further, so once true it stays true.)
@@ -122,6 +117,16 @@ pub fn plan(
         actions.extend(hedge_look(history, &due));
     }
     actions
+}
+
+/// A node's provider hint: backups connect to the primary, which has the blocks. A Kubo node's
+/// first hint may run beside its pin (it sends its wants to a peer as they connect); a remote
+/// tier's must end first, since its addresses become the request's origins.
+fn hint<'a>(node: &Node, primary: Option<&'a str>) -> Option<Hint<'a>> {
+    primary.filter(|&p| p != node.name).map(|provider| Hint {
+        provider,
+        beside_pin: node.kind == NodeKind::Kubo,
+    })
 }
 
 /// With a node to spare: a wait until the soonest hedge that is due but not yet (`due`, per
